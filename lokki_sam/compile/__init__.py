@@ -1,0 +1,1 @@
+"""Renderings of a FlowGraph for AWS: the state machine (asl), the SAM template (sam), events."""

@@ -1,0 +1,52 @@
+"""Names shared by the ASL compiler, the SAM renderer, the runtime and the deployed-flow commands.
+
+One place decides every generated name, so a state machine's `${...}` substitutions, the
+template's logical IDs and outputs, and the runtime's environment always agree.
+"""
+
+from __future__ import annotations
+
+import re
+
+HANDLER = "lokki_sam.runtime.handler"
+
+# Environment of every generated function (read by lokki_sam.runtime).
+ENV_MODULE = "LOKKI_MODULE"  # dotted module of the flow, importable from the function's CodeUri
+ENV_FLOW = "LOKKI_FLOW"  # flow name
+ENV_STEP = "LOKKI_STEP"  # step name (one function per flow and step)
+ENV_BUCKET = "LOKKI_BUCKET"  # artifact bucket
+ENV_PREFIX = "LOKKI_PREFIX"  # the flow's key prefix in the bucket; the runtime refuses anything outside it
+
+BUCKET_ID = "ArtifactBucket"
+BUCKET_SUBSTITUTION = "ArtifactBucketName"
+BUCKET_OUTPUT = "ArtifactBucketName"
+
+
+def pascal(name: str) -> str:
+    """`get_birds` -> `GetBirds`; the result is a valid CloudFormation logical-ID fragment."""
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", name) if p]
+    return "".join(p[:1].upper() + p[1:] for p in parts)
+
+
+def flow_prefix(flow: str) -> str:
+    return f"lokki/{flow}"
+
+
+def function_id(flow: str, step: str) -> str:
+    return f"{pascal(flow)}{pascal(step)}Function"
+
+
+def function_arn_substitution(flow: str, step: str) -> str:
+    return f"{function_id(flow, step)}Arn"
+
+
+def state_machine_id(flow: str) -> str:
+    return f"{pascal(flow)}StateMachine"
+
+
+def state_machine_name_parameter(flow: str) -> str:
+    return f"{pascal(flow)}StateMachineName"
+
+
+def state_machine_arn_output(flow: str) -> str:
+    return f"{pascal(flow)}StateMachineArn"

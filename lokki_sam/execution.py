@@ -1,0 +1,203 @@
+"""The data protocol: run one step (or one batch of map items) against an artifact store.
+
+Both engines call these functions: the local runner orchestrates them with threads, the
+Lambda runtime runs one per invocation as Step Functions drives it. Inputs are located by
+key from (run, step, item), never passed inline, so both engines see exactly the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lokki_sam import layout
+from lokki_sam.errors import LokkiError
+from lokki_sam.graph import FlowGraph, MapBlock, Node, Stage
+from lokki_sam.store import ArtifactStore
+
+CHUNK_TARGET_BYTES = 1 << 20  # items are grouped into ~1 MiB objects ...
+CHUNK_MAX_ITEMS = 1000  # ... of at most this many items, aligned to batch boundaries
+SIZE_SAMPLE = 32
+
+
+class MapSourceError(LokkiError):
+    """The step before a .map() returned something that is not a list."""
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """One map item: its index and the first index of the chunk object that holds it."""
+
+    index: int
+    chunk: int
+
+    @classmethod
+    def parse(cls, value: Any) -> ItemRef:
+        if not isinstance(value, Mapping) or not isinstance(value.get("i"), int) or not isinstance(value.get("c"), int):
+            raise LokkiError(f"malformed map item reference {value!r}", hint='expected {"i": <index>, "c": <chunk>}')
+        index, chunk = value["i"], value["c"]
+        if not 0 <= chunk <= index:
+            raise LokkiError(f"map item reference {value!r} is inconsistent (chunk after item)")
+        return cls(index, chunk)
+
+
+@dataclass
+class RunContext:
+    graph: FlowGraph
+    store: ArtifactStore
+    run_id: str
+    params: Mapping[str, Any]
+    # Local runs read each items chunk once; a Lambda invocation reads its own chunk.
+    chunk_cache: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        layout.check_run_id(self.run_id)
+
+
+def call_step(ctx: RunContext, node: Node, *data: Any) -> Any:
+    """Call the user's function with its data argument (if any) and its bound keyword arguments."""
+    return node.step.func(*data, **node.kwargs(ctx.params))
+
+
+# ------------------------------------------------------------------------ steps outside maps
+
+
+def run_task(ctx: RunContext, node: Node) -> int | None:
+    """Run a step outside any map. If a map fans out over its result, store the items and the
+    manifest and return the item count; else store the output and return None."""
+    data = () if node.input_from is None else (read_stage_output(ctx, ctx.graph.get(node.input_from)),)
+    result = call_step(ctx, node, *data)
+    fed_map = ctx.graph.map_fed_by(node.id)
+    if fed_map is not None:
+        return write_map_items(ctx, fed_map, node, result)
+    ctx.store.put(layout.task_output(ctx.run_id, node.id), result, what=f"result of step '{node.id}'")
+    return None
+
+
+def write_map_items(ctx: RunContext, block: MapBlock, source: Node, items: Any) -> int:
+    if not isinstance(items, list | tuple):
+        raise MapSourceError(
+            f"step '{source.id}' feeds .map({block.nodes[0].name}) but returned {type(items).__name__}, not a list",
+            where=f"flow '{ctx.graph.name}', step '{source.id}'",
+            hint="return a list of items to fan out over",
+        )
+    items = list(items)
+    size = chunk_size(items, block.options.batch_size)
+    chunks = [
+        (layout.items_chunk(ctx.run_id, block.id, first), items[first : first + size])
+        for first in range(0, len(items), size)
+    ]
+    ctx.store.put_many(chunks, what=f"an item of the list returned by step '{source.id}'")
+    manifest = [{"i": i, "c": layout.chunk_start(i, size)} for i in range(len(items))]
+    ctx.store.put_json(layout.manifest(ctx.run_id, block.id), manifest)
+    return len(items)
+
+
+def chunk_size(items: Sequence[Any], batch_size: int) -> int:
+    """Items per stored chunk: a multiple of batch_size near CHUNK_TARGET_BYTES.
+
+    Fewer, larger objects save requests; alignment with batches means one invocation reads
+    exactly one chunk when Step Functions batches items in order.
+    """
+    if not items:
+        return batch_size
+    import pickle
+
+    sample = items[:SIZE_SAMPLE]
+    try:
+        per_item = max(1, len(pickle.dumps(sample, protocol=5)) // len(sample))
+    except Exception:
+        return batch_size  # the real write reports the unpicklable item
+    wanted = min(CHUNK_MAX_ITEMS, max(1, CHUNK_TARGET_BYTES // per_item))
+    return max(batch_size, (wanted // batch_size) * batch_size)
+
+
+def read_manifest(ctx: RunContext, block: MapBlock) -> list[ItemRef]:
+    raw = ctx.store.get_json(layout.manifest(ctx.run_id, block.id))
+    if not isinstance(raw, list):
+        raise LokkiError(
+            "map manifest is not a JSON list", where=ctx.store.describe(layout.manifest(ctx.run_id, block.id))
+        )
+    return [ItemRef.parse(entry) for entry in raw]
+
+
+# --------------------------------------------------------------------------- map item batches
+
+
+def run_batch(ctx: RunContext, block: MapBlock, node: Node, refs: Sequence[ItemRef]) -> None:
+    """Run one step of a map body on a batch of items; one output object per batch."""
+    if not refs:
+        return
+    first = refs[0].index
+    position = block.nodes.index(node)
+    if position == 0:
+        indexes, inputs = [r.index for r in refs], read_items(ctx, block, refs)
+    else:
+        previous = block.nodes[position - 1]
+        indexes, inputs = ctx.store.get(layout.batch_output(ctx.run_id, block.id, previous.id, first))
+    outputs = [call_step(ctx, node, value) for value in inputs]
+    ctx.store.put(
+        layout.batch_output(ctx.run_id, block.id, node.id, first),
+        (list(indexes), outputs),
+        what=f"result of step '{node.id}' for map item(s) {indexes[0]}..{indexes[-1]}",
+    )
+
+
+def read_items(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef]) -> list[Any]:
+    keys = sorted({layout.items_chunk(ctx.run_id, block.id, r.chunk) for r in refs})
+    missing = [k for k in keys if k not in ctx.chunk_cache]
+    chunk: list[Any]
+    for key, chunk in zip(missing, ctx.store.get_many(missing), strict=True):
+        ctx.chunk_cache[key] = chunk
+    values = []
+    for ref in refs:
+        chunk = ctx.chunk_cache[layout.items_chunk(ctx.run_id, block.id, ref.chunk)]
+        offset = ref.index - ref.chunk
+        if not 0 <= offset < len(chunk):
+            raise LokkiError(f"map item {ref.index} is not in its chunk (manifest and items disagree)")
+        values.append(chunk[offset])
+    return values
+
+
+def completed_batches(ctx: RunContext, block: MapBlock, node: Node) -> set[int]:
+    """First indexes of the batches whose output for `node` exists."""
+    prefix = layout.batch_output_dir(ctx.run_id, block.id, node.id)
+    return {int(key[len(prefix) :].split(".")[0]) for key in ctx.store.list_keys(prefix) if key.endswith(".pkl")}
+
+
+def gather(ctx: RunContext, block: MapBlock) -> list[Any]:
+    """The map's item results in item order; items whose batch failed (tolerated) are absent."""
+    prefix = layout.batch_output_dir(ctx.run_id, block.id, block.last.id)
+    keys = [k for k in ctx.store.list_keys(prefix) if k.endswith(".pkl")]
+    pairs: list[tuple[int, Any]] = []
+    for indexes, outputs in ctx.store.get_many(keys):
+        pairs.extend(zip(indexes, outputs, strict=True))
+    pairs.sort(key=lambda pair: pair[0])
+    return [value for _, value in pairs]
+
+
+# ---------------------------------------------------------------------------------- outputs
+
+
+def read_stage_output(ctx: RunContext, stage: Stage) -> Any:
+    """What a stage produced: a step's result, or a map's list of item results."""
+    if isinstance(stage, MapBlock):
+        return gather(ctx, stage)
+    fed_map = ctx.graph.map_fed_by(stage.id)
+    if fed_map is not None:  # stored as items for the map
+        refs = read_manifest(ctx, fed_map)
+        return read_items(ctx, fed_map, refs)
+    return ctx.store.get(layout.task_output(ctx.run_id, stage.id))
+
+
+def stage_done(ctx: RunContext, stage: Stage) -> bool:
+    """Whether a step outside a map has stored its output (used by resume)."""
+    assert isinstance(stage, Node)
+    fed_map = ctx.graph.map_fed_by(stage.id)
+    key = layout.manifest(ctx.run_id, fed_map.id) if fed_map else layout.task_output(ctx.run_id, stage.id)
+    return ctx.store.exists(key)
+
+
+def read_result(ctx: RunContext) -> Any:
+    return read_stage_output(ctx, ctx.graph.result_stage)

@@ -1,0 +1,114 @@
+"""Resolve FLOW_REF (`path/to/file.py[:flow]` or `package.module[:flow]`) to flows."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from lokki_sam.errors import LokkiError
+from lokki_sam.graph import Flow
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    target, sep, name = ref.rpartition(":")
+    # A Windows drive letter ("C:\\x.py") is not a flow name.
+    if not sep or (len(target) == 1 and target.isalpha()) or "/" in name or "\\" in name:
+        return ref, None
+    return target, (name or None)
+
+
+def load_module(target: str) -> ModuleType:
+    """Import a module by file path or dotted name; user import errors become LokkiErrors."""
+    is_path = target.endswith(".py") or "/" in target or "\\" in target
+    if is_path:
+        path = Path(target)
+        if not path.is_file():
+            raise LokkiError(f"file not found: {target}", hint="give a path to a .py file or a module name")
+        module_name, search_root = _module_name_for(path.resolve())
+        if str(search_root) not in sys.path:
+            sys.path.insert(0, str(search_root))
+    else:
+        module_name = target
+        if "" not in sys.path and str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))
+    try:
+        return importlib.import_module(module_name)
+    except LokkiError as exc:
+        exc.where = exc.where or f"module {module_name}"
+        raise
+    except ModuleNotFoundError as exc:
+        if not is_path and exc.name and module_name.startswith(exc.name):
+            raise LokkiError(
+                f"module not found: {module_name}",
+                hint="check the name, or give a file path like flows/my_flow.py",
+            ) from None
+        raise _import_failed(module_name, exc) from None
+    except Exception as exc:  # the user's module raised while importing
+        raise _import_failed(module_name, exc) from None
+
+
+def _import_failed(module_name: str, exc: BaseException) -> LokkiError:
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if "importlib" not in f.filename and "lokki_sam" not in f.filename]
+    where = f"{user[-1].filename}:{user[-1].lineno}" if user else module_name
+    return LokkiError(
+        f"importing {module_name} failed: {type(exc).__name__}: {exc}",
+        where=where,
+        hint="fix the error above; `python -c 'import " + module_name + "'` shows the full traceback",
+    )
+
+
+def _module_name_for(path: Path) -> tuple[str, Path]:
+    """Dotted module name for a file, walking up through packages (dirs with __init__.py)."""
+    parts = [path.stem]
+    parent = path.parent
+    while (parent / "__init__.py").is_file():
+        parts.insert(0, parent.name)
+        parent = parent.parent
+    return ".".join(parts), parent
+
+
+def flows_in(module: ModuleType) -> dict[str, Flow]:
+    """Flows defined in `module`, by flow name, in definition order."""
+    found: dict[str, Flow] = {}
+    for value in vars(module).values():
+        if isinstance(value, Flow) and value.func.__module__ == module.__name__:
+            found.setdefault(value.name, value)
+    return found
+
+
+def load_flows(ref: str) -> list[Flow]:
+    """All flows FLOW_REF names: one if it names a flow, else every flow in the module."""
+    target, name = split_ref(ref)
+    module = load_module(target)
+    found = flows_in(module)
+    if name is not None:
+        if name in found:
+            return [found[name]]
+        by_attr = getattr(module, name, None)
+        if isinstance(by_attr, Flow):
+            return [by_attr]
+        raise LokkiError(
+            f"no flow '{name}' in {target}",
+            hint=f"flows there: {', '.join(found) or 'none (decorate a function with @flow)'}",
+        )
+    if not found:
+        raise LokkiError(f"no flow in {target}", hint="decorate a function with @flow")
+    return list(found.values())
+
+
+def load_flow(ref: str) -> Flow:
+    """Exactly one flow: the named one, or the module's only flow."""
+    flows = load_flows(ref)
+    if len(flows) > 1:
+        target, _ = split_ref(ref)
+        names = ", ".join(f.name for f in flows)
+        raise LokkiError(
+            f"{target} defines several flows ({names}); choose one",
+            hint=f"{target}:{flows[0].name}",
+        )
+    return flows[0]

@@ -1,0 +1,306 @@
+"""The local runner: executes a flow graph in-process on the shared data protocol.
+
+Maps run their batches in a thread pool of `concurrency` workers (default LOCAL_CONCURRENCY);
+each batch runs the whole map body, like a child execution in Step Functions. Everything is
+persisted under the run's directory, so `resume` recomputes only what did not complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import secrets
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lokki_sam import __version__, execution, layout
+from lokki_sam.errors import LokkiError, StepFailed, StoreError
+from lokki_sam.execution import ItemRef, RunContext
+from lokki_sam.graph import Flow, FlowGraph, MapBlock, Node
+from lokki_sam.params import resolve_params
+from lokki_sam.progress import Reporter
+from lokki_sam.retry import call_with_retry
+from lokki_sam.store import ArtifactStore, LocalStore
+
+DEFAULT_STORE = Path(".lokki") / "runs"
+LOCAL_CONCURRENCY = min(32, (os.cpu_count() or 1) * 4)
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    map_id: str
+    step: str
+    indexes: tuple[int, ...]
+    error_type: str
+    message: str
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    result: Any
+    params: dict[str, Any]
+    failures: list[ItemFailure] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class MapFailed(StepFailed):
+    """More map items failed than the map tolerates."""
+
+    def __init__(self, message: str, failures: list[ItemFailure], **kwargs: Any) -> None:
+        self.failures = failures
+        super().__init__(message, **kwargs)
+
+
+def new_run_id(flow_name: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{flow_name}-{stamp}-{secrets.token_hex(3)}"
+
+
+def run_flow(
+    target: Flow | FlowGraph,
+    params: Mapping[str, Any] | None = None,
+    *,
+    store: ArtifactStore | str | os.PathLike[str] | None = None,
+    run_id: str | None = None,
+    resume: str | None = None,
+    reporter: Reporter | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunOutcome:
+    """Run a flow locally and return its result. `params` are raw values (CLI strings or
+    Python/JSON values), validated and coerced like every other entry point."""
+    graph = target.graph if isinstance(target, Flow) else target
+    if store is None or isinstance(store, str | os.PathLike):
+        store = LocalStore(store if store is not None else DEFAULT_STORE)
+    runner = LocalRunner(graph, store, reporter or Reporter(), sleep)
+    if resume is not None:
+        if params:
+            raise LokkiError(
+                "parameters cannot be changed when resuming",
+                where=f"run {resume}",
+                hint="resume with the run's own parameters, or start a new run",
+            )
+        return runner.resume(resume)
+    return runner.start(dict(params or {}), run_id or new_run_id(graph.name))
+
+
+class LocalRunner:
+    def __init__(
+        self, graph: FlowGraph, store: ArtifactStore, reporter: Reporter, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.graph = graph
+        self.store = store
+        self.reporter = reporter
+        self.sleep = sleep
+
+    # ---------------------------------------------------------------- entry points
+
+    def start(self, raw_params: dict[str, Any], run_id: str) -> RunOutcome:
+        layout.check_run_id(run_id)
+        where = f"flow '{self.graph.name}'"
+        params = resolve_params(self.graph.params, raw_params, where=where)
+        if self.store.exists(layout.run_record(run_id)):
+            raise LokkiError(f"run {run_id} already exists", where=where, hint=f"resume it with --resume {run_id}")
+        record = {
+            "flow": self.graph.name,
+            "module": self.graph.module,
+            "run_id": run_id,
+            "params": _jsonable(params),
+            "status": "running",
+            "lokki_sam": __version__,
+            "started": time.time(),
+        }
+        self.store.put_json(layout.run_record(run_id), record)
+        return self._execute(RunContext(self.graph, self.store, run_id, params), record, resumed=False)
+
+    def resume(self, run_id: str) -> RunOutcome:
+        layout.check_run_id(run_id)
+        try:
+            record = self.store.get_json(layout.run_record(run_id))
+        except StoreError:
+            raise LokkiError(
+                f"no run {run_id} in {self.store.describe('')}", hint="check the run id and --store"
+            ) from None
+        if record.get("flow") != self.graph.name:
+            raise LokkiError(
+                f"run {run_id} belongs to flow '{record.get('flow')}', not '{self.graph.name}'",
+                hint="pick the matching flow in FLOW_REF",
+            )
+        params = resolve_params(self.graph.params, record.get("params", {}), where=f"run {run_id}")
+        record["status"] = "running"
+        return self._execute(RunContext(self.graph, self.store, run_id, params), record, resumed=True)
+
+    # ---------------------------------------------------------------- orchestration
+
+    def _execute(self, ctx: RunContext, record: dict[str, Any], resumed: bool) -> RunOutcome:
+        started = time.perf_counter()
+        self.reporter.run_started(self.graph.name, ctx.run_id, dict(ctx.params), resumed)
+        failures: list[ItemFailure] = []
+        status = "failed"
+        try:
+            for stage in self.graph.stages:
+                if isinstance(stage, MapBlock):
+                    failures.extend(self._run_map(ctx, stage))
+                else:
+                    self._run_task(ctx, stage)
+            result = execution.read_result(ctx)
+            status = "succeeded"
+        finally:
+            seconds = time.perf_counter() - started
+            record.update(status=status, finished=time.time())
+            self.store.put_json(layout.run_record(ctx.run_id), record)
+            self.reporter.run_finished(ctx.run_id, status, seconds)
+        return RunOutcome(ctx.run_id, result, dict(ctx.params), failures, seconds)
+
+    def _run_task(self, ctx: RunContext, node: Node) -> None:
+        if execution.stage_done(ctx, node):
+            self.reporter.step_skipped(node.id)
+            return
+        self.reporter.step_started(node.id)
+        began = time.perf_counter()
+        try:
+            call_with_retry(
+                lambda: execution.run_task(ctx, node),
+                node.step.options.retry,
+                on_retry=lambda n, exc, w: self.reporter.step_retry(node.id, n, exc, w, None),
+                sleep=self.sleep,
+            )
+        except LokkiError:
+            raise
+        except Exception as exc:
+            raise StepFailed(
+                f"step '{node.id}' failed: {type(exc).__name__}: {exc}\n{_user_traceback(exc)}",
+                where=f"flow '{self.graph.name}', run {ctx.run_id}",
+                hint=f"fix it, then resume with: --resume {ctx.run_id}",
+            ) from exc
+        self.reporter.step_finished(node.id, time.perf_counter() - began)
+
+    def _run_map(self, ctx: RunContext, block: MapBlock) -> list[ItemFailure]:
+        refs = execution.read_manifest(ctx, block)
+        batch_size = block.options.batch_size
+        batches = [refs[i : i + batch_size] for i in range(0, len(refs), batch_size)]
+        done = execution.completed_batches(ctx, block, block.last)
+        todo = [b for b in batches if b[0].index not in done]
+        total = len(refs)
+        self.reporter.map_started(block.id, total, len(batches), total - sum(len(b) for b in todo))
+        began = time.perf_counter()
+        # Which batch outputs exist per step, so a resumed batch skips finished steps.
+        finished = {node.id: execution.completed_batches(ctx, block, node) for node in block.nodes[:-1]}
+        failures: list[ItemFailure] = []
+        failed_items = 0
+        lock = threading.Lock()
+        workers = min(block.options.concurrency or LOCAL_CONCURRENCY, max(1, len(todo)))
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"lokki-{block.id}") as pool:
+            pending: dict[Future[None], list[ItemRef]] = {
+                pool.submit(self._run_batch, ctx, block, batch, finished): batch for batch in todo
+            }
+            while pending:
+                completed, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in completed:
+                    batch = pending.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        self.reporter.map_advanced(block.id, len(batch), failed=False)
+                        continue
+                    if isinstance(error, LokkiError):
+                        _cancel(pending)
+                        raise error
+                    failure = self._record_failure(ctx, block, batch, error)
+                    with lock:
+                        failures.append(failure)
+                        failed_items += len(batch)
+                    self.reporter.item_failed(block.id, list(failure.indexes), error)
+                    self.reporter.map_advanced(block.id, len(batch), failed=True)
+                    if not block.options.tolerates(failed_items, total):
+                        _cancel(pending)
+                        raise self._map_failed(ctx, block, failures, failed_items, total)
+        self.reporter.map_finished(block.id, total - failed_items, failed_items)
+        self.reporter.step_finished(block.id, time.perf_counter() - began)
+        return failures
+
+    def _run_batch(self, ctx: RunContext, block: MapBlock, batch: list[ItemRef], finished: dict[str, set[int]]) -> None:
+        first = batch[0].index
+        for node in block.nodes:
+            if first in finished.get(node.id, ()):
+                continue
+            try:
+                call_with_retry(
+                    functools.partial(execution.run_batch, ctx, block, node, batch),
+                    node.step.options.retry,
+                    on_retry=functools.partial(self._report_retry, node.id, first),
+                    sleep=self.sleep,
+                )
+            except Exception as exc:
+                exc.__lokki_step__ = node.id  # type: ignore[attr-defined]  # named in the failure report
+                raise
+
+    def _report_retry(self, step: str, item: int, attempt: int, error: BaseException, wait: float) -> None:
+        self.reporter.step_retry(step, attempt, error, wait, item)
+
+    def _record_failure(
+        self, ctx: RunContext, block: MapBlock, batch: list[ItemRef], error: BaseException
+    ) -> ItemFailure:
+        step_id = getattr(error, "__lokki_step__", block.nodes[0].id)
+        failure = ItemFailure(block.id, step_id, tuple(r.index for r in batch), type(error).__name__, str(error))
+        self.store.put_json(
+            layout.failure(ctx.run_id, block.id, batch[0].index),
+            {
+                "items": list(failure.indexes),
+                "error": failure.error_type,
+                "message": failure.message,
+                "traceback": _user_traceback(error),
+            },
+        )
+        return failure
+
+    def _map_failed(
+        self, ctx: RunContext, block: MapBlock, failures: list[ItemFailure], failed: int, total: int
+    ) -> MapFailed:
+        lines = [
+            f"  item {f.indexes[0] if len(f.indexes) == 1 else f'{f.indexes[0]}..{f.indexes[-1]}'}: "
+            f"{f.error_type}: {f.message}"
+            for f in failures[:20]
+        ]
+        more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
+        tolerance = _describe_tolerance(block)
+        return MapFailed(
+            f"map '{block.id}' failed: {failed} of {total} item(s) failed, {tolerance}\n" + "\n".join(lines) + more,
+            failures,
+            where=f"flow '{self.graph.name}', run {ctx.run_id}",
+            hint=f"fix the step, then resume with: --resume {ctx.run_id}",
+        )
+
+
+def _describe_tolerance(block: MapBlock) -> str:
+    opts = block.options
+    parts = []
+    if opts.tolerated_failure is not None:
+        parts.append(f"{opts.tolerated_failure}%")
+    if opts.tolerated_failure_count is not None:
+        parts.append(f"{opts.tolerated_failure_count} item(s)")
+    return "tolerated: " + " and ".join(parts) if parts else "no failures tolerated"
+
+
+def _cancel(pending: dict[Future[None], Any]) -> None:
+    for future in pending:
+        future.cancel()
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The last frames of the user's traceback (lokki-sam's own frames dropped)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "lokki_sam" not in f.filename]
+    return "".join(traceback.format_list(frames[-5:])).rstrip()
+
+
+def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        out[key] = sorted(value) if isinstance(value, set | frozenset) else value
+    return out

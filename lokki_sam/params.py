@@ -1,0 +1,247 @@
+"""Flow parameters: declared by the flow function's signature, coerced from CLI text or JSON.
+
+The same rules serve `lokki-sam run -p`, `lokki-sam invoke -p`, the execution input of a
+Step Functions run and the defaults of a scheduled run, so a value means the same everywhere.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lokki_sam.errors import ParamError
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One flow parameter: name, annotation (may be None) and default (MISSING if required)."""
+
+    name: str
+    annotation: Any = None
+    default: Any = MISSING
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.effective_type)
+
+    @property
+    def effective_type(self) -> Any:
+        if self.annotation is not None:
+            return self.annotation
+        if self.default is not MISSING and self.default is not None:
+            return type(self.default)
+        return None
+
+    def coerce(self, value: Any, *, where: str) -> Any:
+        """Convert a CLI string or a JSON value to this parameter's type."""
+        try:
+            return coerce(value, self.effective_type)
+        except (ValueError, TypeError) as exc:
+            raise ParamError(
+                f"parameter '{self.name}' expects {self.type_name}, got {value!r} ({exc})",
+                where=where,
+                hint=f"pass -p {self.name}=<{self.type_name}>",
+            ) from None
+
+
+def params_from_signature(func: Any) -> tuple[Param, ...]:
+    """Read a flow function's parameters; only plain keyword-capable parameters are allowed."""
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # unresolvable forward references: fall back to raw annotations
+        hints = {}
+    result = []
+    for p in inspect.signature(func).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+            raise ParamError(
+                f"flow parameter '{p.name}' must be a plain named parameter",
+                where=f"flow '{func.__name__}'",
+                hint="declare it as `name: type = default`",
+            )
+        annotation = hints.get(p.name, None if p.annotation is p.empty else p.annotation)
+        default = MISSING if p.default is p.empty else p.default
+        result.append(Param(p.name, annotation, default))
+    return tuple(result)
+
+
+def resolve_params(params: tuple[Param, ...], given: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """Validate and coerce given values, apply defaults, and refuse unknown or missing names."""
+    known = {p.name: p for p in params}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        accepted = ", ".join(sorted(known)) or "none"
+        raise ParamError(
+            f"unknown parameter(s) {', '.join(unknown)}",
+            where=where,
+            hint=f"this flow accepts: {accepted}",
+        )
+    resolved: dict[str, Any] = {}
+    for p in params:
+        if p.name in given:
+            resolved[p.name] = p.coerce(given[p.name], where=where)
+        elif p.required:
+            raise ParamError(
+                f"missing required parameter '{p.name}' ({p.type_name})",
+                where=where,
+                hint=f"pass -p {p.name}=<{p.type_name}>",
+            )
+        else:
+            resolved[p.name] = p.default
+    return resolved
+
+
+def parse_assignments(pairs: tuple[str, ...] | list[str], *, where: str) -> dict[str, str]:
+    """Split `-p name=value` options into a dict of raw strings."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ParamError(f"bad parameter {pair!r}", where=where, hint="write it as -p name=value")
+        if name in result:
+            raise ParamError(f"parameter '{name}' given twice", where=where)
+        result[name] = value
+    return result
+
+
+def type_name(tp: Any) -> str:
+    if tp is None:
+        return "any"
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """Coerce `value` (a CLI string or a JSON-decoded value) to the type `tp`."""
+    if tp is None or tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg)
+            except (ValueError, TypeError) as exc:
+                errors.append(str(exc))
+        raise ValueError("; ".join(errors) or "no matching type")
+    if origin is typing.Literal:
+        for choice in args:
+            try:
+                candidate = coerce(value, type(choice))
+            except (ValueError, TypeError):
+                continue
+            if candidate == choice:
+                return choice
+        raise ValueError(f"must be one of {', '.join(map(repr, args))}")
+    if tp is bool:
+        return _to_bool(value)
+    if tp is int:
+        return _to_int(value)
+    if tp is float:
+        return _to_float(value)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError("not a string")
+    if origin in (list, tuple, set, frozenset) or tp in (list, tuple, set, frozenset):
+        return _to_sequence(value, origin or tp, args)
+    if origin is dict or tp is dict:
+        return _to_dict(value, args)
+    if isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        return tp(value)
+    return value
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("not a boolean (use true/false)")
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        return int(value.strip())
+    raise TypeError("not an integer")
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not a number")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        return float(value.strip())
+    raise TypeError("not a number")
+
+
+def _decode_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return None
+
+
+def _to_sequence(value: Any, container: Any, args: tuple[Any, ...]) -> Any:
+    if isinstance(value, str):
+        decoded = _decode_text(value)
+        if isinstance(decoded, list):
+            value = decoded
+        else:  # comma-separated shorthand: -p names=a,b,c
+            value = [part.strip() for part in value.split(",")] if value.strip() else []
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise TypeError("not a list")
+    if container is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+        if len(args) != len(value):
+            raise ValueError(f"expected {len(args)} items")
+        return tuple(coerce(v, a) for v, a in zip(value, args, strict=True))
+    item_type = args[0] if args else None
+    items = [coerce(v, item_type) for v in value]
+    return items if container is list else container(items)
+
+
+def _to_dict(value: Any, args: tuple[Any, ...]) -> dict[Any, Any]:
+    if isinstance(value, str):
+        value = _decode_text(value)
+    if not isinstance(value, dict):
+        raise TypeError("not a JSON object")
+    if not args:
+        return dict(value)
+    key_type, value_type = args
+    return {coerce(k, key_type): coerce(v, value_type) for k, v in value.items()}

@@ -1,0 +1,189 @@
+"""Artifact stores: one interface, a local directory and an S3 bucket prefix behind it.
+
+Both speak bytes under relative keys (see layout.py) and share serialization and the
+thread-pooled `get_many`/`put_many` used for map items, batches and aggregations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from lokki_sam import serialization
+from lokki_sam.errors import StoreError
+from lokki_sam.layout import check_key
+
+IO_THREADS = 32
+
+
+class ArtifactStore(ABC):
+    """Bytes under relative keys, plus (de)serialization helpers shared by every backend."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """Return the object's bytes; raise StoreError if it does not exist."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list_keys(self, prefix: str) -> list[str]:
+        """All keys under `prefix` (which ends with '/'), sorted."""
+
+    @abstractmethod
+    def describe(self, key: str) -> str:
+        """Where `key` lives, for messages (a path or an s3:// URI)."""
+
+    def put(self, key: str, obj: Any, *, what: str = "value") -> None:
+        self.put_bytes(key, serialization.dumps(obj, what=what))
+
+    def get(self, key: str) -> Any:
+        return serialization.loads(self.get_bytes(key), where=self.describe(key))
+
+    def put_json(self, key: str, obj: Any) -> None:
+        self.put_bytes(key, json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
+
+    def get_json(self, key: str) -> Any:
+        try:
+            return json.loads(self.get_bytes(key))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreError(f"not valid JSON ({exc})", where=self.describe(key)) from None
+
+    def put_many(self, objects: Sequence[tuple[str, Any]], *, what: str = "value") -> None:
+        """Serialize and write many objects in parallel."""
+
+        def write(pair: tuple[str, Any]) -> None:
+            self.put(pair[0], pair[1], what=what)
+
+        self._parallel(write, objects)
+
+    def get_many(self, keys: Sequence[str]) -> list[Any]:
+        """Read many objects in parallel, in the order of `keys`."""
+        return self._parallel(self.get, keys)
+
+    def _parallel(self, fn: Any, args: Sequence[Any]) -> list[Any]:
+        if len(args) <= 1:
+            return [fn(a) for a in args]
+        with ThreadPoolExecutor(min(IO_THREADS, len(args))) as pool:
+            return list(pool.map(fn, args))
+
+
+class LocalStore(ArtifactStore):
+    """A directory; writes are atomic (temp file + rename) so a killed run leaves no torn files."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def describe(self, key: str) -> str:
+        return str(self._path(key))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise StoreError("artifact not found", where=str(path)) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(
+            f"{prefix}{p.relative_to(base).as_posix()}"
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        )
+
+
+class S3Store(ArtifactStore):
+    """Objects under `s3://bucket/prefix/`; keys can never leave that prefix."""
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+        if not bucket or "/" in bucket:
+            raise StoreError(f"invalid bucket name {bucket!r}")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        if self.prefix:
+            check_key(self.prefix)
+        self.client = client if client is not None else s3_client()
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def describe(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            raise StoreError("artifact not found", where=self.describe(key)) from None
+        body: bytes = response["Body"].read()
+        return body
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def list_keys(self, prefix: str) -> list[str]:
+        full = self._key(prefix.rstrip("/")) + "/"
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            keys.extend(obj["Key"][cut:] for obj in page.get("Contents", ()))
+        return sorted(keys)
+
+
+def s3_client(**kwargs: Any) -> Any:
+    """A boto3 S3 client sized for parallel I/O and retrying throttling with backoff."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        max_pool_connections=IO_THREADS * 2,
+        retries={"mode": "adaptive", "max_attempts": 10},
+    )
+    return boto3.client("s3", config=config, **kwargs)
+
+
+def chunked(seq: Sequence[Any], size: int) -> Iterable[tuple[int, Sequence[Any]]]:
+    """Yield (first index, slice) pairs of at most `size` items."""
+    for first in range(0, len(seq), size):
+        yield first, seq[first : first + size]
