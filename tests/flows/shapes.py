@@ -1,0 +1,175 @@
+"""One flow per graph shape the product supports; shared by the local, cloud and SAM tests.
+
+SHAPES maps a flow name to (flow, params, expected result) where the expected result is
+computed here by plain Python, independently of lokki-sam.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from lokki_sam import Retry, flow, step
+
+# ------------------------------------------------------------------------------- steps
+
+
+@step
+def numbers(n: int = 5) -> list[int]:
+    return list(range(1, n + 1))
+
+
+@step
+def start(value: int = 1) -> int:
+    return value
+
+
+@step
+def inc(x: int) -> int:
+    return x + 1
+
+
+@step
+def double(x: int) -> int:
+    return x * 2
+
+
+@step
+def square(x: int) -> int:
+    return x * x
+
+
+@step
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@step
+def to_range(n: int) -> list[int]:
+    return list(range(n))
+
+
+@step
+def scale(x: int, factor: int = 1) -> int:
+    return x * factor
+
+
+@step
+def label(xs: list[int], prefix: str = "n", upper: bool = False) -> str:
+    text = ",".join(f"{prefix}{x}" for x in xs)
+    return text.upper() if upper else text
+
+
+@step
+def odd_things() -> list[Any]:
+    return [b"\x00\xffbytes", (1, "tuple"), dt.datetime(2024, 1, 2, 3, 4, 5), Decimal("1.10"), {3, 1, 2}, None]
+
+
+@step
+def identity(x: Any) -> Any:
+    return x
+
+
+@step
+def describe(items: list[Any]) -> list[str]:
+    return [type(i).__name__ for i in items]
+
+
+@step
+def settings(xs: list[int], weights: dict[str, float] | None = None, names: list[str] | None = None) -> dict[str, Any]:
+    return {"sum": sum(xs) * (weights or {}).get("sum", 1.0), "names": sorted(names or [])}
+
+
+# ------------------------------------------------------------------------------- flows
+
+
+@flow
+def linear(value: int = 1):
+    return start(value=value).next(inc).next(double).next(inc)
+
+
+@flow
+def map_agg(n: int = 5):
+    return numbers(n=n).map(square).agg(total)
+
+
+@flow
+def inner_chain(n: int = 6):
+    return numbers(n=n).map(inc).next(double).agg(total)
+
+
+@flow
+def open_map(n: int = 4):
+    return numbers(n=n).map(square)
+
+
+@flow
+def open_map_chain(n: int = 4):
+    return numbers(n=n).map(inc).next(square)
+
+
+@flow
+def after_agg(n: int = 4):
+    return numbers(n=n).map(double).agg(total).next(inc).next(square)
+
+
+@flow
+def maps_in_sequence(n: int = 3):
+    return numbers(n=n).map(square).agg(total).next(to_range).map(double).agg(total)
+
+
+@flow
+def reused_step(value: int = 3):
+    return start(value=value).next(inc).next(inc).next(inc)
+
+
+@flow
+def params_by_name(n: int = 3, factor: int = 10, prefix: str = "x", upper: bool = False):
+    # `n` is bound at the call site; `factor`, `prefix` and `upper` reach steps by name.
+    return numbers(n=n).map(scale).agg(label)
+
+
+@flow
+def structured_params(n: int = 3, weights: dict[str, float] | None = None, names: list[str] | None = None):
+    return numbers(n=n).next(settings, weights=weights, names=names)
+
+
+@flow
+def batched(n: int = 250):
+    return numbers(n=n).map(square, batch_size=20, concurrency=8).agg(total)
+
+
+@flow
+def odd_items():
+    return odd_things().map(identity).agg(describe)
+
+
+@flow
+def passthrough():
+    return odd_things().map(identity)
+
+
+SHAPES: dict[str, tuple[Any, dict[str, Any], Any]] = {
+    "linear": (linear, {"value": 4}, ((4 + 1) * 2) + 1),
+    "map_agg": (map_agg, {"n": 5}, sum(x * x for x in range(1, 6))),
+    "inner_chain": (inner_chain, {}, sum((x + 1) * 2 for x in range(1, 7))),
+    "open_map": (open_map, {"n": 4}, [1, 4, 9, 16]),
+    "open_map_chain": (open_map_chain, {}, [4, 9, 16, 25]),
+    "after_agg": (after_agg, {"n": 4}, (sum(x * 2 for x in range(1, 5)) + 1) ** 2),
+    "maps_in_sequence": (maps_in_sequence, {"n": 3}, sum(x * 2 for x in range(14))),
+    "reused_step": (reused_step, {"value": 3}, 6),
+    "params_by_name": (params_by_name, {"n": 3, "factor": 10, "upper": True}, "X10,X20,X30"),
+    "structured_params": (
+        structured_params,
+        {"weights": {"sum": 0.5}, "names": ["b", "a"]},
+        {"sum": 3.0, "names": ["a", "b"]},
+    ),
+    "batched": (batched, {"n": 250}, sum(x * x for x in range(1, 251))),
+    "odd_items": (odd_items, {}, ["bytes", "tuple", "datetime", "Decimal", "set", "NoneType"]),
+    "passthrough": (passthrough, {}, odd_things.func()),
+}
+
+
+# A retry that waits 0 s keeps local tests fast; the ASL compiler raises it to 1 s.
+FAST_RETRY = Retry(retries=2, interval=0, backoff=1.0, exceptions=(ValueError,))
