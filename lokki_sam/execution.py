@@ -126,20 +126,38 @@ def read_manifest(ctx: RunContext, block: MapBlock) -> list[ItemRef]:
 
 
 def run_batch(ctx: RunContext, block: MapBlock, node: Node, refs: Sequence[ItemRef]) -> None:
-    """Run one step of a map body on a batch of items; one output object per batch."""
+    """Run one step of a map body on a batch of items (one Lambda invocation): read its input
+    from the store, call the step per item, write one output object for the batch."""
     if not refs:
         return
-    first = refs[0].index
+    indexes, inputs = load_batch_input(ctx, block, node, refs)
+    write_batch_output(ctx, block, node, indexes, compute_batch(ctx, node, inputs))
+
+
+def load_batch_input(
+    ctx: RunContext, block: MapBlock, node: Node, refs: Sequence[ItemRef]
+) -> tuple[list[int], list[Any]]:
+    """A batch's input: the items themselves for the first step of the map body, else the
+    previous step's output object for the same batch."""
     position = block.nodes.index(node)
     if position == 0:
-        indexes, inputs = [r.index for r in refs], read_items(ctx, block, refs)
-    else:
-        previous = block.nodes[position - 1]
-        indexes, inputs = ctx.store.get(layout.batch_output(ctx.run_id, block.id, previous.id, first))
-    outputs = [call_step(ctx, node, value) for value in inputs]
+        return [r.index for r in refs], read_items(ctx, block, refs)
+    previous = block.nodes[position - 1]
+    indexes, inputs = ctx.store.get(layout.batch_output(ctx.run_id, block.id, previous.id, refs[0].index))
+    return list(indexes), list(inputs)
+
+
+def compute_batch(ctx: RunContext, node: Node, inputs: Sequence[Any]) -> list[Any]:
+    return [call_step(ctx, node, value) for value in inputs]
+
+
+def write_batch_output(
+    ctx: RunContext, block: MapBlock, node: Node, indexes: Sequence[int], outputs: Sequence[Any]
+) -> None:
+    """One object holding (indexes, outputs), keyed by the first index it covers."""
     ctx.store.put(
-        layout.batch_output(ctx.run_id, block.id, node.id, first),
-        (list(indexes), outputs),
+        layout.batch_output(ctx.run_id, block.id, node.id, indexes[0]),
+        (list(indexes), list(outputs)),
         what=f"result of step '{node.id}' for map item(s) {indexes[0]}..{indexes[-1]}",
     )
 
@@ -160,21 +178,20 @@ def read_items(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef]) -> lis
     return values
 
 
-def completed_batches(ctx: RunContext, block: MapBlock, node: Node) -> set[int]:
-    """First indexes of the batches whose output for `node` exists."""
+def batch_results(ctx: RunContext, block: MapBlock, node: Node) -> dict[int, Any]:
+    """Every stored output of `node` in this map, by item index (objects read in parallel)."""
     prefix = layout.batch_output_dir(ctx.run_id, block.id, node.id)
-    return {int(key[len(prefix) :].split(".")[0]) for key in ctx.store.list_keys(prefix) if key.endswith(".pkl")}
+    keys = [k for k in ctx.store.list_keys(prefix) if k.endswith(".pkl")]
+    results: dict[int, Any] = {}
+    for indexes, outputs in ctx.store.get_many(keys):
+        results.update(zip(indexes, outputs, strict=True))
+    return results
 
 
 def gather(ctx: RunContext, block: MapBlock) -> list[Any]:
     """The map's item results in item order; items whose batch failed (tolerated) are absent."""
-    prefix = layout.batch_output_dir(ctx.run_id, block.id, block.last.id)
-    keys = [k for k in ctx.store.list_keys(prefix) if k.endswith(".pkl")]
-    pairs: list[tuple[int, Any]] = []
-    for indexes, outputs in ctx.store.get_many(keys):
-        pairs.extend(zip(indexes, outputs, strict=True))
-    pairs.sort(key=lambda pair: pair[0])
-    return [value for _, value in pairs]
+    results = batch_results(ctx, block, block.last)
+    return [results[index] for index in sorted(results)]
 
 
 # ---------------------------------------------------------------------------------- outputs

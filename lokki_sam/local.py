@@ -11,11 +11,10 @@ import datetime as dt
 import functools
 import os
 import secrets
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from lokki_sam.store import ArtifactStore, LocalStore
 
 DEFAULT_STORE = Path(".lokki") / "runs"
 LOCAL_CONCURRENCY = min(32, (os.cpu_count() or 1) * 4)
+UNITS_PER_WORKER = 16
+FLUSH_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -72,14 +73,16 @@ def run_flow(
     run_id: str | None = None,
     resume: str | None = None,
     reporter: Reporter | None = None,
+    concurrency: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RunOutcome:
     """Run a flow locally and return its result. `params` are raw values (CLI strings or
-    Python/JSON values), validated and coerced like every other entry point."""
+    Python/JSON values), validated and coerced like every other entry point. `concurrency`
+    is the default number of map workers (a map's own `concurrency` wins)."""
     graph = target.graph if isinstance(target, Flow) else target
     if store is None or isinstance(store, str | os.PathLike):
         store = LocalStore(store if store is not None else DEFAULT_STORE)
-    runner = LocalRunner(graph, store, reporter or Reporter(), sleep)
+    runner = LocalRunner(graph, store, reporter or Reporter(), sleep, concurrency or LOCAL_CONCURRENCY)
     if resume is not None:
         if params:
             raise LokkiError(
@@ -93,12 +96,19 @@ def run_flow(
 
 class LocalRunner:
     def __init__(
-        self, graph: FlowGraph, store: ArtifactStore, reporter: Reporter, sleep: Callable[[float], None] = time.sleep
+        self,
+        graph: FlowGraph,
+        store: ArtifactStore,
+        reporter: Reporter,
+        sleep: Callable[[float], None] = time.sleep,
+        concurrency: int = LOCAL_CONCURRENCY,
     ) -> None:
         self.graph = graph
         self.store = store
         self.reporter = reporter
         self.sleep = sleep
+        self.concurrency = concurrency
+        self.resuming = False
 
     # ---------------------------------------------------------------- entry points
 
@@ -135,6 +145,7 @@ class LocalRunner:
             )
         params = resolve_params(self.graph.params, record.get("params", {}), where=f"run {run_id}")
         record["status"] = "running"
+        self.resuming = True
         return self._execute(RunContext(self.graph, self.store, run_id, params), record, resumed=True)
 
     # ---------------------------------------------------------------- orchestration
@@ -184,62 +195,96 @@ class LocalRunner:
 
     def _run_map(self, ctx: RunContext, block: MapBlock) -> list[ItemFailure]:
         refs = execution.read_manifest(ctx, block)
-        batch_size = block.options.batch_size
-        batches = [refs[i : i + batch_size] for i in range(0, len(refs), batch_size)]
-        done = execution.completed_batches(ctx, block, block.last)
-        todo = [b for b in batches if b[0].index not in done]
         total = len(refs)
-        self.reporter.map_started(block.id, total, len(batches), total - sum(len(b) for b in todo))
+        done = set(execution.batch_results(ctx, block, block.last)) if self.resuming else set()
+        batch_size = block.options.batch_size
+        batches = [refs[i : i + batch_size] for i in range(0, total, batch_size)]
+        # An item is done when the map body's last step stored its output; others run again whole.
+        todo = [[r for r in batch if r.index not in done] for batch in batches]
+        todo = [batch for batch in todo if batch]
+        self.reporter.map_started(block.id, total, len(batches), len(done))
         began = time.perf_counter()
-        # Which batch outputs exist per step, so a resumed batch skips finished steps.
-        finished = {node.id: execution.completed_batches(ctx, block, node) for node in block.nodes[:-1]}
         failures: list[ItemFailure] = []
         failed_items = 0
-        lock = threading.Lock()
-        workers = min(block.options.concurrency or LOCAL_CONCURRENCY, max(1, len(todo)))
+        workers = min(block.options.concurrency or self.concurrency, max(1, len(todo)))
+        # Each task gives a worker several batches: thousands of tiny futures cost more than the work.
+        per_unit = max(1, len(todo) // (workers * UNITS_PER_WORKER))
+        units = [todo[i : i + per_unit] for i in range(0, len(todo), per_unit)]
         with ThreadPoolExecutor(workers, thread_name_prefix=f"lokki-{block.id}") as pool:
-            pending: dict[Future[None], list[ItemRef]] = {
-                pool.submit(self._run_batch, ctx, block, batch, finished): batch for batch in todo
-            }
-            while pending:
-                completed, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in completed:
-                    batch = pending.pop(future)
-                    error = future.exception()
+            pending = [pool.submit(self._run_unit, ctx, block, unit) for unit in units]
+            for future in as_completed(pending):
+                for batch, error in future.result():
                     if error is None:
                         self.reporter.map_advanced(block.id, len(batch), failed=False)
                         continue
                     if isinstance(error, LokkiError):
                         _cancel(pending)
                         raise error
-                    failure = self._record_failure(ctx, block, batch, error)
-                    with lock:
-                        failures.append(failure)
-                        failed_items += len(batch)
-                    self.reporter.item_failed(block.id, list(failure.indexes), error)
+                    failures.append(self._record_failure(ctx, block, batch, error))
+                    failed_items += len(batch)
+                    self.reporter.item_failed(block.id, list(failures[-1].indexes), error)
                     self.reporter.map_advanced(block.id, len(batch), failed=True)
-                    if not block.options.tolerates(failed_items, total):
-                        _cancel(pending)
-                        raise self._map_failed(ctx, block, failures, failed_items, total)
+                if not block.options.tolerates(failed_items, total):
+                    _cancel(pending)
+                    raise self._map_failed(ctx, block, failures, failed_items, total)
         self.reporter.map_finished(block.id, total - failed_items, failed_items)
         self.reporter.step_finished(block.id, time.perf_counter() - began)
         return failures
 
-    def _run_batch(self, ctx: RunContext, block: MapBlock, batch: list[ItemRef], finished: dict[str, set[int]]) -> None:
-        first = batch[0].index
-        for node in block.nodes:
-            if first in finished.get(node.id, ()):
-                continue
+    def _run_unit(
+        self, ctx: RunContext, block: MapBlock, unit: list[list[ItemRef]]
+    ) -> list[tuple[list[ItemRef], BaseException | None]]:
+        """Run batches through the whole map body, like a child execution each. Outputs are
+        buffered and written every FLUSH_SECONDS (and at the end): one object per step per flush
+        instead of one per batch, so trivial items are not dominated by file creation, while a
+        killed run loses at most FLUSH_SECONDS of finished work per worker."""
+        results: list[tuple[list[ItemRef], BaseException | None]] = []
+        buffers: dict[str, tuple[list[int], list[Any]]] = {node.id: ([], []) for node in block.nodes}
+        last_flush = time.perf_counter()
+        for batch in unit:
             try:
-                call_with_retry(
-                    functools.partial(execution.run_batch, ctx, block, node, batch),
+                self._run_batch(ctx, block, batch, buffers)
+            except Exception as exc:
+                results.append((batch, exc))
+                if isinstance(exc, LokkiError):
+                    break
+            else:
+                results.append((batch, None))
+            if time.perf_counter() - last_flush >= FLUSH_SECONDS:
+                self._flush(ctx, block, buffers)
+                last_flush = time.perf_counter()
+        self._flush(ctx, block, buffers)
+        return results
+
+    def _run_batch(
+        self, ctx: RunContext, block: MapBlock, batch: list[ItemRef], buffers: dict[str, tuple[list[int], list[Any]]]
+    ) -> None:
+        indexes = [r.index for r in batch]
+        values = execution.read_items(ctx, block, batch)
+        computed: list[tuple[str, list[Any]]] = []
+        for node in block.nodes:
+            try:
+                values = call_with_retry(
+                    functools.partial(execution.compute_batch, ctx, node, values),
                     node.step.options.retry,
-                    on_retry=functools.partial(self._report_retry, node.id, first),
+                    on_retry=functools.partial(self._report_retry, node.id, indexes[0]),
                     sleep=self.sleep,
                 )
             except Exception as exc:
                 exc.__lokki_step__ = node.id  # type: ignore[attr-defined]  # named in the failure report
                 raise
+            computed.append((node.id, values))
+        for node_id, outputs in computed:  # only whole successes reach the buffers
+            buffers[node_id][0].extend(indexes)
+            buffers[node_id][1].extend(outputs)
+
+    def _flush(self, ctx: RunContext, block: MapBlock, buffers: dict[str, tuple[list[int], list[Any]]]) -> None:
+        # The last step is written last: its object is what marks items as done.
+        for node in block.nodes:
+            indexes, outputs = buffers[node.id]
+            if indexes:
+                execution.write_batch_output(ctx, block, node, indexes, outputs)
+                buffers[node.id] = ([], [])
 
     def _report_retry(self, step: str, item: int, attempt: int, error: BaseException, wait: float) -> None:
         self.reporter.step_retry(step, attempt, error, wait, item)
@@ -288,7 +333,7 @@ def _describe_tolerance(block: MapBlock) -> str:
     return "tolerated: " + " and ".join(parts) if parts else "no failures tolerated"
 
 
-def _cancel(pending: dict[Future[None], Any]) -> None:
+def _cancel(pending: list[Future[Any]]) -> None:
     for future in pending:
         future.cancel()
 
