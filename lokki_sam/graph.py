@@ -27,6 +27,9 @@ _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 ARCHITECTURES = ("x86_64", "arm64")
 EXECUTION_TYPES = ("STANDARD", "EXPRESS")
 MAP_MODES = ("distributed", "inline")
+# Environment variables whose name says "secret" must hold a reference, never the value itself.
+_SECRET_NAME_RE = re.compile(r"(?i)(secret|passw(or)?d|token|api_?key|private_?key|credential)")
+_SECRET_REFERENCE_RE = re.compile(r"^(/[A-Za-z0-9_.\-/]+|arn:aws[a-z-]*:(ssm|secretsmanager):\S+)$")
 
 
 # ---------------------------------------------------------------------------------- options
@@ -312,6 +315,15 @@ def _check_environment(env: Mapping[str, str] | None, where: str) -> tuple[tuple
                 f"environment variable {key} must be a string, got {type(value).__name__}",
                 where=where,
                 hint="for secrets pass an SSM parameter or Secrets Manager name, never the value",
+            )
+        if _SECRET_NAME_RE.search(key) and not _SECRET_REFERENCE_RE.match(value):
+            raise FlowDefinitionError(
+                f"environment variable {key} looks like a secret but its value is a literal; "
+                "templates and Lambda configurations must never hold secret values",
+                where=where,
+                hint="pass a reference instead (an SSM parameter name like '/my/param', or a Secrets Manager "
+                "or SSM ARN), grant the step read access with `permissions`, and read the value at run time "
+                "(a CloudFormation dynamic reference would still copy the value into the function's configuration)",
             )
     return tuple(sorted(env.items()))
 
