@@ -1,0 +1,226 @@
+"""FlowGraph -> Amazon States Language (one state machine definition per flow).
+
+The state carries references and small control values only: `{"params": <execution input>}`
+plus, after a map source ran, `{"items": {"Bucket", "Key", "ResultPrefix", "count"}}` (and the
+manifest itself for an INLINE map). Every Task invokes the step's Lambda function through
+`arn:aws:states:::lambda:invoke` with a payload naming the node; `lokki_sam.runtime` does the
+rest with `lokki_sam.execution`, exactly as the local runner does. The run id is the
+execution name. Function ARNs and the bucket are `${...}` DefinitionSubstitutions (see
+`substitution_names`), so one file serves `sam deploy` and the emulator tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from typing import Any
+
+from lokki_sam.compile import names
+from lokki_sam.graph import FlowGraph, MapBlock, Node, Retry
+
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+S3_GET_OBJECT = "arn:aws:states:::s3:getObject"
+S3_PUT_OBJECT = "arn:aws:states:::s3:putObject"
+START_STATE = "Start flow"  # contains a space: can never collide with a node or map id
+
+# Transient Lambda service errors, retried on every Task (AWS's recommended retrier).
+TRANSIENT_ERRORS = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+)
+TRANSIENT_RETRY: dict[str, Any] = {
+    "ErrorEquals": list(TRANSIENT_ERRORS),
+    "IntervalSeconds": 1,
+    "MaxAttempts": 6,
+    "BackoffRate": 2,
+    "JitterStrategy": "FULL",
+}
+
+# Context every Task needs: the run id (the parent execution's name) and the flow params.
+RUN_ID = "$$.Execution.Name"
+PARAMS = "$.params"
+ITEMS = "$.items"
+
+
+def substitution_names(graph: FlowGraph) -> list[str]:
+    """Every `${...}` variable the definition uses, sorted: the template must supply each."""
+    subs = {names.BUCKET_SUBSTITUTION}
+    subs.update(names.function_arn_substitution(graph.name, s.name) for s in graph.steps)
+    return sorted(subs)
+
+
+def render(graph: FlowGraph) -> str:
+    """The definition as deterministic JSON text (sorted keys, 2-space indent, trailing newline)."""
+    return json.dumps(compile_flow(graph), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def compile_flow(graph: FlowGraph) -> dict[str, Any]:
+    states: dict[str, Any] = {
+        START_STATE: {
+            "Type": "Pass",
+            "Comment": "Keep the execution input (the flow params) under $.params; the runtime applies defaults",
+            "Parameters": {"params.$": "$"},
+        }
+    }
+    order = [START_STATE]
+    for stage in graph.stages:
+        if isinstance(stage, MapBlock):
+            states[stage.id] = _map_state(graph, stage)
+        else:
+            states[stage.id] = _task_state(graph, stage)
+        order.append(stage.id)
+    for current, following in itertools.pairwise(order):
+        states[current]["Next"] = following
+    states[order[-1]]["End"] = True
+    definition: dict[str, Any] = {
+        "Comment": f"lokki-sam flow '{graph.name}' ({graph.module}); generated, do not edit",
+        "StartAt": START_STATE,
+        "States": states,
+    }
+    return definition
+
+
+# ------------------------------------------------------------------------------- tasks
+
+
+def _invoke(graph: FlowGraph, node: Node, payload: dict[str, Any]) -> dict[str, Any]:
+    arn = "${" + names.function_arn_substitution(graph.name, node.step.name) + "}"
+    state: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": LAMBDA_INVOKE,
+        "Parameters": {"FunctionName": arn, "Payload": {"node": node.id, **payload}},
+        "Retry": retriers(node.step.options.retry, graph.module),
+    }
+    return state
+
+
+def _task_state(graph: FlowGraph, node: Node) -> dict[str, Any]:
+    """A step outside maps. A map source returns the manifest location, kept under $.items."""
+    state = _invoke(graph, node, {"run_id.$": RUN_ID, "params.$": PARAMS})
+    fed = graph.map_fed_by(node.id)
+    if fed is None:
+        state["ResultPath"] = None
+    else:
+        selector = {"Bucket.$": "$.Payload.Bucket", "Key.$": "$.Payload.Key", "count.$": "$.Payload.count"}
+        selector["ResultPrefix.$"] = "$.Payload.ResultPrefix"
+        if fed.options.mode == "inline":
+            selector["Items.$"] = "$.Payload.Items"
+        state["ResultSelector"] = selector
+        state["ResultPath"] = ITEMS
+    return state
+
+
+# -------------------------------------------------------------------------------- maps
+
+
+def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
+    opts = block.options
+    distributed = opts.mode == "distributed"
+    context = {"run_id.$": RUN_ID, "params.$": PARAMS}
+    body: dict[str, Any] = {}
+    for i, node in enumerate(block.nodes):
+        # The child's input is one item (or a batch); each Task keeps it and passes it on.
+        task = _invoke(graph, node, {"map": block.id, "input.$": "$"})
+        task["ResultPath"] = None
+        if i + 1 < len(block.nodes):
+            task["Next"] = block.nodes[i + 1].id
+        else:
+            task["End"] = True
+        body[node.id] = task
+    processor: dict[str, Any] = {"StartAt": block.nodes[0].id, "States": body}
+    if distributed:
+        processor["ProcessorConfig"] = {"Mode": "DISTRIBUTED", "ExecutionType": opts.execution_type}
+    else:
+        processor["ProcessorConfig"] = {"Mode": "INLINE"}
+    state: dict[str, Any] = {
+        "Type": "Map",
+        "ItemProcessor": processor,
+        # Every item gets its own reference plus the context: a distributed child is its own
+        # execution, so $$.Execution.Name there would not be the run id.
+        "ItemSelector": {"i.$": "$$.Map.Item.Value.i", "c.$": "$$.Map.Item.Value.c", **context},
+        # Item results live in the store; the Map's output must not grow with the item count.
+        "ResultPath": None,
+    }
+    if distributed:
+        bucket = "${" + names.BUCKET_SUBSTITUTION + "}"
+        state["ItemReader"] = {
+            "Resource": S3_GET_OBJECT,
+            "ReaderConfig": {"InputType": "JSON"},
+            "Parameters": {"Bucket": bucket, "Key.$": f"{ITEMS}.Key"},
+        }
+        state["ResultWriter"] = {
+            "Resource": S3_PUT_OBJECT,
+            "Parameters": {"Bucket": bucket, "Prefix.$": f"{ITEMS}.ResultPrefix"},
+        }
+        state["Label"] = _label(block.id)
+        if opts.batch_size > 1:
+            state["ItemBatcher"] = {"MaxItemsPerBatch": opts.batch_size, "BatchInput": context}
+    else:
+        state["ItemsPath"] = f"{ITEMS}.Items"
+    if opts.concurrency is not None:
+        state["MaxConcurrency"] = opts.concurrency
+    if opts.tolerated_failure is not None:
+        state["ToleratedFailurePercentage"] = opts.tolerated_failure
+    if opts.tolerated_failure_count is not None:
+        state["ToleratedFailureCount"] = opts.tolerated_failure_count
+    return state
+
+
+def _label(map_id: str) -> str:
+    """Map Run label: at most 40 characters, letters, digits, '-' and '_'."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in map_id)
+    return cleaned[:40]
+
+
+# ------------------------------------------------------------------------------- retry
+
+
+def retriers(policy: Retry | None, module: str) -> list[dict[str, Any]]:
+    """The transient Lambda retrier, then the step's own (if any).
+
+    The Python Lambda runtime reports a raised exception's class name as the error, so the
+    step's exception classes become ErrorEquals names; `except OSError` semantics are kept by
+    also listing subclasses: the built-in ones and those defined in the flow's module (the
+    list stays deterministic whatever else is imported). `Exception`/`BaseException` become
+    `States.TaskFailed` (any task error). ASL needs whole seconds >= 1: intervals round up.
+    """
+    result = [dict(TRANSIENT_RETRY)]
+    if policy is None or policy.retries == 0:
+        return result
+    retrier: dict[str, Any] = {
+        "ErrorEquals": error_names(policy.exceptions, module),
+        "IntervalSeconds": max(1, math.ceil(policy.interval)),
+        "MaxAttempts": policy.retries,
+        "BackoffRate": _number(policy.backoff),
+    }
+    if policy.max_delay is not None:
+        retrier["MaxDelaySeconds"] = max(1, math.ceil(policy.max_delay))
+    if policy.jitter:
+        retrier["JitterStrategy"] = "FULL"
+    result.append(retrier)
+    return result
+
+
+def error_names(exceptions: tuple[type[BaseException], ...], module: str) -> list[str]:
+    if any(exc in (Exception, BaseException) for exc in exceptions):
+        return ["States.TaskFailed"]
+    found: set[str] = set()
+    for exc in exceptions:
+        found.add(exc.__name__)
+        found.update(sub.__name__ for sub in _subclasses(exc) if sub.__module__ in ("builtins", module))
+    return sorted(found)
+
+
+def _subclasses(cls: type[BaseException]) -> list[type[BaseException]]:
+    out: list[type[BaseException]] = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_subclasses(sub))
+    return out
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
