@@ -1,0 +1,82 @@
+"""Shared, generic fixtures. Keep this small: test-specific helpers live in their test module."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+# The console script installed next to this interpreter (the venv running the tests).
+LOKKI_SAM = str(Path(sys.executable).with_name("lokki-sam"))
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy credentials and a region for every test, so nothing can reach a real AWS account."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name in [n for n in os.environ if n.startswith("LOKKI_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def write_module(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write a flow module into tmp_path: write_module("name", source) -> path of name.py."""
+
+    def write(name: str, source: str) -> Path:
+        path = tmp_path / f"{name}.py"
+        path.write_text(textwrap.dedent(source).lstrip())
+        return path
+
+    return write
+
+
+@pytest.fixture
+def unload_modules() -> Iterator[None]:
+    """Forget modules imported by a test (flow files written to tmp dirs often share names)."""
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def lokki_env(home: Path, **extra: str) -> dict[str, str]:
+    """Environment for a `lokki-sam` subprocess: dummy AWS settings, a private HOME, no telemetry."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOKKI_", "AWS_"))}
+    env.update(
+        HOME=str(home),
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        SAM_CLI_TELEMETRY="0",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def lokki(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `lokki-sam ARGS` as a subprocess in tmp_path: lokki("run", "flow.py", check=False)."""
+
+    def run(*args: str, cwd: Path | None = None, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [LOKKI_SAM, *args],
+            cwd=cwd or tmp_path,
+            env=lokki_env(tmp_path, **env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

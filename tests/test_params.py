@@ -1,0 +1,143 @@
+"""Flow parameters: coercion from CLI strings and JSON values, defaults, and clear errors."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytest
+
+from lokki_sam.errors import ParamError
+from lokki_sam.params import MISSING, Param, coerce, params_from_signature, parse_assignments, resolve_params
+
+
+@pytest.mark.parametrize(
+    ("text", "tp", "expected"),
+    [
+        ("3", int, 3),
+        (" -7 ", int, -7),
+        ("2.5", float, 2.5),
+        ("4", float, 4.0),
+        ("true", bool, True),
+        ("No", bool, False),
+        ("on", bool, True),
+        ("a,b, c", list[str], ["a", "b", "c"]),
+        ('["a", "b,c"]', list[str], ["a", "b,c"]),
+        ("1,2,3", list[int], [1, 2, 3]),
+        ("", list[str], []),
+        ('{"a": 1}', dict, {"a": 1}),
+        ('{"a": "1.5"}', dict[str, float], {"a": 1.5}),
+        ("none", int | None, None),
+        ("null", int | None, None),
+        ("5", int | None, 5),
+        ("x", str | None, "x"),
+        ("1,2", tuple[int, int], (1, 2)),
+        ("b,a,b", set[str], {"a", "b"}),
+        ("fast", Literal["fast", "slow"], "fast"),
+        ("2", Literal[1, 2], 2),
+        ("anything", None, "anything"),
+    ],
+)
+def test_coerce_from_cli_text(text: str, tp: Any, expected: Any) -> None:
+    value = coerce(text, tp)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "tp", "expected"),
+    [
+        (3, int, 3),
+        (3.0, int, 3),
+        (3, float, 3.0),
+        (False, bool, False),
+        ([1, "2"], list[int], [1, 2]),
+        ({"a": 1}, dict[str, int], {"a": 1}),
+        (None, int | None, None),
+    ],
+)
+def test_coerce_from_json_values(value: Any, tp: Any, expected: Any) -> None:
+    assert coerce(value, tp) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "tp"),
+    [
+        ("x", int),
+        ("1.5", int),
+        (True, int),
+        (2.5, int),
+        ("maybe", bool),
+        (1, bool),
+        ("abc", float),
+        (True, float),
+        (5, str),
+        ('{"a": 1', dict),
+        ("[1]", dict),
+        (5, list[int]),
+        ("1,2,3", tuple[int, int]),
+        ("medium", Literal["fast", "slow"]),
+        ("x", int | None),
+    ],
+)
+def test_coerce_rejects(value: Any, tp: Any) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        coerce(value, tp)
+
+
+def flow_params(limit: int, names: list[str] | None = None, ratio: float = 0.5, verbose: bool = False) -> None: ...
+
+
+def test_params_from_signature() -> None:
+    params = params_from_signature(flow_params)
+    assert [p.name for p in params] == ["limit", "names", "ratio", "verbose"]
+    assert params[0].required and params[0].default is MISSING
+    assert params[1].type_name == "list[str] | None"
+    assert params[2].default == 0.5 and not params[2].required
+
+
+def test_resolve_applies_defaults_and_coerces() -> None:
+    params = params_from_signature(flow_params)
+    resolved = resolve_params(params, {"limit": "7", "names": "a,b", "verbose": "yes"}, where="flow 'f'")
+    assert resolved == {"limit": 7, "names": ["a", "b"], "ratio": 0.5, "verbose": True}
+    assert resolve_params(params, {"limit": 1}, where="flow 'f'") == {
+        "limit": 1,
+        "names": None,
+        "ratio": 0.5,
+        "verbose": False,
+    }
+
+
+def test_unannotated_param_takes_its_default_type() -> None:
+    p = Param("n", None, 10)
+    assert p.coerce("12", where="x") == 12
+    assert Param("anything").coerce("raw", where="x") == "raw"
+
+
+def test_unknown_param_error_lists_accepted_names() -> None:
+    params = params_from_signature(flow_params)
+    with pytest.raises(ParamError, match=r"'f': unknown parameter\(s\) limt[\s\S]*this flow accepts: limit, names"):
+        resolve_params(params, {"limt": "1"}, where="flow 'f'")
+
+
+def test_missing_param_error() -> None:
+    params = params_from_signature(flow_params)
+    with pytest.raises(ParamError, match=r"missing required parameter 'limit' \(int\)[\s\S]*-p limit=<int>"):
+        resolve_params(params, {}, where="flow 'f'")
+
+
+def test_ill_typed_param_error() -> None:
+    params = params_from_signature(flow_params)
+    with pytest.raises(ParamError, match=r"parameter 'ratio' expects float, got 'lots'"):
+        resolve_params(params, {"limit": 1, "ratio": "lots"}, where="flow 'f'")
+
+
+def test_parse_assignments() -> None:
+    assert parse_assignments(["a=1", 'cfg={"x": 1}', "e=", "s=a=b"], where="w") == {
+        "a": "1",
+        "cfg": '{"x": 1}',
+        "e": "",
+        "s": "a=b",
+    }
+    with pytest.raises(ParamError, match=r"bad parameter 'novalue'[\s\S]*-p name=value"):
+        parse_assignments(["novalue"], where="w")
+    with pytest.raises(ParamError, match=r"parameter 'a' given twice"):
+        parse_assignments(["a=1", "a=2"], where="w")
