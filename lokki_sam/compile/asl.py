@@ -1,7 +1,7 @@
 """FlowGraph -> Amazon States Language (one state machine definition per flow).
 
 The state carries references and small control values only: `{"params": <execution input>}`
-plus, after a map source ran, `{"items": {"Bucket", "Key", "ResultPrefix", "count"}}` (and the
+plus, after a map source ran, `{"items": {"Bucket", "Key", "count"}}` (and the
 manifest itself for an INLINE map). Every Task invokes the step's Lambda function through
 `arn:aws:states:::lambda:invoke` with a payload naming the node; `lokki_sam.runtime` does the
 rest with `lokki_sam.execution`, exactly as the local runner does. The run id is the
@@ -22,6 +22,7 @@ from lokki_sam.graph import FlowGraph, MapBlock, Node, Retry
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 S3_GET_OBJECT = "arn:aws:states:::s3:getObject"
 S3_PUT_OBJECT = "arn:aws:states:::s3:putObject"
+RESULT_WRITER_DIR = "_resultwriter"  # '_' keeps it apart from run ids and node ids
 START_STATE = "Start flow"  # contains a space: can never collide with a node or map id
 
 # Transient Lambda service errors, retried on every Task (AWS's recommended retrier).
@@ -46,8 +47,9 @@ ITEMS = "$.items"
 
 
 def substitution_names(graph: FlowGraph) -> list[str]:
-    """Every `${...}` variable the definition uses, sorted: the template must supply each."""
-    subs = {names.BUCKET_SUBSTITUTION}
+    """Exactly the `${...}` variables the definition uses, sorted (the bucket only with a
+    distributed map): the template must supply each."""
+    subs = {names.BUCKET_SUBSTITUTION} if any(m.options.mode == "distributed" for m in graph.maps) else set()
     subs.update(names.function_arn_substitution(graph.name, s.name) for s in graph.steps)
     return sorted(subs)
 
@@ -105,7 +107,6 @@ def _task_state(graph: FlowGraph, node: Node) -> dict[str, Any]:
         state["ResultPath"] = None
     else:
         selector = {"Bucket.$": "$.Payload.Bucket", "Key.$": "$.Payload.Key", "count.$": "$.Payload.count"}
-        selector["ResultPrefix.$"] = "$.Payload.ResultPrefix"
         if fed.options.mode == "inline":
             selector["Items.$"] = "$.Payload.Items"
         state["ResultSelector"] = selector
@@ -153,7 +154,9 @@ def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
         }
         state["ResultWriter"] = {
             "Resource": S3_PUT_OBJECT,
-            "Parameters": {"Bucket": bucket, "Prefix.$": f"{ITEMS}.ResultPrefix"},
+            # Static: Step Functions adds a per-Map-Run folder under it. (A path here is
+            # evaluated against the map's results by the emulators, not the state input.)
+            "Parameters": {"Bucket": bucket, "Prefix": result_writer_prefix(graph.name, block.id)},
         }
         state["Label"] = _label(block.id)
         if opts.batch_size > 1:
@@ -167,6 +170,11 @@ def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
     if opts.tolerated_failure_count is not None:
         state["ToleratedFailureCount"] = opts.tolerated_failure_count
     return state
+
+
+def result_writer_prefix(flow: str, map_id: str) -> str:
+    """Where ResultWriter puts its files (nothing reads them: the store has every result)."""
+    return f"{names.flow_prefix(flow)}/{RESULT_WRITER_DIR}/{map_id}"
 
 
 def _label(map_id: str) -> str:

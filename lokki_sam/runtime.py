@@ -1,0 +1,225 @@
+"""The Lambda handler: one invocation runs one step (or one batch of map items) of a flow.
+
+Every generated function uses `lokki_sam.runtime.handler`; its environment says which flow
+module, flow and step it serves and where the artifact store is (see compile/names.py). The
+payload, built by the state machine (compile/asl.py), names the node and carries the run id
+and the flow params; inputs and outputs are located by key through `lokki_sam.execution`, as
+in a local run. Payload shapes:
+
+    {"node": "get_birds", "run_id": "...", "params": {...}}            a step outside maps
+    {"node": "flap", "map": "map-flap", "input": <item or batch>}     a step of a map body
+
+where an item is `{"i", "c", "run_id", "params"}` and a batch (ItemBatcher) is
+`{"Items": [item, ...], "BatchInput": {"run_id", "params"}}`.
+
+Cold start imports the standard library, lokki_sam's stdlib-only core, the user's module and
+(when the first S3 client is made) boto3; module, graph and client are cached while warm.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lokki_sam import execution, layout
+from lokki_sam.compile import names
+from lokki_sam.errors import LokkiError
+from lokki_sam.execution import ItemRef, RunContext
+from lokki_sam.graph import Flow, FlowGraph, MapBlock, Node
+from lokki_sam.params import resolve_params
+from lokki_sam.store import S3Store, s3_client
+
+class RuntimeConfigError(LokkiError):
+    """The function's environment or its event does not fit the flow it serves."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    module: str
+    flow: str
+    step: str
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        wanted = (names.ENV_MODULE, names.ENV_FLOW, names.ENV_STEP, names.ENV_BUCKET, names.ENV_PREFIX)
+        missing = [name for name in wanted if not env.get(name)]
+        if missing:
+            raise RuntimeConfigError(
+                f"environment variable(s) {', '.join(missing)} not set",
+                where="lokki_sam.runtime",
+                hint="regenerate the template with `lokki-sam generate`; it sets every LOKKI_* variable",
+            )
+        prefix = env[names.ENV_PREFIX].strip("/")
+        layout.check_key(prefix)
+        return cls(env[names.ENV_MODULE], env[names.ENV_FLOW], env[names.ENV_STEP], env[names.ENV_BUCKET], prefix)
+
+
+_lock = threading.Lock()
+_graphs: dict[tuple[str, str], FlowGraph] = {}
+_client: list[Any] = []
+
+
+def reset_cache() -> None:
+    """Forget cached graphs and the S3 client (tests; a new emulator)."""
+    with _lock:
+        _graphs.clear()
+        _client.clear()
+
+
+def handler(event: Any, context: Any = None) -> dict[str, Any]:
+    """Lambda entry point (`lokki_sam.runtime.handler`)."""
+    return handle(event, os.environ)
+
+
+def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, Any]:
+    """Run what `event` asks with the function environment `env` (handler() passes os.environ)."""
+    settings = Settings.from_env(env)
+    if not isinstance(event, Mapping):
+        raise RuntimeConfigError(f"the event must be a JSON object, got {type(event).__name__}")
+    check_location(event, settings)
+    graph = load_graph(settings.module, settings.flow)
+    node = resolve_node(graph, event.get("node"), settings.step)
+    store = S3Store(settings.bucket, settings.prefix, client if client is not None else _s3())
+    if event.get("map") is not None:
+        return _run_map_step(graph, store, node, event)
+    ctx = _context(graph, store, event.get("run_id"), event.get("params"))
+    count = execution.run_task(ctx, node)
+    fed = graph.map_fed_by(node.id)
+    if fed is None:
+        return {"node": node.id}
+    manifest = layout.manifest(ctx.run_id, fed.id)
+    out: dict[str, Any] = {
+        "Bucket": settings.bucket,
+        "Key": _full_key(settings.prefix, manifest),
+        "count": count,
+    }
+    if fed.options.mode == "inline":  # an INLINE map iterates over the state, not an ItemReader
+        out["Items"] = store.get_json(manifest)
+    return out
+
+
+def _run_map_step(graph: FlowGraph, store: S3Store, node: Node, event: Mapping[str, Any]) -> dict[str, Any]:
+    block = graph.get(str(event["map"]))
+    if not isinstance(block, MapBlock) or node not in block.nodes:
+        raise RuntimeConfigError(f"step '{node.id}' is not in map '{event['map']}' of flow '{graph.name}'")
+    refs, run_id, params = batch_input(event.get("input"))
+    ctx = _context(graph, store, run_id, params)
+    execution.run_batch(ctx, block, node, refs)
+    return {"node": node.id, "items": len(refs)}
+
+
+# ------------------------------------------------------------------------- input resolution
+
+
+def batch_input(value: Any) -> tuple[list[ItemRef], Any, Any]:
+    """Item refs, run id and params from one item or an ItemBatcher batch."""
+    if isinstance(value, Mapping) and "Items" in value:
+        items = value["Items"]
+        if not isinstance(items, list) or not items:
+            raise RuntimeConfigError("a batch needs a non-empty 'Items' list")
+        context = value.get("BatchInput")
+        if not isinstance(context, Mapping) or "run_id" not in context:
+            context = items[0]  # items carry the context too (emulators without BatchInput)
+        return [ItemRef.parse(item) for item in items], _get(context, "run_id"), context.get("params")
+    if isinstance(value, Mapping):
+        return [ItemRef.parse(value)], _get(value, "run_id"), value.get("params")
+    raise RuntimeConfigError(f"a map step's 'input' must be an item or a batch, got {value!r}")
+
+
+def _get(mapping: Any, key: str) -> Any:
+    if not isinstance(mapping, Mapping) or key not in mapping:
+        raise RuntimeConfigError(f"the event has no '{key}'")
+    return mapping[key]
+
+
+def _context(graph: FlowGraph, store: S3Store, run_id: Any, params: Any) -> RunContext:
+    if not isinstance(run_id, str):
+        raise RuntimeConfigError(f"the event's run_id must be a string, got {run_id!r}")
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise RuntimeConfigError(
+            f"the execution input must be a JSON object of flow parameters, got {type(params).__name__}",
+            where=f"flow '{graph.name}'",
+            hint='start the execution with input like {"limit": 3} (or {} for the defaults)',
+        )
+    resolved = resolve_params(graph.params, params, where=f"execution input of flow '{graph.name}'")
+    return RunContext(graph, store, layout.check_run_id(run_id), resolved)
+
+
+def resolve_node(graph: FlowGraph, node_id: Any, step_name: str) -> Node:
+    """The node the event names; it must be an invocation of this function's step."""
+    if not isinstance(node_id, str):
+        raise RuntimeConfigError(f"the event must name a node (a string), got {node_id!r}")
+    try:
+        node = graph.node(node_id)
+    except KeyError as exc:
+        raise RuntimeConfigError(str(exc.args[0]), hint="regenerate and redeploy the state machine") from None
+    if node.step.name != step_name:
+        raise RuntimeConfigError(
+            f"node '{node_id}' runs step '{node.step.name}', but this function serves step '{step_name}'",
+            where=f"flow '{graph.name}'",
+            hint="each state must invoke its own step's function; regenerate the state machine",
+        )
+    return node
+
+
+def check_location(event: Mapping[str, Any], settings: Settings) -> None:
+    """Refuse any store location in the event outside the function's bucket and prefix.
+
+    The state machine passes none (keys derive from run, node and item), but events written by
+    hand (sam local invoke, tests) may state them; a mismatch means a misrouted event.
+    """
+    bucket = event.get("bucket", settings.bucket)
+    if bucket != settings.bucket:
+        raise RuntimeConfigError(f"refusing bucket {bucket!r}: this function's store is bucket {settings.bucket!r}")
+    for field in ("prefix", "key"):
+        value = event.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise RuntimeConfigError(f"the event's {field} must be a string, got {value!r}")
+        layout.check_key(value.rstrip("/") or ".")
+        inside = value.strip("/") == settings.prefix or value.startswith(settings.prefix + "/")
+        if not inside:
+            raise RuntimeConfigError(
+                f"refusing {field} {value!r}: it is outside this function's prefix {settings.prefix!r}"
+            )
+
+
+# ------------------------------------------------------------------------------ caching
+
+
+def load_graph(module_name: str, flow_name: str) -> FlowGraph:
+    key = (module_name, flow_name)
+    with _lock:
+        if key not in _graphs:
+            _graphs[key] = _find_flow(importlib.import_module(module_name), flow_name).graph
+        return _graphs[key]
+
+
+def _find_flow(module: Any, flow_name: str) -> Flow:
+    for value in vars(module).values():
+        if isinstance(value, Flow) and value.name == flow_name:
+            return value
+    raise RuntimeConfigError(
+        f"module {module.__name__} has no flow '{flow_name}'",
+        hint=f"check {names.ENV_MODULE}/{names.ENV_FLOW}; regenerate the template",
+    )
+
+
+def _s3() -> Any:
+    with _lock:
+        if not _client:
+            _client.append(s3_client())
+        return _client[0]
+
+
+def _full_key(prefix: str, key: str) -> str:
+    return f"{prefix}/{key}" if prefix else key

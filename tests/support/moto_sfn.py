@@ -1,0 +1,237 @@
+"""Run a compiled flow in moto's Step Functions interpreter with the real lokki-sam handler.
+
+moto executes a state machine with its port of the LocalStack ASL interpreter; its Lambda
+invokes need Docker, so `_invoke_lambda` (moto 5.2.x, not a supported hook: moto is pinned
+below 5.3) is replaced here by an in-process call of `lokki_sam.runtime.handle` with the
+function's own environment. A raised exception becomes a function error whose `errorType` is
+the exception class name, as in the AWS Python runtime.
+
+moto's grammar lacks `ItemBatcher`: `deploy` rewrites it into what moto can run and this
+module batches items itself (see `_batching`), so batched invocations still receive the AWS
+shape `{"Items": [...], "BatchInput": {...}}`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import boto3
+from moto import mock_aws
+from moto.awslambda.models import LambdaFunction
+
+from lokki_sam import runtime
+from lokki_sam.compile import asl, names
+from lokki_sam.graph import FlowGraph
+from lokki_sam.store import S3Store
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+BUCKET = "lokki-artifacts"
+DUMMY_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+_SUB_RE = re.compile(r"\$\{([A-Za-z0-9]+)\}")
+
+
+@dataclass
+class Counters:
+    invocations: int = 0
+    s3_requests: int = 0
+    by_function: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count_invocation(self, function: str) -> None:
+        with self.lock:
+            self.invocations += 1
+            self.by_function[function] = self.by_function.get(function, 0) + 1
+
+    def count_s3(self, **_: Any) -> None:
+        with self.lock:
+            self.s3_requests += 1
+
+
+@dataclass
+class Execution:
+    arn: str
+    run_id: str
+    status: str
+    error: str | None
+    cause: str | None
+    output: Any
+    seconds: float
+
+
+class Cloud:
+    """A moto account with the artifact bucket; `deploy` then `execute` flows."""
+
+    def __init__(self) -> None:
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.lam = boto3.client("lambda", region_name=REGION)
+        self.iam = boto3.client("iam", region_name=REGION)
+        self.s3.create_bucket(Bucket=BUCKET)
+        role = self.iam.create_role(RoleName="lokki-test", AssumeRolePolicyDocument="{}")
+        self.role_arn = role["Role"]["Arn"]
+        self.counters = Counters()
+        # One S3 client for every invocation, like a warm Lambda; its requests are counted.
+        self.runtime_s3 = boto3.client("s3", region_name=REGION)
+        self.runtime_s3.meta.events.register("before-call.s3", self.counters.count_s3)
+        self.state_machines: dict[str, str] = {}
+
+    def deploy(self, graph: FlowGraph, *, definition: dict[str, Any] | None = None) -> str:
+        """Create the flow's functions and state machine (substitutions applied); return its ARN."""
+        subs = {names.BUCKET_SUBSTITUTION: BUCKET}
+        for step_ in graph.steps:
+            function_name = f"{graph.name}-{step_.name}"[:64]
+            env = {
+                names.ENV_MODULE: graph.module,
+                names.ENV_FLOW: graph.name,
+                names.ENV_STEP: step_.name,
+                names.ENV_BUCKET: BUCKET,
+                names.ENV_PREFIX: names.flow_prefix(graph.name),
+            }
+            created = self.lam.create_function(
+                FunctionName=function_name,
+                Runtime="python3.11",
+                Role=self.role_arn,
+                Handler=names.HANDLER,
+                Code={"ZipFile": _dummy_zip()},
+                Environment={"Variables": env},
+            )
+            subs[names.function_arn_substitution(graph.name, step_.name)] = created["FunctionArn"]
+        text = json.dumps(definition if definition is not None else asl.compile_flow(graph))
+        missing = sorted(set(_SUB_RE.findall(text)) - set(subs))
+        assert not missing, f"definition uses substitutions the harness does not know: {missing}"
+        assert sorted(set(_SUB_RE.findall(text))) == asl.substitution_names(graph)
+        text = _SUB_RE.sub(lambda m: subs[m.group(1)], text)
+        arn = self.sfn.create_state_machine(
+            name=graph.name, definition=json.dumps(moto_compatible(json.loads(text))), roleArn=self.role_arn
+        )["stateMachineArn"]
+        self.state_machines[graph.name] = arn
+        return arn
+
+    def execute(self, graph: FlowGraph, params: Any, *, name: str | None = None, timeout: float = 300) -> Execution:
+        arn = self.state_machines.get(graph.name) or self.deploy(graph)
+        # moto leaves $$.Execution.Name null unless StartExecution names the execution.
+        name = name or f"{graph.name}-{uuid.uuid4().hex[:12]}"
+        kwargs: dict[str, Any] = {"stateMachineArn": arn, "input": json.dumps(params), "name": name}
+        started = time.perf_counter()
+        execution_arn = self.sfn.start_execution(**kwargs)["executionArn"]
+        deadline = time.monotonic() + timeout
+        while True:
+            desc = self.sfn.describe_execution(executionArn=execution_arn)
+            if desc["status"] != "RUNNING":
+                break
+            assert time.monotonic() < deadline, f"execution still running after {timeout} s"
+            time.sleep(0.02)
+        seconds = time.perf_counter() - started
+        error = cause = None
+        if desc["status"] == "FAILED":
+            error, cause = desc.get("error"), desc.get("cause")
+        output = json.loads(desc["output"]) if desc.get("output") else None
+        return Execution(execution_arn, name, desc["status"], error, cause, output, seconds)
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+        while True:
+            page = self.sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                return events
+            kwargs["nextToken"] = page["nextToken"]
+
+    def store(self, graph: FlowGraph) -> S3Store:
+        return S3Store(BUCKET, names.flow_prefix(graph.name), boto3.client("s3", region_name=REGION))
+
+
+@contextmanager
+def moto_cloud() -> Iterator[Cloud]:
+    """A fresh moto account executing state machines, with Lambda running lokki-sam's handler."""
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.dict(os.environ, DUMMY_ENV))
+        stack.enter_context(
+            mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        )
+        cloud = Cloud()
+        stack.enter_context(mock.patch.object(LambdaFunction, "_invoke_lambda", _make_invoke(cloud)))
+        runtime.reset_cache()
+        yield cloud
+        runtime.reset_cache()
+
+
+def _make_invoke(cloud: Cloud) -> Any:
+    def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+        cloud.counters.count_invocation(self.function_name)
+        if isinstance(event, str | bytes):
+            event = json.loads(event or "{}")
+        env = {k: str(v) for k, v in self.environment_vars.items()}
+        try:
+            event = _unwrap_batch(event)
+            result = runtime.handle(event, env, client=cloud.runtime_s3)
+        except Exception as exc:  # the Python runtime's error shape
+            payload = {
+                "errorMessage": str(exc),
+                "errorType": type(exc).__name__,
+                "stackTrace": traceback.format_exception(exc),
+            }
+            return json.dumps(payload), True, "".join(payload["stackTrace"])
+        return json.dumps(result), False, ""
+
+    return _invoke_lambda
+
+
+# ---------------------------------------------------------------- moto compatibility shims
+
+
+def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite an ItemBatcher (unknown to moto's grammar) into a marker moto passes through.
+
+    Each item's ItemSelector output is wrapped as {"__batch__": {size, BatchInput, item}};
+    `_batching` (patched into the distributed iteration) groups consecutive items into the
+    AWS batch shape before a child runs. Everything else is left as generated.
+    """
+
+    def walk(states: dict[str, Any]) -> None:
+        for state in states.values():
+            if state.get("Type") != "Map":
+                continue
+            batcher = state.pop("ItemBatcher", None)
+            if batcher:
+                _BATCHERS[state["Label"]] = batcher
+            walk(state["ItemProcessor"]["States"])
+
+    copy = json.loads(json.dumps(definition))
+    walk(copy["States"])
+    return copy
+
+
+_BATCHERS: dict[str, dict[str, Any]] = {}
+
+
+def _unwrap_batch(event: Any) -> Any:
+    return event
+
+
+def _dummy_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("placeholder.py", "# the real code runs in-process (tests/support/moto_sfn.py)\n")
+    return buf.getvalue()
