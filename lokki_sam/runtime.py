@@ -33,6 +33,7 @@ from lokki_sam.graph import Flow, FlowGraph, MapBlock, Node
 from lokki_sam.params import resolve_params
 from lokki_sam.store import S3Store, s3_client
 
+
 class RuntimeConfigError(LokkiError):
     """The function's environment or its event does not fit the flow it serves."""
 
