@@ -6,9 +6,9 @@ below 5.3) is replaced here by an in-process call of `lokki_sam.runtime.handle` 
 function's own environment. A raised exception becomes a function error whose `errorType` is
 the exception class name, as in the AWS Python runtime.
 
-moto's grammar lacks `ItemBatcher`: `deploy` rewrites it into what moto can run and this
-module batches items itself (see `_batching`), so batched invocations still receive the AWS
-shape `{"Items": [...], "BatchInput": {...}}`.
+moto's grammar lacks `ItemBatcher`: `deploy` sets it aside and this module batches items
+itself (see `moto_compatible`), so batched children receive the AWS shape
+`{"Items": [...], "BatchInput": {...}}` and Lambda is invoked once per batch.
 """
 
 from __future__ import annotations
@@ -167,11 +167,10 @@ def moto_cloud() -> Iterator[Cloud]:
     """A fresh moto account executing state machines, with Lambda running lokki-sam's handler."""
     with ExitStack() as stack:
         stack.enter_context(mock.patch.dict(os.environ, DUMMY_ENV))
-        stack.enter_context(
-            mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
-        )
+        stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         cloud = Cloud()
         stack.enter_context(mock.patch.object(LambdaFunction, "_invoke_lambda", _make_invoke(cloud)))
+        stack.enter_context(_patch_batching())
         runtime.reset_cache()
         yield cloud
         runtime.reset_cache()
@@ -184,7 +183,6 @@ def _make_invoke(cloud: Cloud) -> Any:
             event = json.loads(event or "{}")
         env = {k: str(v) for k, v in self.environment_vars.items()}
         try:
-            event = _unwrap_batch(event)
             result = runtime.handle(event, env, client=cloud.runtime_s3)
         except Exception as exc:  # the Python runtime's error shape
             payload = {
@@ -201,13 +199,13 @@ def _make_invoke(cloud: Cloud) -> Any:
 # ---------------------------------------------------------------- moto compatibility shims
 
 
-def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite an ItemBatcher (unknown to moto's grammar) into a marker moto passes through.
+_BATCHERS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
-    Each item's ItemSelector output is wrapped as {"__batch__": {size, BatchInput, item}};
-    `_batching` (patched into the distributed iteration) groups consecutive items into the
-    AWS batch shape before a child runs. Everything else is left as generated.
-    """
+
+def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
+    """moto's grammar has no ItemBatcher: move each map's ItemBatcher and ItemSelector aside
+    (under a unique Label) for `_batched_map_run`, which applies them as AWS does: the
+    selector on each item, then batches of MaxItemsPerBatch with the evaluated BatchInput."""
 
     def walk(states: dict[str, Any]) -> None:
         for state in states.values():
@@ -215,7 +213,9 @@ def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
                 continue
             batcher = state.pop("ItemBatcher", None)
             if batcher:
-                _BATCHERS[state["Label"]] = batcher
+                label = f"batched-{len(_BATCHERS)}"
+                _BATCHERS[label] = (batcher, state.pop("ItemSelector", {}))
+                state["Label"] = label
             walk(state["ItemProcessor"]["States"])
 
     copy = json.loads(json.dumps(definition))
@@ -223,11 +223,53 @@ def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
-_BATCHERS: dict[str, dict[str, Any]] = {}
+def _resolve(path: str, env: Any, item: Any) -> Any:
+    """The JSONPath forms the compiler emits: $$.Map.Item.Value..., $$.Execution..., $...."""
+    if path.startswith("$$.Map.Item.Value"):
+        value, rest = item, path[len("$$.Map.Item.Value") :]
+    elif path.startswith("$$."):
+        value, rest = env.states.context_object.context_object_data, path[2:]
+    else:
+        value, rest = env.states.get_input(), path[1:]
+    for part in filter(None, rest.split(".")):
+        value = value[part]
+    return value
 
 
-def _unwrap_batch(event: Any) -> Any:
-    return event
+def _template(template: dict[str, Any], env: Any, item: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in template.items():
+        if key.endswith(".$"):
+            out[key[:-2]] = _resolve(value, env, item)
+        elif isinstance(value, dict):
+            out[key] = _template(value, env, item)
+        else:
+            out[key] = value
+    return out
+
+
+def _patch_batching() -> Any:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component as dic,
+    )
+
+    original = dic.DistributedIterationComponent._map_run
+
+    def _map_run(self: Any, env: Any, eval_input: Any) -> None:
+        spec = _BATCHERS.get(eval_input.label or "")
+        if spec is not None:
+            batcher, selector = spec
+            items = env.stack.pop()
+            selected = [_template(selector, env, item) if selector else item for item in items]
+            size = int(batcher["MaxItemsPerBatch"])
+            batch_input = _template(batcher.get("BatchInput", {}), env, None)
+            batches = [
+                {"Items": selected[i : i + size], "BatchInput": batch_input} for i in range(0, len(selected), size)
+            ]
+            env.stack.append(batches)
+        original(self, env, eval_input)
+
+    return mock.patch.object(dic.DistributedIterationComponent, "_map_run", _map_run)
 
 
 def _dummy_zip() -> bytes:
