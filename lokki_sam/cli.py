@@ -172,3 +172,15 @@ def main() -> None:
     except LokkiError as exc:  # raised outside a command (config loading)
         click.echo(f"error: {exc.render()}", err=True)
         sys.exit(EXIT_USAGE)
+
+
+# ------------------------------------------------------------ commands living in their own modules
+def _register_generate() -> None:
+    from lokki_sam.generate import generate_command
+    from lokki_sam.visualize import graph_command
+
+    cli.add_command(generate_command)
+    cli.add_command(graph_command)
+
+
+_register_generate()

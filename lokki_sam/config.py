@@ -37,6 +37,7 @@ SCHEMA: dict[str, Key] = {
     "timeout": Key(int, 300, "default Lambda timeout in seconds", 1),
     "artifact_expiry_days": Key(int, 30, "days before run artifacts expire in the bucket", 1),
     "log_retention_days": Key(int, 30, "state machine log retention in days", 1),
+    "tracing": Key(bool, False, "X-Ray tracing for the generated functions and state machines"),
     "stack_name": Key(str, None, "deployed stack for invoke/runs/result (else samconfig.toml)"),
     "region": Key(str, None, "AWS region for invoke/runs/result"),
 }

@@ -1,0 +1,119 @@
+"""Sample events for `sam local invoke <Function> -e events/<flow>/<node>.json`.
+
+Each event is the payload the state machine sends that step's function, computed from the
+compiled definition itself (its `Payload` templates resolved against a sample execution), so
+the events always match what `lokki_sam.compile.asl` generates:
+
+- a step outside maps gets `{"node", "run_id", "params"}`;
+- a step inside a map gets `{"node", "map", "input"}` where `input` is one item reference
+  (`events/<flow>/<node>.json`) or, for maps with `batch_size > 1`, a batch
+  `{"Items": [...], "BatchInput": {...}}` (`events/<flow>/<node>.batch.json`).
+
+All events of a flow share the run id `sample-run`: invoke the steps in flow order against a
+real (or emulated) bucket and each one finds what the previous one stored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lokki_sam.compile import asl
+from lokki_sam.graph import FlowGraph, MapBlock, Node
+from lokki_sam.params import MISSING
+
+SAMPLE_RUN_ID = "sample-run"
+PLACEHOLDER = "<required: set a value>"
+
+
+def sample_params(graph: FlowGraph) -> dict[str, Any]:
+    """The execution input of a sample run: every parameter's default (JSON-able ones)."""
+    params: dict[str, Any] = {}
+    for p in graph.params:
+        value = PLACEHOLDER if p.default is MISSING else p.default
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            value = PLACEHOLDER
+        params[p.name] = value
+    return params
+
+
+def flow_events(graph: FlowGraph) -> dict[str, dict[str, Any]]:
+    """File name (relative to events/<flow>/) -> event, for every node of the flow."""
+    definition = asl.compile_flow(graph)
+    states = definition["States"]
+    params = sample_params(graph)
+    context = {"Execution": {"Name": SAMPLE_RUN_ID}}
+    top_input: dict[str, Any] = {"params": params}
+    out: dict[str, dict[str, Any]] = {}
+    for stage in graph.stages:
+        if isinstance(stage, Node):
+            out[f"{stage.id}.json"] = _payload(states[stage.id], top_input, context)
+            continue
+        out.update(_map_events(stage, states[stage.id], top_input, context))
+    return out
+
+
+def _map_events(
+    block: MapBlock, state: dict[str, Any], top_input: dict[str, Any], context: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    body = state["ItemProcessor"]["States"]
+    selector = state.get("ItemSelector", {})
+
+    def item(index: int) -> Any:
+        item_context = {**context, "Map": {"Item": {"Index": index, "Value": {"i": index, "c": 0}}}}
+        return resolve(selector, top_input, item_context)
+
+    out: dict[str, dict[str, Any]] = {}
+    batcher = state.get("ItemBatcher")
+    for node in block.nodes:
+        out[f"{node.id}.json"] = _payload(body[node.id], item(0), context)
+        if batcher:
+            batch = {
+                "Items": [item(i) for i in range(min(2, int(batcher.get("MaxItemsPerBatch", 2))))],
+                "BatchInput": resolve(batcher.get("BatchInput", {}), top_input, context),
+            }
+            out[f"{node.id}.batch.json"] = _payload(body[node.id], batch, context)
+    return out
+
+
+def _payload(task: dict[str, Any], state_input: Any, context: dict[str, Any]) -> dict[str, Any]:
+    payload = resolve(task["Parameters"]["Payload"], state_input, context)
+    assert isinstance(payload, dict)
+    return payload
+
+
+def resolve(template: Any, state_input: Any, context: dict[str, Any]) -> Any:
+    """Evaluate an ASL payload template (`"key.$": "$.path"` / `"$$.path"`) on a sample input."""
+    if isinstance(template, dict):
+        out: dict[str, Any] = {}
+        for key, value in template.items():
+            if key.endswith(".$") and isinstance(value, str):
+                out[key[:-2]] = _path(value, state_input, context)
+            else:
+                out[key] = resolve(value, state_input, context)
+        return out
+    if isinstance(template, list):
+        return [resolve(v, state_input, context) for v in template]
+    return template
+
+
+def _path(path: str, state_input: Any, context: dict[str, Any]) -> Any:
+    if path.startswith("$$"):
+        node: Any = context
+        rest = path[2:]
+    elif path.startswith("$"):
+        node = state_input
+        rest = path[1:]
+    else:
+        raise ValueError(f"unsupported path {path!r} in a payload template")
+    for part in filter(None, rest.split(".")):
+        if not isinstance(node, dict) or part not in node:
+            raise ValueError(f"sample events cannot resolve {path!r}")
+        node = node[part]
+    return node
+
+
+def render_event(event: dict[str, Any]) -> str:
+    return json.dumps(event, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,486 @@
+"""FlowGraph(s) -> the SAM template model: plain dicts with long-form intrinsics (`{"Ref": ...}`).
+
+The model holds only what lokki-sam owns; `merge.py` folds it into an existing template and
+writes YAML with short-form tags. Every name comes from `names.py`, so the state machine's
+`${...}` substitutions, the runtime's environment and `lokki-sam invoke` agree with it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lokki_sam.compile import asl, names
+from lokki_sam.errors import LokkiError
+from lokki_sam.graph import FlowGraph
+
+Json = Any
+
+# Lambda's Python runtimes, oldest first (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html).
+LAMBDA_PYTHONS = ("python3.10", "python3.11", "python3.12", "python3.13")
+
+MARKER_KEY = "lokki-sam"  # Metadata key marking what lokki-sam owns
+MARKER = "generated"
+BUCKET_PARAMETER = "ExistingArtifactBucket"
+CREATE_BUCKET_CONDITION = "CreateArtifactBucket"
+BUCKET_POLICY_ID = "ArtifactBucketPolicy"
+
+# SAM derives these logical IDs from ours; a user resource with such an ID would clash after the transform.
+SAM_DERIVED_SUFFIXES = ("Role", "Policy")
+
+# Statements whose Resource must be "*", with the reason written next to it in the template.
+WILDCARD_REASONS = {
+    "DeliverLogs": "AWS requires '*': the log-delivery APIs take no resource (Step Functions docs, cw-logs)",
+    "Tracing": "AWS requires '*': X-Ray trace and sampling APIs have no resource-level permissions",
+}
+
+_LOGICAL_ID_RE = re.compile(r"^[A-Za-z0-9]{1,255}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Template-wide settings (config keys and `generate` options)."""
+
+    code_uri: str = "src"
+    runtime: str | None = None
+    architecture: str = "arm64"
+    memory: int = 512
+    timeout: int = 300
+    artifact_expiry_days: int = 30
+    log_retention_days: int = 30
+    tracing: bool = False
+    # flow name -> dotted module importable from code_uri (defaults to graph.module)
+    modules: Mapping[str, str] = field(default_factory=dict)
+
+
+def default_runtime(version: tuple[int, int] | None = None) -> str:
+    """The generator's Python if Lambda supports it, else the nearest supported one."""
+    major, minor = version or sys.version_info[:2]
+    wanted = f"python{major}.{minor}"
+    if wanted in LAMBDA_PYTHONS:
+        return wanted
+    versions = [int(r.split(".")[1]) for r in LAMBDA_PYTHONS]
+    nearest = min(versions, key=lambda v: (abs(v - minor), -v))
+    return f"python3.{nearest}"
+
+
+def check_runtime(runtime: str) -> str:
+    if runtime not in LAMBDA_PYTHONS:
+        raise LokkiError(
+            f"runtime {runtime!r} is not a Lambda Python runtime lokki-sam supports",
+            where="config 'runtime'",
+            hint=f"use one of {', '.join(LAMBDA_PYTHONS)}",
+        )
+    return runtime
+
+
+# ------------------------------------------------------------------------------ intrinsics
+
+
+def ref(name: str) -> Json:
+    return {"Ref": name}
+
+
+def get_att(resource: str, attribute: str) -> Json:
+    return {"Fn::GetAtt": [resource, attribute]}
+
+
+def sub(text: str, variables: Mapping[str, Json] | None = None) -> Json:
+    return {"Fn::Sub": [text, dict(variables)] if variables else text}
+
+
+def bucket_name() -> Json:
+    """The artifact bucket: the stack's own, or the existing one named by the parameter."""
+    return {"Fn::If": [CREATE_BUCKET_CONDITION, ref(names.BUCKET_ID), ref(BUCKET_PARAMETER)]}
+
+
+def s3_arn(suffix: str = "") -> Json:
+    return sub("arn:${AWS::Partition}:s3:::${Bucket}" + suffix, {"Bucket": bucket_name()})
+
+
+def state_machine_name(flow: str) -> Json:
+    # Named explicitly so the role can grant the Distributed Map rights on its own state
+    # machine and executions by ARN, without referencing the state machine (a cycle).
+    return sub("${AWS::StackName}-" + flow)
+
+
+def state_machine_arn(flow: str, kind: str = "stateMachine", suffix: str = "") -> Json:
+    return sub(
+        "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:" + f"{kind}:${{AWS::StackName}}-{flow}{suffix}"
+    )
+
+
+# ------------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class TemplateModel:
+    """What lokki-sam owns, by section; each section's keys in rendering order."""
+
+    description: str
+    parameters: dict[str, Json]
+    conditions: dict[str, Json]
+    globals_function: dict[str, Json]
+    resources: dict[str, Json]
+    outputs: dict[str, Json]
+
+    def as_template(self) -> dict[str, Json]:
+        """A complete template with only lokki-sam's parts (what a fresh `generate` writes)."""
+        return {
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Transform": "AWS::Serverless-2016-10-31",
+            "Description": self.description,
+            "Parameters": self.parameters,
+            "Conditions": self.conditions,
+            "Globals": {"Function": self.globals_function},
+            "Resources": self.resources,
+            "Outputs": self.outputs,
+        }
+
+
+def build_model(graphs: Sequence[FlowGraph], settings: Settings) -> TemplateModel:
+    if not graphs:
+        raise LokkiError("no flow to generate a template for")
+    check_names(graphs)
+    runtime = check_runtime(settings.runtime) if settings.runtime else default_runtime()
+    flow_list = ", ".join(g.name for g in graphs)
+    resources: dict[str, Json] = {}
+    resources.update(bucket_resources(settings))
+    outputs: dict[str, Json] = {}
+    for graph in graphs:
+        resources.update(function_resources(graph, settings))
+        resources.update(state_machine_resources(graph, settings))
+        outputs[names.state_machine_arn_output(graph.name)] = {
+            "Description": f"ARN of the state machine of flow '{graph.name}'",
+            "Value": ref(names.state_machine_id(graph.name)),
+        }
+    outputs[names.BUCKET_OUTPUT] = {"Description": "Bucket holding run artifacts", "Value": bucket_name()}
+    parameters = {
+        BUCKET_PARAMETER: {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": "^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+            "Description": "Name of an existing S3 bucket for run artifacts; empty creates one in the stack",
+        }
+    }
+    conditions = {CREATE_BUCKET_CONDITION: {"Fn::Equals": [ref(BUCKET_PARAMETER), ""]}}
+    globals_function: dict[str, Json] = {
+        "Runtime": runtime,
+        "Handler": names.HANDLER,
+        "CodeUri": settings.code_uri,
+        "MemorySize": settings.memory,
+        "Timeout": settings.timeout,
+        "Architectures": [settings.architecture],
+    }
+    if settings.tracing:
+        globals_function["Tracing"] = "Active"
+    return TemplateModel(
+        description=f"lokki-sam flows: {flow_list}",
+        parameters=parameters,
+        conditions=conditions,
+        globals_function=globals_function,
+        resources=resources,
+        outputs=outputs,
+    )
+
+
+def owned_marker() -> dict[str, str]:
+    return {MARKER_KEY: MARKER}
+
+
+# ----------------------------------------------------------------------------------- bucket
+
+
+def bucket_resources(settings: Settings) -> dict[str, Json]:
+    bucket = {
+        "Type": "AWS::S3::Bucket",
+        "Condition": CREATE_BUCKET_CONDITION,
+        # Artifacts are data: deleting the stack keeps them (the lifecycle rule still expires them).
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Metadata": owned_marker(),
+        "Properties": {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "LifecycleConfiguration": {
+                "Rules": [
+                    {
+                        "Id": "ExpireRunArtifacts",
+                        "Status": "Enabled",
+                        "Prefix": "lokki/",
+                        "ExpirationInDays": settings.artifact_expiry_days,
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                    }
+                ]
+            },
+        },
+    }
+    policy = {
+        "Type": "AWS::S3::BucketPolicy",
+        "Condition": CREATE_BUCKET_CONDITION,
+        "Metadata": owned_marker(),
+        "Properties": {
+            "Bucket": ref(names.BUCKET_ID),
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [get_att(names.BUCKET_ID, "Arn"), sub("${" + names.BUCKET_ID + ".Arn}/*")],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ],
+            },
+        },
+    }
+    return {names.BUCKET_ID: bucket, BUCKET_POLICY_ID: policy}
+
+
+# -------------------------------------------------------------------------------- functions
+
+
+def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
+    prefix = names.flow_prefix(graph.name)
+    module = settings.modules.get(graph.name, graph.module)
+    out: dict[str, Json] = {}
+    for step in graph.steps:
+        opts = step.options
+        variables: dict[str, Json] = dict(opts.environment)
+        variables.update(
+            {
+                names.ENV_MODULE: module,
+                names.ENV_FLOW: graph.name,
+                names.ENV_STEP: step.name,
+                names.ENV_BUCKET: bucket_name(),
+                names.ENV_PREFIX: prefix,
+            }
+        )
+        statements: list[Json] = [
+            {
+                "Sid": "RunArtifacts",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": s3_arn(f"/{prefix}/*"),
+            },
+            {
+                "Sid": "ListRunArtifacts",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": s3_arn(),
+                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*"]}},
+            },
+        ]
+        statements.extend({"Effect": "Allow", **dict(p)} for p in opts.permissions)
+        props: dict[str, Json] = {
+            "Description": f"lokki-sam step {graph.name}.{step.name}",
+            "Environment": {"Variables": variables},
+            "Policies": [{"Version": "2012-10-17", "Statement": statements}],
+        }
+        if opts.memory is not None:
+            props["MemorySize"] = opts.memory
+        if opts.timeout is not None:
+            props["Timeout"] = opts.timeout
+        if opts.architecture is not None:
+            props["Architectures"] = [opts.architecture]
+        out[names.function_id(graph.name, step.name)] = {
+            "Type": "AWS::Serverless::Function",
+            "Metadata": owned_marker(),
+            "Properties": props,
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------- state machine
+
+
+def log_group_id(flow: str) -> str:
+    return f"{names.state_machine_id(flow)}LogGroup"
+
+
+def schedule_input(graph: FlowGraph) -> str:
+    required = [p.name for p in graph.params if p.required]
+    if required:
+        raise LokkiError(
+            f"flow '{graph.name}' has a schedule but parameter(s) {', '.join(required)} have no default",
+            where=f"flow '{graph.name}'",
+            hint="scheduled runs use the parameters' defaults: give every parameter a default",
+        )
+    try:
+        return json.dumps({p.name: p.default for p in graph.params}, sort_keys=True)
+    except (TypeError, ValueError):
+        raise LokkiError(
+            f"flow '{graph.name}' has a schedule but a parameter default is not JSON",
+            where=f"flow '{graph.name}'",
+            hint="use JSON-compatible defaults (numbers, strings, lists, dicts, None)",
+        ) from None
+
+
+def state_machine_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
+    flow = graph.name
+    prefix = names.flow_prefix(flow)
+    sm_id = names.state_machine_id(flow)
+    function_ids = [names.function_id(flow, s.name) for s in graph.steps]
+    known: dict[str, Json] = {
+        names.function_arn_substitution(flow, s.name): get_att(names.function_id(flow, s.name), "Arn")
+        for s in graph.steps
+    }
+    known[names.BUCKET_SUBSTITUTION] = bucket_name()
+    # Exactly the variables the definition uses (asl decides), each with its value.
+    substitutions = {name: known[name] for name in asl.substitution_names(graph)}
+    statements: list[Json] = [
+        {
+            "Sid": "InvokeOwnFunctions",
+            "Effect": "Allow",
+            "Action": "lambda:InvokeFunction",
+            "Resource": [get_att(f, "Arn") for f in function_ids] + [sub("${" + f + ".Arn}:*") for f in function_ids],
+        }
+    ]
+    if any(m.options.mode == "distributed" for m in graph.maps):
+        statements += [
+            {
+                # ItemReader reads the manifest; ResultWriter writes (multipart) under the flow prefix.
+                "Sid": "MapItemsAndResults",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+                "Resource": s3_arn(f"/{prefix}/*"),
+            },
+            {
+                "Sid": "DistributedMapStartChildren",
+                "Effect": "Allow",
+                "Action": "states:StartExecution",
+                "Resource": state_machine_arn(flow),
+            },
+            {
+                "Sid": "DistributedMapManageChildren",
+                "Effect": "Allow",
+                "Action": ["states:DescribeExecution", "states:StopExecution"],
+                "Resource": state_machine_arn(flow, "execution", "/*"),
+            },
+        ]
+    statements.append(
+        {
+            # https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html documents Resource "*".
+            "Sid": "DeliverLogs",
+            "Effect": "Allow",
+            "Action": [
+                "logs:CreateLogDelivery",
+                "logs:DeleteLogDelivery",
+                "logs:DescribeLogGroups",
+                "logs:DescribeResourcePolicies",
+                "logs:GetLogDelivery",
+                "logs:ListLogDeliveries",
+                "logs:PutResourcePolicy",
+                "logs:UpdateLogDelivery",
+            ],
+            "Resource": "*",
+        }
+    )
+    if settings.tracing:
+        statements.append(
+            {
+                "Sid": "Tracing",
+                "Effect": "Allow",
+                "Action": [
+                    "xray:GetSamplingRules",
+                    "xray:GetSamplingTargets",
+                    "xray:PutTraceSegments",
+                    "xray:PutTelemetryRecords",
+                ],
+                "Resource": "*",
+            }
+        )
+    props: dict[str, Json] = {
+        "Name": state_machine_name(flow),
+        "Type": "STANDARD",
+        "DefinitionUri": f"statemachine/{flow}.asl.json",
+        "DefinitionSubstitutions": dict(sorted(substitutions.items())),
+        "Logging": {
+            "Level": "ERROR",
+            "IncludeExecutionData": False,
+            "Destinations": [{"CloudWatchLogsLogGroup": {"LogGroupArn": get_att(log_group_id(flow), "Arn")}}],
+        },
+        "Tracing": {"Enabled": settings.tracing},
+        "Policies": [{"Version": "2012-10-17", "Statement": statements}],
+    }
+    if graph.schedule:
+        props["Events"] = {
+            "Schedule": {
+                "Type": "Schedule",
+                "Properties": {
+                    "Schedule": graph.schedule,
+                    "Input": schedule_input(graph),
+                    "Description": f"Scheduled run of flow '{flow}' with its default parameters",
+                },
+            }
+        }
+    log_group = {
+        "Type": "AWS::Logs::LogGroup",
+        "DeletionPolicy": "Delete",
+        "UpdateReplacePolicy": "Delete",
+        "Metadata": owned_marker(),
+        "Properties": {
+            "LogGroupName": sub("/aws/vendedlogs/states/${AWS::StackName}-" + flow),
+            "RetentionInDays": settings.log_retention_days,
+        },
+    }
+    machine = {"Type": "AWS::Serverless::StateMachine", "Metadata": owned_marker(), "Properties": props}
+    return {log_group_id(flow): log_group, sm_id: machine}
+
+
+# -------------------------------------------------------------------------------- names
+
+
+def check_names(graphs: Sequence[FlowGraph]) -> None:
+    """Refuse duplicate flows and logical IDs that collide after sanitizing (`a_b` and `aB` -> `AB`)."""
+    seen_flows: set[str] = set()
+    owners: dict[str, str] = {}
+
+    def claim(logical_id: str, what: str) -> None:
+        if not _LOGICAL_ID_RE.match(logical_id):
+            raise LokkiError(
+                f"{what} gives the logical ID {logical_id!r}, which CloudFormation does not accept",
+                hint="logical IDs use letters and digits only (at most 255): rename the flow or step",
+            )
+        for candidate in (logical_id, *(logical_id + s for s in SAM_DERIVED_SUFFIXES)):
+            if candidate in owners and owners[candidate] != what:
+                raise LokkiError(
+                    f"{what} and {owners[candidate]} both map to the logical ID {candidate!r}",
+                    hint="rename one of them: logical IDs drop '_' and capitalize, so a_b and aB collide",
+                )
+            owners[candidate] = what
+
+    for fixed in (names.BUCKET_ID, BUCKET_POLICY_ID):
+        owners[fixed] = "the artifact bucket"
+    for graph in graphs:
+        if graph.name in seen_flows:
+            raise LokkiError(f"flow '{graph.name}' is given twice", hint="flow names must be unique in one template")
+        seen_flows.add(graph.name)
+        claim(names.state_machine_id(graph.name), f"flow '{graph.name}'")
+        claim(log_group_id(graph.name), f"flow '{graph.name}'")
+        for step in graph.steps:
+            claim(names.function_id(graph.name, step.name), f"step '{graph.name}.{step.name}'")
+
+
+def owned_ids(model: TemplateModel) -> dict[str, list[str]]:
+    """Logical IDs per section, recorded in the template so a later run can remove stale ones."""
+    return {
+        "Parameters": list(model.parameters),
+        "Conditions": list(model.conditions),
+        "Resources": list(model.resources),
+        "Outputs": list(model.outputs),
+    }

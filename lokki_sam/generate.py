@@ -1,0 +1,203 @@
+"""`lokki-sam generate`: write template.yaml, statemachine/<flow>.asl.json and events/<flow>/*.json.
+
+Paths in the template (CodeUri, DefinitionUri) are relative to the template's directory, as
+SAM reads them; statemachine/ and events/ are written next to the template.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from lokki_sam.config import Config
+from lokki_sam.errors import LokkiError
+from lokki_sam.graph import FlowGraph
+
+
+@dataclass
+class Plan:
+    """Every file `generate` owns: new text by path, and stale files to delete."""
+
+    root: Path
+    files: dict[Path, str] = field(default_factory=dict)
+    delete: list[Path] = field(default_factory=list)
+
+    def stale(self) -> list[Path]:
+        changed = [p for p, text in self.files.items() if _read(p) != text]
+        return changed + [p for p in self.delete if p.exists()]
+
+    def diff(self) -> str:
+        chunks: list[str] = []
+        for path, text in self.files.items():
+            old = _read(path)
+            if old == text:
+                continue
+            name = _display(path, self.root)
+            chunks.extend(
+                difflib.unified_diff(
+                    (old or "").splitlines(keepends=True),
+                    text.splitlines(keepends=True),
+                    fromfile=f"a/{name}" if old is not None else "/dev/null",
+                    tofile=f"b/{name}",
+                )
+            )
+        for path in self.delete:
+            if path.exists():
+                name = _display(path, self.root)
+                chunks.extend(
+                    difflib.unified_diff(path.read_text().splitlines(keepends=True), [], f"a/{name}", "/dev/null")
+                )
+        return "".join(chunks)
+
+    def write(self) -> list[str]:
+        done = []
+        for path, text in self.files.items():
+            if _read(path) == text:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            done.append(f"wrote {_display(path, self.root)}")
+        for path in self.delete:
+            if path.exists():
+                path.unlink()
+                done.append(f"removed {_display(path, self.root)}")
+        return done
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        raise LokkiError("not a UTF-8 text file", where=str(path)) from None
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def module_in_code_uri(graph: FlowGraph, code_dir: Path, code_uri: str) -> str:
+    """The flow's module as a dotted name importable from CodeUri (what LOKKI_MODULE holds)."""
+    module = sys.modules.get(graph.module)
+    file = getattr(module, "__file__", None)
+    if not file:
+        raise LokkiError(f"cannot find the file of module {graph.module}", where=f"flow '{graph.name}'")
+    path = Path(file).resolve()
+    try:
+        relative = path.relative_to(code_dir.resolve())
+    except ValueError:
+        raise LokkiError(
+            f"flow module {path} is not inside the functions' CodeUri {code_dir}",
+            where=f"flow '{graph.name}'",
+            hint="pass --code-uri DIR (relative to the template) naming the directory that holds the flow module, "
+            "or set code_uri in lokki.toml",
+        ) from None
+    parts = list(relative.with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    bad = [p for p in parts if not p.isidentifier()]
+    if bad or not parts:
+        raise LokkiError(
+            f"{relative} under CodeUri {code_uri} is not importable as a module",
+            where=f"flow '{graph.name}'",
+            hint="module and package directory names must be Python identifiers",
+        )
+    return ".".join(parts)
+
+
+def plan(graphs: Sequence[FlowGraph], template: Path, config: Config, code_uri: str | None = None) -> Plan:
+    from lokki_sam.compile import asl, events, sam
+    from lokki_sam.compile.merge import render_template
+
+    root = template.parent
+    uri = code_uri or str(config.get("code_uri", "src"))
+    code_dir = root / uri
+    settings = sam.Settings(
+        code_uri=uri,
+        runtime=config.get("runtime"),
+        architecture=str(config.get("architecture", "arm64")),
+        memory=int(config.get("memory", 512)),
+        timeout=int(config.get("timeout", 300)),
+        artifact_expiry_days=int(config.get("artifact_expiry_days", 30)),
+        log_retention_days=int(config.get("log_retention_days", 30)),
+        tracing=bool(config.get("tracing", False)),
+        modules={g.name: module_in_code_uri(g, code_dir, uri) for g in graphs},
+    )
+    model = sam.build_model(graphs, settings)
+    result = Plan(root)
+    result.files[template] = render_template(model, _read(template), where=str(template))
+    for graph in graphs:
+        result.files[root / "statemachine" / f"{graph.name}.asl.json"] = asl.render(graph)
+        event_dir = root / "events" / graph.name
+        wanted = {event_dir / name: events.render_event(e) for name, e in events.flow_events(graph).items()}
+        result.files.update(wanted)
+        if event_dir.is_dir():  # events/<flow>/ is generated: drop events of removed steps
+            result.delete.extend(sorted(p for p in event_dir.glob("*.json") if p not in wanted))
+    return result
+
+
+def requirements_warning(code_dir: Path) -> str | None:
+    req = code_dir / "requirements.txt"
+    text = _read(req) if req.is_file() else None
+    if text is not None and any(
+        line.strip().lower().replace("_", "-").startswith("lokki-sam") for line in text.splitlines()
+    ):
+        return None
+    return (
+        f"warning: {req} does not list lokki-sam: `sam build` will not package lokki-sam with your "
+        "functions and they will fail to import lokki_sam.runtime. Add a line `lokki-sam` to it."
+    )
+
+
+@click.command("generate")
+@click.argument("flow_refs", nargs=-1, metavar="FLOW_REF...")
+@click.option(
+    "--template", "template", metavar="FILE", help="SAM template to write or update [default: template.yaml]."
+)
+@click.option("--code-uri", metavar="DIR", help="Functions' CodeUri, relative to the template [default: src].")
+@click.option("--check", is_flag=True, help="Write nothing; print a diff and exit 1 if anything is stale.")
+def generate_command(flow_refs: tuple[str, ...], template: str | None, code_uri: str | None, check: bool) -> None:
+    """Write or update template.yaml, statemachine/<flow>.asl.json and events/ for the flows.
+
+    FLOW_REF is path/to/file.py[:flow] or package.module[:flow]; a module without :flow gives
+    all its flows. Your own resources, parameters, outputs, properties and comments survive.
+    """
+    from lokki_sam.cli import flow_ref_or_config, get_config, handle_errors
+
+    @handle_errors
+    def run() -> None:
+        from lokki_sam.loader import load_flows
+
+        config = get_config()
+        refs = list(flow_refs) or [flow_ref_or_config(None)]
+        graphs = [f.graph for ref in refs for f in load_flows(ref)]
+        template_path = Path(template or str(config.get("template", "template.yaml")))
+        result = plan(graphs, template_path, config, code_uri)
+        if check:
+            stale = result.stale()
+            if stale:
+                click.echo(result.diff(), nl=False)
+                names = ", ".join(_display(p, result.root) for p in stale)
+                click.echo(f"stale: {names}; run `lokki-sam generate` to update", err=True)
+                sys.exit(1)
+            click.echo("generated files are up to date")
+            return
+        warning = requirements_warning(template_path.parent / (code_uri or str(config.get("code_uri", "src"))))
+        if warning:
+            click.echo(warning, err=True)
+        done = result.write()
+        for line in done:
+            click.echo(line)
+        if not done:
+            click.echo("generated files are up to date")
+
+    run()
