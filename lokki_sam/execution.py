@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lokki_sam import layout
-from lokki_sam.errors import LokkiError
+from lokki_sam import layout, serialization
+from lokki_sam.errors import LokkiError, SerializationError
 from lokki_sam.graph import FlowGraph, MapBlock, Node, Stage
 from lokki_sam.store import ArtifactStore
 
@@ -155,11 +155,14 @@ def write_batch_output(
     ctx: RunContext, block: MapBlock, node: Node, indexes: Sequence[int], outputs: Sequence[Any]
 ) -> None:
     """One object holding (indexes, outputs), keyed by the first index it covers."""
-    ctx.store.put(
-        layout.batch_output(ctx.run_id, block.id, node.id, indexes[0]),
-        (list(indexes), list(outputs)),
-        what=f"result of step '{node.id}' for map item(s) {indexes[0]}..{indexes[-1]}",
-    )
+    key = layout.batch_output(ctx.run_id, block.id, node.id, indexes[0])
+    try:
+        ctx.store.put(key, (list(indexes), list(outputs)), what=f"results of step '{node.id}'")
+    except SerializationError:
+        # Name the first offending item and its type, not the (indexes, outputs) wrapper.
+        for index, output in zip(indexes, outputs, strict=True):
+            serialization.dumps(output, what=f"result of step '{node.id}' for map item {index}")
+        raise
 
 
 def read_items(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef]) -> list[Any]:

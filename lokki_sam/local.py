@@ -136,7 +136,8 @@ class LocalRunner:
             record = self.store.get_json(layout.run_record(run_id))
         except StoreError:
             raise LokkiError(
-                f"no run {run_id} in {self.store.describe('')}", hint="check the run id and --store"
+                f"no run {run_id} (no {self.store.describe(layout.run_record(run_id))})",
+                hint="check the run id and --store",
             ) from None
         if record.get("flow") != self.graph.name:
             raise LokkiError(
