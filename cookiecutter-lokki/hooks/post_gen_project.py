@@ -1,0 +1,70 @@
+"""Finish the project: install the chosen starter flow, then generate the SAM files from it.
+
+Runs in the new project directory. Standard library only: it runs under whatever Python runs
+cookiecutter or `sam init`, which may not have lokki-sam installed.
+"""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+# Cookiecutter renders the answers into this raw string as JSON.
+ANSWERS = json.loads(r"""{{ cookiecutter|jsonify }}""")
+INSTALL_HINT = "pip install 'lokki-sam[cli]'"
+
+
+def install_starter(root: Path, starter: str, slug: str) -> None:
+    """Move the chosen starter's flow, test and data into place; drop the other starters."""
+    chosen = root / "_starters" / starter
+    package = root / "src" / slug
+    shutil.move(str(chosen / "flow.py"), str(package / "flow.py"))
+    shutil.move(str(chosen / "test_flow.py"), str(root / "tests" / "test_flow.py"))
+    if (chosen / "data").is_dir():
+        shutil.move(str(chosen / "data"), str(package / "data"))
+    shutil.rmtree(root / "_starters")
+
+
+def lokki_sam_command() -> list[str] | None:
+    """The lokki-sam CLI: importable by this Python (with its CLI extra), else on PATH."""
+    if importlib.util.find_spec("lokki_sam") and importlib.util.find_spec("click"):
+        return [sys.executable, "-c", "from lokki_sam.cli import main; main()"]
+    found = shutil.which("lokki-sam")
+    return [found] if found else None
+
+
+def generate(root: Path) -> bool:
+    command = lokki_sam_command()
+    if command is None:
+        print(
+            "lokki-sam is not installed here, so template.yaml, statemachine/ and events/ were not generated.\n"
+            f"  Install it ({INSTALL_HINT}), then run `lokki-sam generate` in {root}",
+            file=sys.stderr,
+        )
+        return False
+    done = subprocess.run([*command, "generate"], cwd=root, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(
+            f"`lokki-sam generate` failed, so template.yaml was not written:\n{done.stdout}{done.stderr}"
+            f"  Fix the problem, then run `lokki-sam generate` in {root}",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def main() -> int:
+    root = Path.cwd()
+    install_starter(root, ANSWERS["starter"], ANSWERS["project_slug"])
+    generated = generate(root)
+    print(f"Created {root}")
+    steps = ["lokki-sam run", "pytest"]
+    steps += ["sam build", "sam deploy --guided"] if generated else ["lokki-sam generate"]
+    print("Next: cd " + root.name + " && " + "; ".join(steps) + "  (README.md has the whole journey)")
+    return 0  # the project is usable even without generated files: never delete it
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""{{ cookiecutter.project_name }}: the flow lives in flow.py."""

@@ -1,0 +1,23 @@
+"""template.yaml, statemachine/ and events/ are generated from the flow: fail when they are stale."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_generated_files_match_the_flow() -> None:
+    if importlib.util.find_spec("click") is None:
+        pytest.skip("the lokki-sam command line is not installed: pip install 'lokki-sam[cli]'")
+    done = subprocess.run(
+        [sys.executable, "-c", "from lokki_sam.cli import main; main()", "generate", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, f"run `lokki-sam generate` to refresh the SAM files:\n{done.stdout}{done.stderr}"
