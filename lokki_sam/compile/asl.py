@@ -166,7 +166,9 @@ def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
     if opts.concurrency is not None:
         state["MaxConcurrency"] = opts.concurrency
     if opts.tolerated_failure is not None:
-        state["ToleratedFailurePercentage"] = opts.tolerated_failure
+        # AWS takes a decimal percentage; asl-validator 4's schema insists on an integer, so
+        # whole numbers are written as integers.
+        state["ToleratedFailurePercentage"] = _number(opts.tolerated_failure)
     if opts.tolerated_failure_count is not None:
         state["ToleratedFailureCount"] = opts.tolerated_failure_count
     return state
