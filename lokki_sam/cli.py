@@ -184,3 +184,16 @@ def _register_generate() -> None:
 
 
 _register_generate()
+
+
+def _register_cloud() -> None:
+    from lokki_sam.cloud.invoke import invoke
+    from lokki_sam.cloud.result import result
+    from lokki_sam.cloud.runs import runs
+
+    cli.add_command(invoke)
+    cli.add_command(runs)
+    cli.add_command(result)
+
+
+_register_cloud()

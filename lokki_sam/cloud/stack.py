@@ -1,0 +1,200 @@
+"""Which deployed stack a command talks to, and what its Outputs say (state machine ARNs, bucket).
+
+Stack name: --stack-name, else samconfig.toml (`[<config-env>.deploy.parameters]` or `.global`),
+else `stack_name` in lokki.toml. Region and profile: the option, else samconfig.toml, else
+lokki.toml, else the AWS SDK's own defaults (AWS_REGION, AWS_PROFILE, ~/.aws/config).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lokki_sam.cloud.aws import Aws, AwsError, aws_errors, connect
+from lokki_sam.compile import names
+from lokki_sam.config import Config
+from lokki_sam.errors import ConfigError, LokkiError
+from lokki_sam.store import IO_THREADS, S3Store
+
+SAMCONFIG = "samconfig.toml"
+ARN_SUFFIX = names.state_machine_arn_output("x")[1:]  # "StateMachineArn"
+UNUSABLE_STATUSES = (
+    "CREATE_IN_PROGRESS",
+    "CREATE_FAILED",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_COMPLETE",
+    "ROLLBACK_FAILED",
+    "DELETE_IN_PROGRESS",
+    "DELETE_FAILED",
+)
+
+
+class StackNotFound(LokkiError):
+    """No such stack, or it has no outputs for the requested flow."""
+
+
+def read_samconfig(path: Path, config_env: str) -> dict[str, Any]:
+    """`config_env`'s global parameters overlaid with its deploy parameters ({} without a file)."""
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", where=str(path)) from None
+    env = data.get(config_env, {})
+    merged: dict[str, Any] = {}
+    for command in ("global", "deploy"):
+        table = env.get(command, {}).get("parameters", {}) if isinstance(env, dict) else {}
+        if isinstance(table, dict):
+            merged.update(table)
+    return merged
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to look: stack, region, profile, endpoint, and where the stack name came from."""
+
+    stack_name: str
+    source: str
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+
+
+def resolve_target(
+    config: Config,
+    *,
+    stack_name: str | None,
+    region: str | None,
+    profile: str | None,
+    endpoint_url: str | None,
+    config_env: str = "default",
+    samconfig: Path | None = None,
+) -> Target:
+    path = samconfig or Path.cwd() / SAMCONFIG
+    sam = read_samconfig(path, config_env)
+    if stack_name:
+        name, source = stack_name, "--stack-name"
+    elif sam.get("stack_name"):
+        name, source = str(sam["stack_name"]), f"{path} [{config_env}]"
+    elif config.get("stack_name"):
+        name, source = str(config["stack_name"]), "lokki.toml stack_name"
+    else:
+        raise LokkiError(
+            "which stack? no --stack-name, no stack_name in samconfig.toml, no stack_name in lokki.toml",
+            hint="pass --stack-name NAME (the name given to `sam deploy`), or deploy once with `sam deploy --guided`",
+        )
+    return Target(
+        stack_name=name,
+        source=source,
+        region=region or _str(sam.get("region")) or config.get("region"),
+        profile=profile or _str(sam.get("profile")),
+        endpoint_url=endpoint_url,
+    )
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value else None
+
+
+@dataclass
+class Deployment:
+    """A deployed stack: its outputs, and clients for the services the commands use."""
+
+    aws: Aws
+    stack_name: str
+    outputs: dict[str, str]
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            extra = {"max_pool_connections": IO_THREADS * 2} if service == "s3" else {}
+            self._clients[service] = self.aws.client(service, retries={"mode": "adaptive", "max_attempts": 10}, **extra)
+        return self._clients[service]
+
+    def flows(self) -> dict[str, str]:
+        """State machine ARNs by output prefix (the PascalCase flow name)."""
+        return {key[: -len(ARN_SUFFIX)]: arn for key, arn in self.outputs.items() if key.endswith(ARN_SUFFIX)}
+
+    def state_machine_arn(self, flow: str) -> str:
+        arn = self.outputs.get(names.state_machine_arn_output(flow))
+        if not arn:
+            deployed = ", ".join(sorted(self.flows())) or "none"
+            raise StackNotFound(
+                f"stack '{self.stack_name}' has no state machine for flow '{flow}' "
+                f"(no output {names.state_machine_arn_output(flow)})",
+                hint=f"flows deployed there: {deployed}; run `lokki-sam generate`, `sam build` and `sam deploy` "
+                f"to add it, or pick another --stack-name",
+            )
+        return arn
+
+    @property
+    def bucket(self) -> str:
+        bucket = self.outputs.get(names.BUCKET_OUTPUT)
+        if not bucket:
+            raise StackNotFound(
+                f"stack '{self.stack_name}' has no output {names.BUCKET_OUTPUT}",
+                hint="is it a lokki-sam stack? regenerate template.yaml with `lokki-sam generate` and redeploy",
+            )
+        return bucket
+
+    def store(self, flow: str) -> S3Store:
+        return S3Store(self.bucket, names.flow_prefix(flow), client=self.client("s3"))
+
+    def function_name(self, flow: str, step: str) -> str | None:
+        """The physical name of a step's Lambda function (None if the stack does not say)."""
+        import botocore.exceptions
+
+        try:
+            with aws_errors():
+                found = self.client("cloudformation").describe_stack_resource(
+                    StackName=self.stack_name, LogicalResourceId=names.function_id(flow, step)
+                )
+        except (AwsError, botocore.exceptions.ClientError):
+            return None
+        name: str | None = found.get("StackResourceDetail", {}).get("PhysicalResourceId")
+        return name
+
+
+def open_deployment(target: Target) -> Deployment:
+    """Describe the stack; a missing or unusable stack is an error that lists the stacks that exist."""
+    import botocore.exceptions
+
+    aws = connect(region=target.region, profile=target.profile, endpoint_url=target.endpoint_url)
+    where = f"region {aws.region}" + (f", endpoint {target.endpoint_url}" if target.endpoint_url else "")
+    deployment = Deployment(aws, target.stack_name, {})
+    cfn = deployment.client("cloudformation")
+    with aws_errors(f"stack '{target.stack_name}'"):
+        try:
+            stacks = cfn.describe_stacks(StackName=target.stack_name)["Stacks"]
+        except botocore.exceptions.ClientError as exc:
+            if "does not exist" not in str(exc):
+                raise
+            stacks = []
+    if not stacks:
+        raise StackNotFound(
+            f"no stack '{target.stack_name}' in {where} (name from {target.source})",
+            hint=f"stacks there: {_stack_names(cfn)}; deploy with `sam deploy`, or pass --stack-name / --region",
+        )
+    stack = stacks[0]
+    status = str(stack.get("StackStatus", ""))
+    if status in UNUSABLE_STATUSES:
+        raise StackNotFound(
+            f"stack '{target.stack_name}' is {status}: it has no usable outputs",
+            hint="see `aws cloudformation describe-stack-events`, fix the template and run `sam deploy` again",
+        )
+    deployment.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", ())}
+    return deployment
+
+
+def _stack_names(cfn: Any) -> str:
+    try:
+        with aws_errors():
+            summaries = cfn.list_stacks()["StackSummaries"]
+    except (AwsError, Exception):
+        return "(could not list them)"
+    alive = sorted({s["StackName"] for s in summaries if s.get("StackStatus") != "DELETE_COMPLETE"})
+    return ", ".join(alive) or "none"
