@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import sysconfig
 import traceback
 from pathlib import Path
 from types import ModuleType
 
 from lokki_sam.errors import LokkiError
 from lokki_sam.graph import Flow
+
+_LIBRARY_DIRS = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -54,6 +57,9 @@ def load_module(target: str) -> ModuleType:
 def _import_failed(module_name: str, exc: BaseException) -> LokkiError:
     frames = traceback.extract_tb(exc.__traceback__)
     user = [f for f in frames if "importlib" not in f.filename and "lokki_sam" not in f.filename]
+    # Point at the user's own line, not at the stdlib or a library it called.
+    own = [f for f in user if not f.filename.startswith(_LIBRARY_DIRS)]
+    user = own or user
     where = f"{user[-1].filename}:{user[-1].lineno}" if user else module_name
     return LokkiError(
         f"importing {module_name} failed: {type(exc).__name__}: {exc}",
