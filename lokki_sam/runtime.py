@@ -29,7 +29,7 @@ from lokki_sam import execution, layout
 from lokki_sam.compile import names
 from lokki_sam.errors import LokkiError
 from lokki_sam.execution import ItemRef, RunContext
-from lokki_sam.graph import Flow, FlowGraph, MapBlock, Node
+from lokki_sam.graph import Flow, FlowGraph, Node
 from lokki_sam.params import resolve_params
 from lokki_sam.store import S3Store, s3_client
 
@@ -106,8 +106,8 @@ def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, 
 
 
 def _run_map_step(graph: FlowGraph, store: S3Store, node: Node, event: Mapping[str, Any]) -> dict[str, Any]:
-    block = graph.get(str(event["map"]))
-    if not isinstance(block, MapBlock) or node not in block.nodes:
+    block = next((m for m in graph.maps if m.id == event["map"]), None)
+    if block is None or node not in block.nodes:
         raise RuntimeConfigError(f"step '{node.id}' is not in map '{event['map']}' of flow '{graph.name}'")
     refs, run_id, params = batch_input(event.get("input"))
     ctx = _context(graph, store, run_id, params)

@@ -1,0 +1,202 @@
+"""The Lambda runtime on its own: environment, input resolution, refusals, cold-start imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lokki_sam import flow, layout, runtime, step
+from lokki_sam.compile import names
+from lokki_sam.errors import LokkiError, ParamError, StoreError
+from lokki_sam.store import S3Store
+from tests.conftest import EXAMPLES
+
+BUCKET = "artifacts"
+
+
+@step
+def make(n: int = 3, scale: float = 1.0) -> list[float]:
+    return [i * scale for i in range(n)]
+
+
+@step
+def half(x: float) -> float:
+    return x / 2
+
+
+@step
+def add(xs: list[float]) -> float:
+    return sum(xs)
+
+
+@flow
+def rt_flow(n: int = 3, scale: float = 1.0):
+    return make(n=n, scale=scale).map(half, batch_size=2).agg(add)
+
+
+@flow
+def rt_inline(n: int = 3):
+    return make(n=n).map(half, mode="inline")
+
+
+def env_for(graph_flow: Any, step_name: str, **overrides: str) -> dict[str, str]:
+    env = {
+        names.ENV_MODULE: __name__,
+        names.ENV_FLOW: graph_flow.name,
+        names.ENV_STEP: step_name,
+        names.ENV_BUCKET: BUCKET,
+        names.ENV_PREFIX: names.flow_prefix(graph_flow.name),
+    }
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        runtime.reset_cache()
+        yield client
+        runtime.reset_cache()
+
+
+def store(s3: Any, graph_flow: Any) -> S3Store:
+    return S3Store(BUCKET, names.flow_prefix(graph_flow.name), s3)
+
+
+# ------------------------------------------------------------------------------- happy paths
+
+
+def test_source_writes_manifest_and_returns_its_location(s3: Any) -> None:
+    out = runtime.handle({"node": "make", "run_id": "r1", "params": {"n": "5"}}, env_for(rt_flow, "make"), s3)
+    assert out == {"Bucket": BUCKET, "Key": "lokki/rt_flow/r1/map-half/manifest.json", "count": 5}
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=out["Key"])["Body"].read())
+    assert [m["i"] for m in manifest] == [0, 1, 2, 3, 4]
+
+
+def test_batch_and_single_items_and_agg_give_the_local_result(s3: Any) -> None:
+    env = env_for(rt_flow, "make")
+    runtime.handle({"node": "make", "run_id": "r2", "params": {"n": 5, "scale": 2}}, env, s3)
+    manifest = store(s3, rt_flow).get_json(layout.manifest("r2", "map-half"))
+    ctx = {"run_id": "r2", "params": {"n": 5, "scale": 2}}
+    half_env = env_for(rt_flow, "half")
+    # An ItemBatcher batch (AWS) ...
+    batch = {"Items": [dict(m, **ctx) for m in manifest[:2]], "BatchInput": ctx}
+    assert runtime.handle({"node": "half", "map": "map-half", "input": batch}, half_env, s3)["items"] == 2
+    # ... a batch without BatchInput (context taken from the items) ...
+    batch = {"Items": [dict(m, **ctx) for m in manifest[2:4]]}
+    runtime.handle({"node": "half", "map": "map-half", "input": batch}, half_env, s3)
+    # ... and a single item (emulators that ignore ItemBatcher).
+    runtime.handle({"node": "half", "map": "map-half", "input": dict(manifest[4], **ctx)}, half_env, s3)
+    runtime.handle({"node": "add", "run_id": "r2", "params": {"n": 5, "scale": 2}}, env_for(rt_flow, "add"), s3)
+    assert store(s3, rt_flow).get(layout.task_output("r2", "add")) == sum(i * 2 / 2 for i in range(5))
+
+
+def test_inline_map_source_returns_the_manifest_in_the_state(s3: Any) -> None:
+    out = runtime.handle({"node": "make", "run_id": "r3", "params": {}}, env_for(rt_inline, "make"), s3)
+    assert out["Items"] == [{"c": 0, "i": 0}, {"c": 0, "i": 1}, {"c": 0, "i": 2}]
+
+
+def test_params_default_and_coerce_like_local_runs(s3: Any) -> None:
+    env = env_for(rt_flow, "make")
+    runtime.handle({"node": "make", "run_id": "r4"}, env, s3)  # no params at all: defaults
+    assert store(s3, rt_flow).get(layout.items_chunk("r4", "map-half", 0)) == [0.0, 1.0, 2.0]
+    runtime.handle({"node": "make", "run_id": "r5", "params": {"n": "2", "scale": "0.5"}}, env, s3)
+    assert store(s3, rt_flow).get(layout.items_chunk("r5", "map-half", 0)) == [0.0, 0.5]
+
+
+def test_handler_reads_the_function_environment(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in env_for(rt_flow, "make").items():
+        monkeypatch.setenv(key, value)
+    out = runtime.handler({"node": "make", "run_id": "r6", "params": {"n": 1}}, None)
+    assert out["count"] == 1
+
+
+# ---------------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"node": "make", "run_id": "r", "bucket": "other-bucket"}, "refusing bucket 'other-bucket'"),
+        ({"node": "make", "run_id": "r", "prefix": "lokki/other_flow"}, "outside this function's prefix"),
+        ({"node": "make", "run_id": "r", "key": "lokki/rt_flowx/r/make/output.pkl"}, "outside this function's prefix"),
+        ({"node": "make", "run_id": "r", "key": "lokki/rt_flow/../other/x.pkl"}, "refusing store key"),
+        ({"node": "make", "run_id": "../other_flow/r"}, "invalid run id"),
+        ({"node": "make", "run_id": "a/b"}, "invalid run id"),
+        ({"node": "half", "run_id": "r"}, "this function serves step 'make'"),
+        ({"node": "nope", "run_id": "r"}, "has no step or map 'nope'"),
+        ({"run_id": "r"}, "must name a node"),
+        ({"node": "make", "run_id": "r", "params": [1, 2]}, "must be a JSON object of flow parameters"),
+        ({"node": "make", "run_id": 7}, "run_id must be a string"),
+    ],
+)
+def test_refuses_foreign_locations_and_misrouted_events(s3: Any, event: dict[str, Any], message: str) -> None:
+    with pytest.raises(LokkiError, match=message):
+        runtime.handle(event, env_for(rt_flow, "make"), s3)
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0  # nothing was written
+
+
+def test_refuses_unknown_params(s3: Any) -> None:
+    with pytest.raises(ParamError, match="unknown parameter"):
+        runtime.handle({"node": "make", "run_id": "r", "params": {"bogus": 1}}, env_for(rt_flow, "make"), s3)
+
+
+def test_refuses_map_step_outside_its_map_and_bad_items(s3: Any) -> None:
+    env = env_for(rt_flow, "half")
+    with pytest.raises(LokkiError, match="not in map 'map-other'"):
+        runtime.handle({"node": "half", "map": "map-other", "input": {}}, env, s3)
+    with pytest.raises(LokkiError, match="malformed map item reference"):
+        runtime.handle({"node": "half", "map": "map-half", "input": {"i": "0", "c": 0, "run_id": "r"}}, env, s3)
+    with pytest.raises(LokkiError, match="non-empty 'Items'"):
+        runtime.handle({"node": "half", "map": "map-half", "input": {"Items": []}}, env, s3)
+
+
+def test_environment_must_be_complete_and_prefix_plain(s3: Any) -> None:
+    env = env_for(rt_flow, "make")
+    del env[names.ENV_BUCKET]
+    with pytest.raises(LokkiError, match="LOKKI_BUCKET not set"):
+        runtime.handle({"node": "make", "run_id": "r"}, env, s3)
+    with pytest.raises(StoreError, match="refusing store key"):
+        runtime.handle({"node": "make", "run_id": "r"}, env_for(rt_flow, "make", LOKKI_PREFIX="lokki/../x"), s3)
+    with pytest.raises(LokkiError, match="has no flow 'missing'"):
+        runtime.handle({"node": "make", "run_id": "r"}, env_for(rt_flow, "make", LOKKI_FLOW="missing"), s3)
+
+
+# ------------------------------------------------------------------------------- cold start
+
+COLD_START = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import lokki_sam.runtime as runtime
+runtime.load_graph("birds", "birds")
+light = sorted({m.split(".")[0] for m in sys.modules})
+runtime.s3_client(region_name="us-east-1")
+full = sorted({m.split(".")[0] for m in sys.modules})
+print(json.dumps({"light": light, "full": full}))
+"""
+
+FORBIDDEN = {"click", "rich", "yaml", "moto", "samcli", "cookiecutter", "jinja2", "cfnlint", "pytest", "hypothesis"}
+BOTO_STACK = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six", "certifi"}
+
+
+def test_cold_start_imports_only_stdlib_lokki_core_the_flow_module_and_boto3() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", COLD_START, str(EXAMPLES)], capture_output=True, text=True, check=True, timeout=60
+    )
+    mods = json.loads(result.stdout)
+    stdlib = set(sys.stdlib_module_names)
+    # Before the first S3 client: nothing but the standard library, lokki_sam and the flow module
+    # (names starting with "_" are interpreter/site hooks such as editable-install finders).
+    extra = {m for m in mods["light"] if m not in stdlib and not m.startswith("_")}
+    assert extra == {"lokki_sam", "birds"}
+    assert not FORBIDDEN & set(mods["full"])
+    assert BOTO_STACK & set(mods["full"]) >= {"boto3", "botocore"}
