@@ -105,6 +105,7 @@ def execute_run(
             store=store or config["store"],
             resume=resume,
             reporter=reporter,
+            concurrency=config.get("concurrency"),
         )
     finally:
         reporter.close()

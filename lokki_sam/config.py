@@ -100,8 +100,9 @@ def _parse(path: Path) -> dict[str, Any]:
 
 def _check(name: str, raw: Any, *, where: str, from_text: bool) -> Any:
     key = SCHEMA[name]
-    if not from_text and key.type is int and isinstance(raw, bool):
-        raise ConfigError(f"'{name}' must be {type_name(key.type)}, got {raw!r}", where=where)
+    # TOML is typed: a quoted "4" or "yes" for an int/bool key is a mistake, not a value to coerce.
+    if not from_text and key.type in (int, bool) and isinstance(raw, bool | str) and type(raw) is not key.type:
+        raise ConfigError(f"'{name}' must be {type_name(key.type)}, got {raw!r}", where=where, hint=key.help)
     if not from_text and key.type is str and not isinstance(raw, str):
         raise ConfigError(f"'{name}' must be a string, got {raw!r}", where=where)
     try:
