@@ -174,7 +174,6 @@ def build_model(graphs: Sequence[FlowGraph], settings: Settings) -> TemplateMode
         "CodeUri": settings.code_uri,
         "MemorySize": settings.memory,
         "Timeout": settings.timeout,
-        "Architectures": [settings.architecture],
     }
     if settings.tracing:
         globals_function["Tracing"] = "Active"
@@ -295,8 +294,8 @@ def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
             props["MemorySize"] = opts.memory
         if opts.timeout is not None:
             props["Timeout"] = opts.timeout
-        if opts.architecture is not None:
-            props["Architectures"] = [opts.architecture]
+        # Not in Globals: SAM appends a function's list to the Globals list instead of replacing it.
+        props["Architectures"] = [opts.architecture or settings.architecture]
         out[names.function_id(graph.name, step.name)] = {
             "Type": "AWS::Serverless::Function",
             "Metadata": owned_marker(),

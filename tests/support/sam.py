@@ -1,0 +1,164 @@
+"""Helpers for the SAM template tests: generate an app, lint it, transform it, evaluate intrinsics."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from lokki_sam.config import load_config
+from lokki_sam.generate import plan
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.py") if not p.name.startswith("_"))
+SHAPES_FILE = REPO / "tests" / "flows" / "shapes.py"
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+STACK = "stack"
+BUCKET = "stack-artifactbucket-1"
+
+
+def forget_module(name: str) -> None:
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
+
+
+def make_app(root: Path, sources: Iterable[Path], refs: Iterable[str] | None = None, **config: Any) -> Path:
+    """Copy flow modules into root/src and run `generate` (in-process) there; returns template.yaml."""
+    from lokki_sam.loader import load_flows
+
+    src = root / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    files = []
+    for source in sources:
+        shutil.copy(source, src / source.name)
+        if source.parent.joinpath("data").is_dir() and not (src / "data").exists():
+            shutil.copytree(source.parent / "data", src / "data")
+        forget_module(source.stem)
+        files.append(src / source.name)
+    graphs = [f.graph for ref in (refs or [str(p) for p in files]) for f in load_flows(ref)]
+    settings = load_config(root, environ={f"LOKKI_{k.upper()}": str(v) for k, v in config.items()})
+    plan(graphs, root / "template.yaml", settings).write()
+    return root / "template.yaml"
+
+
+def lint(text: str) -> list[str]:
+    """cfn-lint findings of every level (errors, warnings, informational)."""
+    from cfnlint.api import ManualArgs
+    from cfnlint.api import lint as cfn_lint
+
+    matches = cfn_lint(text, config=ManualArgs(regions=[REGION], include_checks=["I"]))
+    return [f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches]
+
+
+def load(text: str) -> dict[str, Any]:
+    from samtranslator.yaml_helper import yaml_parse
+
+    return dict(yaml_parse(text))
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:  # the template uses inline statements only
+        return {}
+
+
+def transform(text: str) -> dict[str, Any]:
+    """samtranslator, in-process, after replacing local paths with s3:// URIs (as `sam package` does)."""
+    from samtranslator.translator.transform import transform as sam_transform
+
+    template = load(text)
+    template["Globals"]["Function"]["CodeUri"] = "s3://deploy-bucket/code.zip"
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::StateMachine":
+            name = resource["Properties"]["DefinitionUri"]
+            resource["Properties"]["DefinitionUri"] = f"s3://deploy-bucket/{name}"
+    return dict(sam_transform(template, {}, _NoManagedPolicies()))
+
+
+def evaluate(value: Any, resources: Mapping[str, Any], create_bucket: bool = True) -> Any:
+    """Resolve intrinsics to the strings a deployed stack would see (fixed account/region/stack)."""
+    pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": STACK}
+
+    def ref(name: str) -> str:
+        if name in pseudo:
+            return pseudo[name]
+        if name == "ArtifactBucket":
+            return BUCKET
+        if name == "ExistingArtifactBucket":
+            return "" if create_bucket else "existing-bucket"
+        kind = resources[name]["Type"]
+        if kind == "AWS::StepFunctions::StateMachine":
+            return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+        return name
+
+    def get_att(name: str, attr: str) -> str:
+        kind = resources[name]["Type"]
+        if kind == "AWS::Lambda::Function" and attr == "Arn":
+            return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+        if kind == "AWS::S3::Bucket" and attr == "Arn":
+            return f"arn:aws:s3:::{BUCKET}"
+        if kind == "AWS::Logs::LogGroup" and attr == "Arn":
+            return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"
+        if attr == "Arn":
+            return f"arn:aws:{kind}:{name}"
+        raise AssertionError(f"unexpected GetAtt {name}.{attr}")
+
+    def go(v: Any) -> Any:
+        if isinstance(v, list):
+            return [go(x) for x in v]
+        if not isinstance(v, dict):
+            return v
+        if len(v) == 1:
+            ((key, arg),) = v.items()
+            if key == "Ref":
+                return ref(arg)
+            if key == "Fn::GetAtt":
+                name, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                return get_att(name, attr)
+            if key == "Fn::If":
+                cond, yes, no = arg
+                assert cond == "CreateArtifactBucket", cond
+                return go(yes if create_bucket else no)
+            if key == "Fn::Equals":
+                a, b = go(arg[0]), go(arg[1])
+                return a == b
+            if key == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+                values = {k: go(x) for k, x in variables.items()}
+
+                def repl(m: re.Match[str]) -> str:
+                    name = m.group(1)
+                    if name in values:
+                        return str(values[name])
+                    if "." in name:
+                        return get_att(*name.split(".", 1))
+                    return str(ref(name))
+
+                return re.sub(r"\$\{([^}!]+)\}", repl, text)
+        return {k: go(x) for k, x in v.items()}
+
+    return go(value)
+
+
+def role_statements(cfn: Mapping[str, Any], role_id: str, create_bucket: bool = True) -> list[dict[str, Any]]:
+    """Every statement of a role's inline policies, intrinsics resolved, Action/Resource as lists."""
+    resources = cfn["Resources"]
+    role = resources[role_id]
+    assert role["Type"] == "AWS::IAM::Role"
+    assert role["Properties"].get("ManagedPolicyArns", []) == [] or all(
+        "AWSLambdaBasicExecutionRole" in str(arn) or "AWSXrayWriteOnlyAccess" in str(arn)
+        for arn in role["Properties"]["ManagedPolicyArns"]
+    ), role["Properties"]["ManagedPolicyArns"]
+    out = []
+    for policy in role["Properties"].get("Policies", []):
+        for statement in evaluate(policy["PolicyDocument"]["Statement"], resources, create_bucket):
+            statement = dict(statement)
+            for key in ("Action", "Resource"):
+                if isinstance(statement.get(key), str):
+                    statement[key] = [statement[key]]
+            out.append(statement)
+    return out
