@@ -6,9 +6,10 @@ below 5.3) is replaced here by an in-process call of `lokki_sam.runtime.handle` 
 function's own environment. A raised exception becomes a function error whose `errorType` is
 the exception class name, as in the AWS Python runtime.
 
-moto's grammar lacks `ItemBatcher`: `deploy` sets it aside and this module batches items
-itself (see `moto_compatible`), so batched children receive the AWS shape
-`{"Items": [...], "BatchInput": {...}}` and Lambda is invoked once per batch.
+moto's interpreter lacks `ItemBatcher` and ignores ToleratedFailure*: `deploy` sets them
+aside and this module applies them with AWS semantics (see `moto_compatible`), so batched
+children receive `{"Items": [...], "BatchInput": {...}}` (one Lambda invocation per batch)
+and a map fails with States.ExceedToleratedFailureThreshold when it should.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def moto_cloud() -> Iterator[Cloud]:
         stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         cloud = Cloud()
         stack.enter_context(mock.patch.object(LambdaFunction, "_invoke_lambda", _make_invoke(cloud)))
-        stack.enter_context(_patch_batching())
+        stack.enter_context(_patch_map_run())
         runtime.reset_cache()
         yield cloud
         runtime.reset_cache()
@@ -199,23 +200,35 @@ def _make_invoke(cloud: Cloud) -> Any:
 # ---------------------------------------------------------------- moto compatibility shims
 
 
-_BATCHERS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+_MAPS: dict[str, dict[str, Any]] = {}
 
 
 def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
-    """moto's grammar has no ItemBatcher: move each map's ItemBatcher and ItemSelector aside
-    (under a unique Label) for `_batched_map_run`, which applies them as AWS does: the
-    selector on each item, then batches of MaxItemsPerBatch with the evaluated BatchInput."""
+    """Adapt a definition to what moto runs, keeping AWS semantics (see `_map_run`):
+
+    - moto's grammar has no ItemBatcher: each distributed map's ItemBatcher and ItemSelector
+      are set aside under a unique Label and applied by `_map_run`;
+    - moto parses ToleratedFailure* but ignores them (a failed child just yields null), so
+      the thresholds are set aside too and checked by `_map_run`; its grammar also wants
+      ToleratedFailurePercentage as a decimal.
+    """
 
     def walk(states: dict[str, Any]) -> None:
         for state in states.values():
             if state.get("Type") != "Map":
                 continue
-            batcher = state.pop("ItemBatcher", None)
-            if batcher:
-                label = f"batched-{len(_BATCHERS)}"
-                _BATCHERS[label] = (batcher, state.pop("ItemSelector", {}))
+            if "ItemReader" in state:
+                label = f"lokki-map-{len(_MAPS)}"
+                batcher = state.pop("ItemBatcher", None)
+                _MAPS[label] = {
+                    "batcher": batcher,
+                    "selector": state.pop("ItemSelector", None) if batcher else None,
+                    "count": state.get("ToleratedFailureCount"),
+                    "percentage": state.get("ToleratedFailurePercentage"),
+                }
                 state["Label"] = label
+            if isinstance(state.get("ToleratedFailurePercentage"), int):
+                state["ToleratedFailurePercentage"] = float(state["ToleratedFailurePercentage"])
             walk(state["ItemProcessor"]["States"])
 
     copy = json.loads(json.dumps(definition))
@@ -248,26 +261,67 @@ def _template(template: dict[str, Any], env: Any, item: Any) -> dict[str, Any]:
     return out
 
 
-def _patch_batching() -> Any:
+def exceeds_tolerance(failed: int, total: int, count: int | None, percentage: float | None) -> bool:
+    """AWS semantics: with no threshold any failure fails the map; else exceeding either does."""
+    if failed == 0:
+        return False
+    if count is None and percentage is None:
+        return True
+    if count is not None and failed > count:
+        return True
+    return percentage is not None and total > 0 and failed * 100 / total > percentage
+
+
+def _patch_map_run() -> Any:
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
         distributed_iteration_component as dic,
     )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
     original = dic.DistributedIterationComponent._map_run
 
     def _map_run(self: Any, env: Any, eval_input: Any) -> None:
-        spec = _BATCHERS.get(eval_input.label or "")
-        if spec is not None:
-            batcher, selector = spec
-            items = env.stack.pop()
+        spec = _MAPS.get(eval_input.label or "")
+        if spec is None:
+            return original(self, env, eval_input)
+        items = env.stack.pop()
+        sizes = [1] * len(items)
+        if spec["batcher"]:
+            selector = spec["selector"]
             selected = [_template(selector, env, item) if selector else item for item in items]
-            size = int(batcher["MaxItemsPerBatch"])
-            batch_input = _template(batcher.get("BatchInput", {}), env, None)
-            batches = [
+            size = int(spec["batcher"]["MaxItemsPerBatch"])
+            batch_input = _template(spec["batcher"].get("BatchInput", {}), env, None)
+            items = [
                 {"Items": selected[i : i + size], "BatchInput": batch_input} for i in range(0, len(selected), size)
             ]
-            env.stack.append(batches)
+            sizes = [len(batch["Items"]) for batch in items]
+        env.stack.append(items)
         original(self, env, eval_input)
+        outputs = env.stack[-1]
+        failed = sum(n for n, out in zip(sizes, outputs, strict=True) if out is None)
+        if exceeds_tolerance(failed, sum(sizes), spec["count"], spec["percentage"]):
+            error = "States.ExceedToleratedFailureThreshold"
+            cause = f"{failed} of {sum(sizes)} items failed"
+            raise FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold),
+                    event_type=HistoryEventType.ExecutionFailed,
+                    event_details=EventDetails(
+                        executionFailedEventDetails=ExecutionFailedEventDetails(error=error, cause=cause)
+                    ),
+                )
+            )
+        return None
 
     return mock.patch.object(dic.DistributedIterationComponent, "_map_run", _map_run)
 
