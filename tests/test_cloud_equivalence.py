@@ -214,8 +214,17 @@ def test_exception_outside_the_retry_policy_fails_at_once(cloud: Cloud) -> None:
 
 @pytest.mark.parametrize(
     ("failed", "total", "count", "percentage"),
-    [(0, 10, None, None), (1, 10, None, None), (1, 10, 1, None), (2, 10, 1, None), (1, 10, None, 10), (2, 10, None, 10)]
-    + [(1, 10, 5, 5), (1, 10, 0, 50), (3, 4, 3, 50)],
+    [
+        (0, 10, None, None),
+        (1, 10, None, None),
+        (1, 10, 1, None),
+        (2, 10, 1, None),
+        (1, 10, None, 10),
+        (2, 10, None, 10),
+        (1, 10, 5, 5),
+        (1, 10, 0, 50),
+        (3, 4, 3, 50),
+    ],
 )
 def test_harness_tolerance_matches_the_local_runner(failed: int, total: int, count: Any, percentage: Any) -> None:
     from lokki_sam.graph import MapOptions
