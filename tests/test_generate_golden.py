@@ -1,0 +1,35 @@
+"""Golden files: the generated template and events of every example, byte for byte.
+
+After an intended change, refresh them with `UPDATE_GOLDEN=1 pytest tests/test_generate_golden.py`
+and review the diff."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.sam import EXAMPLES, forget_module, make_app
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_matches_golden(tmp_path: Path, example: Path) -> None:
+    # Pin the runtime: the default follows the Python running the generator.
+    make_app(tmp_path, [example], runtime="python3.11")
+    forget_module(example.stem)
+    generated = {
+        p.relative_to(tmp_path).as_posix(): p.read_text()
+        for p in sorted([tmp_path / "template.yaml", *(tmp_path / "events").rglob("*.json")])
+    }
+    folder = GOLDEN / example.stem
+    if os.environ.get("UPDATE_GOLDEN"):
+        for name, text in generated.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+    expected = {p.relative_to(folder).as_posix(): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
+    assert sorted(generated) == sorted(expected)
+    for name, text in generated.items():
+        assert text == expected[name], f"{name} differs from tests/golden/{example.stem}/{name}"
