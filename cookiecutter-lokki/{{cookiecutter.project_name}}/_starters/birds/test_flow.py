@@ -2,20 +2,20 @@
 
 from lokki_sam.testing import run_flow_in_process
 
-from {{ cookiecutter.project_slug }}.flow import flap, get_birds, {{ cookiecutter.flow_name }}
+from {{ cookiecutter.project_slug }} import flow
 
 
 def test_steps_are_plain_functions() -> None:
-    assert get_birds(limit=1) == ["goose"]
-    assert flap("duck") == "flappy duck"
+    assert flow.get_birds(limit=1) == ["goose"]
+    assert flow.flap("duck") == "flappy duck"
 
 
 def test_flow_runs_end_to_end() -> None:
-    run = run_flow_in_process({{ cookiecutter.flow_name }}, limit=2)
+    run = run_flow_in_process(flow.{{ cookiecutter.flow_name }}, limit=2)
     assert run.result == "flappy goose, flappy duck"
     assert run.output("get_birds") == ["goose", "duck"]
     assert run.output("flap") == ["flappy goose", "flappy duck"]  # one output per map item
 
 
 def test_parameters_are_coerced_like_the_command_line() -> None:
-    assert run_flow_in_process({{ cookiecutter.flow_name }}, limit="1").result == "flappy goose"
+    assert run_flow_in_process(flow.{{ cookiecutter.flow_name }}, limit="1").result == "flappy goose"

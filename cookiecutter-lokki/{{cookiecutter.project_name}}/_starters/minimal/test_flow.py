@@ -2,19 +2,19 @@
 
 from lokki_sam.testing import run_flow_in_process
 
-from {{ cookiecutter.project_slug }}.flow import greet, shout, {{ cookiecutter.flow_name }}
+from {{ cookiecutter.project_slug }} import flow
 
 
 def test_steps_are_plain_functions() -> None:
-    assert greet(name="Ada") == "hello Ada"
-    assert shout("hi") == "HI!"
+    assert flow.greet(name="Ada") == "hello Ada"
+    assert flow.shout("hi") == "HI!"
 
 
 def test_flow_runs_end_to_end() -> None:
-    run = run_flow_in_process({{ cookiecutter.flow_name }}, name="Ada")
+    run = run_flow_in_process(flow.{{ cookiecutter.flow_name }}, name="Ada")
     assert run.output("greet") == "hello Ada"
     assert run.result == "HELLO ADA!"
 
 
 def test_defaults_apply() -> None:
-    assert run_flow_in_process({{ cookiecutter.flow_name }}).result == "HELLO WORLD!"
+    assert run_flow_in_process(flow.{{ cookiecutter.flow_name }}).result == "HELLO WORLD!"

@@ -1,0 +1,400 @@
+"""cookiecutter-lokki: render the template with every choice, then use each project as its user would.
+
+Each project is rendered once (module fixture) with the real cookiecutter CLI, and its post-gen
+hook runs the real `lokki-sam generate`. In each: its own tests pass, `lokki-sam run` prints
+the expected result, `generate --check` passes, `sam validate --lint` passes, and its code is
+ruff-clean. `sam init --location` renders another project, which `sam build` packages (once).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lokki_sam.config import load_config
+from tests.conftest import lokki_env
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "cookiecutter-lokki"
+BIN = Path(sys.executable).parent
+LOKKI_SAM = str(BIN / "lokki-sam")
+SAM = str(BIN / "sam")
+RUFF = [sys.executable, "-m", "ruff"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Answers given to cookiecutter, and what the project must look like and do."""
+
+    answers: dict[str, str]
+    folder: str
+    slug: str
+    flow: str
+    starter: str
+    runtime: str
+    architecture: str
+    region: str
+    stack: str
+    requirement: str
+    run_args: tuple[str, ...]
+    result: Any
+
+
+WORDS_TOP3 = [["water", 6], ["bread", 4], ["every", 3]]
+# Together the variants use every choice of every answer that has choices.
+VARIANTS = {
+    "defaults": Variant(
+        {},
+        "my-lokki-flow",
+        "my_lokki_flow",
+        "birds",
+        "birds",
+        "python3.12",
+        "arm64",
+        "us-east-1",
+        "my-lokki-flow",
+        "lokki-sam>=0.1",
+        ("-p", "limit=2"),
+        "flappy goose, flappy duck",
+    ),
+    "wordcount": Variant(
+        {
+            "project_name": "Word Stats",
+            "starter": "wordcount",
+            "flow_name": "words",
+            "runtime": "python3.13",
+            "architecture": "x86_64",
+            "aws_region": "eu-west-2",
+            "stack_name": "word-stats-dev",
+            "lokki_sam_requirement": "lokki-sam>=0.1,<2",
+        },
+        "Word Stats",
+        "word_stats",
+        "words",
+        "wordcount",
+        "python3.13",
+        "x86_64",
+        "eu-west-2",
+        "word-stats-dev",
+        "lokki-sam>=0.1,<2",
+        ("-p", "top=3"),
+        WORDS_TOP3,
+    ),
+    "minimal": Variant(
+        {"project_name": "tiny.flows", "starter": "minimal", "runtime": "python3.11"},
+        "tiny.flows",
+        "tiny_flows",
+        "pipeline",
+        "minimal",
+        "python3.11",
+        "arm64",
+        "us-east-1",
+        "tiny-flows",
+        "lokki-sam>=0.1",
+        ("-p", "name=Ada"),
+        "HELLO ADA!",
+    ),
+}
+FIRST_STEP = {"birds": "get_birds", "wordcount": "list_documents", "minimal": "greet"}
+
+
+def env_for(home: Path, **extra: str) -> dict[str, str]:
+    """A private HOME (cookiecutter's replay dir, SAM's ~/.aws-sam), dummy AWS settings, no pytest
+    variables leaking into nested pytest runs."""
+    env = {k: v for k, v in lokki_env(home, **extra).items() if not k.startswith("PYTEST_")}
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
+    return env
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def cookiecutter(home: Path, out: Path, *args: str, **answers: str) -> subprocess.CompletedProcess[str]:
+    pairs = [f"{k}={v}" for k, v in answers.items()]
+    command = [sys.executable, "-m", "cookiecutter", *args, "--no-input", "-o", str(out), *pairs]
+    return run(command, cwd=home, env=env_for(home))
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def projects(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("projects")
+    rendered = {}
+    for name, variant in VARIANTS.items():
+        # The defaults go through the `cookiecutter <repo> --directory cookiecutter-lokki` form.
+        args = [str(REPO), "--directory", "cookiecutter-lokki"] if name == "defaults" else [str(TEMPLATE)]
+        done = cookiecutter(home, out / name, *args, **variant.answers)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "lokki-sam generate` failed" not in done.stderr, done.stderr
+        rendered[name] = out / name / variant.folder
+    return rendered
+
+
+def project_files(root: Path) -> set[str]:
+    skip = {".lokki", ".pytest_cache", "__pycache__", ".ruff_cache", ".aws-sam"}
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and not skip.intersection(p.relative_to(root).parts)
+    }
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_the_project_has_the_chosen_starter_and_generated_sam_files(name: str, projects: dict[str, Path]) -> None:
+    v, root = VARIANTS[name], projects[name]
+    files = project_files(root)
+    expected = {
+        ".gitignore",
+        "README.md",
+        "lokki.toml",
+        "samconfig.toml",
+        "pyproject.toml",
+        "requirements-dev.txt",
+        "src/requirements.txt",
+        f"src/{v.slug}/__init__.py",
+        f"src/{v.slug}/flow.py",
+        "tests/test_flow.py",
+        "tests/test_template.py",
+        "template.yaml",
+        f"statemachine/{v.flow}.asl.json",
+        f"events/{v.flow}/{FIRST_STEP[v.starter]}.json",
+    }
+    assert expected <= files
+    assert not any(f.startswith("_starters") for f in files)
+    data = {f for f in files if f.startswith(f"src/{v.slug}/data/")}
+    assert bool(data) == (v.starter == "wordcount")
+    readme = (root / "README.md").read_text()
+    assert f"lokki-sam run {' '.join(v.run_args)}" in readme
+    assert "sam deploy --guided" in readme and "lokki-sam invoke" in readme
+    assert "{{" not in readme and "{%" not in readme
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_settings_carry_the_answers(name: str, projects: dict[str, Path]) -> None:
+    v, root = VARIANTS[name], projects[name]
+    config = load_config(root, environ={})
+    assert (config["flow"], config["code_uri"]) == (f"src/{v.slug}/flow.py", "src")
+    assert (config["runtime"], config["architecture"]) == (v.runtime, v.architecture)
+
+    samconfig = tomllib.loads((root / "samconfig.toml").read_text())
+    deploy = samconfig["default"]["deploy"]["parameters"]
+    assert samconfig["default"]["global"]["parameters"] == {"stack_name": v.stack, "region": v.region}
+    assert deploy["stack_name"] == v.stack and deploy["region"] == v.region
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True and deploy["confirm_changeset"] is True
+    local = samconfig["local"]["deploy"]["parameters"]
+    assert local["confirm_changeset"] is False and local["resolve_s3"] is True
+    assert samconfig["default"]["validate"]["parameters"] == {"lint": True}
+
+    requirements = (root / "src" / "requirements.txt").read_text().splitlines()
+    assert [line for line in requirements if line and not line.startswith("#")] == [v.requirement]
+
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((root / "template.yaml").read_text())
+    function = template["Globals"]["Function"]
+    assert (function["Runtime"], function["CodeUri"]) == (v.runtime, "src")
+    functions = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
+    assert functions
+    for props in functions:
+        assert props["Architectures"] == [v.architecture]
+        assert props["Environment"]["Variables"]["LOKKI_MODULE"] == f"{v.slug}.flow"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_the_projects_own_tests_pass(name: str, projects: dict[str, Path], home: Path) -> None:
+    done = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], projects[name], env_for(home))
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = done.stdout.strip().splitlines()[-1]
+    assert "passed" in summary and "skipped" not in summary and "failed" not in summary, summary
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_lokki_sam_run_uses_lokki_toml(name: str, projects: dict[str, Path], home: Path, tmp_path: Path) -> None:
+    v = VARIANTS[name]
+    args = [LOKKI_SAM, "run", *v.run_args, "--json", "--store", str(tmp_path / "runs")]
+    done = run(args, projects[name], env_for(home))
+    assert done.returncode == 0, done.stdout + done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["flow"] == v.flow
+    assert payload["result"] == v.result
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_generated_files_are_fresh(name: str, projects: dict[str, Path], home: Path) -> None:
+    done = run([LOKKI_SAM, "generate", "--check"], projects[name], env_for(home))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_generate_check_fails_when_the_flow_changes(projects: dict[str, Path], home: Path, tmp_path: Path) -> None:
+    v = VARIANTS["defaults"]
+    root = shutil.copytree(projects["defaults"], tmp_path / "copy")
+    flow_py = root / "src" / v.slug / "flow.py"
+    flow_py.write_text(flow_py.read_text().replace(".map(flap).agg(join)", ".map(flap)"))
+    assert run([LOKKI_SAM, "generate", "--check"], root, env_for(home)).returncode == 1
+    done = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "template"], root, env_for(home))
+    assert done.returncode == 1 and "run `lokki-sam generate`" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_sam_validate_lint_passes(name: str, projects: dict[str, Path], home: Path) -> None:
+    done = run([SAM, "validate", "--lint"], projects[name], env_for(home))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is a valid SAM Template" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_generated_code_is_ruff_clean(name: str, projects: dict[str, Path]) -> None:
+    for args in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+        done = subprocess.run([*RUFF, *args], cwd=projects[name], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_the_hook_knows_every_top_level_name_of_the_starter(name: str, projects: dict[str, Path]) -> None:
+    """A flow named like a starter's step would silently replace it: the pre-gen hook refuses
+    such names, so its list must cover what each starter defines and imports."""
+    v = VARIANTS[name]
+    hook = ast.parse((TEMPLATE / "hooks" / "pre_gen_project.py").read_text())
+    lists = {
+        target.id: ast.literal_eval(node.value)
+        for node in hook.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name) and target.id in ("STARTER_NAMES", "IMPORTED")
+    }
+    known = set(lists["STARTER_NAMES"][v.starter]) | set(lists["IMPORTED"])
+    module = ast.parse((projects[name] / "src" / v.slug / "flow.py").read_text())
+    defined = set()
+    for node in module.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+    assert defined - {v.flow} <= known
+
+
+# ------------------------------------------------------------------ sam init + sam build
+
+
+def test_sam_init_location_then_sam_build(home: Path, tmp_path: Path) -> None:
+    """`sam init --location` renders the same project (SAM keeps our samconfig.toml because the
+    folder is the project name), and `sam build` packages the flow, its data and lokki-sam once."""
+    from tests.support.lokki_wheel import build_wheel
+
+    out = tmp_path / "init"
+    runtime = f"python3.{sys.version_info.minor}"  # sam build needs this interpreter on PATH
+    context = json.dumps({"starter": "wordcount", "runtime": runtime})
+    args = [SAM, "init", "--location", str(TEMPLATE), "--no-input", "--name", "sam-made", "--extra-context", context]
+    done = run([*args, "-o", str(out)], tmp_path, env_for(home))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [p.name for p in out.iterdir()] == ["sam-made"]  # no stray folder from SAM's own samconfig
+    root = out / "sam-made"
+    samconfig = tomllib.loads((root / "samconfig.toml").read_text())
+    assert samconfig["local"]["deploy"]["parameters"]["stack_name"] == "sam-made"
+    assert (root / "template.yaml").is_file() and (root / "src" / "sam_made" / "data" / "bread.txt").is_file()
+
+    wheels = build_wheel(tmp_path / "wheel")
+    done = run([SAM, "build"], root, env_for(home, PIP_FIND_LINKS=str(wheels)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Build Succeeded" in done.stdout
+    # Five functions share one CodeUri and runtime: SAM builds that code once.
+    assert (done.stdout + done.stderr).count("Building codeuri:") == 1, done.stderr
+    build = root / ".aws-sam" / "build"
+    functions = sorted(p for p in build.iterdir() if p.is_dir())
+    assert [p.name for p in functions] == sorted(
+        f"Wordcount{step}Function" for step in ("ListDocuments", "Tokenize", "Count", "Merge", "TopWords")
+    )
+    for function in functions:
+        assert (function / "lokki_sam" / "runtime.py").is_file()
+        assert (function / "sam_made" / "flow.py").is_file()
+        assert (function / "sam_made" / "data" / "rivers.txt").is_file()
+
+    # The built package alone runs the flow: no site-packages (-S), so nothing comes from the venv.
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from lokki_sam.testing import run_flow_in_process\n"
+        "from sam_made.flow import wordcount\n"
+        "print(run_flow_in_process(wordcount, top=3).result)\n"
+    )
+    done = run([sys.executable, "-S", "-c", code, str(functions[0])], tmp_path, env_for(home))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str([tuple(w) for w in WORDS_TOP3])
+
+
+# ------------------------------------------------------------------ bad answers, missing lokki-sam
+
+BAD_ANSWERS = [
+    ({"project_slug": "class"}, "project_slug 'class' is a Python keyword"),
+    ({"project_slug": "2fast"}, "project_slug '2fast' is not a Python identifier"),
+    ({"project_slug": "json"}, "would shadow the module 'json'"),
+    ({"project_name": "-x"}, "project_name '-x' must be a folder name"),
+    ({"flow_name": "join"}, "flow_name 'join' clashes with a name the flow module uses"),
+    ({"flow_name": "list"}, "flow_name 'list' clashes"),
+    ({"flow_name": "my-flow"}, "flow_name 'my-flow' is not a Python identifier"),
+    ({"runtime": "python3.9"}, "runtime 'python3.9' is not supported; use one of python3.11, python3.12, python3.13"),
+    ({"architecture": "arm"}, "architecture 'arm' is not one of arm64, x86_64"),
+    ({"aws_region": "mars-1"}, "aws_region 'mars-1' is not an AWS region name"),
+    ({"stack_name": "9lives"}, "stack_name '9lives' is not a CloudFormation stack name"),
+    ({"lokki_sam_requirement": "requests"}, "lokki_sam_requirement 'requests' must be one pip requirement line"),
+]
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"), BAD_ANSWERS, ids=[next(iter(a)) + "=" + v for a, _ in BAD_ANSWERS for v in a.values()]
+)
+def test_bad_answers_stop_before_anything_is_written(
+    answers: dict[str, str], message: str, home: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    done = cookiecutter(home, out, str(TEMPLATE), **answers)
+    assert done.returncode != 0
+    assert "error: cannot create the project:" in done.stderr
+    assert message in done.stderr, done.stderr
+    assert "hint:" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_every_problem_is_reported_at_once(home: Path, tmp_path: Path) -> None:
+    done = cookiecutter(home, tmp_path / "out", str(TEMPLATE), project_slug="def", runtime="python2.7", aws_region="x")
+    assert done.returncode != 0
+    problems = [line for line in done.stderr.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 3, done.stderr
+
+
+def test_without_lokki_sam_the_project_is_created_with_instructions(home: Path, tmp_path: Path) -> None:
+    """Cookiecutter runs hooks with its own interpreter: one without site-packages (-S) stands
+    for a cookiecutter or SAM CLI installed apart from lokki-sam; PATH has no lokki-sam either."""
+    bare = tmp_path / "bin" / "python-bare"
+    bare.parent.mkdir()
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    bare.chmod(0o755)
+    launch = "import sys; sys.executable = sys.argv.pop(1); from cookiecutter.__main__ import main; main()"
+    env = env_for(home)
+    env["PATH"] = "/usr/bin:/bin"
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", launch, str(bare), str(TEMPLATE), "--no-input", "-o", str(out)]
+    done = run(command, tmp_path, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "lokki-sam is not installed here" in done.stderr
+    assert "pip install 'lokki-sam[cli]'" in done.stderr and "lokki-sam generate" in done.stderr
+    root = out / "my-lokki-flow"
+    assert (root / "src" / "my_lokki_flow" / "flow.py").is_file()
+    assert not (root / "template.yaml").exists() and not (root / "_starters").exists()
