@@ -232,3 +232,54 @@ def test_harness_tolerance_matches_the_local_runner(failed: int, total: int, cou
 
     options = MapOptions(tolerated_failure=percentage, tolerated_failure_count=count)
     assert exceeds_tolerance(failed, total, count, percentage) == (not options.tolerates(failed, total))
+
+
+# --------------------------------------------------------------------- map modes and child types
+
+
+@step
+def letters(n: int = 5) -> list[str]:
+    return [chr(ord("a") + i) for i in range(n)]
+
+
+@step
+def twice(s: str) -> str:
+    return s * 2
+
+
+@step
+def glue(parts: list[str]) -> str:
+    return "-".join(parts)
+
+
+@flow
+def inline_mode(n: int = 5):
+    return letters(n=n).map(twice, mode="inline", concurrency=2).next(twice).agg(glue)
+
+
+@flow
+def express_children(n: int = 5):
+    return letters(n=n).map(twice, execution_type="EXPRESS", batch_size=2).agg(glue)
+
+
+def test_inline_map_gives_the_local_result(cloud: Cloud, tmp_path: Path) -> None:
+    _, result, local = run_both(cloud, inline_mode, {"n": 4}, tmp_path)
+    assert result == local == "aaaa-bbbb-cccc-dddd"
+
+
+def test_express_children_are_rejected_by_moto_and_run_as_standard_otherwise(cloud: Cloud, tmp_path: Path) -> None:
+    """moto's grammar only knows STANDARD children (docs/cloud.md); the data protocol does not
+    depend on the child type, so the same definition with STANDARD children must agree."""
+    from botocore.exceptions import ClientError
+
+    from lokki_sam.compile import asl
+
+    definition = asl.compile_flow(express_children.graph)
+    processor = definition["States"]["map-twice"]["ItemProcessor"]
+    assert processor["ProcessorConfig"]["ExecutionType"] == "EXPRESS"
+    with pytest.raises(ClientError, match="EXPRESS"):
+        cloud.deploy(express_children.graph, definition=definition)
+    processor["ProcessorConfig"]["ExecutionType"] = "STANDARD"
+    cloud.deploy(express_children.graph, definition=definition)
+    _, result, local = run_both(cloud, express_children, {}, tmp_path)
+    assert result == local == "aa-bb-cc-dd-ee"

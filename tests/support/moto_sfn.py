@@ -97,7 +97,8 @@ class Cloud:
         self.state_machines: dict[str, str] = {}
 
     def deploy(self, graph: FlowGraph, *, definition: dict[str, Any] | None = None) -> str:
-        """Create the flow's functions and state machine (substitutions applied); return its ARN."""
+        """Create the flow's functions (unless they exist) and state machine, substitutions
+        applied; return its ARN. `definition` replaces the compiled one (tests of emulator gaps)."""
         subs = {names.BUCKET_SUBSTITUTION: BUCKET}
         for step_ in graph.steps:
             function_name = f"{graph.name}-{step_.name}"[:64]
@@ -108,15 +109,18 @@ class Cloud:
                 names.ENV_BUCKET: BUCKET,
                 names.ENV_PREFIX: names.flow_prefix(graph.name),
             }
-            created = self.lam.create_function(
-                FunctionName=function_name,
-                Runtime="python3.11",
-                Role=self.role_arn,
-                Handler=names.HANDLER,
-                Code={"ZipFile": _dummy_zip()},
-                Environment={"Variables": env},
-            )
-            subs[names.function_arn_substitution(graph.name, step_.name)] = created["FunctionArn"]
+            try:
+                arn = self.lam.get_function(FunctionName=function_name)["Configuration"]["FunctionArn"]
+            except self.lam.exceptions.ResourceNotFoundException:
+                arn = self.lam.create_function(
+                    FunctionName=function_name,
+                    Runtime="python3.11",
+                    Role=self.role_arn,
+                    Handler=names.HANDLER,
+                    Code={"ZipFile": _dummy_zip()},
+                    Environment={"Variables": env},
+                )["FunctionArn"]
+            subs[names.function_arn_substitution(graph.name, step_.name)] = arn
         text = json.dumps(definition if definition is not None else asl.compile_flow(graph))
         missing = sorted(set(_SUB_RE.findall(text)) - set(subs))
         assert not missing, f"definition uses substitutions the harness does not know: {missing}"
