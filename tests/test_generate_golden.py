@@ -33,3 +33,20 @@ def test_example_matches_golden(tmp_path: Path, example: Path) -> None:
     assert sorted(generated) == sorted(expected)
     for name, text in generated.items():
         assert text == expected[name], f"{name} differs from tests/golden/{example.stem}/{name}"
+
+
+def test_repository_example_app_is_fresh() -> None:
+    """The repo ships the example app (template.yaml, statemachine/, events/ at the root)."""
+    from lokki_sam.config import load_config
+    from lokki_sam.generate import plan
+    from lokki_sam.loader import load_flows
+
+    repo = Path(__file__).resolve().parents[1]
+    for example in EXAMPLES:
+        forget_module(example.stem)
+    graphs = [f.graph for p in EXAMPLES for f in load_flows(str(p))]
+    result = plan(graphs, repo / "template.yaml", load_config(repo, environ={}), code_uri="examples")
+    stale = [str(p.relative_to(repo)) for p in result.stale()]
+    for example in EXAMPLES:
+        forget_module(example.stem)
+    assert stale == [], "regenerate: lokki-sam generate examples/*.py --code-uri examples\n" + result.diff()
