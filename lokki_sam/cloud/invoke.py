@@ -13,15 +13,18 @@ from typing import Any
 
 import click
 
+from lokki_sam import layout
 from lokki_sam.cli import get_config, handle_errors, json_result, print_result
 from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.flows import resolve_flow
+from lokki_sam.cloud.logs import GENERIC_ERRORS, exception_class, log_group
 from lokki_sam.cloud.options import aws_options, deployment, pop_aws
 from lokki_sam.cloud.result import read_output
 from lokki_sam.cloud.stack import Deployment
 from lokki_sam.cloud.status import TERMINAL, Failure, Snapshot, diagnose, execution_arn, snapshot
 from lokki_sam.cloud.view import ExecutionView
 from lokki_sam.compile import names
+from lokki_sam.compile.asl import _label as map_label_of  # the Map state's Label (map run ARNs carry it)
 from lokki_sam.errors import StepFailed
 from lokki_sam.graph import FlowGraph, Node
 from lokki_sam.params import parse_assignments, resolve_params
@@ -100,20 +103,37 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
         "ABORTED": "was aborted (StopExecution: console, CLI or a redeploy)",
     }.get(failure.status, failure.status.lower())
     lines = [f"run {run_id} {what}"]
-    node = _node(graph, failure.state)
-    if failure.state:
+    state = failure.state or _failed_map_step(dep, graph, run_id, failure)
+    node = _node(graph, state)
+    function = dep.function_name(graph.name, node.step.name) if node is not None else None
+    error = failure.error
+    if function and error in GENERIC_ERRORS and failure.message:
+        error = exception_class(dep.client("logs"), function, failure.message) or error
+    if state:
         item = f" (map item {failure.item})" if failure.item is not None else ""
-        lines.append(f"  step: {failure.state}{item}")
-    if failure.error or failure.message:
-        lines.append(f"  error: {failure.error}: {failure.message}" if failure.message else f"  error: {failure.error}")
+        lines.append(f"  step: {state}{item}")
+    if error or failure.message:
+        lines.append(f"  error: {error}: {failure.message}" if failure.message else f"  error: {error}")
     hint = f"execution {arn}"
     if node is not None:
-        function = dep.function_name(graph.name, node.step.name)
-        logical = names.function_id(graph.name, node.step.name)
         if function:
-            lines.append(f"  logs: CloudWatch log group /aws/lambda/{function}")
-        hint = f"sam logs -n {logical} --stack-name {dep.stack_name}; {hint}"
+            lines.append(f"  logs: CloudWatch log group {log_group(function)}")
+        hint = f"sam logs -n {names.function_id(graph.name, node.step.name)} --stack-name {dep.stack_name}; {hint}"
     return ExecutionFailed("\n".join(lines), where=f"flow '{graph.name}'", hint=hint)
+
+
+def _failed_map_step(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failure) -> str | None:
+    """The first step of the failed item's map body without stored output (when history lacks state names)."""
+    block = next((m for m in graph.maps if failure.map_label in (m.id, map_label_of(m.id))), None)
+    if block is None or failure.item is None:
+        return failure.map_label
+    first = int(failure.item.split("..")[0])
+    store = dep.store(graph.name)
+    with aws_errors("locating the failed step"):
+        for node in block.nodes:
+            if not store.exists(layout.batch_output(run_id, block.id, node.id, first)):
+                return node.id
+    return block.id
 
 
 def _node(graph: FlowGraph, state: str | None) -> Node | None:

@@ -86,17 +86,19 @@ def check_finished(dep: Deployment, graph: FlowGraph, run_id: str) -> dict[str, 
 
     sfn = dep.client("stepfunctions")
     arn = execution_arn(dep.state_machine_arn(graph.name), run_id)
-    try:
-        with aws_errors(f"run {run_id}"):
+    with aws_errors(f"run {run_id}"):
+        try:
             described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
-    except botocore.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
-            raise
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
+                raise
+            described = {}
+    if not described:
         raise LokkiError(
             f"no run {run_id} of flow '{graph.name}' in stack '{dep.stack_name}'",
             hint=f"list runs with `lokki-sam runs {graph.name} --stack-name {dep.stack_name}` "
             "(Step Functions forgets executions 90 days after they end)",
-        ) from None
+        )
     return described
 
 

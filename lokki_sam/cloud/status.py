@@ -15,6 +15,7 @@ from lokki_sam.cloud.aws import aws_errors
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 FAILURE_EVENTS = ("Failed", "TimedOut", "Aborted")
+MAP_ERRORS = ("States.ExceedToleratedFailureThreshold", "States.ItemReaderFailed")
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class Failure:
     state: str | None
     error: str
     message: str
-    item: str | None = None  # the map item (child execution input) that failed
-    child_execution: str | None = None
+    item: str | None = None  # the map item(s) (child execution input) that failed: "17" or "0..19"
+    map_label: str | None = None  # the map (its Label: the map id) whose item failed
 
 
 def execution_arn(state_machine_arn: str, run_id: str) -> str:
@@ -82,11 +83,11 @@ def snapshot(sfn: Any, arn: str, status: str) -> Snapshot:
 def map_runs(sfn: Any, arn: str) -> list[dict[str, Any]]:
     import botocore.exceptions
 
-    try:
-        with aws_errors("map runs"):
+    with aws_errors("map runs"):
+        try:
             runs: list[dict[str, Any]] = sfn.list_map_runs(executionArn=arn).get("mapRuns", [])
-    except botocore.exceptions.ClientError:  # an emulator without map runs: no item progress
-        return []
+        except botocore.exceptions.ClientError:  # an emulator without map runs: no item progress
+            return []
     return runs
 
 
@@ -117,9 +118,24 @@ def map_label(map_run_arn: str) -> str:
 
 def diagnose(sfn: Any, arn: str, status: str) -> Failure:
     """The failing state, error and message of a finished, unsuccessful execution."""
+    state, error, cause = _failure_events(sfn, arn)
+    if status == "FAILED" and (not error or error.startswith(MAP_ERRORS)):
+        child = failed_child(sfn, arn)
+        if child is not None:
+            return child
+    if not error and not cause:  # no failure event (some emulators): DescribeExecution has them
+        with aws_errors("execution"):
+            described = sfn.describe_execution(executionArn=arn)
+        error, cause = str(described.get("error", "")), str(described.get("cause", ""))
+    error_type, message = parse_cause(error, cause)
+    return Failure(status, state, error_type or status, message)
+
+
+def _failure_events(sfn: Any, arn: str) -> tuple[str | None, str, str]:
+    """(state, error, cause) of the last state-level failure event, else of the execution's."""
     current: str | None = None
     state_failure: tuple[str | None, str, str] | None = None
-    execution_failure: tuple[str, str] | None = None
+    execution_failure: tuple[str | None, str, str] | None = None
     for event in history(sfn, arn):
         kind = str(event.get("type", ""))
         if kind.endswith("StateEntered"):
@@ -127,25 +143,12 @@ def diagnose(sfn: Any, arn: str, status: str) -> Failure:
         if not kind.endswith(FAILURE_EVENTS):
             continue
         details = next((v for k, v in event.items() if k.endswith("EventDetails") and isinstance(v, dict)), {})
-        error, cause = str(details.get("error", "")), str(details.get("cause", ""))
+        found = (current, str(details.get("error", "")), str(details.get("cause", "")))
         if kind.startswith("Execution"):
-            execution_failure = (error, cause)
-        elif error or cause or state_failure is None:
-            state_failure = (current, error, cause)
-    if status == "FAILED" and state_failure is not None and _is_map_failure(state_failure[1]):
-        child = failed_child(sfn, arn)
-        if child is not None:
-            return child
-    if state_failure is not None:
-        state, error, cause = state_failure
-    else:
-        state, (error, cause) = current, execution_failure or ("", "")
-    error_type, message = parse_cause(error, cause)
-    return Failure(status, state, error_type or status, message)
-
-
-def _is_map_failure(error: str) -> bool:
-    return error.startswith(("States.ExceedToleratedFailureThreshold", "States.ItemReaderFailed")) or not error
+            execution_failure = found
+        else:
+            state_failure = found
+    return state_failure or execution_failure or (current, "", "")
 
 
 def failed_child(sfn: Any, arn: str) -> Failure | None:
@@ -154,11 +157,11 @@ def failed_child(sfn: Any, arn: str) -> Failure | None:
 
     for run in map_runs(sfn, arn):
         for status in ("FAILED", "TIMED_OUT", "ABORTED"):
-            try:
-                with aws_errors("map run executions"):
+            with aws_errors("map run executions"):
+                try:
                     children = sfn.list_executions(mapRunArn=run["mapRunArn"], statusFilter=status, maxResults=1)
-            except botocore.exceptions.ClientError:
-                return None
+                except botocore.exceptions.ClientError:
+                    return None
             for child in children.get("executions", ()):
                 inner = diagnose(sfn, child["executionArn"], status)
                 return Failure(
@@ -167,7 +170,7 @@ def failed_child(sfn: Any, arn: str) -> Failure | None:
                     error=inner.error,
                     message=inner.message,
                     item=_item_of(sfn, child["executionArn"]),
-                    child_execution=child["executionArn"],
+                    map_label=map_label(run["mapRunArn"]),
                 )
     return None
 

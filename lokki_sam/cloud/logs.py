@@ -1,0 +1,37 @@
+"""A failed step's exception class from its Lambda log, when the execution history does not name it.
+
+AWS reports a Python exception's class as the Task error; some emulators report every one as
+`Runtime.HandlerError` and only the function's log (the traceback) names the class.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+GENERIC_ERRORS = ("Runtime.HandlerError", "Runtime.Unknown", "States.TaskFailed", "Unhandled")
+LOOKBACK_MS = 3600 * 1000
+_CLASS_LINE = re.compile(r"^\s*(?:\[ERROR\]\s*)?([A-Za-z_][\w.]*)\s*:\s*(.*)$")
+
+
+def log_group(function_name: str) -> str:
+    return f"/aws/lambda/{function_name}"
+
+
+def exception_class(logs: Any, function_name: str, message: str) -> str | None:
+    """The class on the last traceback line `Class: message` in the function's recent log."""
+    try:
+        pages = logs.get_paginator("filter_log_events").paginate(
+            logGroupName=log_group(function_name),
+            startTime=int(time.time() * 1000) - LOOKBACK_MS,
+            PaginationConfig={"MaxItems": 5000},
+        )
+        lines = [line for page in pages for event in page.get("events", ()) for line in event["message"].splitlines()]
+    except Exception:  # logs are a best-effort extra: no access, no group, an emulator without logs
+        return None
+    for line in reversed(lines):
+        found = _CLASS_LINE.match(line)
+        if found and found.group(2).strip() == message.strip() and not found.group(1).startswith("File"):
+            return found.group(1).rsplit(".", 1)[-1]
+    return None
