@@ -294,31 +294,47 @@ def test_the_hook_knows_every_top_level_name_of_the_starter(name: str, projects:
 # ------------------------------------------------------------------ sam init + sam build
 
 
-def test_sam_init_location_then_sam_build(home: Path, tmp_path: Path) -> None:
-    """`sam init --location` renders the same project (SAM keeps our samconfig.toml because the
-    folder is the project name), and `sam build` packages the flow, its data and lokki-sam once."""
+@dataclass(frozen=True)
+class BuiltApp:
+    root: Path
+    init: subprocess.CompletedProcess[str]
+    build: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def sam_app(home: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltApp:
+    """`sam init --location` with the wordcount starter, then `sam build` (lokki-sam from a wheel
+    of this checkout, nothing from an index)."""
     from tests.support.lokki_wheel import build_wheel
 
-    out = tmp_path / "init"
+    tmp = tmp_path_factory.mktemp("sam-init")
     runtime = f"python3.{sys.version_info.minor}"  # sam build needs this interpreter on PATH
     context = json.dumps({"starter": "wordcount", "runtime": runtime})
     args = [SAM, "init", "--location", str(TEMPLATE), "--no-input", "--name", "sam-made", "--extra-context", context]
-    done = run([*args, "-o", str(out)], tmp_path, env_for(home))
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert [p.name for p in out.iterdir()] == ["sam-made"]  # no stray folder from SAM's own samconfig
-    root = out / "sam-made"
+    init = run([*args, "-o", str(tmp / "out")], tmp, env_for(home))
+    assert init.returncode == 0, init.stdout + init.stderr
+    root = tmp / "out" / "sam-made"
+    wheels = build_wheel(tmp / "wheel")
+    build = run([SAM, "build"], root, env_for(home, PIP_FIND_LINKS=str(wheels), PIP_NO_INDEX="1"))
+    assert build.returncode == 0, build.stdout + build.stderr
+    return BuiltApp(root, init, build)
+
+
+def test_sam_init_location_renders_the_project(sam_app: BuiltApp) -> None:
+    """SAM keeps our samconfig.toml (it writes its own unless the folder, named after --name, has one)."""
+    root = sam_app.root
+    assert [p.name for p in root.parent.iterdir()] == ["sam-made"]  # no stray folder from SAM
     samconfig = tomllib.loads((root / "samconfig.toml").read_text())
     assert samconfig["local"]["deploy"]["parameters"]["stack_name"] == "sam-made"
     assert (root / "template.yaml").is_file() and (root / "src" / "sam_made" / "data" / "bread.txt").is_file()
 
-    wheels = build_wheel(tmp_path / "wheel")
-    done = run([SAM, "build"], root, env_for(home, PIP_FIND_LINKS=str(wheels)))
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Build Succeeded" in done.stdout
+
+def test_sam_build_packages_flow_data_and_lokki_sam_once(sam_app: BuiltApp, home: Path, tmp_path: Path) -> None:
+    output = sam_app.build.stdout + sam_app.build.stderr
+    assert "Build Succeeded" in output
     # Five functions share one CodeUri and runtime: SAM builds that code once.
-    assert (done.stdout + done.stderr).count("Building codeuri:") == 1, done.stderr
-    build = root / ".aws-sam" / "build"
-    functions = sorted(p for p in build.iterdir() if p.is_dir())
+    assert output.count("Building codeuri:") == 1, output
+    functions = sorted(p for p in (sam_app.root / ".aws-sam" / "build").iterdir() if p.is_dir())
     assert [p.name for p in functions] == sorted(
         f"Wordcount{step}Function" for step in ("ListDocuments", "Tokenize", "Count", "Merge", "TopWords")
     )
@@ -337,6 +353,24 @@ def test_sam_init_location_then_sam_build(home: Path, tmp_path: Path) -> None:
     done = run([sys.executable, "-S", "-c", code, str(functions[0])], tmp_path, env_for(home))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str([tuple(w) for w in WORDS_TOP3])
+
+
+def test_the_project_deploys_to_the_local_cloud_and_its_flow_runs(sam_app: BuiltApp, home: Path) -> None:
+    """The README's local-cloud journey on ministack (helper harness): `sam deploy --config-env
+    local`, then `lokki-sam invoke --config-env local` prints what `lokki-sam run` prints."""
+    from tests.support.ministack import Ministack
+
+    root = sam_app.root
+    local = run([LOKKI_SAM, "run", "-p", "top=3", "--json", "-q"], root, env_for(home))
+    assert local.returncode == 0, local.stderr
+    with Ministack.start(python=f"3.{sys.version_info.minor}") as cloud:
+        env = env_for(home, SAM_CLI_POLL_DELAY="0.5", **cloud.client_env())
+        deploy = run([SAM, "deploy", "--config-env", "local"], root, env)
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr + cloud.log()[-3000:]
+        invoke = run([LOKKI_SAM, "invoke", "--config-env", "local", "-p", "top=3", "--json"], root, env)
+        assert invoke.returncode == 0, invoke.stdout + invoke.stderr + cloud.log()[-3000:]
+    cloud_result = json.loads(invoke.stdout)["result"]
+    assert cloud_result == json.loads(local.stdout)["result"] == WORDS_TOP3
 
 
 # ------------------------------------------------------------------ bad answers, missing lokki-sam
