@@ -67,6 +67,13 @@ def test_every_example_gives_the_local_result(cloud: Cloud, f: Flow, tmp_path: P
     assert result == local
 
 
+@pytest.mark.parametrize(("name", "expected"), [("map_agg", 0), ("batched", 0), ("open_map", [])])
+def test_empty_map(cloud: Cloud, name: str, expected: Any, tmp_path: Path) -> None:
+    f = SHAPES[name][0]
+    _, result, local = run_both(cloud, f, {"n": 0}, tmp_path)
+    assert result == local == expected
+
+
 # --------------------------------------------------------------------------- a large map
 
 LARGE = 2_500
