@@ -246,7 +246,7 @@ def test_generate_check_fails_when_the_flow_changes(projects: dict[str, Path], h
     root = shutil.copytree(projects["defaults"], tmp_path / "copy")
     flow_py = root / "src" / v.slug / "flow.py"
     flow_py.write_text(flow_py.read_text().replace(".map(flap).agg(join)", ".map(flap)"))
-    assert run([LOKKI_SAM, "generate", "--check"], root, env_for(home)).returncode == 1
+    # The project's own freshness test runs `lokki-sam generate --check`, which exits 1.
     done = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "template"], root, env_for(home))
     assert done.returncode == 1 and "run `lokki-sam generate`" in done.stdout, done.stdout
 

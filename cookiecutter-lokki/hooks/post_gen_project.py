@@ -6,6 +6,7 @@ cookiecutter or `sam init`, which may not have lokki-sam installed.
 
 import importlib.util
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def main() -> int:
     print(f"Created {root}")
     steps = ["lokki-sam run", "pytest"]
     steps += ["sam build", "sam deploy --guided"] if generated else ["lokki-sam generate"]
-    print("Next: cd " + root.name + " && " + "; ".join(steps) + "  (README.md has the whole journey)")
+    print(f"Next: cd {shlex.quote(root.name)} && {'; '.join(steps)}  (README.md has the whole journey)")
     return 0  # the project is usable even without generated files: never delete it
 
 
