@@ -13,16 +13,16 @@ from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.flows import resolve_flow
 from lokki_sam.cloud.options import aws_options, deployment, pop_aws
 from lokki_sam.cloud.stack import Deployment
-from lokki_sam.compile import names
 
 
 def state_machines(dep: Deployment, flow_arg: str | None) -> dict[str, str]:
     """{flow label: state machine ARN}: the one FLOW names, else every flow of the stack."""
     if flow_arg is None:
         return dep.flows()
-    name = flow_arg if flow_arg.isidentifier() and names.state_machine_arn_output(flow_arg) in dep.outputs else None
-    if name is None:
-        name = resolve_flow(flow_arg, get_config()).name
+    config = get_config()
+    # A bare flow name needs no import of the flow's code to list its runs.
+    plain = flow_arg.isidentifier() and not config.get("flow")
+    name = flow_arg if plain else resolve_flow(flow_arg, config).name
     return {name: dep.state_machine_arn(name)}
 
 

@@ -169,11 +169,11 @@ class Ministack:
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
                 raise MinistackUnavailable(f"ministack exited with {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.endpoint}/_ministack/health", timeout=1) as response:
-                    if response.status == 200:
-                        self.started_in = time.perf_counter() - began
-                        return
+            health = f"{self.endpoint}/_ministack/health"
+            with contextlib.suppress(OSError), urllib.request.urlopen(health, timeout=1) as response:
+                if response.status == 200:
+                    self.started_in = time.perf_counter() - began
+                    return
             time.sleep(0.05)
         raise MinistackUnavailable(f"ministack not ready after {READY_TIMEOUT:.0f} s:\n{self.log()}")
 

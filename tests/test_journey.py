@@ -1,0 +1,235 @@
+"""The whole SAM journey on a local cloud, no Docker, no AWS account.
+
+Every example flow (plus the 500-item `batched` shape) goes through `lokki-sam generate` ->
+`sam build` -> `sam deploy` (to ministack, whose Lambdas run the real handler code) ->
+`lokki-sam invoke`, whose printed result must equal `lokki-sam run`'s. Also: a failing run
+(exit 1, step and exception shown), `runs`, `result`, an aborted run and an expired result.
+All the flows share one app and one stack: one build and one deploy keep this test short.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.ministack import Ministack
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.py") if not p.name.startswith("_"))
+BIN = Path(sys.executable).parent
+STACK = "lokki-journey"
+BIG_MAP = 500
+
+
+def example_refs() -> list[str]:
+    """One FLOW_REF per flow of every example module (read without importing: `@flow` + def)."""
+    refs = []
+    for path in EXAMPLES:
+        names = re.findall(r"^@flow[^\n]*\ndef (\w+)\(", path.read_text(), flags=re.M)
+        refs += [f"src/{path.name}:{name}" for name in names]
+    return refs
+
+
+# (FLOW_REF, params): every example flow with its defaults, a few with params, and a 500-item map.
+CASES = [(ref, ()) for ref in example_refs()] + [
+    ("src/birds.py:birds", ("limit=5",)),
+    ("src/numeric.py:pi", ("samples=20000", "chunks=16")),
+    ("src/shapes.py:batched", (f"n={BIG_MAP}",)),
+]
+
+
+@dataclass
+class App:
+    root: Path
+    env: dict[str, str]
+    cloud: Ministack
+
+    def lokki(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "lokki-sam"), *args], cwd=self.root, env=self.env, capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.cloud.endpoint, region_name=self.cloud.region)
+
+
+def run_tool(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The example app, generated and built (no cloud needed yet)."""
+    root = tmp_path_factory.mktemp("journey")
+    src = root / "src"
+    src.mkdir()
+    for path in EXAMPLES:
+        shutil.copy(path, src / path.name)
+    shutil.copytree(REPO / "examples" / "data", src / "data")
+    shutil.copy(REPO / "tests" / "flows" / "shapes.py", src / "shapes.py")
+    (src / "requirements.txt").write_text("lokki-sam\n")
+    (root / "samconfig.toml").write_text(
+        f'version = 0.1\n\n[default.deploy.parameters]\nstack_name = "{STACK}"\nresolve_s3 = true\n'
+        'capabilities = "CAPABILITY_IAM CAPABILITY_NAMED_IAM"\nconfirm_changeset = false\n'
+        "fail_on_empty_changeset = false\n"
+    )
+    home = root / "home"
+    home.mkdir()
+    env = {
+        "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "SAM_CLI_TELEMETRY": "0",
+        "SAM_CLI_POLL_DELAY": "0.5",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    wheels = root / "wheels"
+    run_tool([str(BIN / "python"), "-m", "pip", "wheel", "-q", str(REPO), "-w", str(wheels), "--no-deps"], root, env)
+    modules = [f"src/{p.name}" for p in EXAMPLES] + ["src/shapes.py:batched"]
+    run_tool([str(BIN / "lokki-sam"), "generate", *modules], root, env)
+    run_tool([str(BIN / "sam"), "build"], root, env | {"PIP_FIND_LINKS": str(wheels), "PIP_NO_INDEX": "1"}, timeout=600)
+    return root, env
+
+
+@pytest.fixture(scope="module")
+def app(built: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The built app deployed to a fresh ministack (stopped afterwards, also on failure)."""
+    root, env = built
+    runtime = re.search(r"Runtime: python(3\.\d+)", (root / ".aws-sam" / "build" / "template.yaml").read_text())
+    assert runtime, "no python runtime in the built template"
+    with Ministack.start(python=runtime.group(1), workdir=tmp_path_factory.mktemp("ministack")) as cloud:
+        env = env | cloud.client_env()
+        # sam deploy reads the stack name and its options from samconfig.toml, as users run it.
+        out = run_tool([str(BIN / "sam"), "deploy"], root, env, timeout=600)
+        assert f"Successfully created/updated stack - {STACK}" in out
+        yield App(root, env, cloud)
+
+
+@pytest.mark.parametrize(
+    ("ref", "params"), CASES, ids=[f"{r.split(':')[1]}{'-' * bool(p)}{'-'.join(p)}" for r, p in CASES]
+)
+def test_invoke_prints_what_run_prints(app: App, ref: str, params: tuple[str, ...]) -> None:
+    args = [a for p in params for a in ("-p", p)]
+    remote = app.lokki("invoke", ref, *args)
+    assert remote.returncode == 0, remote.stderr
+    local = app.lokki("run", ref, "-q", "--store", str(app.root / "local-runs"), *args)
+    assert local.returncode == 0, local.stderr
+    assert remote.stdout == local.stdout
+    assert "succeeded" in remote.stderr  # progress went to stderr, the result alone to stdout
+    if ref.endswith(":batched"):
+        assert f"{BIG_MAP}/{BIG_MAP} items succeeded, 0 failed" in remote.stderr
+
+
+def test_failing_map_item_shows_step_error_and_logs(app: App) -> None:
+    remote = app.lokki("invoke", "src/numeric.py:zscores", "-p", "series=1", "-p", "length=0")
+    assert remote.returncode == 1, remote.stderr
+    assert remote.stdout == ""
+    assert "step: standardise (map item 0)" in remote.stderr
+    assert "StatisticsError: fmean requires at least one data point" in remote.stderr
+    assert "log group /aws/lambda/" in remote.stderr
+    assert "Traceback" not in remote.stderr
+    local = app.lokki("run", "src/numeric.py:zscores", "-q", "-p", "series=1", "-p", "length=0")
+    assert local.returncode == 1
+    assert "StatisticsError: fmean requires at least one data point" in local.stderr
+
+
+def test_failing_step_outside_maps_and_result_of_the_failed_run(app: App) -> None:
+    remote = app.lokki("invoke", "src/numeric.py:pi", "-p", "samples=0")
+    assert remote.returncode == 1
+    assert "step: plan_chunks\n" in remote.stderr
+    assert "ValueError: samples and chunks must be >= 1" in remote.stderr
+    run_id = re.search(r"run (pi-\S+) failed", remote.stderr)
+    assert run_id
+    again = app.lokki("result", run_id.group(1), "--flow", "src/numeric.py:pi")
+    assert again.returncode == 1
+    assert "ValueError: samples and chunks must be >= 1" in again.stderr
+
+
+def test_bad_params_are_refused_before_starting(app: App) -> None:
+    before = app.lokki("runs", "zscores", "--json")
+    bad = app.lokki("invoke", "src/numeric.py:zscores", "-p", "series=many")
+    assert bad.returncode == 2
+    assert "parameter 'series' expects int" in bad.stderr
+    assert app.lokki("runs", "zscores", "--json").stdout == before.stdout
+
+
+def test_json_runs_and_result(app: App, tmp_path: Path) -> None:
+    started = app.lokki("invoke", "src/birds.py", "--json", "-p", "limit=2")
+    assert started.returncode == 0, started.stderr
+    payload = json.loads(started.stdout)
+    assert payload["result"] == "flappy goose, flappy duck"
+    assert payload["params"] == {"limit": 2}
+    events = [json.loads(line)["event"] for line in started.stderr.splitlines()]
+    assert events[0] == "run_started" and events[-1] == "run_finished"
+    run_id = payload["run_id"]
+
+    listed = app.lokki("runs", "birds", "--json", "--limit", "50")
+    rows = {row["run_id"]: row for row in json.loads(listed.stdout)}
+    assert rows[run_id]["status"] == "SUCCEEDED"
+    assert rows[run_id]["params"] == {"limit": 2}
+    table = app.lokki("runs")
+    assert run_id in table.stdout and "succeeded" in table.stdout
+
+    result = app.lokki("result", run_id, "--flow", "src/birds.py")
+    assert (result.returncode, result.stdout) == (0, "flappy goose, flappy duck\n")
+    step = app.lokki("result", run_id, "--flow", "src/birds.py", "--step", "flap", "-o", str(tmp_path / "flap.json"))
+    assert step.returncode == 0, step.stderr
+    assert json.loads((tmp_path / "flap.json").read_text()) == ["flappy goose", "flappy duck"]
+
+    # The bucket's lifecycle rule expires artifacts; the run is still listed, its result is gone.
+    s3 = app.client("s3")
+    bucket = next(o for o in stack_outputs(app) if o["OutputKey"] == "ArtifactBucketName")["OutputValue"]
+    keys = s3.list_objects_v2(Bucket=bucket, Prefix=f"lokki/birds/{run_id}/")["Contents"]
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k["Key"]} for k in keys]})
+    expired = app.lokki("result", run_id, "--flow", "src/birds.py")
+    assert expired.returncode == 2
+    assert f"the result of run {run_id} is no longer in s3://{bucket}/lokki/birds/{run_id}/" in expired.stderr
+    assert "artifact_expiry_days" in expired.stderr
+
+
+def stack_outputs(app: App) -> list[dict[str, str]]:
+    cfn = app.client("cloudformation")
+    outputs: list[dict[str, str]] = cfn.describe_stacks(StackName=STACK)["Stacks"][0]["Outputs"]
+    return outputs
+
+
+def test_aborted_run(app: App) -> None:
+    started = app.lokki("invoke", "src/numeric.py:pi", "--no-wait", "-p", "samples=30000000", "-p", "chunks=1")
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.strip()
+    sfn = app.client("stepfunctions")
+    arn = next(o for o in stack_outputs(app) if o["OutputKey"] == "PiStateMachineArn")["OutputValue"]
+    execution = arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+    sfn.stop_execution(executionArn=execution, error="Stopped", cause="by the journey test")
+    deadline = time.monotonic() + 30
+    while sfn.describe_execution(executionArn=execution)["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    result = app.lokki("result", run_id, "--flow", "src/numeric.py:pi")
+    assert result.returncode == 1
+    assert f"run {run_id} was aborted" in result.stderr
+
+
+def test_unknown_stack_and_flow_list_what_exists(app: App) -> None:
+    stack = app.lokki("runs", "--stack-name", "nope")
+    assert stack.returncode == 2
+    assert "no stack 'nope'" in stack.stderr and STACK in stack.stderr
+    flow = app.lokki("runs", "nope")
+    assert flow.returncode == 2
+    assert "Birds" in flow.stderr and "Pi" in flow.stderr
