@@ -329,6 +329,15 @@ def test_sam_init_location_renders_the_project(sam_app: BuiltApp) -> None:
     assert (root / "template.yaml").is_file() and (root / "src" / "sam_made" / "data" / "bread.txt").is_file()
 
 
+def test_sam_init_project_passes_its_tests_and_sam_validate(sam_app: BuiltApp, home: Path) -> None:
+    # Its tests include tests/test_template.py, i.e. `lokki-sam generate --check`.
+    done = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], sam_app.root, env_for(home))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout.strip().splitlines()[-1], done.stdout
+    done = run([SAM, "validate", "--lint"], sam_app.root, env_for(home))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_sam_build_packages_flow_data_and_lokki_sam_once(sam_app: BuiltApp, home: Path, tmp_path: Path) -> None:
     output = sam_app.build.stdout + sam_app.build.stderr
     assert "Build Succeeded" in output
