@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -182,6 +183,11 @@ def test_the_project_has_the_chosen_starter_and_generated_sam_files(name: str, p
     assert f"lokki-sam run {' '.join(v.run_args)}" in readme
     assert "sam deploy --guided" in readme and "lokki-sam invoke" in readme
     assert "{{" not in readme and "{%" not in readme
+    # The README's `sam local invoke` names a function of the template and an event that exists.
+    invoke = re.search(r"sam local invoke (\w+) -e (\S+?)`", readme)
+    assert invoke, readme
+    assert f"\n  {invoke[1]}:\n    Type: AWS::Serverless::Function" in (root / "template.yaml").read_text()
+    assert (root / invoke[2]).is_file()
 
 
 @pytest.mark.parametrize("name", VARIANTS)
