@@ -276,15 +276,7 @@ def test_the_hook_knows_every_top_level_name_of_the_starter(name: str, projects:
     """A flow named like a starter's step would silently replace it: the pre-gen hook refuses
     such names, so its list must cover what each starter defines and imports."""
     v = VARIANTS[name]
-    hook = ast.parse((TEMPLATE / "hooks" / "pre_gen_project.py").read_text())
-    lists = {
-        target.id: ast.literal_eval(node.value)
-        for node in hook.body
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name) and target.id in ("STARTER_NAMES", "IMPORTED")
-    }
-    known = set(lists["STARTER_NAMES"][v.starter]) | set(lists["IMPORTED"])
+    known = set(hook_constant("STARTER_NAMES")[v.starter]) | set(hook_constant("IMPORTED"))
     module = ast.parse((projects[name] / "src" / v.slug / "flow.py").read_text())
     defined = set()
     for node in module.body:
@@ -295,6 +287,23 @@ def test_the_hook_knows_every_top_level_name_of_the_starter(name: str, projects:
         elif isinstance(node, ast.Import | ast.ImportFrom):
             defined.update((a.asname or a.name).split(".")[0] for a in node.names)
     assert defined - {v.flow} <= known
+
+
+def hook_constant(name: str) -> Any:
+    hook = ast.parse((TEMPLATE / "hooks" / "pre_gen_project.py").read_text())
+    for node in hook.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"no {name} in the pre-gen hook")
+
+
+def test_the_hook_offers_only_runtimes_the_generator_supports() -> None:
+    from lokki_sam.compile.sam import LAMBDA_PYTHONS
+
+    runtimes = hook_constant("RUNTIMES")
+    assert set(runtimes) <= set(LAMBDA_PYTHONS)
+    assert all(int(r.removeprefix("python3.")) >= 11 for r in runtimes)  # lokki-sam's requires-python
+    assert json.loads((TEMPLATE / "cookiecutter.json").read_text())["runtime"] in runtimes
 
 
 # ------------------------------------------------------------------ sam init + sam build
