@@ -113,7 +113,7 @@ def test_existing_bucket_parameter_switches_every_reference(apps: dict[str, Any]
     env = evaluate(cfn["Resources"]["BirdsFlapFunction"]["Properties"]["Environment"], cfn["Resources"], False)
     assert env["Variables"][names.ENV_BUCKET] == "existing-bucket"
     statements = role_statements(cfn, "BirdsFlapFunctionRole", create_bucket=False)
-    assert statements[0]["Resource"] == ["arn:aws:s3:::existing-bucket/lokki/birds/*"]
+    assert statements[1]["Resource"] == ["arn:aws:s3:::existing-bucket/lokki/birds/*"]
 
 
 def _graphs(root: Path) -> list[Any]:
@@ -128,8 +128,16 @@ def test_function_roles_reach_only_their_flow_prefix(apps: dict[str, Any], app: 
     for graph in _graphs(root):
         prefix = names.flow_prefix(graph.name)
         for step in graph.steps:
-            statements = role_statements(cfn, names.function_id(graph.name, step.name) + "Role")
-            assert statements[:2] == [
+            fid = names.function_id(graph.name, step.name)
+            statements = role_statements(cfn, fid + "Role")
+            log_group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{fid}LogGroup:*"
+            assert statements[:3] == [
+                {
+                    "Sid": "OwnLogs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": [log_group],
+                },
                 {
                     "Sid": "RunArtifacts",
                     "Effect": "Allow",
@@ -145,7 +153,11 @@ def test_function_roles_reach_only_their_flow_prefix(apps: dict[str, Any], app: 
                 },
             ]
             # Anything more comes from the step's own `permissions`.
-            assert statements[2:] == [{"Effect": "Allow", **p} for p in _as_lists(step.options.permissions)]
+            assert statements[3:] == [{"Effect": "Allow", **p} for p in _as_lists(step.options.permissions)]
+            function = cfn["Resources"][fid]["Properties"]
+            assert function["Role"] == {"Fn::GetAtt": [fid + "Role", "Arn"]}
+            assert function["LoggingConfig"]["LogGroup"] == {"Ref": fid + "LogGroup"}
+            assert cfn["Resources"][fid + "LogGroup"]["Properties"]["RetentionInDays"] == 30
 
 
 def _as_lists(perms: Any) -> list[dict[str, Any]]:
@@ -229,8 +241,19 @@ def test_tracing_and_settings_from_config(tmp_path: Path) -> None:
     assert function["Properties"]["Runtime"] == "python3.12"
     machine = next(r for r in cfn["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine")
     assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+    machine_role = cfn["Resources"][machine_role_id(cfn)]
+    assert machine_role["Properties"]["ManagedPolicyArns"] == ["arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"]
+    for rid, resource in cfn["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Role" and rid != machine_role_id(cfn):
+            (xray,) = [s for s in role_statements(cfn, rid) if s.get("Sid") == "Tracing"]
+            assert xray["Resource"] == ["*"] and all(a.startswith("xray:") for a in xray["Action"])
     rules = cfn["Resources"]["ArtifactBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     assert rules[0]["ExpirationInDays"] == 7
+
+
+def machine_role_id(cfn: dict[str, Any]) -> str:
+    (machine,) = [k for k, r in cfn["Resources"].items() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    return machine + "Role"
 
 
 def test_step_options_and_schedule(tmp_path: Path, write_module: Any) -> None:
@@ -262,12 +285,13 @@ def test_step_options_and_schedule(tmp_path: Path, write_module: Any) -> None:
     total = cfn["Resources"]["NightlyTotalFunction"]["Properties"]
     assert (total["MemorySize"], total["Timeout"], total["Architectures"]) == (512, 300, ["arm64"])
     assert "MODE" not in total["Environment"]["Variables"]
-    extra = role_statements(cfn, "NightlyFetchFunctionRole")[2]
+    extra = role_statements(cfn, "NightlyFetchFunctionRole")[3]
     assert extra == {
         "Effect": "Allow",
         "Action": ["sqs:SendMessage"],
         "Resource": ["arn:aws:sqs:us-east-1:123456789012:q"],
     }
+    assert "Tracing" not in {s.get("Sid") for s in role_statements(cfn, "NightlyFetchFunctionRole")}
     rule = next(r for r in cfn["Resources"].values() if r["Type"] == "AWS::Events::Rule")
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 day)"
     assert json.loads(rule["Properties"]["Targets"][0]["Input"]) == {"limit": 2}

@@ -50,7 +50,17 @@ TOP_ORDER = (
 
 # Properties lokki-sam owns, by resource type: set when generated, removed when not.
 _OWNED_PROPERTIES: dict[str, tuple[str, ...]] = {
-    "AWS::Serverless::Function": ("Description", "Environment", "Policies", "MemorySize", "Timeout", "Architectures"),
+    "AWS::Serverless::Function": (
+        "Description",
+        "Role",
+        "LoggingConfig",
+        "Environment",
+        "Policies",
+        "MemorySize",
+        "Timeout",
+        "Architectures",
+    ),
+    "AWS::IAM::Role": ("Description", "AssumeRolePolicyDocument", "Policies"),
     "AWS::Serverless::StateMachine": (
         "Name",
         "Type",

@@ -269,7 +269,16 @@ def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
                 names.ENV_PREFIX: prefix,
             }
         )
+        fid = names.function_id(graph.name, step.name)
         statements: list[Json] = [
+            {
+                # The function's own log group only (SAM's default role would attach
+                # AWSLambdaBasicExecutionRole: logs actions on every log group).
+                "Sid": "OwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": get_att(function_log_group_id(fid), "Arn"),
+            },
             {
                 "Sid": "RunArtifacts",
                 "Effect": "Allow",
@@ -284,11 +293,14 @@ def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
                 "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*"]}},
             },
         ]
+        if settings.tracing:
+            statements.append(tracing_statement())
         statements.extend({"Effect": "Allow", **dict(p)} for p in opts.permissions)
         props: dict[str, Json] = {
             "Description": f"lokki-sam step {graph.name}.{step.name}",
+            "Role": get_att(function_role_id(fid), "Arn"),
+            "LoggingConfig": {"LogFormat": "Text", "LogGroup": ref(function_log_group_id(fid))},
             "Environment": {"Variables": variables},
-            "Policies": [{"Version": "2012-10-17", "Statement": statements}],
         }
         if opts.memory is not None:
             props["MemorySize"] = opts.memory
@@ -296,12 +308,68 @@ def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
             props["Timeout"] = opts.timeout
         # Not in Globals: SAM appends a function's list to the Globals list instead of replacing it.
         props["Architectures"] = [opts.architecture or settings.architecture]
-        out[names.function_id(graph.name, step.name)] = {
+        out[function_log_group_id(fid)] = {
+            "Type": "AWS::Logs::LogGroup",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Metadata": owned_marker(),
+            "Properties": {
+                "LogGroupName": sub(f"/aws/lambda/${{AWS::StackName}}/{graph.name}/{step.name}"),
+                "RetentionInDays": settings.log_retention_days,
+            },
+        }
+        out[function_role_id(fid)] = {
+            "Type": "AWS::IAM::Role",
+            "Metadata": owned_marker(),
+            "Properties": {
+                "Description": f"lokki-sam step {graph.name}.{step.name}: its logs and its flow's artifacts",
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+                "Policies": [
+                    {
+                        "PolicyName": "lokki-sam-step",
+                        "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+                    }
+                ],
+            },
+        }
+        out[fid] = {
             "Type": "AWS::Serverless::Function",
             "Metadata": owned_marker(),
             "Properties": props,
         }
     return out
+
+
+def function_role_id(function_id: str) -> str:
+    # The ID SAM would give the role it creates; given Role, SAM creates none, so no clash.
+    return f"{function_id}Role"
+
+
+def function_log_group_id(function_id: str) -> str:
+    return f"{function_id}LogGroup"
+
+
+def tracing_statement() -> Json:
+    return {
+        "Sid": "Tracing",
+        "Effect": "Allow",
+        "Action": [
+            "xray:GetSamplingRules",
+            "xray:GetSamplingTargets",
+            "xray:PutTelemetryRecords",
+            "xray:PutTraceSegments",
+        ],
+        "Resource": "*",
+    }
 
 
 # ---------------------------------------------------------------------------- state machine
@@ -389,20 +457,7 @@ def state_machine_resources(graph: FlowGraph, settings: Settings) -> dict[str, J
             "Resource": "*",
         }
     )
-    if settings.tracing:
-        statements.append(
-            {
-                "Sid": "Tracing",
-                "Effect": "Allow",
-                "Action": [
-                    "xray:GetSamplingRules",
-                    "xray:GetSamplingTargets",
-                    "xray:PutTraceSegments",
-                    "xray:PutTelemetryRecords",
-                ],
-                "Resource": "*",
-            }
-        )
+    # With Tracing enabled SAM itself attaches AWSXrayWriteOnlyAccess to this role.
     props: dict[str, Json] = {
         "Name": state_machine_name(flow),
         "Type": "STANDARD",
@@ -472,7 +527,9 @@ def check_names(graphs: Sequence[FlowGraph]) -> None:
         claim(names.state_machine_id(graph.name), f"flow '{graph.name}'")
         claim(log_group_id(graph.name), f"flow '{graph.name}'")
         for step in graph.steps:
-            claim(names.function_id(graph.name, step.name), f"step '{graph.name}.{step.name}'")
+            fid = names.function_id(graph.name, step.name)
+            claim(fid, f"step '{graph.name}.{step.name}'")
+            claim(function_log_group_id(fid), f"step '{graph.name}.{step.name}'")
 
 
 def owned_ids(model: TemplateModel) -> dict[str, list[str]]:

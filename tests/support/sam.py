@@ -101,6 +101,8 @@ def evaluate(value: Any, resources: Mapping[str, Any], create_bucket: bool = Tru
             return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
         if kind == "AWS::S3::Bucket" and attr == "Arn":
             return f"arn:aws:s3:::{BUCKET}"
+        if kind == "AWS::IAM::Role" and attr == "Arn":
+            return f"arn:aws:iam::{ACCOUNT}:role/{name}"
         if kind == "AWS::Logs::LogGroup" and attr == "Arn":
             return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"
         if attr == "Arn":
@@ -149,10 +151,10 @@ def role_statements(cfn: Mapping[str, Any], role_id: str, create_bucket: bool = 
     resources = cfn["Resources"]
     role = resources[role_id]
     assert role["Type"] == "AWS::IAM::Role"
-    assert role["Properties"].get("ManagedPolicyArns", []) == [] or all(
-        "AWSLambdaBasicExecutionRole" in str(arn) or "AWSXrayWriteOnlyAccess" in str(arn)
-        for arn in role["Properties"]["ManagedPolicyArns"]
-    ), role["Properties"]["ManagedPolicyArns"]
+    # No managed policies (AWSLambdaBasicExecutionRole would grant logs actions on "*"), except the
+    # X-Ray one SAM attaches to a state machine's role when tracing is on.
+    managed = role["Properties"].get("ManagedPolicyArns", [])
+    assert managed in ([], ["arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"]), managed
     out = []
     for policy in role["Properties"].get("Policies", []):
         for statement in evaluate(policy["PolicyDocument"]["Statement"], resources, create_bucket):
