@@ -4,6 +4,8 @@ Runs in the new project directory. Standard library only: it runs under whatever
 cookiecutter or `sam init`, which may not have lokki-sam installed.
 """
 
+from __future__ import annotations  # the hook may run under an older Python than lokki-sam needs
+
 import importlib.util
 import json
 import shlex

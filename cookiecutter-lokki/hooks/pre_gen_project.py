@@ -5,6 +5,8 @@ directory again when the script exits non-zero. Standard library only: it
 runs under whatever Python runs cookiecutter or `sam init`.
 """
 
+from __future__ import annotations  # the hook may run under an older Python than lokki-sam needs
+
 import builtins
 import json
 import keyword
