@@ -8,6 +8,7 @@ bench/store.py for the measurements behind this choice; gzip level 9 is several 
 
 from __future__ import annotations
 
+import io
 import pickle
 import zlib
 from typing import Any
@@ -26,18 +27,24 @@ SAMPLE_MAX_RATIO = 0.8  # compress only if a sample shrinks by at least 20 %
 
 
 def dumps(obj: Any, *, what: str = "value") -> bytes:
+    # Pickle straight after the header into one buffer: no second copy of a large payload to
+    # prepend the header (10 MB of random bytes: ~25 ms -> ~3 ms, see bench/store.py).
+    buf = io.BytesIO()
+    buf.write(MAGIC + bytes((FORMAT_VERSION, CODEC_RAW)))
     try:
-        payload = pickle.dumps(obj, protocol=5)
+        pickle.dump(obj, buf, protocol=5)
     except Exception as exc:
         raise SerializationError(
             f"{what} of type {type(obj).__name__} cannot be serialized: {exc}",
             hint="return picklable data (no open files, locks, sockets, generators or lambdas)",
         ) from None
-    codec = CODEC_RAW
-    if len(payload) >= COMPRESS_MIN_BYTES and _compresses_well(payload):
-        payload = zlib.compress(payload, 1)
-        codec = CODEC_ZLIB
-    return MAGIC + bytes((FORMAT_VERSION, codec)) + payload
+    packed = None
+    with buf.getbuffer() as view, view[HEADER_SIZE:] as payload:
+        if len(payload) >= COMPRESS_MIN_BYTES and _compresses_well(payload):
+            packed = zlib.compress(payload, 1)
+    if packed is not None:
+        return MAGIC + bytes((FORMAT_VERSION, CODEC_ZLIB)) + packed
+    return buf.getvalue()  # shares the buffer, no copy
 
 
 def loads(data: bytes, *, where: str) -> Any:
@@ -66,6 +73,6 @@ def loads(data: bytes, *, where: str) -> Any:
         raise StoreError(f"artifact is corrupt or truncated ({type(exc).__name__}: {exc})", where=where) from None
 
 
-def _compresses_well(payload: bytes) -> bool:
+def _compresses_well(payload: bytes | memoryview) -> bool:
     sample = payload[:SAMPLE_BYTES]
     return len(zlib.compress(sample, 1)) <= len(sample) * SAMPLE_MAX_RATIO
