@@ -19,17 +19,33 @@ def log_group(function_name: str) -> str:
     return f"/aws/lambda/{function_name}"
 
 
-def exception_class(logs: Any, function_name: str, message: str) -> str | None:
-    """The class on the last traceback line `Class: message` in the function's recent log."""
+def exception_class(
+    logs: Any, function_name: str, message: str, *, wait: float = 5.0, sleep: Any = time.sleep
+) -> str | None:
+    """The class on the last traceback line `Class: message` in the function's recent log.
+
+    Log events arrive shortly after the invocation ends: look again for up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = _find_class(_recent_lines(logs, function_name), message)
+        if found is not None or time.monotonic() >= deadline:
+            return found
+        sleep(0.5)
+
+
+def _recent_lines(logs: Any, function_name: str) -> list[str]:
     try:
         pages = logs.get_paginator("filter_log_events").paginate(
             logGroupName=log_group(function_name),
             startTime=int(time.time() * 1000) - LOOKBACK_MS,
             PaginationConfig={"MaxItems": 5000},
         )
-        lines = [line for page in pages for event in page.get("events", ()) for line in event["message"].splitlines()]
+        return [line for page in pages for event in page.get("events", ()) for line in event["message"].splitlines()]
     except Exception:  # logs are a best-effort extra: no access, no group, an emulator without logs
-        return None
+        return []
+
+
+def _find_class(lines: list[str], message: str) -> str | None:
     for line in reversed(lines):
         found = _CLASS_LINE.match(line)
         if found and found.group(2).strip() == message.strip() and not found.group(1).startswith("File"):

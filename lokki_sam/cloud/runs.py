@@ -12,12 +12,17 @@ from lokki_sam.cli import get_config, handle_errors
 from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.flows import resolve_flow
 from lokki_sam.cloud.options import aws_options, deployment, pop_aws
-from lokki_sam.cloud.stack import Deployment
+from lokki_sam.cloud.stack import Deployment, StackNotFound
 
 
 def state_machines(dep: Deployment, flow_arg: str | None) -> dict[str, str]:
     """{flow label: state machine ARN}: the one FLOW names, else every flow of the stack."""
     if flow_arg is None:
+        if not dep.flows():
+            raise StackNotFound(
+                f"stack '{dep.stack_name}' has no lokki-sam flows (no *StateMachineArn outputs)",
+                hint="pass the --stack-name of a stack deployed from a `lokki-sam generate` template",
+            )
         return dep.flows()
     config = get_config()
     # A bare flow name needs no import of the flow's code to list its runs.

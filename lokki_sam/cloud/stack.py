@@ -111,8 +111,16 @@ class Deployment:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            extra = {"max_pool_connections": IO_THREADS * 2} if service == "s3" else {}
-            self._clients[service] = self.aws.client(service, retries={"mode": "adaptive", "max_attempts": 10}, **extra)
+            # S3 carries parallel artifact reads (retry throttling patiently, like the store's own client);
+            # the control-plane calls fail fast, so an unreachable endpoint is reported in seconds.
+            if service == "s3":
+                config: dict[str, Any] = {
+                    "max_pool_connections": IO_THREADS * 2,
+                    "retries": {"mode": "adaptive", "max_attempts": 10},
+                }
+            else:
+                config = {"retries": {"mode": "standard", "max_attempts": 3}}
+            self._clients[service] = self.aws.client(service, **config)
         return self._clients[service]
 
     def flows(self) -> dict[str, str]:
