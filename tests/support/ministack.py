@@ -126,14 +126,14 @@ class Ministack:
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, python: str = "3.11", workdir: Path | None = None) -> Iterator[Ministack]:
-        """Start ministack on a free 127.0.0.1 port; stop it on exit, also when the body fails."""
+    def start(cls, python: str = "3.11", workdir: Path | None = None, port: int | None = None) -> Iterator[Ministack]:
+        """Start ministack on 127.0.0.1 (a free port by default); stop it on exit, also when the body fails."""
         venv = ensure_venv(python)
         base = Path(workdir or tempfile.mkdtemp(prefix="ministack-"))
         home = base / "home"
         home.mkdir(parents=True, exist_ok=True)
         log_path = base / "ministack.log"
-        port = free_port()
+        port = port or free_port()
         env = {
             key: value
             for key, value in os.environ.items()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Build the example app (template.yaml at the repo root) and deploy it to a local cloud:
+# ministack (dev/ministack.py) or LocalStack (dev/localstack.sh), whichever answers at
+# AWS_ENDPOINT_URL [http://127.0.0.1:4566]. Deploy settings: samconfig.toml, environment "local".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:4566}"
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+export SAM_CLI_TELEMETRY=0 SAM_CLI_POLL_DELAY="${SAM_CLI_POLL_DELAY:-0.5}"
+PYTHON="${PYTHON:-python3}"
+
+# lokki-sam is not on PyPI yet: sam build installs it (examples/requirements.txt) from a local wheel.
+rm -rf build/wheels
+"$PYTHON" -m pip wheel --quiet . -w build/wheels --no-deps
+PIP_FIND_LINKS="$PWD/build/wheels" PIP_NO_INDEX=1 sam build
+sam deploy --config-env local
+
+cat <<MSG
+
+Deployed to $AWS_ENDPOINT_URL. Try:
+  lokki-sam invoke examples/birds.py --config-env local -p limit=5
+  lokki-sam runs --config-env local
+MSG
