@@ -238,3 +238,25 @@ def test_flow_name_looked_up_in_the_configured_module(isolated: Path) -> None:
     assert flow_for_run("birds-20260101T000000-abcdef", None, config).name == "birds"
     with pytest.raises(LokkiError, match="flows there: birds"):
         resolve_flow("bird", config)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "said"),
+    [
+        ("TIMED_OUT", "States.Timeout", "timed out"),
+        ("ABORTED", "Stopped", "was aborted"),
+        ("FAILED", "States.Runtime", "failed"),
+    ],
+)
+def test_unsuccessful_runs_exit_1_saying_what_happened(status: str, error: str, said: str) -> None:
+    from lokki_sam.cloud.invoke import ExecutionFailed, failure_error
+    from lokki_sam.cloud.stack import Deployment
+    from lokki_sam.cloud.status import Failure
+    from lokki_sam.loader import load_flow
+
+    graph = load_flow(str(BIRDS)).graph
+    dep = Deployment(aws=None, stack_name="s", outputs={})  # type: ignore[arg-type]  # no AWS call needed
+    exc = failure_error(dep, graph, "birds-1", Failure(status, None, error, "by the operator"), "arn:x")
+    assert isinstance(exc, ExecutionFailed) and exc.exit_code == 1
+    assert exc.message.splitlines()[0].startswith(f"run birds-1 {said}")
+    assert f"error: {error}: by the operator" in exc.message

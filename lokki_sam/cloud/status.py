@@ -59,7 +59,7 @@ def execution_arn(state_machine_arn: str, run_id: str) -> str:
 
 def history(sfn: Any, arn: str) -> Iterator[dict[str, Any]]:
     with aws_errors("execution history"):
-        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn, includeExecutionData=True):
+        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn, includeExecutionData=False):
             yield from page.get("events", ())
 
 
