@@ -48,6 +48,15 @@ class FlowRun:
     outputs: dict[str, Any]
     failures: list[ItemFailure] = field(default_factory=list)
     seconds: float = 0.0
+    # Steps inside maps: item index -> output (items whose batch failed are absent).
+    item_outputs: dict[str, dict[int, Any]] = field(default_factory=dict)
+
+    def outputs_by_item(self, step: str) -> dict[int, Any]:
+        """A map step's outputs by item index: with tolerated failures, which item gave what."""
+        if step not in self.item_outputs:
+            known = ", ".join(self.item_outputs) or "none"
+            raise KeyError(f"'{step}' is not a step inside a map of flow '{self.flow}' (those steps: {known})")
+        return self.item_outputs[step]
 
     def output(self, step: str) -> Any:
         """The output of one step or map, by node id (`flap`, `inc-2`, `map-flap`)."""
@@ -91,27 +100,32 @@ def _run(
 ) -> FlowRun:
     outcome = run_flow(graph, given, store=store, concurrency=concurrency, sleep=sleep)
     ctx = RunContext(graph, store, outcome.run_id, outcome.params)
+    outputs, item_outputs = stage_outputs(ctx)
     return FlowRun(
         flow=graph.name,
         run_id=outcome.run_id,
         params=dict(outcome.params),
         result=outcome.result,
-        outputs=stage_outputs(ctx),
+        outputs=outputs,
         failures=list(outcome.failures),
         seconds=outcome.seconds,
+        item_outputs=item_outputs,
     )
 
 
-def stage_outputs(ctx: RunContext) -> dict[str, Any]:
-    """Every stored output of a finished run, by node id and map id, in execution order."""
+def stage_outputs(ctx: RunContext) -> tuple[dict[str, Any], dict[str, dict[int, Any]]]:
+    """Every stored output of a finished run, by node id and map id, in execution order; and
+    the outputs of steps inside maps by item index."""
     outputs: dict[str, Any] = {}
+    item_outputs: dict[str, dict[int, Any]] = {}
     for stage in ctx.graph.stages:
         if isinstance(stage, MapBlock):
             for node in stage.nodes:
                 by_index = execution.batch_results(ctx, stage, node)
-                outputs[node.id] = [by_index[i] for i in sorted(by_index)]
+                item_outputs[node.id] = {i: by_index[i] for i in sorted(by_index)}
+                outputs[node.id] = list(item_outputs[node.id].values())
         outputs[stage.id] = execution.read_stage_output(ctx, stage)
-    return outputs
+    return outputs, item_outputs
 
 
 def _graph_of(target: Flow | FlowGraph | str) -> FlowGraph:

@@ -35,6 +35,7 @@ def test_map_body_steps_have_one_output_per_item_in_item_order() -> None:
     assert run.output("numbers") == [1, 2, 3, 4]
     assert run.output("inc") == [2, 3, 4, 5]
     assert run.output("double") == [4, 6, 8, 10]
+    assert run.outputs_by_item("double") == {0: 4, 1: 6, 2: 8, 3: 10}
     assert run.output("map-inc") == [4, 6, 8, 10]
     assert run.output("total") == 28 == run.result
 
@@ -70,6 +71,8 @@ def test_unknown_step_names_the_known_ones() -> None:
     run = run_flow_in_process(SHAPES["linear"][0])
     with pytest.raises(KeyError, match=r"no step or map 'nope' \(known: start, inc, double, inc-2\)"):
         run.output("nope")
+    with pytest.raises(KeyError, match=r"'start' is not a step inside a map .* \(those steps: none\)"):
+        run.outputs_by_item("start")
 
 
 def test_artifacts_go_to_a_temporary_store_unless_one_is_given(tmp_path: Path) -> None:
@@ -129,6 +132,7 @@ def test_tolerated_failures_are_reported_and_skipped() -> None:
     run = run_flow_in_process(tolerant)
     assert run.result == 9
     assert 3 not in run.output("fragile")
+    assert run.outputs_by_item("fragile") == {i: i for i in range(10) if i != 3}
     [failure] = run.failures
     assert (failure.step, failure.indexes, failure.error_type) == ("fragile", (3,), "ValueError")
 
