@@ -116,7 +116,7 @@ def module_in_code_uri(graph: FlowGraph, code_dir: Path, code_uri: str) -> str:
 
 def plan(graphs: Sequence[FlowGraph], template: Path, config: Config, code_uri: str | None = None) -> Plan:
     from lokki_sam.compile import asl, events, sam
-    from lokki_sam.compile.merge import render_template
+    from lokki_sam.compile.merge import previous_flows, render_template
 
     root = template.parent
     uri = code_uri or str(config.get("code_uri", "src"))
@@ -134,7 +134,12 @@ def plan(graphs: Sequence[FlowGraph], template: Path, config: Config, code_uri: 
     )
     model = sam.build_model(graphs, settings)
     result = Plan(root)
-    result.files[template] = render_template(model, _read(template), where=str(template))
+    existing = _read(template)
+    result.files[template] = render_template(model, existing, where=str(template))
+    dropped = [f for f in previous_flows(existing, str(template)) if f not in model.flows]
+    for flow in dropped:  # a flow removed from the template takes its generated files with it
+        result.delete.append(root / "statemachine" / f"{flow}.asl.json")
+        result.delete.extend(sorted((root / "events" / flow).glob("*.json")))
     for graph in graphs:
         result.files[root / "statemachine" / f"{graph.name}.asl.json"] = asl.render(graph)
         event_dir = root / "events" / graph.name

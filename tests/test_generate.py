@@ -280,3 +280,68 @@ def test_examples_generate_together(tmp_path: Path) -> None:
     template = load(text)
     machines = [r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine"]
     assert len(machines) >= len(EXAMPLES)
+
+
+TWO_FLOWS = """
+from lokki_sam import flow, step
+
+@step
+def one() -> int:
+    return 1
+
+@step
+def many(n: int = 3) -> list[int]:
+    return list(range(n))
+
+@step
+def dbl(x: int) -> int:
+    return 2 * x
+
+@flow
+def first():
+    return one()
+
+@flow
+def second(n: int = 3):
+    return many(n=n).map(dbl)
+"""
+
+
+def test_removing_a_flow_removes_its_resources_outputs_and_files(app: Path) -> None:
+    (app / "src" / "two.py").write_text(TWO_FLOWS)
+    forget_module("two")
+    assert generate("src/two.py")[0] == 0
+    assert (app / "statemachine" / "second.asl.json").is_file()
+    before = load((app / "template.yaml").read_text())
+    assert before["Metadata"]["lokki-sam"]["flows"] == ["first", "second"]
+    forget_module("two")
+    code, out, err = generate("src/two.py:first")
+    assert code == 0, err
+    after = load((app / "template.yaml").read_text())
+    assert not [rid for rid in after["Resources"] if rid.startswith("Second")]
+    assert "SecondStateMachineArn" not in after["Outputs"] and "FirstStateMachineArn" in after["Outputs"]
+    assert not (app / "statemachine" / "second.asl.json").exists()
+    assert list((app / "events" / "second").glob("*.json")) == []
+    assert "removed statemachine/second.asl.json" in out
+    assert after["Description"] == "lokki-sam flows: first"
+    assert lint((app / "template.yaml").read_text()) == []
+
+
+def test_default_runtime_is_the_nearest_lambda_python() -> None:
+    from lokki_sam.compile.sam import default_runtime
+
+    assert default_runtime((3, 11)) == "python3.11"
+    assert default_runtime((3, 13)) == "python3.13"
+    assert default_runtime((3, 9)) == "python3.10"
+    assert default_runtime((3, 15)) == "python3.13"
+
+
+def test_bad_runtime_and_long_flow_name(app: Path) -> None:
+    (app / "lokki.toml").write_text('runtime = "python2.7"\n')
+    code, _, err = generate("src/calc.py")
+    assert code == 2 and "runtime 'python2.7'" in err and "python3.12" in err
+    (app / "lokki.toml").unlink()
+    long_name = "f" * 51
+    (app / "src" / "longname.py").write_text(FLOW_V1.replace("@flow\n", f"@flow(name='{long_name}')\n"))
+    code, _, err = generate("src/longname.py")
+    assert code == 2 and "longer than 50 characters" in err

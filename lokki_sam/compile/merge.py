@@ -11,6 +11,7 @@ flows no longer produce (a removed step) are deleted. Output is deterministic.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.tag import Tag
 
 from lokki_sam.compile.sam import (
+    DESCRIPTION_PREFIX,
     MARKER,
     MARKER_KEY,
     SAM_DERIVED_SUFFIXES,
@@ -80,7 +82,14 @@ _OWNED_PROPERTIES: dict[str, tuple[str, ...]] = {
     "AWS::S3::BucketPolicy": ("Bucket", "PolicyDocument"),
     "AWS::Logs::LogGroup": ("LogGroupName", "RetentionInDays"),
 }
-_OWNED_ATTRIBUTES = (("Type",), ("Condition",), ("DeletionPolicy",), ("UpdateReplacePolicy",), ("Metadata", MARKER_KEY))
+_OWNED_ATTRIBUTES = (
+    ("Type",),
+    ("Condition",),
+    ("DeletionPolicy",),
+    ("UpdateReplacePolicy",),
+    ("Metadata", MARKER_KEY),
+    ("Metadata", "checkov"),
+)
 OWNED_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     kind: (*_OWNED_ATTRIBUTES, *(("Properties", *p.split(".")) for p in props))
     for kind, props in _OWNED_PROPERTIES.items()
@@ -234,6 +243,17 @@ def parse(text: str, where: str) -> CommentedMap:
     return doc
 
 
+def previous_flows(text: str | None, where: str) -> list[str]:
+    """The flows an existing template was generated for (to remove files of dropped flows)."""
+    if text is None or not text.strip():
+        return []
+    meta = parse(text, where).get("Metadata")
+    entry = meta.get(MARKER_KEY) if isinstance(meta, Mapping) else None
+    flows = entry.get("flows") if isinstance(entry, Mapping) else None
+    # Only plausible flow names: the list comes from an editable file and names paths to delete.
+    return [str(f) for f in flows if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(f))] if isinstance(flows, list) else []
+
+
 def _read_record(doc: CommentedMap, where: str) -> dict[str, list[str]]:
     meta = doc.get("Metadata")
     entry = meta.get(MARKER_KEY) if isinstance(meta, Mapping) else None
@@ -250,6 +270,9 @@ def _merge(doc: CommentedMap, model: TemplateModel, record: Mapping[str, list[st
     for key in ("AWSTemplateFormatVersion", "Transform", "Description"):
         if key not in doc:
             _insert(doc, key, fresh[key])
+    # The description stays ours until the user writes their own.
+    if str(doc["Description"]).startswith(DESCRIPTION_PREFIX) and doc["Description"] != fresh["Description"]:
+        doc["Description"] = fresh["Description"]
     _check_transform(doc, where)
     generated: dict[str, Mapping[str, Any]] = {
         "Parameters": model.parameters,
@@ -270,7 +293,7 @@ def _merge(doc: CommentedMap, model: TemplateModel, record: Mapping[str, list[st
     elif not isinstance(meta, CommentedMap):
         raise LokkiError("Metadata must be a mapping", where=where)
     entry = meta.get(MARKER_KEY)
-    new_entry = to_node({"owned": owned})
+    new_entry = to_node({"flows": list(model.flows), "owned": owned})
     if entry is None or to_plain(entry) != to_plain(new_entry):
         meta[MARKER_KEY] = new_entry
 

@@ -23,6 +23,7 @@ Json = Any
 # Lambda's Python runtimes, oldest first (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html).
 LAMBDA_PYTHONS = ("python3.10", "python3.11", "python3.12", "python3.13")
 
+DESCRIPTION_PREFIX = "lokki-sam flows:"
 MARKER_KEY = "lokki-sam"  # Metadata key marking what lokki-sam owns
 MARKER = "generated"
 BUCKET_PARAMETER = "ExistingArtifactBucket"
@@ -36,6 +37,53 @@ SAM_DERIVED_SUFFIXES = ("Role", "Policy")
 WILDCARD_REASONS = {
     "DeliverLogs": "AWS requires '*': the log-delivery APIs take no resource (Step Functions docs, cw-logs)",
     "Tracing": "AWS requires '*': X-Ray trace and sampling APIs have no resource-level permissions",
+}
+
+MAX_FLOW_NAME = 50  # leaves room for a 29-character stack name in the 80-character state machine name
+
+# checkov findings accepted by design, each written next to its resource with the reason
+# (Metadata.checkov.skip; checkov reads it, and `docs/reliability.md` lists them).
+CHECKOV_SKIPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "AWS::Serverless::Function": (
+        (
+            "CKV_AWS_115",
+            "Reserved concurrency would be carved out of the account's pool for every step; the map's "
+            "MaxConcurrency already bounds how many invocations run at once",
+        ),
+        (
+            "CKV_AWS_116",
+            "Step Functions invokes this function synchronously and retries or fails the execution; "
+            "a dead-letter queue only applies to asynchronous invocations",
+        ),
+        (
+            "CKV_AWS_117",
+            "The function reaches only S3 and its own log group; a VPC would add NAT or endpoints. "
+            "Add VpcConfig under Globals if your data must stay in a VPC",
+        ),
+        (
+            "CKV_AWS_173",
+            "The environment holds names only (module, flow, step, bucket, prefix) and secret references, "
+            "never secret values (lokki-sam refuses literal secrets); Lambda encrypts it at rest by default",
+        ),
+    ),
+    "AWS::Logs::LogGroup": (
+        (
+            "CKV_AWS_158",
+            "CloudWatch Logs encrypts log data at rest by default; a customer-managed KMS key is opt-in "
+            "(add KmsKeyId and a key policy for logs)",
+        ),
+    ),
+    "AWS::S3::Bucket": (
+        (
+            "CKV_AWS_18",
+            "Server access logs need a second bucket; use CloudTrail S3 data events to audit artifact access",
+        ),
+        (
+            "CKV_AWS_21",
+            "Artifacts are rewritten only under keys derived from (run, step, item) and expire by the "
+            "lifecycle rule; versioning would keep every retried write beyond that expiry",
+        ),
+    ),
 }
 
 _LOGICAL_ID_RE = re.compile(r"^[A-Za-z0-9]{1,255}$")
@@ -127,6 +175,7 @@ class TemplateModel:
     globals_function: dict[str, Json]
     resources: dict[str, Json]
     outputs: dict[str, Json]
+    flows: tuple[str, ...] = ()
 
     def as_template(self) -> dict[str, Json]:
         """A complete template with only lokki-sam's parts (what a fresh `generate` writes)."""
@@ -178,17 +227,26 @@ def build_model(graphs: Sequence[FlowGraph], settings: Settings) -> TemplateMode
     if settings.tracing:
         globals_function["Tracing"] = "Active"
     return TemplateModel(
-        description=f"lokki-sam flows: {flow_list}",
+        description=f"{DESCRIPTION_PREFIX} {flow_list}",
         parameters=parameters,
         conditions=conditions,
         globals_function=globals_function,
         resources=resources,
         outputs=outputs,
+        flows=tuple(g.name for g in graphs),
     )
 
 
 def owned_marker() -> dict[str, str]:
     return {MARKER_KEY: MARKER}
+
+
+def owned_metadata(resource_type: str) -> dict[str, Json]:
+    """The ownership marker, plus the checkov findings accepted for this type and why."""
+    meta: dict[str, Json] = dict(owned_marker())
+    if resource_type in CHECKOV_SKIPS:
+        meta["checkov"] = {"skip": [{"id": i, "comment": why} for i, why in CHECKOV_SKIPS[resource_type]]}
+    return meta
 
 
 # ----------------------------------------------------------------------------------- bucket
@@ -201,7 +259,7 @@ def bucket_resources(settings: Settings) -> dict[str, Json]:
         # Artifacts are data: deleting the stack keeps them (the lifecycle rule still expires them).
         "DeletionPolicy": "Retain",
         "UpdateReplacePolicy": "Retain",
-        "Metadata": owned_marker(),
+        "Metadata": owned_metadata("AWS::S3::Bucket"),
         "Properties": {
             "BucketEncryption": {
                 "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
@@ -312,7 +370,7 @@ def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
             "Type": "AWS::Logs::LogGroup",
             "DeletionPolicy": "Delete",
             "UpdateReplacePolicy": "Delete",
-            "Metadata": owned_marker(),
+            "Metadata": owned_metadata("AWS::Logs::LogGroup"),
             "Properties": {
                 "LogGroupName": sub(f"/aws/lambda/${{AWS::StackName}}/{graph.name}/{step.name}"),
                 "RetentionInDays": settings.log_retention_days,
@@ -343,7 +401,7 @@ def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
         }
         out[fid] = {
             "Type": "AWS::Serverless::Function",
-            "Metadata": owned_marker(),
+            "Metadata": owned_metadata("AWS::Serverless::Function"),
             "Properties": props,
         }
     return out
@@ -486,7 +544,7 @@ def state_machine_resources(graph: FlowGraph, settings: Settings) -> dict[str, J
         "Type": "AWS::Logs::LogGroup",
         "DeletionPolicy": "Delete",
         "UpdateReplacePolicy": "Delete",
-        "Metadata": owned_marker(),
+        "Metadata": owned_metadata("AWS::Logs::LogGroup"),
         "Properties": {
             "LogGroupName": sub("/aws/vendedlogs/states/${AWS::StackName}-" + flow),
             "RetentionInDays": settings.log_retention_days,
@@ -521,6 +579,12 @@ def check_names(graphs: Sequence[FlowGraph]) -> None:
     for fixed in (names.BUCKET_ID, BUCKET_POLICY_ID):
         owners[fixed] = "the artifact bucket"
     for graph in graphs:
+        if len(graph.name) > MAX_FLOW_NAME:
+            raise LokkiError(
+                f"flow name '{graph.name}' is longer than {MAX_FLOW_NAME} characters",
+                hint="the state machine is named <stack>-<flow> (at most 80 characters): "
+                "choose a shorter name with @flow(name=...)",
+            )
         if graph.name in seen_flows:
             raise LokkiError(f"flow '{graph.name}' is given twice", hint="flow names must be unique in one template")
         seen_flows.add(graph.name)

@@ -9,6 +9,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+# Imported here, not lazily: tests that use the `unload_modules` fixture would otherwise drop
+# half-initialised cfn-lint / YAML modules between tests (their constructors are registered globally).
+import cfnlint.api
+import samtranslator.translator.transform
+import samtranslator.yaml_helper
+
 from lokki_sam.config import load_config
 from lokki_sam.generate import plan
 
@@ -48,17 +54,12 @@ def make_app(root: Path, sources: Iterable[Path], refs: Iterable[str] | None = N
 
 def lint(text: str) -> list[str]:
     """cfn-lint findings of every level (errors, warnings, informational)."""
-    from cfnlint.api import ManualArgs
-    from cfnlint.api import lint as cfn_lint
-
-    matches = cfn_lint(text, config=ManualArgs(regions=[REGION], include_checks=["I"]))
+    matches = cfnlint.api.lint(text, config=cfnlint.api.ManualArgs(regions=[REGION], include_checks=["I"]))
     return [f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches]
 
 
 def load(text: str) -> dict[str, Any]:
-    from samtranslator.yaml_helper import yaml_parse
-
-    return dict(yaml_parse(text))
+    return dict(samtranslator.yaml_helper.yaml_parse(text))
 
 
 class _NoManagedPolicies:
@@ -68,15 +69,13 @@ class _NoManagedPolicies:
 
 def transform(text: str) -> dict[str, Any]:
     """samtranslator, in-process, after replacing local paths with s3:// URIs (as `sam package` does)."""
-    from samtranslator.translator.transform import transform as sam_transform
-
     template = load(text)
     template["Globals"]["Function"]["CodeUri"] = "s3://deploy-bucket/code.zip"
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::StateMachine":
             name = resource["Properties"]["DefinitionUri"]
             resource["Properties"]["DefinitionUri"] = f"s3://deploy-bucket/{name}"
-    return dict(sam_transform(template, {}, _NoManagedPolicies()))
+    return dict(samtranslator.translator.transform.transform(template, {}, _NoManagedPolicies()))
 
 
 def evaluate(value: Any, resources: Mapping[str, Any], create_bucket: bool = True) -> Any:
