@@ -140,8 +140,8 @@ def test_failing_map_item_shows_step_error_and_logs(app: App) -> None:
     assert remote.returncode == 1, remote.stderr
     assert remote.stdout == ""
     assert "step: standardise (map item 0)" in remote.stderr
-    assert "StatisticsError: fmean requires at least one data point" in remote.stderr
-    assert "log group /aws/lambda/" in remote.stderr
+    assert "StatisticsError: fmean requires at least one data point" in remote.stderr, remote.stderr
+    assert "logs: CloudWatch log group " in remote.stderr
     assert "Traceback" not in remote.stderr
     local = app.lokki("run", "src/numeric.py:zscores", "-q", "-p", "series=1", "-p", "length=0")
     assert local.returncode == 1
@@ -152,7 +152,7 @@ def test_failing_step_outside_maps_and_result_of_the_failed_run(app: App) -> Non
     remote = app.lokki("invoke", "src/numeric.py:pi", "-p", "samples=0")
     assert remote.returncode == 1
     assert "step: plan_chunks\n" in remote.stderr
-    assert "ValueError: samples and chunks must be >= 1" in remote.stderr
+    assert "ValueError: samples and chunks must be >= 1" in remote.stderr, remote.stderr
     run_id = re.search(r"run (pi-\S+) failed", remote.stderr)
     assert run_id
     again = app.lokki("result", run_id.group(1), "--flow", "src/numeric.py:pi")

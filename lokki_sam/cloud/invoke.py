@@ -17,7 +17,7 @@ from lokki_sam import layout
 from lokki_sam.cli import get_config, handle_errors, json_result, print_result
 from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.flows import resolve_flow
-from lokki_sam.cloud.logs import GENERIC_ERRORS, exception_class, log_group
+from lokki_sam.cloud.logs import GENERIC_ERRORS, exception_class
 from lokki_sam.cloud.options import aws_options, deployment, pop_aws
 from lokki_sam.cloud.result import read_output
 from lokki_sam.cloud.stack import Deployment
@@ -106,9 +106,10 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
     state = failure.state or _failed_map_step(dep, graph, run_id, failure)
     node = _node(graph, state)
     function = dep.function_name(graph.name, node.step.name) if node is not None else None
+    group = dep.log_group(function) if function else None
     error = failure.error
-    if function and error in GENERIC_ERRORS and failure.message:
-        error = exception_class(dep.client("logs"), function, failure.message) or error
+    if group and error in GENERIC_ERRORS and failure.message:
+        error = exception_class(dep.client("logs"), group, failure.message) or error
     if state:
         item = f" (map item {failure.item})" if failure.item is not None else ""
         lines.append(f"  step: {state}{item}")
@@ -116,8 +117,8 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
         lines.append(f"  error: {error}: {failure.message}" if failure.message else f"  error: {error}")
     hint = f"execution {arn}"
     if node is not None:
-        if function:
-            lines.append(f"  logs: CloudWatch log group {log_group(function)}")
+        if group:
+            lines.append(f"  logs: CloudWatch log group {group}")
         hint = f"sam logs -n {names.function_id(graph.name, node.step.name)} --stack-name {dep.stack_name}; {hint}"
     return ExecutionFailed("\n".join(lines), where=f"flow '{graph.name}'", hint=hint)
 

@@ -15,28 +15,22 @@ LOOKBACK_MS = 3600 * 1000
 _CLASS_LINE = re.compile(r"^\s*(?:\[ERROR\]\s*)?([A-Za-z_][\w.]*)\s*:\s*(.*)$")
 
 
-def log_group(function_name: str) -> str:
-    return f"/aws/lambda/{function_name}"
-
-
-def exception_class(
-    logs: Any, function_name: str, message: str, *, wait: float = 5.0, sleep: Any = time.sleep
-) -> str | None:
-    """The class on the last traceback line `Class: message` in the function's recent log.
+def exception_class(logs: Any, group: str, message: str, *, wait: float = 5.0, sleep: Any = time.sleep) -> str | None:
+    """The class on the last traceback line `Class: message` in the log group's recent events.
 
     Log events arrive shortly after the invocation ends: look again for up to `wait` seconds."""
     deadline = time.monotonic() + wait
     while True:
-        found = _find_class(_recent_lines(logs, function_name), message)
+        found = _find_class(_recent_lines(logs, group), message)
         if found is not None or time.monotonic() >= deadline:
             return found
         sleep(0.5)
 
 
-def _recent_lines(logs: Any, function_name: str) -> list[str]:
+def _recent_lines(logs: Any, group: str) -> list[str]:
     try:
         pages = logs.get_paginator("filter_log_events").paginate(
-            logGroupName=log_group(function_name),
+            logGroupName=group,
             startTime=int(time.time() * 1000) - LOOKBACK_MS,
             PaginationConfig={"MaxItems": 5000},
         )

@@ -166,6 +166,18 @@ class Deployment:
         name: str | None = found.get("StackResourceDetail", {}).get("PhysicalResourceId")
         return name
 
+    def log_group(self, function_name: str) -> str:
+        """The function's CloudWatch log group: its LoggingConfig.LogGroup, else /aws/lambda/<name>."""
+        import botocore.exceptions
+
+        default = f"/aws/lambda/{function_name}"
+        try:
+            with aws_errors():
+                config = self.client("lambda").get_function_configuration(FunctionName=function_name)
+        except (AwsError, botocore.exceptions.ClientError):
+            return default
+        return str(config.get("LoggingConfig", {}).get("LogGroup") or default)
+
 
 def open_deployment(target: Target) -> Deployment:
     """Describe the stack; a missing or unusable stack is an error that lists the stacks that exist."""
