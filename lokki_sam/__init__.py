@@ -4,8 +4,22 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING, Any
+
 from lokki_sam.graph import Flow, FlowGraph, Retry, Step, flow, step
-from lokki_sam.local import RunOutcome, run_flow
+
+if TYPE_CHECKING:
+    from lokki_sam.local import RunOutcome, run_flow
+
+
+def __getattr__(name: str) -> Any:
+    # The local runner (thread pools, progress) loads on first use: a Lambda cold start that
+    # imports lokki_sam for @step/@flow never needs it.
+    if name in ("RunOutcome", "run_flow"):
+        from lokki_sam import local
+
+        return getattr(local, name)
+    raise AttributeError(f"module 'lokki_sam' has no attribute {name!r}")
 
 
 def main(target: Flow) -> None:
