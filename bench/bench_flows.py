@@ -1,0 +1,48 @@
+"""Trivial flows for bench/local_overhead.py: the work is nothing, so the time is lokki-sam's."""
+
+from __future__ import annotations
+
+from lokki_sam import flow, step
+
+
+@step
+def seed(n: int = 0) -> int:
+    return n
+
+
+@step
+def inc(x: int) -> int:
+    return x + 1
+
+
+@step
+def items(n: int = 10_000) -> list[int]:
+    return list(range(n))
+
+
+@step
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@flow
+def linear_1(n: int = 0):
+    return seed(n=n)
+
+
+@flow
+def linear_21(n: int = 0):
+    chain = seed(n=n)
+    for _ in range(20):
+        chain = chain.next(inc)
+    return chain
+
+
+@flow
+def trivial_map(n: int = 10_000):
+    return items(n=n).map(inc).agg(total)
+
+
+@flow
+def trivial_map_batched(n: int = 10_000):
+    return items(n=n).map(inc, batch_size=100).agg(total)
