@@ -97,8 +97,15 @@ class LocalStore(ArtifactStore):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        except OSError as exc:  # e.g. --store names a file, or a read-only directory
+            raise StoreError(
+                f"cannot write the artifact: {exc.strerror or exc}",
+                where=str(path),
+                hint="the store (--store, or 'store' in lokki.toml) must be a writable directory",
+            ) from None
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
