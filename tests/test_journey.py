@@ -209,7 +209,7 @@ def stack_outputs(app: App) -> list[dict[str, str]]:
 
 
 def test_aborted_run(app: App) -> None:
-    started = app.lokki("invoke", "src/numeric.py:pi", "--no-wait", "-p", "samples=30000000", "-p", "chunks=1")
+    started = app.lokki("invoke", "src/numeric.py:pi", "--no-wait", "-p", "samples=5000000", "-p", "chunks=1")
     assert started.returncode == 0, started.stderr
     run_id = started.stdout.strip()
     sfn = app.client("stepfunctions")

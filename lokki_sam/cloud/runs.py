@@ -32,16 +32,18 @@ def state_machines(dep: Deployment, flow_arg: str | None) -> dict[str, str]:
 
 
 def list_runs(dep: Deployment, machines: dict[str, str], limit: int) -> list[dict[str, Any]]:
+    """The `limit` newest executions across `machines`, with their input (one DescribeExecution each)."""
     sfn = dep.client("stepfunctions")
-    rows: list[dict[str, Any]] = []
+    found: list[tuple[str, dict[str, Any]]] = []
     for flow, arn in machines.items():
         with aws_errors(f"listing runs of {flow}"):
-            executions = sfn.list_executions(stateMachineArn=arn, maxResults=limit).get("executions", [])
-            for ex in executions:
-                described = sfn.describe_execution(executionArn=ex["executionArn"])
-                rows.append(_row(flow, ex, described))
-    rows.sort(key=lambda r: r["started"], reverse=True)
-    return rows[:limit]
+            found += [(flow, ex) for ex in sfn.list_executions(stateMachineArn=arn, maxResults=limit)["executions"]]
+    found.sort(key=lambda pair: pair[1]["startDate"], reverse=True)
+    rows = []
+    for flow, ex in found[:limit]:
+        with aws_errors(f"run {ex['name']}"):
+            rows.append(_row(flow, ex, sfn.describe_execution(executionArn=ex["executionArn"])))
+    return rows
 
 
 def _row(flow: str, ex: dict[str, Any], described: dict[str, Any]) -> dict[str, Any]:
