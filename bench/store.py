@@ -71,6 +71,28 @@ def bench_store(name: str, make: Callable[[], ArtifactStore], repeat: int) -> No
         )
 
 
+def bench_plain_files(root: str, repeat: int) -> None:
+    """The file system's own speed for the same 10 x 10 MB (open/write/read, no lokki-sam): the ceiling."""
+    blobs = [os.urandom(10 * MB) for _ in range(10)]
+    paths = [os.path.join(root, f"plain-{i}") for i in range(10)]
+
+    def write() -> None:
+        for path, blob in zip(paths, blobs, strict=True):
+            with open(path, "wb") as fh:
+                fh.write(blob)
+
+    def read() -> None:
+        for path in paths:
+            with open(path, "rb") as fh:
+                fh.read()
+
+    w, r = best(write, repeat), best(read, repeat)
+    print(
+        f"{'plain files (no lokki)':<22} {'10 x 10 MB':<15} write {100 / w:6.0f} MB/s {'':>13} | "
+        f"read {100 / r:6.0f} MB/s {'':>13} | round trip {100 / (w + r):6.0f} MB/s"
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -114,6 +136,9 @@ def bench_codecs(repeat: int) -> None:
     for label, payload in data.items():
         size_mb = len(payload) / MB
         for codec, (comp, decomp) in codecs.items():
+            if codec == "raw":
+                print(f"{label:<20} {codec:<7} {1:6.2f} {'(no work)':>12} {'(no work)':>12}")
+                continue
             packed = comp(payload)
             c = best(lambda comp=comp, payload=payload: comp(payload), repeat)
             d = best(lambda decomp=decomp, packed=packed: decomp(packed), repeat)
@@ -130,6 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}; best of {args.repeat} runs\n")
     with tempfile.TemporaryDirectory() as tmp:
+        bench_plain_files(tmp, args.repeat)
         bench_store("LocalStore (temp dir)", lambda: LocalStore(tmp), args.repeat)
     if not args.skip_s3:
         bench_s3(args.repeat)

@@ -128,3 +128,9 @@ def test_concurrency_and_store_from_config_reach_the_runner(lokki: Lokki, tmp_pa
     assert (tmp_path / "my-runs").is_dir()
     result = lokki("run", "threads_flow.py", "-q", LOKKI_CONCURRENCY="3")
     assert result.stdout == "3\n"
+
+
+def test_every_config_key_is_documented() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "flows.md").read_text()
+    missing = [name for name in SCHEMA if f"| `{name}` |" not in doc]
+    assert not missing, f"add these keys to the table in docs/flows.md: {missing}"
