@@ -290,3 +290,10 @@ def test_express_children_are_rejected_by_moto_and_run_as_standard_otherwise(clo
     cloud.deploy(express_children.graph, definition=definition)
     _, result, local = run_both(cloud, express_children, {}, tmp_path)
     assert result == local == "aa-bb-cc-dd-ee"
+
+
+def test_bad_execution_input_fails_with_a_clear_param_error(cloud: Cloud) -> None:
+    f = SHAPES["map_agg"][0]
+    ex = cloud.execute(f.graph, {"n": "many", "bogus": 1})
+    assert (ex.status, ex.error) == ("FAILED", "ParamError")
+    assert "unknown parameter(s) bogus" in (ex.cause or "")

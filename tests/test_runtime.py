@@ -200,3 +200,11 @@ def test_cold_start_imports_only_stdlib_lokki_core_the_flow_module_and_boto3() -
     assert extra == {"lokki_sam", "birds"}
     assert not FORBIDDEN & set(mods["full"])
     assert BOTO_STACK & set(mods["full"]) >= {"boto3", "botocore"}
+
+
+def test_graph_and_client_are_cached_across_warm_invocations(s3: Any) -> None:
+    graph = runtime.load_graph(__name__, "rt_flow")
+    assert runtime.load_graph(__name__, "rt_flow") is graph
+    assert runtime._s3() is runtime._s3()
+    runtime.reset_cache()
+    assert not runtime._graphs and not runtime._client
