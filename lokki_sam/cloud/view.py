@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from lokki_sam.cloud.status import Snapshot
+from lokki_sam.compile.asl import START_STATE
 
 PLAIN_MAP_INTERVAL = 2.0  # seconds between plain-text map progress lines
 
@@ -39,7 +40,7 @@ class ExecutionView:
             self.status.start()
 
     def update(self, snap: Snapshot) -> None:
-        for name in snap.states_done[self.done :]:
+        for name in [n for n in snap.states_done[self.done :] if n != START_STATE]:
             if self.as_json:
                 self._emit("state_finished", state=name)
             else:
@@ -54,7 +55,8 @@ class ExecutionView:
         if changed and not self.as_json and not self.live and now - self.last_map_line >= PLAIN_MAP_INTERVAL:
             self.last_map_line = now
             for m in snap.maps:
-                self.console.print(f"  {m.label}: {m.done}/{m.total} items ({m.failed} failed)")
+                if m.status == "RUNNING":  # finished maps get their line in finished()
+                    self.console.print(f"  {m.label}: {m.done}/{m.total} items ({m.failed} failed)")
         if self.status is not None:
             parts = [f"running {', '.join(snap.running)}" if snap.running else snap.status.lower()]
             parts += [f"{m.label}: {m.done}/{m.total} items, {m.failed} failed" for m in snap.maps]
