@@ -193,8 +193,9 @@ def test_step_retry_becomes_a_retrier_with_python_semantics() -> None:
     assert "QuotaError" in errors and errors == sorted(errors)
     assert "ValueError" not in errors
     combine_retry = d["States"]["combine"]["Retry"]
-    assert combine_retry[1]["ErrorEquals"] == ["States.TaskFailed"]
-    assert combine_retry[1]["MaxAttempts"] == 2 and "JitterStrategy" not in combine_retry[1]
+    assert combine_retry[1]["MaxAttempts"] == 0  # lokki-sam's own errors are never retried
+    assert combine_retry[2]["ErrorEquals"] == ["States.TaskFailed"]
+    assert combine_retry[2]["MaxAttempts"] == 2 and "JitterStrategy" not in combine_retry[2]
     assert asl.compile_flow(inline_flow.graph)["States"]["map-fetch"]["ItemProcessor"]["States"]["plain"]["Retry"] == [
         asl.TRANSIENT_RETRY
     ]
@@ -262,3 +263,28 @@ def test_asl_validator_rejects_a_broken_definition(tmp_path: Path, breakage: Any
     path.write_text(json.dumps(definition))
     result = validate([path])
     assert result.returncode != 0, result.stdout
+
+
+def test_retry_on_any_exception_never_retries_lokki_sams_own_errors() -> None:
+    """States.TaskFailed matches everything; lokki-sam's own errors are stopped before it,
+    as the local runner never retries them."""
+    import lokki_sam.errors
+    import lokki_sam.execution
+    import lokki_sam.runtime
+    from lokki_sam import Retry
+    from lokki_sam.compile.asl import NEVER_RETRIED, retriers
+
+    rules = retriers(Retry(retries=2, exceptions=(Exception,)), "m")
+    assert [r["ErrorEquals"] for r in rules[1:]] == [list(NEVER_RETRIED), ["States.TaskFailed"]]
+    assert rules[1]["MaxAttempts"] == 0
+    raised_by_runtime = {
+        cls.__name__
+        for module in (lokki_sam.errors, lokki_sam.execution, lokki_sam.runtime)
+        for cls in vars(module).values()
+        if isinstance(cls, type)
+        and issubclass(cls, lokki_sam.errors.LokkiError)
+        and not issubclass(cls, lokki_sam.errors.StepFailed)
+    }
+    assert raised_by_runtime <= set(NEVER_RETRIED)
+    # A specific exception list needs no such guard.
+    assert [r["ErrorEquals"] for r in retriers(Retry(exceptions=(KeyError,)), "m")[1:]] == [["KeyError"]]

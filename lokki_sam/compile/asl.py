@@ -40,6 +40,18 @@ TRANSIENT_RETRY: dict[str, Any] = {
     "JitterStrategy": "FULL",
 }
 
+# lokki-sam's own errors as the runtime raises them: retrying cannot fix them (see retry.py).
+NEVER_RETRIED = (
+    "ConfigError",
+    "FlowDefinitionError",
+    "LokkiError",
+    "MapSourceError",
+    "ParamError",
+    "RuntimeConfigError",
+    "SerializationError",
+    "StoreError",
+)
+
 # Context every Task needs: the run id (the parent execution's name) and the flow params.
 RUN_ID = "$$.Execution.Name"
 PARAMS = "$.params"
@@ -210,6 +222,10 @@ def retriers(policy: Retry | None, module: str) -> list[dict[str, Any]]:
         retrier["MaxDelaySeconds"] = max(1, math.ceil(policy.max_delay))
     if policy.jitter:
         retrier["JitterStrategy"] = "FULL"
+    if retrier["ErrorEquals"] == ["States.TaskFailed"]:
+        # States.TaskFailed matches every error, lokki-sam's own included; a local run never
+        # retries those (bad params, foreign or corrupt artifacts), so the cloud must not either.
+        result.append({"ErrorEquals": list(NEVER_RETRIED), "MaxAttempts": 0})
     result.append(retrier)
     return result
 
