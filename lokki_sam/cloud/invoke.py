@@ -13,10 +13,10 @@ from typing import Any
 
 import click
 
-from lokki_sam import layout
 from lokki_sam.cli import get_config, handle_errors, json_result, print_result
 from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.flows import resolve_flow
+from lokki_sam.cloud.locate import failed_item
 from lokki_sam.cloud.logs import GENERIC_ERRORS, exception_class
 from lokki_sam.cloud.options import aws_options, deployment, pop_aws
 from lokki_sam.cloud.result import read_output
@@ -25,7 +25,7 @@ from lokki_sam.cloud.status import TERMINAL, Failure, Snapshot, diagnose, execut
 from lokki_sam.cloud.view import ExecutionView
 from lokki_sam.compile import names
 from lokki_sam.compile.asl import _label as map_label_of  # the Map state's Label (map run ARNs carry it)
-from lokki_sam.errors import StepFailed
+from lokki_sam.errors import LokkiError, StepFailed
 from lokki_sam.graph import FlowGraph, Node
 from lokki_sam.params import parse_assignments, resolve_params
 
@@ -103,7 +103,7 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
         "ABORTED": "was aborted (StopExecution: console, CLI or a redeploy)",
     }.get(failure.status, failure.status.lower())
     lines = [f"run {run_id} {what}"]
-    state = failure.state or _failed_map_step(dep, graph, run_id, failure)
+    state, item_text = _locate(dep, graph, run_id, failure)
     node = _node(graph, state)
     function = dep.function_name(graph.name, node.step.name) if node is not None else None
     group = dep.log_group(function) if function else None
@@ -111,7 +111,7 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
     if group and error in GENERIC_ERRORS and failure.message:
         error = exception_class(dep.client("logs"), group, failure.message) or error
     if state:
-        item = f" (map item {failure.item})" if failure.item is not None else ""
+        item = f" (map item {item_text})" if item_text is not None else ""
         lines.append(f"  step: {state}{item}")
     if error or failure.message:
         lines.append(f"  error: {error}: {failure.message}" if failure.message else f"  error: {error}")
@@ -123,18 +123,22 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
     return ExecutionFailed("\n".join(lines), where=f"flow '{graph.name}'", hint=hint)
 
 
-def _failed_map_step(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failure) -> str | None:
-    """The first step of the failed item's map body without stored output (when history lacks state names)."""
-    block = next((m for m in graph.maps if failure.map_label in (m.id, map_label_of(m.id))), None)
-    if block is None or failure.item is None:
-        return failure.map_label
-    first = int(failure.item.split("..")[0])
-    store = dep.store(graph.name)
-    with aws_errors("locating the failed step"):
-        for node in block.nodes:
-            if not store.exists(layout.batch_output(run_id, block.id, node.id, first)):
-                return node.id
-    return block.id
+def _locate(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failure) -> tuple[str | None, str | None]:
+    """(step, item) of the failure; from the run's artifacts when the history names only the map."""
+    label = failure.map_label or failure.state
+    block = next((m for m in graph.maps if label in (m.id, map_label_of(m.id))), None)
+    in_body = failure.state is not None and block is not None and failure.state != block.id
+    if block is None or in_body:
+        return failure.state, failure.item
+    item = int(failure.item.split("..")[0]) if failure.item else None
+    try:
+        with aws_errors("locating the failed step"):
+            found = failed_item(dep.store(graph.name), graph, run_id, block, item)
+    except LokkiError:  # a best-effort extra: the map id is still a fair answer
+        found = None
+    if found is None:
+        return failure.state or block.id, failure.item
+    return found[0], failure.item or str(found[1])
 
 
 def _node(graph: FlowGraph, state: str | None) -> Node | None:

@@ -1,0 +1,92 @@
+"""`lokki-sam invoke`/`result` in-process against moto: its Step Functions interpreter runs the
+compiled state machines with the real handler (tests/support/moto_sfn.py), a CloudFormation stack
+carries the outputs `lokki-sam generate` declares. Fast, and unlike ministack it reports the
+exception class as the error (as AWS does) and names states in child executions."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from lokki_sam.cli import cli
+from lokki_sam.compile import names
+from lokki_sam.loader import load_flow
+from tests.flows.shapes import SHAPES
+from tests.support.moto_sfn import BUCKET, Cloud, moto_cloud
+
+SHAPES_FILE = str(Path(__file__).resolve().parent / "flows" / "shapes.py")
+STACK = "flows"
+
+FAILING = """
+from lokki_sam import flow, step
+
+@step
+def items(n: int = 3) -> list[int]:
+    return list(range(n))
+
+@step
+def check(x: int) -> int:
+    if x == 1:
+        raise KeyError(f"item {x} is bad")
+    return x
+
+@flow
+def failing(n: int = 3):
+    return items(n=n).map(check)
+"""
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with moto_cloud() as cloud:
+        yield cloud
+
+
+def deploy(cloud: Cloud, *refs: str) -> None:
+    outputs = {
+        names.state_machine_arn_output(graph.name): {"Value": cloud.deploy(graph)}
+        for graph in (load_flow(ref).graph for ref in refs)
+    }
+    outputs[names.BUCKET_OUTPUT] = {"Value": BUCKET}
+    template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}}, "Outputs": outputs}
+    import boto3
+
+    boto3.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(template))
+
+
+def lokki(*args: str) -> Result:
+    return CliRunner(mix_stderr=False).invoke(cli, [*args, "--stack-name", STACK], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("shape", ["map_agg", "params_by_name", "batched", "linear"])
+def test_invoke_prints_the_expected_result(cloud: Cloud, shape: str) -> None:
+    _, params, expected = SHAPES[shape]
+    deploy(cloud, f"{SHAPES_FILE}:{shape}")
+    args = [a for name, value in params.items() for a in ("-p", f"{name}={json.dumps(value)}")]
+    result = lokki("invoke", f"{SHAPES_FILE}:{shape}", "--json", *args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["result"] == expected
+    again = lokki("result", payload["run_id"], "--flow", f"{SHAPES_FILE}:{shape}")
+    assert again.exit_code == 0
+    assert again.stdout == (f"{expected}\n" if isinstance(expected, str) else json.dumps(expected, indent=2) + "\n")
+
+
+def test_failed_map_item_names_step_item_and_exception_class(cloud: Cloud, tmp_path: Path) -> None:
+    module = tmp_path / "failing_flow.py"
+    module.write_text(textwrap.dedent(FAILING))
+    deploy(cloud, str(module))
+    result = lokki("invoke", str(module))
+    assert result.exit_code == 1
+    # moto cannot list a map run's child executions: the step and item come from the artifacts.
+    assert "step: check (map item 1)" in result.stderr
+    assert "error: States.ExceedToleratedFailureThreshold" in result.stderr
+    listed = lokki("runs", "--json")
+    assert [row["status"] for row in json.loads(listed.stdout)] == ["FAILED"]
