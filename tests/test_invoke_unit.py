@@ -260,3 +260,29 @@ def test_unsuccessful_runs_exit_1_saying_what_happened(status: str, error: str, 
     assert isinstance(exc, ExecutionFailed) and exc.exit_code == 1
     assert exc.message.splitlines()[0].startswith(f"run birds-1 {said}")
     assert f"error: {error}: by the operator" in exc.message
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_view_on_a_terminal_and_in_plain_text(terminal: bool) -> None:
+    import io
+
+    from rich.console import Console
+
+    from lokki_sam.cloud.status import MapProgress, Snapshot
+    from lokki_sam.cloud.view import ExecutionView
+
+    view = ExecutionView()
+    out = io.StringIO()
+    view.console = Console(file=out, force_terminal=terminal, width=120, color_system=None, highlight=False)
+    view.live = terminal
+    view.started("birds", "birds-1", "arn:x", {"limit": 2})
+    running = MapProgress("map-flap", "RUNNING", total=2, succeeded=1, failed=0, running=1)
+    view.update(Snapshot("RUNNING", ["Start flow", "get_birds"], ["map-flap"], [running]))
+    done = MapProgress("map-flap", "SUCCEEDED", total=2, succeeded=2, failed=0, running=0)
+    view.update(Snapshot("SUCCEEDED", ["Start flow", "get_birds", "map-flap", "join"], [], [done]))
+    view.finished("birds-1", "SUCCEEDED", 1.5, [done])
+    text = out.getvalue()
+    assert "done get_birds" in text and "done join" in text and "Start flow" not in text
+    assert "map-flap: 2/2 items succeeded, 0 failed" in text
+    assert "run birds-1 succeeded in 1.5 s" in text
+    assert ("map-flap: 1/2 items (0 failed)" in text) is not terminal  # a live line instead on a terminal
