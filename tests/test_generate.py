@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from lokki_sam.cli import cli
-from tests.support.sam import EXAMPLES, forget_module, lint, load
+from tests.support.sam import EXAMPLES, forget_module, lint, load, restored_sys_path
 
 pytestmark = pytest.mark.usefixtures("unload_modules")
 
@@ -50,7 +50,8 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def generate(*args: str) -> tuple[int, str, str]:
     forget_module("calc")
-    result = CliRunner(mix_stderr=False).invoke(cli, ["generate", *args])
+    with restored_sys_path():
+        result = CliRunner(mix_stderr=False).invoke(cli, ["generate", *args])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.stdout, result.stderr
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.sam import EXAMPLES, forget_module, make_app
+from tests.support.sam import EXAMPLES, forget_module, make_app, restored_sys_path
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -44,8 +44,9 @@ def test_repository_example_app_is_fresh() -> None:
     repo = Path(__file__).resolve().parents[1]
     for example in EXAMPLES:
         forget_module(example.stem)
-    graphs = [f.graph for p in EXAMPLES for f in load_flows(str(p))]
-    result = plan(graphs, repo / "template.yaml", load_config(repo, environ={}), code_uri="examples")
+    with restored_sys_path():
+        graphs = [f.graph for p in EXAMPLES for f in load_flows(str(p))]
+        result = plan(graphs, repo / "template.yaml", load_config(repo, environ={}), code_uri="examples")
     stale = [str(p.relative_to(repo)) for p in result.stale()]
     for example in EXAMPLES:
         forget_module(example.stem)

@@ -23,6 +23,7 @@ from tests.support.sam import (
     lint,
     load,
     make_app,
+    restored_sys_path,
     role_statements,
     transform,
 )
@@ -119,7 +120,8 @@ def test_existing_bucket_parameter_switches_every_reference(apps: dict[str, Any]
 def _graphs(root: Path) -> list[Any]:
     from lokki_sam.loader import load_flows
 
-    return [f.graph for p in sorted((root / "src").glob("*.py")) for f in load_flows(str(p))]
+    with restored_sys_path():
+        return [f.graph for p in sorted((root / "src").glob("*.py")) for f in load_flows(str(p))]
 
 
 @pytest.mark.parametrize("app", sorted(APPS))

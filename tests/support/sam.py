@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,21 @@ def make_app(root: Path, sources: Iterable[Path], refs: Iterable[str] | None = N
             shutil.copytree(source.parent / "data", src / "data")
         forget_module(source.stem)
         files.append(src / source.name)
-    graphs = [f.graph for ref in (refs or [str(p) for p in files]) for f in load_flows(ref)]
-    settings = load_config(root, environ={f"LOKKI_{k.upper()}": str(v) for k, v in config.items()})
-    plan(graphs, root / "template.yaml", settings).write()
+    with restored_sys_path():
+        graphs = [f.graph for ref in (refs or [str(p) for p in files]) for f in load_flows(ref)]
+        settings = load_config(root, environ={f"LOKKI_{k.upper()}": str(v) for k, v in config.items()})
+        plan(graphs, root / "template.yaml", settings).write()
     return root / "template.yaml"
+
+
+@contextlib.contextmanager
+def restored_sys_path() -> Iterator[None]:
+    """The loader puts a flow file's folder on sys.path; a temp copy must not shadow the real module later."""
+    saved = list(sys.path)
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
 
 
 def lint(text: str) -> list[str]:
