@@ -311,7 +311,7 @@ class LocalRunner:
     ) -> MapFailed:
         lines = [
             f"  item {f.indexes[0] if len(f.indexes) == 1 else f'{f.indexes[0]}..{f.indexes[-1]}'}: "
-            f"{f.error_type}: {f.message}"
+            f"{f.error_type}: {f.message} (step '{f.step}')"
             for f in failures[:20]
         ]
         more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
