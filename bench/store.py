@@ -157,6 +157,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bench_plain_files(tmp, args.repeat)
         bench_store("LocalStore (temp dir)", lambda: LocalStore(tmp), args.repeat)
+    if os.path.isdir("/dev/shm"):  # tmpfs: lokki-sam's own cost, without the disk
+        with tempfile.TemporaryDirectory(dir="/dev/shm") as tmp:
+            bench_store("LocalStore (tmpfs)", lambda: LocalStore(tmp), args.repeat)
     if not args.skip_s3:
         bench_s3(args.repeat)
     bench_codecs(args.repeat)

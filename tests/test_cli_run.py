@@ -259,7 +259,7 @@ def test_failing_step_exits_1_naming_step_item_and_run_id(lokki: Lokki, write_mo
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "map 'map-picky' failed: 1 of 4 item(s) failed" in result.stderr
-    assert "item 2: ValueError: two is bad" in result.stderr
+    assert "item 2: ValueError: two is bad (step 'picky')" in result.stderr
     run_id = json.loads(result.stderr.splitlines()[0])["run_id"]
     assert f"--resume {run_id}" in result.stderr
     resumed = lokki("run", str(path), "--resume", run_id)  # still failing: same report, exit 1

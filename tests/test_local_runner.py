@@ -170,7 +170,7 @@ def test_failing_step_names_step_item_and_run_id(tmp_path: Path) -> None:
         run_flow(failing, {"bad": [3]}, store=tmp_path, run_id="fail-run")
     text = info.value.render()
     assert "map 'map-fail_on' failed: 1 of 5 item(s) failed, no failures tolerated" in text
-    assert "item 3: RuntimeError: item 3 is bad" in text
+    assert "item 3: RuntimeError: item 3 is bad (step 'fail_on')" in text
     assert "run fail-run" in text and "--resume fail-run" in text
     assert info.value.exit_code == 1
     failure = json.loads((tmp_path / "fail-run/map-fail_on/failures/00000003.json").read_text())
@@ -178,6 +178,23 @@ def test_failing_step_names_step_item_and_run_id(tmp_path: Path) -> None:
     assert "raise RuntimeError" in failure["traceback"]
     record = json.loads((tmp_path / "fail-run/run.json").read_text())
     assert record["status"] == "failed"
+
+
+def test_failure_in_an_inner_chain_names_the_failing_step(tmp_path: Path) -> None:
+    @step
+    def reject_odd(x: int) -> int:
+        if x % 2:
+            raise ValueError(f"{x} is odd")
+        return x
+
+    @flow
+    def inner():
+        return items(n=4).map(shapes.inc, concurrency=1).next(reject_odd).agg(add_all)
+
+    with pytest.raises(MapFailed) as info:
+        run_flow(inner, store=tmp_path)
+    assert {f.step for f in info.value.failures} == {"reject_odd"}
+    assert "item 0: ValueError: 1 is odd (step 'reject_odd')" in info.value.render()
 
 
 def test_failing_task_outside_map(tmp_path: Path) -> None:
