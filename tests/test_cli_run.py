@@ -301,3 +301,36 @@ def test_repo_examples_run_from_repo_root(lokki: Lokki) -> None:
         import shutil
 
         shutil.rmtree(REPO / ".lokki-test", ignore_errors=True)
+
+
+def test_progress_display_on_a_terminal_keeps_stdout_clean(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    from tests.conftest import LOKKI_SAM
+
+    master, replica = pty.openpty()
+    proc = subprocess.Popen(
+        [LOKKI_SAM, "run", str(EXAMPLES / "birds.py"), "--store", str(tmp_path / "s")],
+        cwd=tmp_path,
+        env=lokki_env(tmp_path, TERM="xterm-256color", COLUMNS="100"),
+        stdout=subprocess.PIPE,
+        stderr=replica,
+        text=True,
+    )
+    os.close(replica)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the terminal closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    stdout, _ = proc.communicate(timeout=60)
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert stdout == "flappy goose, flappy duck, flappy seagull\n"  # the result alone, no escape codes
+    assert "\x1b[" in terminal and "map-flap" in terminal and "3/3" in terminal
