@@ -130,8 +130,9 @@ class Ministack:
         """Start ministack on 127.0.0.1 (a free port by default); stop it on exit, also when the body fails."""
         venv = ensure_venv(python)
         base = Path(workdir or tempfile.mkdtemp(prefix="ministack-"))
-        home = base / "home"
+        home, tmp = base / "home", base / "tmp"
         home.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(exist_ok=True)
         log_path = base / "ministack.log"
         port = port or free_port()
         env = {
@@ -141,6 +142,7 @@ class Ministack:
         }
         env.update(
             HOME=str(home),
+            TMPDIR=str(tmp),  # its Lambda workers' code dirs: gone with `base`, not left in /tmp
             BIND_HOST="127.0.0.1",
             GATEWAY_PORT=str(port),
             AWS_DEFAULT_REGION=REGION,
@@ -163,6 +165,8 @@ class Ministack:
             yield cloud
         finally:
             cloud.stop()
+            if workdir is None:
+                shutil.rmtree(base, ignore_errors=True)
 
     def _wait_ready(self, began: float) -> None:
         deadline = began + READY_TIMEOUT
