@@ -192,12 +192,26 @@ def test_state_machine_role_grants_only_what_the_flow_needs(apps: dict[str, Any]
             assert statements == {}, f"flow {graph.name} without a distributed map needs nothing else"
             continue
         machine = f"{STACK}-{graph.name}"
-        assert statements.pop("MapItemsAndResults") == {
-            "Sid": "MapItemsAndResults",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
-            "Resource": [f"arn:aws:s3:::{BUCKET}/lokki/{graph.name}/*"],
-        }
+        bucket_arn = f"arn:aws:s3:::{BUCKET}/lokki/{graph.name}"
+        reader = statements.pop("MapItemReader")
+        assert reader["Action"] == ["s3:GetObject"]
+        assert reader["Resource"] == [
+            f"{bucket_arn}/*/{m.id}/manifest.json" for m in graph.maps if m.options.mode == "distributed"
+        ]
+        writer = statements.pop("MapResultWriter")
+        assert writer["Action"] == [
+            "s3:PutObject",
+            "s3:GetObject",
+            "s3:ListMultipartUploadParts",
+            "s3:AbortMultipartUpload",
+        ]
+        definition = json.loads((root / "statemachine" / f"{graph.name}.asl.json").read_text())
+        prefixes = sorted(
+            {s["ResultWriter"]["Parameters"]["Prefix"] for s in definition["States"].values() if "ResultWriter" in s}
+        )
+        assert prefixes and all(p.startswith(f"lokki/{graph.name}/_") for p in prefixes)
+        # The state machine writes only where its ResultWriters write, never over the functions' pickles.
+        assert writer["Resource"] == [f"arn:aws:s3:::{BUCKET}/{p}/*" for p in prefixes]
         assert statements.pop("DistributedMapStartChildren")["Resource"] == [
             f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{machine}"
         ]

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lokki_sam import layout
 from lokki_sam.compile import asl, names
 from lokki_sam.errors import LokkiError
 from lokki_sam.graph import FlowGraph
@@ -433,6 +434,23 @@ def tracing_statement() -> Json:
 # ---------------------------------------------------------------------------- state machine
 
 
+def result_writer_prefixes(graph: FlowGraph) -> list[str]:
+    """Where the definition's ResultWriters write: static prefixes under the flow's prefix, else
+    the flow's prefix itself (a dynamic one cannot be narrowed)."""
+    flow_prefix = names.flow_prefix(graph.name)
+    found: set[str] = set()
+    for state in asl.compile_flow(graph)["States"].values():
+        params = state.get("ResultWriter", {}).get("Parameters", {}) if isinstance(state, dict) else {}
+        if not params:
+            continue
+        prefix = params.get("Prefix")
+        if isinstance(prefix, str) and prefix.startswith(flow_prefix + "/") and "*" not in prefix:
+            found.add(prefix.rstrip("/"))
+        else:
+            found.add(flow_prefix)
+    return sorted(found)
+
+
 def log_group_id(flow: str) -> str:
     return f"{names.state_machine_id(flow)}LogGroup"
 
@@ -475,14 +493,23 @@ def state_machine_resources(graph: FlowGraph, settings: Settings) -> dict[str, J
             "Resource": [get_att(f, "Arn") for f in function_ids] + [sub("${" + f + ".Arn}:*") for f in function_ids],
         }
     ]
-    if any(m.options.mode == "distributed" for m in graph.maps):
+    distributed = [m for m in graph.maps if m.options.mode == "distributed"]
+    if distributed:
         statements += [
             {
-                # ItemReader reads the manifest; ResultWriter writes (multipart) under the flow prefix.
-                "Sid": "MapItemsAndResults",
+                # The ItemReader reads the maps' manifests, nothing else.
+                "Sid": "MapItemReader",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
-                "Resource": s3_arn(f"/{prefix}/*"),
+                "Action": "s3:GetObject",
+                "Resource": [s3_arn(f"/{prefix}/{layout.manifest('*', m.id)}") for m in distributed],
+            },
+            {
+                # The ResultWriter writes (multipart) under its own prefix only: the state machine
+                # can never overwrite the pickles the functions load.
+                "Sid": "MapResultWriter",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+                "Resource": [s3_arn(f"/{p}/*") for p in result_writer_prefixes(graph)],
             },
             {
                 "Sid": "DistributedMapStartChildren",
