@@ -170,7 +170,7 @@ def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
             # evaluated against the map's results by the emulators, not the state input.)
             "Parameters": {"Bucket": bucket, "Prefix": result_writer_prefix(graph.name, block.id)},
         }
-        state["Label"] = _label(block.id)
+        state["Label"] = map_label(block.id)
         if opts.batch_size > 1:
             state["ItemBatcher"] = {"MaxItemsPerBatch": opts.batch_size, "BatchInput": context}
     else:
@@ -191,7 +191,7 @@ def result_writer_prefix(flow: str, map_id: str) -> str:
     return f"{names.flow_prefix(flow)}/{RESULT_WRITER_DIR}/{map_id}"
 
 
-def _label(map_id: str) -> str:
+def map_label(map_id: str) -> str:
     """Map Run label: at most 40 characters, letters, digits, '-' and '_'."""
     cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in map_id)
     return cleaned[:40]
