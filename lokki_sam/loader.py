@@ -32,14 +32,16 @@ def load_module(target: str) -> ModuleType:
         if not path.is_file():
             raise LokkiError(f"file not found: {target}", hint="give a path to a .py file or a module name")
         module_name, search_root = _module_name_for(path.resolve())
-        if str(search_root) not in sys.path:
-            sys.path.insert(0, str(search_root))
+        # The file's own folder must win over any other folder holding a module of that name.
+        if str(search_root) in sys.path:
+            sys.path.remove(str(search_root))
+        sys.path.insert(0, str(search_root))
     else:
         module_name = target
         if "" not in sys.path and str(Path.cwd()) not in sys.path:
             sys.path.insert(0, str(Path.cwd()))
     try:
-        return importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
     except LokkiError as exc:
         exc.where = exc.where or f"module {module_name}"
         raise
@@ -52,6 +54,13 @@ def load_module(target: str) -> ModuleType:
         raise _import_failed(module_name, exc) from None
     except Exception as exc:  # the user's module raised while importing
         raise _import_failed(module_name, exc) from None
+    if is_path and Path(getattr(module, "__file__", "") or "").resolve() != Path(target).resolve():
+        raise LokkiError(
+            f"{target} is importable only as '{module_name}', and that name is already taken by "
+            f"{getattr(module, '__file__', None) or 'a built-in module'}",
+            hint="rename the file (or its package) so that its module name is unique",
+        )
+    return module
 
 
 def _import_failed(module_name: str, exc: BaseException) -> LokkiError:

@@ -334,3 +334,11 @@ def test_progress_display_on_a_terminal_keeps_stdout_clean(tmp_path: Path) -> No
     assert proc.returncode == 0
     assert stdout == "flappy goose, flappy duck, flappy seagull\n"  # the result alone, no escape codes
     assert "\x1b[" in terminal and "map-flap" in terminal and "3/3" in terminal
+
+
+def test_flow_file_shadowed_by_another_module_of_the_same_name_is_refused(lokki: Lokki, tmp_path: Path) -> None:
+    """`lokki-sam run x/json.py` must not silently run the standard library's json instead."""
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "json.py").write_text(STEPS + "\n@flow\ndef f():\n    return nums().map(inc).agg(total)\n")
+    assert_usage_error(lokki("run", "flows/json.py"), "already taken", "rename the file")
