@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lokki_sam import layout, serialization
-from lokki_sam.errors import LokkiError, SerializationError
+from lokki_sam.errors import LokkiError, SerializationError, StoreError
 from lokki_sam.graph import FlowGraph, MapBlock, Node, Stage
 from lokki_sam.store import ArtifactStore
 
@@ -143,8 +143,23 @@ def load_batch_input(
     if position == 0:
         return [r.index for r in refs], read_items(ctx, block, refs)
     previous = block.nodes[position - 1]
-    indexes, inputs = ctx.store.get(layout.batch_output(ctx.run_id, block.id, previous.id, refs[0].index))
-    return list(indexes), list(inputs)
+    return read_batch_output(ctx, layout.batch_output(ctx.run_id, block.id, previous.id, refs[0].index))
+
+
+def read_batch_output(ctx: RunContext, key: str) -> tuple[list[int], list[Any]]:
+    return check_batch_output(ctx.store.get(key), where=ctx.store.describe(key))
+
+
+def check_batch_output(value: Any, *, where: str) -> tuple[list[int], list[Any]]:
+    """A stored (indexes, outputs) pair; anything else (a foreign or damaged object) is refused."""
+    if (
+        not isinstance(value, tuple | list)
+        or len(value) != 2
+        or not all(isinstance(part, list) for part in value)
+        or len(value[0]) != len(value[1])
+    ):
+        raise StoreError("not a map batch output: expected (indexes, outputs) of equal length", where=where)
+    return value[0], value[1]
 
 
 def compute_batch(ctx: RunContext, node: Node, inputs: Sequence[Any]) -> list[Any]:
@@ -186,7 +201,8 @@ def batch_results(ctx: RunContext, block: MapBlock, node: Node) -> dict[int, Any
     prefix = layout.batch_output_dir(ctx.run_id, block.id, node.id)
     keys = [k for k in ctx.store.list_keys(prefix) if k.endswith(".pkl")]
     results: dict[int, Any] = {}
-    for indexes, outputs in ctx.store.get_many(keys):
+    for key, value in zip(keys, ctx.store.get_many(keys), strict=True):
+        indexes, outputs = check_batch_output(value, where=ctx.store.describe(key))
         results.update(zip(indexes, outputs, strict=True))
     return results
 

@@ -135,6 +135,8 @@ class LocalRunner:
         try:
             record = self.store.get_json(layout.run_record(run_id))
         except StoreError:
+            if self.store.exists(layout.run_record(run_id)):
+                raise  # the record is there but damaged: say so, not "no run"
             raise LokkiError(
                 f"no run {run_id} (no {self.store.describe(layout.run_record(run_id))})",
                 hint="check the run id and --store",
