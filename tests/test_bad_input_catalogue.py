@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from cookiecutter.exceptions import FailedHookException as HookFailed
 from moto import mock_aws
 
-from lokki_sam import Retry, flow, layout, runtime, step
+from lokki_sam import Retry, flow, layout, runtime, serialization, step
 from lokki_sam.cli import cli
 from lokki_sam.compile import names
 from lokki_sam.errors import FlowDefinitionError, LokkiError, ParamError, StoreError
@@ -775,6 +775,32 @@ CASES: list[Case] = [
         ("run r1", "parameter 'n' expects int"),
         ParamError,
         edit_record(params={"n": "six"}),
+    ),
+    Case(
+        "store",
+        "run record not JSON",
+        api(resume),
+        ("run.json", "not valid JSON"),
+        StoreError,
+        corrupt_local("run.json", lambda d: b"{oops"),
+    ),
+    Case(
+        "store",
+        "batch output with fewer outputs than indexes",
+        api(resume),
+        ("not a map batch output", "cat_double/"),
+        StoreError,
+        corrupt_local(f"{MAP}/cat_double/*.pkl", lambda d: serialization.dumps(([0, 1, 2], [0]))),
+        ("runs/r1/run.json",),
+    ),
+    Case(
+        "store",
+        "batch output that is not a pair",
+        api(resume),
+        ("not a map batch output",),
+        StoreError,
+        corrupt_local(f"{MAP}/cat_double/*.pkl", lambda d: serialization.dumps("hello")),
+        ("runs/r1/run.json",),
     ),
     # --- store contents, S3 (the Lambda runtime reads them)
     Case(
