@@ -9,17 +9,15 @@ Usage:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.ministack import cache_root
+from tests.support.venvs import cached_venv
 
 CHECKOV_VERSION = "3.3.30"
 
@@ -30,32 +28,9 @@ class CheckovUnavailable(RuntimeError):
 
 def ensure_venv() -> Path:
     """The cached venv holding checkov; built once."""
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
-    venv = root / f"checkov-{CHECKOV_VERSION}-py{py}"
-    marker = venv / ".complete"
-    if marker.exists():
-        return venv
-    with open(root / f"{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test workers wait for the first builder
-        if marker.exists():
-            return venv
-        try:
-            shutil.rmtree(venv, ignore_errors=True)
-            _run([sys.executable, "-m", "venv", str(venv)])
-            _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"checkov=={CHECKOV_VERSION}"])
-            marker.write_text(f"checkov=={CHECKOV_VERSION}\n")
-        except BaseException:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise
-    return venv
-
-
-def _run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise CheckovUnavailable(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    name = f"checkov-{CHECKOV_VERSION}-py{py}"
+    return cached_venv(name, sys.executable, [f"checkov=={CHECKOV_VERSION}"], CheckovUnavailable)
 
 
 @dataclass(frozen=True)

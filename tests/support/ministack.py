@@ -13,9 +13,7 @@ Usage:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -27,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.venvs import cached_venv
+
 MINISTACK_VERSION = "1.5.33"
 SAM_TRANSLATOR_VERSION = "1.115.0"
 REQUIREMENTS = (f"ministack=={MINISTACK_VERSION}", f"aws-sam-translator=={SAM_TRANSLATOR_VERSION}")
@@ -36,12 +36,6 @@ REGION = "us-east-1"
 
 class MinistackUnavailable(RuntimeError):
     """The emulator's venv cannot be created or the emulator does not start."""
-
-
-def cache_root() -> Path:
-    # The real home, not $HOME: tests point HOME at a temp dir, the cache must outlive them.
-    configured = os.environ.get("LOKKI_SAM_CACHE")
-    return Path(configured) if configured else Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache" / "lokki-sam"
 
 
 def find_python(version: str) -> str:
@@ -63,31 +57,8 @@ def find_python(version: str) -> str:
 
 def ensure_venv(python: str = "3.11") -> Path:
     """The cached venv holding ministack for Python `python`; built once, under a file lock."""
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    venv = root / f"ministack-{MINISTACK_VERSION}-samt{SAM_TRANSLATOR_VERSION}-py{python}"
-    marker = venv / ".complete"
-    if marker.exists():
-        return venv
-    with open(root / f"{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test workers wait for the first builder
-        if marker.exists():
-            return venv
-        try:
-            shutil.rmtree(venv, ignore_errors=True)
-            _run([find_python(python), "-m", "venv", str(venv)])
-            _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *REQUIREMENTS])
-            marker.write_text("\n".join(REQUIREMENTS) + "\n")
-        except BaseException:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise
-    return venv
-
-
-def _run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise MinistackUnavailable(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    name = f"ministack-{MINISTACK_VERSION}-samt{SAM_TRANSLATOR_VERSION}-py{python}"
+    return cached_venv(name, find_python(python), REQUIREMENTS, MinistackUnavailable)
 
 
 def free_port() -> int:
