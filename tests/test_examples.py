@@ -6,6 +6,7 @@ import math
 import random
 import re
 import statistics
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,18 +19,37 @@ from lokki_sam.graph import Flow, MapBlock
 from lokki_sam.loader import load_flows, load_module
 from tests.conftest import EXAMPLES
 
-EXAMPLE_FLOWS = [(path.stem, f) for path in sorted(EXAMPLES.glob("*.py")) for f in load_flows(str(path))]
+# Example modules are imported inside each test and forgotten after it, so their plain names
+# (birds, wordcount, ...) never shadow another test's modules of the same name.
+pytestmark = pytest.mark.usefixtures("unload_modules")
 
 
-@pytest.mark.parametrize(("module", "flow_obj"), EXAMPLE_FLOWS, ids=[f"{m}:{f.name}" for m, f in EXAMPLE_FLOWS])
-def test_every_example_flow_runs_with_defaults_deterministically(module: str, flow_obj: Flow, tmp_path: Path) -> None:
+def example_flow_refs() -> list[str]:
+    before = set(sys.modules)
+    try:
+        return [f"{path}:{f.name}" for path in sorted(EXAMPLES.glob("*.py")) for f in load_flows(str(path))]
+    finally:
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+
+
+EXAMPLE_FLOW_REFS = example_flow_refs()
+
+
+def all_example_flows() -> list[Flow]:
+    return [flow_obj for ref in EXAMPLE_FLOW_REFS for flow_obj in load_flows(ref)]
+
+
+@pytest.mark.parametrize("ref", EXAMPLE_FLOW_REFS, ids=[Path(r).name for r in EXAMPLE_FLOW_REFS])
+def test_every_example_flow_runs_with_defaults_deterministically(ref: str, tmp_path: Path) -> None:
+    (flow_obj,) = load_flows(ref)
     first = run_flow(flow_obj, store=tmp_path).result
     second = run_flow(flow_obj, store=tmp_path).result
     assert first == second and first not in (None, [], {})
 
 
 def test_examples_cover_the_shapes_they_claim() -> None:
-    flows = {f.name: f for _, f in EXAMPLE_FLOWS}
+    flows = {f.name: f for f in all_example_flows()}
     assert {"birds", "wordcount", "pi", "zscores"} <= set(flows)
     wc = flows["wordcount"].graph
     (block,) = wc.maps
