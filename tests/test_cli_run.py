@@ -342,3 +342,22 @@ def test_flow_file_shadowed_by_another_module_of_the_same_name_is_refused(lokki:
     folder.mkdir()
     (folder / "json.py").write_text(STEPS + "\n@flow\ndef f():\n    return nums().map(inc).agg(total)\n")
     assert_usage_error(lokki("run", "flows/json.py"), "already taken", "rename the file")
+
+
+def test_tolerated_failures_are_reported_in_json(lokki: Lokki, write_module: Writer) -> None:
+    path = write_module(
+        "tolerant",
+        STEPS + "\n@step\ndef picky(x: int) -> int:\n    if x == 1:\n        raise ValueError('one is bad')\n"
+        "    return x\n\n@flow\ndef tolerant():\n"
+        "    return nums(n=4).map(picky, tolerated_failure_count=1).agg(total)\n",
+    )
+    result = lokki("run", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["result"] == 0 + 2 + 3  # the agg got the successful items
+    (failure,) = payload["failed_items"]
+    assert failure["indexes"] == [1] and failure["step"] == "picky"
+    assert failure["error_type"] == "ValueError" and failure["message"] == "one is bad"
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert any(e["event"] == "items_failed" and e["items"] == [1] for e in events)
+    assert any(e["event"] == "map_finished" and e["failed"] == 1 and e["succeeded"] == 3 for e in events)
