@@ -216,7 +216,12 @@ class LocalRunner:
         with ThreadPoolExecutor(workers, thread_name_prefix=f"lokki-{block.id}") as pool:
             pending = [pool.submit(self._run_unit, ctx, block, unit) for unit in units]
             for future in as_completed(pending):
-                for batch, error in future.result():
+                try:
+                    unit_results = future.result()
+                except BaseException:  # e.g. an unserializable result at flush: stop the other units
+                    _cancel(pending)
+                    raise
+                for batch, error in unit_results:
                     if error is None:
                         self.reporter.map_advanced(block.id, len(batch), failed=False)
                         continue
