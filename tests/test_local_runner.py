@@ -325,6 +325,22 @@ def test_unserializable_result_names_step_and_type(tmp_path: Path) -> None:
         run_flow(unpicklable_items, store=tmp_path)
 
 
+def test_unserializable_map_result_stops_the_map_early(tmp_path: Path) -> None:
+    @step
+    def slow_lock(x: int) -> Any:
+        called("slow_lock")
+        time.sleep(0.005)
+        return threading.Lock()
+
+    @flow
+    def stops():
+        return items(n=400).map(slow_lock, concurrency=2)
+
+    with pytest.raises(SerializationError, match=r"step 'slow_lock' for map item \d+ of type lock"):
+        run_flow(stops, store=tmp_path)
+    assert CALLS["slow_lock"] < 400  # the remaining work units were cancelled
+
+
 # ------------------------------------------------------------------------------ resume
 
 
