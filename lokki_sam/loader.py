@@ -36,6 +36,7 @@ def load_module(target: str) -> ModuleType:
         if str(search_root) in sys.path:
             sys.path.remove(str(search_root))
         sys.path.insert(0, str(search_root))
+        _forget_other_user_module(module_name, path.resolve())
     else:
         module_name = target
         if "" not in sys.path and str(Path.cwd()) not in sys.path:
@@ -61,6 +62,18 @@ def load_module(target: str) -> ModuleType:
             hint="rename the file (or its package) so that its module name is unique",
         )
     return module
+
+
+def _forget_other_user_module(module_name: str, path: Path) -> None:
+    """Drop a cached module of the same name loaded from another user file (two projects'
+    `flow.py` in one process), so `path` itself is imported. Standard-library and installed
+    modules are never evicted: the check after import refuses those names instead."""
+    top = module_name.split(".")[0]
+    cached_file = getattr(sys.modules.get(top), "__file__", None)
+    if not cached_file or cached_file.startswith(_LIBRARY_DIRS) or Path(cached_file).resolve() == path:
+        return
+    for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+        del sys.modules[name]
 
 
 def _import_failed(module_name: str, exc: BaseException) -> LokkiError:
