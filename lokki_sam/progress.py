@@ -88,7 +88,7 @@ class RichReporter(Reporter):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, highlight=False)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -124,6 +124,10 @@ class RichReporter(Reporter):
         self.failed[map_id] = 0
         self.tasks[map_id] = self.progress.add_task(map_id, total=items, completed=done_items, failed="")
 
+    def map_finished(self, map_id: str, succeeded: int, failed: int) -> None:
+        # Stop drawing before the map's own "✓" line, so the bar shows above it.
+        self.close()
+
     def map_advanced(self, map_id: str, items: int, failed: bool) -> None:
         if failed:
             self.failed[map_id] += items
@@ -145,4 +149,6 @@ class RichReporter(Reporter):
     def close(self) -> None:
         if self.tasks:
             self.progress.stop()
+            for task in self.tasks.values():
+                self.progress.remove_task(task)
             self.tasks = {}
