@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import os
 import secrets
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -58,6 +59,12 @@ class MapFailed(StepFailed):
     def __init__(self, message: str, failures: list[ItemFailure], **kwargs: Any) -> None:
         self.failures = failures
         super().__init__(message, **kwargs)
+
+
+class RunInterrupted(LokkiError):
+    """Ctrl-C during a local run: what finished is stored, the run can be resumed."""
+
+    exit_code = 130
 
 
 def new_run_id(flow_name: str) -> str:
@@ -109,6 +116,7 @@ class LocalRunner:
         self.sleep = sleep
         self.concurrency = concurrency
         self.resuming = False
+        self._stop = threading.Event()  # set on Ctrl-C or a fatal error: workers stop between batches
 
     # ---------------------------------------------------------------- entry points
 
@@ -166,6 +174,13 @@ class LocalRunner:
                     self._run_task(ctx, stage)
             result = execution.read_result(ctx)
             status = "succeeded"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise RunInterrupted(
+                "interrupted; finished work is saved",
+                where=f"flow '{self.graph.name}', run {ctx.run_id}",
+                hint=f"continue with: --resume {ctx.run_id}",
+            ) from None
         finally:
             seconds = time.perf_counter() - started
             record.update(status=status, finished=time.time())
@@ -215,26 +230,24 @@ class LocalRunner:
         units = [todo[i : i + per_unit] for i in range(0, len(todo), per_unit)]
         with ThreadPoolExecutor(workers, thread_name_prefix=f"lokki-{block.id}") as pool:
             pending = [pool.submit(self._run_unit, ctx, block, unit) for unit in units]
-            for future in as_completed(pending):
-                try:
-                    unit_results = future.result()
-                except BaseException:  # e.g. an unserializable result at flush: stop the other units
-                    _cancel(pending)
-                    raise
-                for batch, error in unit_results:
-                    if error is None:
-                        self.reporter.map_advanced(block.id, len(batch), failed=False)
-                        continue
-                    if isinstance(error, LokkiError):
-                        _cancel(pending)
-                        raise error
-                    failures.append(self._record_failure(ctx, block, batch, error))
-                    failed_items += len(batch)
-                    self.reporter.item_failed(block.id, list(failures[-1].indexes), error)
-                    self.reporter.map_advanced(block.id, len(batch), failed=True)
-                if not block.options.tolerates(failed_items, total):
-                    _cancel(pending)
-                    raise self._map_failed(ctx, block, failures, failed_items, total)
+            try:
+                for future in as_completed(pending):
+                    for batch, error in future.result():
+                        if error is None:
+                            self.reporter.map_advanced(block.id, len(batch), failed=False)
+                            continue
+                        if isinstance(error, LokkiError):
+                            raise error
+                        failures.append(self._record_failure(ctx, block, batch, error))
+                        failed_items += len(batch)
+                        self.reporter.item_failed(block.id, list(failures[-1].indexes), error)
+                        self.reporter.map_advanced(block.id, len(batch), failed=True)
+                    if not block.options.tolerates(failed_items, total):
+                        raise self._map_failed(ctx, block, failures, failed_items, total)
+            except BaseException:  # Ctrl-C, or an error escaping a unit: stop the other units first
+                self._stop.set()
+                _cancel(pending)
+                raise
         self.reporter.map_finished(block.id, total - failed_items, failed_items)
         self.reporter.step_finished(block.id, time.perf_counter() - began)
         return failures
@@ -250,6 +263,8 @@ class LocalRunner:
         buffers: dict[str, tuple[list[int], list[Any]]] = {node.id: ([], []) for node in block.nodes}
         last_flush = time.perf_counter()
         for batch in unit:
+            if self._stop.is_set():
+                break
             try:
                 self._run_batch(ctx, block, batch, buffers)
             except Exception as exc:

@@ -1,0 +1,75 @@
+"""Ctrl-C during a local run: the map stops promptly, exit code 130, and the run resumes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import LOKKI_SAM, lokki_env
+
+FLOW = """
+import time
+from pathlib import Path
+from lokki_sam import flow, step
+
+@step
+def src(n: int = 40) -> list[int]:
+    return list(range(n))
+
+@step
+def slow(x: int) -> int:
+    with open(Path(__file__).parent / "calls.log", "a") as log:
+        log.write(f"{x}\\n")
+    time.sleep(0.1)
+    return x
+
+@step
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+@flow
+def slowflow(n: int = 40):
+    return src(n=n).map(slow, concurrency=2).agg(total)
+"""
+
+
+def test_ctrl_c_stops_the_map_and_the_run_resumes(tmp_path: Path) -> None:
+    (tmp_path / "slow.py").write_text(FLOW)
+    env = lokki_env(tmp_path)
+    proc = subprocess.Popen(
+        [LOKKI_SAM, "run", "slow.py", "--store", "runs", "-q"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the map is under way
+        log = tmp_path / "calls.log"
+        if log.exists() and len(log.read_text().split()) >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "--resume slowflow-" in err and "Traceback" not in err
+    calls_before = len((tmp_path / "calls.log").read_text().split())
+    assert calls_before < 40  # the map did not run to the end after Ctrl-C
+    run_id = next((tmp_path / "runs").iterdir()).name
+    resumed = subprocess.run(
+        [LOKKI_SAM, "run", "slow.py", "--store", "runs", "-q", "--resume", run_id],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == str(sum(range(40)))
+    calls = (tmp_path / "calls.log").read_text().split()
+    assert sorted(set(map(int, calls))) == list(range(40))
+    # Only items in flight at the interrupt (at most one per worker) ran twice.
+    assert len(calls) - 40 <= 2
