@@ -286,12 +286,7 @@ def _merge(doc: CommentedMap, model: TemplateModel, record: Mapping[str, list[st
     _merge_globals(doc, model.globals_function, set(record.get("Globals.Function", ())), where)
     owned = owned_ids(model)
     owned["Globals.Function"] = list(model.globals_function)
-    meta = doc.get("Metadata")
-    if meta is None:
-        meta = CommentedMap()
-        _insert(doc, "Metadata", meta)
-    elif not isinstance(meta, CommentedMap):
-        raise LokkiError("Metadata must be a mapping", where=where)
+    meta = _mapping_at(doc, ("Metadata",), where)
     entry = meta.get(MARKER_KEY)
     new_entry = to_node({"flows": list(model.flows), "owned": owned})
     if entry is None or to_plain(entry) != to_plain(new_entry):
@@ -385,18 +380,7 @@ def _merge_resource(existing: Any, generated: Mapping[str, Any], where: str) -> 
 
 
 def _merge_globals(doc: CommentedMap, generated: Mapping[str, Any], previously: set[str], where: str) -> None:
-    globals_ = doc.get("Globals")
-    if globals_ is None:
-        globals_ = CommentedMap()
-        _insert(doc, "Globals", globals_)
-    if not isinstance(globals_, CommentedMap):
-        raise LokkiError("Globals must be a mapping", where=where)
-    function = globals_.get("Function")
-    if function is None:
-        function = CommentedMap()
-        globals_["Function"] = function
-    if not isinstance(function, CommentedMap):
-        raise LokkiError("Globals.Function must be a mapping", where=where)
+    function = _mapping_at(doc, ("Globals", "Function"), where)
     for key in list(function):
         if key in previously and key not in generated:
             del function[key]
@@ -443,6 +427,24 @@ def _delete(node: CommentedMap, path: tuple[str, ...]) -> None:
         if parent[key]:
             break
         del parent[key]
+
+
+def _mapping_at(doc: CommentedMap, path: tuple[str, ...], where: str) -> CommentedMap:
+    """The mapping at `path`, created where absent (a top-level key at its conventional place);
+    refuses a non-mapping found on the way."""
+    node = doc
+    for depth, key in enumerate(path):
+        child = node.get(key)
+        if child is None:
+            child = CommentedMap()
+            if depth == 0:
+                _insert(doc, key, child)
+            else:
+                node[key] = child
+        elif not isinstance(child, CommentedMap):
+            raise LokkiError(f"{'.'.join(path[: depth + 1])} must be a mapping", where=where)
+        node = child
+    return node
 
 
 def _insert(doc: CommentedMap, key: str, value: Any) -> None:
