@@ -25,7 +25,7 @@ from lokki_sam.errors import LokkiError, StepFailed, StoreError
 from lokki_sam.execution import ItemRef, RunContext
 from lokki_sam.graph import Flow, FlowGraph, MapBlock, Node
 from lokki_sam.params import resolve_params
-from lokki_sam.progress import Reporter
+from lokki_sam.progress import Reporter, item_span
 from lokki_sam.retry import call_with_retry
 from lokki_sam.store import ArtifactStore, LocalStore
 
@@ -189,7 +189,7 @@ class LocalRunner:
         return RunOutcome(ctx.run_id, result, dict(ctx.params), failures, seconds)
 
     def _run_task(self, ctx: RunContext, node: Node) -> None:
-        if execution.stage_done(ctx, node):
+        if self.resuming and execution.stage_done(ctx, node):  # a new run has nothing stored yet
             self.reporter.step_skipped(node.id)
             return
         self.reporter.step_started(node.id)
@@ -331,11 +331,7 @@ class LocalRunner:
     def _map_failed(
         self, ctx: RunContext, block: MapBlock, failures: list[ItemFailure], failed: int, total: int
     ) -> MapFailed:
-        lines = [
-            f"  item {f.indexes[0] if len(f.indexes) == 1 else f'{f.indexes[0]}..{f.indexes[-1]}'}: "
-            f"{f.error_type}: {f.message} (step '{f.step}')"
-            for f in failures[:20]
-        ]
+        lines = [f"  item {item_span(f.indexes)}: {f.error_type}: {f.message} (step '{f.step}')" for f in failures[:20]]
         more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
         tolerance = _describe_tolerance(block)
         return MapFailed(

@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
+
+
+def item_span(indexes: Sequence[int]) -> str:
+    """`7` for one map item, `0..99` for a batch."""
+    return f"{indexes[0]}" if len(indexes) == 1 else f"{indexes[0]}..{indexes[-1]}"
 
 
 class Reporter:
@@ -138,8 +144,7 @@ class RichReporter(Reporter):
         )
 
     def item_failed(self, map_id: str, indexes: list[int], error: BaseException) -> None:
-        span = f"{indexes[0]}" if len(indexes) == 1 else f"{indexes[0]}..{indexes[-1]}"
-        self.progress.console.print(f"  [red]✗[/] {map_id} item {span}: {type(error).__name__}: {error}")
+        self.progress.console.print(f"  [red]✗[/] {map_id} item {item_span(indexes)}: {type(error).__name__}: {error}")
 
     def run_finished(self, run_id: str, status: str, seconds: float) -> None:
         self.close()

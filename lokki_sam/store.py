@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -194,9 +194,3 @@ def s3_client(**kwargs: Any) -> Any:
         retries={"mode": "adaptive", "max_attempts": 10},
     )
     return boto3.client("s3", config=config, **kwargs)
-
-
-def chunked(seq: Sequence[Any], size: int) -> Iterable[tuple[int, Sequence[Any]]]:
-    """Yield (first index, slice) pairs of at most `size` items."""
-    for first in range(0, len(seq), size):
-        yield first, seq[first : first + size]
