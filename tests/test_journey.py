@@ -23,9 +23,8 @@ from typing import Any
 import pytest
 
 from tests.support.ministack import Ministack
+from tests.support.sam import EXAMPLES, REPO
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.py") if not p.name.startswith("_"))
 BIN = Path(sys.executable).parent
 STACK = "lokki-journey"
 BIG_MAP = 500
