@@ -123,13 +123,23 @@ def execute_run(
         print_result(outcome.result)
 
 
+def run_options(command: F) -> F:
+    """The options `lokki-sam run` and `python my_flow.py run` (main(flow)) share."""
+    options = (
+        click.option("--resume", metavar="RUN_ID", help="Resume a run: recompute only what did not complete."),
+        click.option("--store", metavar="DIR", help="Directory of run artifacts [default: .lokki/runs]."),
+        click.option("--json", "as_json", is_flag=True, help="JSON log lines on stderr and a JSON result on stdout."),
+        click.option("-q", "--quiet", is_flag=True, help="Print only the result."),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.argument("flow_ref", required=False)
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A flow parameter (repeatable).")
-@click.option("--resume", metavar="RUN_ID", help="Resume a run: recompute only what did not complete.")
-@click.option("--store", metavar="DIR", help="Directory of run artifacts [default: .lokki/runs].")
-@click.option("--json", "as_json", is_flag=True, help="JSON log lines on stderr and a JSON result on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the result.")
+@run_options
 @handle_errors
 def run(
     flow_ref: str | None, params: tuple[str, ...], resume: str | None, store: str | None, as_json: bool, quiet: bool
@@ -159,10 +169,7 @@ def flow_main(flow_obj: Flow, argv: list[str] | None = None) -> None:
     for param in reversed(flow_obj.graph.params):
         help_text = f"{param.type_name}" + ("" if param.required else f" [default: {param.default!r}]")
         command = click.option(f"--{param.name.replace('_', '-')}", param.name, type=str, help=help_text)(command)
-    command = click.option("-q", "--quiet", is_flag=True, help="Print only the result.")(command)
-    command = click.option("--json", "as_json", is_flag=True, help="JSON logs and result.")(command)
-    command = click.option("--store", metavar="DIR", help="Directory of run artifacts.")(command)
-    command = click.option("--resume", metavar="RUN_ID", help="Resume a run.")(command)
+    command = run_options(command)
     group.command("run", help=f"Run flow '{flow_obj.name}' locally.")(command)
     group(args=argv, prog_name=sys.argv[0] if argv is None else flow_obj.name)
 
