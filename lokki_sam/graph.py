@@ -660,9 +660,7 @@ class _GraphBuilder:
                     )
                 assert op.map_options is not None and previous is not None
                 op.map_options.validate(f"{self.where}, .map({step_name})")
-                node = self._node(op.call, input_from=None, in_map="?")
-                map_id = f"map-{node.id}"
-                node = Node(node.id, node.step, node.bindings, None, map_id)
+                node = self._node(op.call, input_from=None, starts_map=True)
                 open_map = (previous, op.map_options, [node])
                 continue
             if op.kind == "agg":
@@ -681,7 +679,7 @@ class _GraphBuilder:
                 continue
             if open_map is not None:  # .next() inside a map: extend the item chain
                 _, _, body = open_map
-                node = self._node(op.call, input_from=body[-1].id, in_map=f"map-{body[0].id}")
+                node = self._node(op.call, input_from=body[-1].id, in_map=body[0].in_map)
                 body.append(node)
                 continue
             node = self._node(op.call, input_from=previous)
@@ -694,13 +692,19 @@ class _GraphBuilder:
 
     def _close(self, open_map: tuple[str, MapOptions, list[Node]]) -> MapBlock:
         source, options, body = open_map
-        return MapBlock(f"map-{body[0].id}", source, tuple(body), options)
+        assert body[0].in_map is not None
+        return MapBlock(body[0].in_map, source, tuple(body), options)
 
-    def _node(self, call: StepCall, *, input_from: str | None, in_map: str | None = None) -> Node:
+    def _node(
+        self, call: StepCall, *, input_from: str | None, in_map: str | None = None, starts_map: bool = False
+    ) -> Node:
+        """A node for `call`; `starts_map` makes it the first step of a new map, whose id derives from it."""
         step_ = call.step
         count = self.used_names.get(step_.name, 0) + 1
         self.used_names[step_.name] = count
         node_id = step_.name if count == 1 else f"{step_.name}-{count}"
+        if starts_map:
+            in_map = f"map-{node_id}"
         where = f"{self.where}, step '{step_.name}'"
         takes_input = input_from is not None or in_map is not None
         data_param = step_.data_parameter
