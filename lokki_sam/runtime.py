@@ -97,7 +97,7 @@ def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, 
     manifest = layout.manifest(ctx.run_id, fed.id)
     out: dict[str, Any] = {
         "Bucket": settings.bucket,
-        "Key": _full_key(settings.prefix, manifest),
+        "Key": store.full_key(manifest),
         "count": count,
     }
     if fed.options.mode == "inline":  # an INLINE map iterates over the state, not an ItemReader
@@ -220,7 +220,3 @@ def _s3() -> Any:
         if not _client:
             _client.append(s3_client())
         return _client[0]
-
-
-def _full_key(prefix: str, key: str) -> str:
-    return f"{prefix}/{key}" if prefix else key

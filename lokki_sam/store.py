@@ -147,19 +147,20 @@ class S3Store(ArtifactStore):
             check_key(self.prefix)
         self.client = client if client is not None else s3_client()
 
-    def _key(self, key: str) -> str:
+    def full_key(self, key: str) -> str:
+        """The object key in the bucket for a store key (refused if it could leave the prefix)."""
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def describe(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self._key(key)}"
+        return f"s3://{self.bucket}/{self.full_key(key)}"
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        self.client.put_object(Bucket=self.bucket, Key=self.full_key(key), Body=data)
 
     def get_bytes(self, key: str) -> bytes:
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            response = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))
         except self.client.exceptions.NoSuchKey:
             raise StoreError("artifact not found", where=self.describe(key)) from None
         body: bytes = response["Body"].read()
@@ -167,7 +168,7 @@ class S3Store(ArtifactStore):
 
     def exists(self, key: str) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
         except self.client.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
@@ -175,7 +176,7 @@ class S3Store(ArtifactStore):
         return True
 
     def list_keys(self, prefix: str) -> list[str]:
-        full = self._key(prefix.rstrip("/")) + "/"
+        full = self.full_key(prefix.rstrip("/")) + "/"
         cut = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
