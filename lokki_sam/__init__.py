@@ -6,7 +6,9 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
-from lokki_sam.graph import Flow, FlowGraph, Retry, Step, flow, step
+from lokki_sam.dsl import Flow, Step, flow, step
+from lokki_sam.ir import FlowGraph
+from lokki_sam.options import Retry
 
 if TYPE_CHECKING:
     from lokki_sam.local import RunOutcome, run_flow

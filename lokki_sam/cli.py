@@ -16,8 +16,8 @@ import click
 
 from lokki_sam import __version__
 from lokki_sam.config import Config, load_config
+from lokki_sam.dsl import Flow
 from lokki_sam.errors import EXIT_USAGE, LokkiError
-from lokki_sam.graph import Flow
 
 F = TypeVar("F", bound=Callable[..., Any])
 

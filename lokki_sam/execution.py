@@ -13,7 +13,7 @@ from typing import Any
 
 from lokki_sam import layout, serialization
 from lokki_sam.errors import LokkiError, SerializationError, StoreError
-from lokki_sam.graph import FlowGraph, MapBlock, Node, Stage
+from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
 from lokki_sam.store import ArtifactStore
 
 CHUNK_TARGET_BYTES = 1 << 20  # items are grouped into ~1 MiB objects ...

@@ -16,7 +16,7 @@ import click
 
 from lokki_sam.config import Config
 from lokki_sam.errors import LokkiError
-from lokki_sam.graph import FlowGraph
+from lokki_sam.ir import FlowGraph
 
 
 @dataclass

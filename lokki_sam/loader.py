@@ -10,8 +10,8 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
+from lokki_sam.dsl import Flow
 from lokki_sam.errors import LokkiError
-from lokki_sam.graph import Flow
 
 _LIBRARY_DIRS = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
 

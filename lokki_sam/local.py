@@ -23,7 +23,7 @@ from typing import Any
 from lokki_sam import __version__, execution, layout
 from lokki_sam.errors import LokkiError, StepFailed, StoreError
 from lokki_sam.execution import ItemRef, RunContext
-from lokki_sam.graph import Flow, FlowGraph, MapBlock, Node
+from lokki_sam.ir import FlowGraph, MapBlock, Node, graph_of
 from lokki_sam.params import resolve_params
 from lokki_sam.progress import Reporter, item_span
 from lokki_sam.retry import call_with_retry
@@ -73,7 +73,7 @@ def new_run_id(flow_name: str) -> str:
 
 
 def run_flow(
-    target: Flow | FlowGraph,
+    target: Any,
     params: Mapping[str, Any] | None = None,
     *,
     store: ArtifactStore | str | os.PathLike[str] | None = None,
@@ -86,7 +86,7 @@ def run_flow(
     """Run a flow locally and return its result. `params` are raw values (CLI strings or
     Python/JSON values), validated and coerced like every other entry point. `concurrency`
     is the default number of map workers (a map's own `concurrency` wins)."""
-    graph = target.graph if isinstance(target, Flow) else target
+    graph = graph_of(target)
     if store is None or isinstance(store, str | os.PathLike):
         store = LocalStore(store if store is not None else DEFAULT_STORE)
     runner = LocalRunner(graph, store, reporter or Reporter(), sleep, concurrency or LOCAL_CONCURRENCY)

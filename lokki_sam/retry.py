@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from lokki_sam.errors import LokkiError
-from lokki_sam.graph import Retry
+from lokki_sam.options import Retry
 
 T = TypeVar("T")
 

@@ -29,7 +29,7 @@ from lokki_sam import execution, layout
 from lokki_sam.compile import names
 from lokki_sam.errors import LokkiError
 from lokki_sam.execution import ItemRef, RunContext
-from lokki_sam.graph import Flow, FlowGraph, Node
+from lokki_sam.ir import FlowGraph, Node
 from lokki_sam.params import resolve_params
 from lokki_sam.store import S3Store, s3_client
 
@@ -201,14 +201,15 @@ def load_graph(module_name: str, flow_name: str) -> FlowGraph:
     key = (module_name, flow_name)
     with _lock:
         if key not in _graphs:
-            _graphs[key] = _find_flow(importlib.import_module(module_name), flow_name).graph
+            _graphs[key] = _find_flow(importlib.import_module(module_name), flow_name)
         return _graphs[key]
 
 
-def _find_flow(module: Any, flow_name: str) -> Flow:
+def _find_flow(module: Any, flow_name: str) -> FlowGraph:
     for value in vars(module).values():
-        if isinstance(value, Flow) and value.name == flow_name:
-            return value
+        graph = getattr(value, "graph", None)
+        if isinstance(graph, FlowGraph) and graph.name == flow_name:
+            return graph
     raise RuntimeConfigError(
         f"module {module.__name__} has no flow '{flow_name}'",
         hint=f"check {names.ENV_MODULE}/{names.ENV_FLOW}; regenerate the template",

@@ -25,7 +25,7 @@ from typing import Any
 
 from lokki_sam import execution
 from lokki_sam.execution import RunContext
-from lokki_sam.graph import Flow, FlowGraph, MapBlock
+from lokki_sam.ir import FlowGraph, MapBlock, graph_of
 from lokki_sam.local import ItemFailure, run_flow
 from lokki_sam.store import ArtifactStore, LocalStore
 
@@ -67,7 +67,7 @@ class FlowRun:
 
 
 def run_flow_in_process(
-    target: Flow | FlowGraph | str,
+    target: Any,
     params: Mapping[str, Any] | None = None,
     /,
     *,
@@ -128,16 +128,15 @@ def stage_outputs(ctx: RunContext) -> tuple[dict[str, Any], dict[str, dict[int, 
     return outputs, item_outputs
 
 
-def _graph_of(target: Flow | FlowGraph | str) -> FlowGraph:
-    if isinstance(target, FlowGraph):
-        return target
-    if isinstance(target, Flow):
-        return target.graph
+def _graph_of(target: Any) -> FlowGraph:
     if isinstance(target, str):
         from lokki_sam.loader import load_flow
 
         return load_flow(target).graph
-    raise TypeError(f"expected a @flow, a FlowGraph or a FLOW_REF string, got {type(target).__name__}")
+    try:
+        return graph_of(target)
+    except TypeError:
+        raise TypeError(f"expected a @flow, a FlowGraph or a FLOW_REF string, got {type(target).__name__}") from None
 
 
 def _as_store(store: ArtifactStore | str | Path) -> ArtifactStore:

@@ -6,7 +6,7 @@ import re
 
 import click
 
-from lokki_sam.graph import FlowGraph, MapBlock, Node
+from lokki_sam.ir import FlowGraph, MapBlock, Node
 
 FORMATS = ("mermaid", "dot", "text")
 

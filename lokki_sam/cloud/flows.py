@@ -7,8 +7,8 @@ looked up among the flows of the configured `flow` (lokki.toml) module.
 from __future__ import annotations
 
 from lokki_sam.config import Config
+from lokki_sam.dsl import Flow
 from lokki_sam.errors import LokkiError
-from lokki_sam.graph import Flow
 from lokki_sam.loader import load_flow, load_flows, split_ref
 
 NO_FLOW_HINT = 'pass FLOW (path/to/flows.py[:flow] or a module), or set flow = "..." in lokki.toml'

@@ -26,7 +26,7 @@ from lokki_sam.cloud.view import ExecutionView
 from lokki_sam.compile import names
 from lokki_sam.compile.asl import map_label as map_label_of  # the Map state's Label (map run ARNs carry it)
 from lokki_sam.errors import LokkiError, StepFailed
-from lokki_sam.graph import FlowGraph, Node
+from lokki_sam.ir import FlowGraph, Node
 from lokki_sam.params import parse_assignments, resolve_params
 
 EXECUTION_NAME_MAX = 80

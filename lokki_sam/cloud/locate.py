@@ -11,7 +11,7 @@ import bisect
 
 from lokki_sam import layout
 from lokki_sam.execution import RunContext, read_manifest
-from lokki_sam.graph import FlowGraph, MapBlock
+from lokki_sam.ir import FlowGraph, MapBlock
 from lokki_sam.store import ArtifactStore
 
 

@@ -22,7 +22,7 @@ from lokki_sam.cloud.stack import Deployment
 from lokki_sam.cloud.status import diagnose, execution_arn
 from lokki_sam.errors import LokkiError, StoreError
 from lokki_sam.execution import RunContext, batch_results, read_stage_output
-from lokki_sam.graph import FlowGraph, MapBlock, Node, Stage
+from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
 
 
 class ResultExpired(LokkiError):

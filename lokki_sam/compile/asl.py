@@ -17,7 +17,8 @@ import math
 from typing import Any
 
 from lokki_sam.compile import names
-from lokki_sam.graph import FlowGraph, MapBlock, Node, Retry
+from lokki_sam.ir import FlowGraph, MapBlock, Node
+from lokki_sam.options import Retry
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 S3_GET_OBJECT = "arn:aws:states:::s3:getObject"

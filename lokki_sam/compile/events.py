@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from lokki_sam.compile import asl
-from lokki_sam.graph import FlowGraph, MapBlock, Node
+from lokki_sam.ir import FlowGraph, MapBlock, Node
 from lokki_sam.params import MISSING
 
 SAMPLE_RUN_ID = "sample-run"

@@ -17,7 +17,7 @@ from typing import Any
 from lokki_sam import layout
 from lokki_sam.compile import asl, names
 from lokki_sam.errors import LokkiError
-from lokki_sam.graph import FlowGraph
+from lokki_sam.ir import FlowGraph
 
 Json = Any
 

@@ -1,0 +1,193 @@
+"""Recorded step calls -> a FlowGraph: node ids, data wiring, bindings and the shape checks.
+
+The DSL (`dsl.py`) records what a flow function does as a tuple of `Op`s; `GraphBuilder.build`
+turns them into the immutable graph of `ir.py`, refusing shapes lokki-sam cannot run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from lokki_sam.errors import FlowDefinitionError
+from lokki_sam.ir import Binding, Const, FlowGraph, MapBlock, Node, ParamRef, Stage
+from lokki_sam.options import MapOptions
+from lokki_sam.params import Param
+
+if TYPE_CHECKING:
+    from lokki_sam.dsl import Step
+
+
+class Placeholder:
+    """Stands for a flow parameter while the flow function runs at definition time.
+
+    It has no value yet, so anything that would need one (a condition) is refused."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<flow parameter {self.name}>"
+
+    def __bool__(self) -> bool:
+        raise FlowDefinitionError(
+            f"flow parameter '{self.name}' has no value while the flow is being defined",
+            hint=f"pass it straight to a step, e.g. fetch({self.name}={self.name}); "
+            "the flow function only wires steps together",
+        )
+
+
+@dataclass(frozen=True)
+class StepCall:
+    step: Step
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: Literal["start", "next", "map", "agg"]
+    call: StepCall
+    map_options: MapOptions | None = None
+
+
+def call_of(step: Step, kwargs: Mapping[str, Any]) -> StepCall:
+    return StepCall(step, tuple(sorted(kwargs.items())))
+
+
+class GraphBuilder:
+    def __init__(self, name: str, module: str, params: tuple[Param, ...], where: str) -> None:
+        self.name = name
+        self.module = module
+        self.params = params
+        self.where = where
+        self.used_names: dict[str, int] = {}
+        self.delivered: set[str] = set()
+
+    def build(self, ops: tuple[Op, ...], schedule: str | None, doc: str) -> FlowGraph:
+        stages: list[Stage] = []
+        open_map: tuple[str, MapOptions, list[Node]] | None = None
+        previous: str | None = None
+        for op in ops:
+            step_name = op.call.step.name
+            if op.kind == "start" and stages:
+                raise FlowDefinitionError(
+                    f"step '{step_name}' starts a second chain",
+                    where=self.where,
+                    hint="chain steps with .next(step) instead of calling them",
+                )
+            if op.kind == "map":
+                if open_map is not None:
+                    raise FlowDefinitionError(
+                        f".map({step_name}) inside an open map: nested maps are not supported",
+                        where=self.where,
+                        hint="close the first map with .agg(step) before mapping again, "
+                        "or use .next() to run more steps on each item",
+                    )
+                assert op.map_options is not None and previous is not None
+                node = self._node(op.call, input_from=None, starts_map=True)
+                open_map = (previous, op.map_options, [node])
+                continue
+            if op.kind == "agg":
+                if open_map is None:
+                    raise FlowDefinitionError(
+                        f".agg({step_name}) without an open map",
+                        where=self.where,
+                        hint="use .next() for a sequential step; .agg() closes a .map()",
+                    )
+                block = self._close(open_map)
+                stages.append(block)
+                open_map = None
+                node = self._node(op.call, input_from=block.id)
+                stages.append(node)
+                previous = node.id
+                continue
+            if open_map is not None:  # .next() inside a map: extend the item chain
+                _, _, body = open_map
+                node = self._node(op.call, input_from=body[-1].id, in_map=body[0].in_map)
+                body.append(node)
+                continue
+            node = self._node(op.call, input_from=previous)
+            stages.append(node)
+            previous = node.id
+        if open_map is not None:
+            stages.append(self._close(open_map))
+        self._check_params_delivered()
+        return FlowGraph(self.name, self.module, self.params, tuple(stages), schedule, doc.strip())
+
+    def _close(self, open_map: tuple[str, MapOptions, list[Node]]) -> MapBlock:
+        source, options, body = open_map
+        assert body[0].in_map is not None
+        return MapBlock(body[0].in_map, source, tuple(body), options)
+
+    def _node(
+        self, call: StepCall, *, input_from: str | None, in_map: str | None = None, starts_map: bool = False
+    ) -> Node:
+        """A node for `call`; `starts_map` makes it the first step of a new map, whose id derives from it."""
+        step_ = call.step
+        count = self.used_names.get(step_.name, 0) + 1
+        self.used_names[step_.name] = count
+        node_id = step_.name if count == 1 else f"{step_.name}-{count}"
+        if starts_map:
+            in_map = f"map-{node_id}"
+        where = f"{self.where}, step '{step_.name}'"
+        takes_input = input_from is not None or in_map is not None
+        data_param = step_.data_parameter
+        if takes_input and data_param is None:
+            raise FlowDefinitionError(
+                "this step receives the previous step's output but declares no positional parameter for it",
+                where=where,
+                hint=f"def {step_.name}(data, ...):",
+            )
+        bindings: dict[str, Binding] = {}
+        for key, value in call.kwargs:
+            if takes_input and key == data_param:
+                raise FlowDefinitionError(
+                    f"argument '{key}' is where the step receives its input; it cannot also be bound",
+                    where=where,
+                )
+            if not step_.accepts(key):
+                raise FlowDefinitionError(
+                    f"step has no parameter '{key}'",
+                    where=where,
+                    hint=f"its parameters are: {', '.join(step_.signature.parameters) or 'none'}",
+                )
+            if isinstance(value, Placeholder):
+                bindings[key] = ParamRef(value.name)
+                self.delivered.add(value.name)
+            else:
+                bindings[key] = Const(value)
+        # Flow parameters reach any step that declares a parameter of the same name.
+        for p in self.params:
+            if p.name in bindings or (takes_input and p.name == data_param):
+                continue
+            if p.name in step_.signature.parameters and step_.accepts(p.name):
+                bindings[p.name] = ParamRef(p.name)
+                self.delivered.add(p.name)
+        for sp in step_.signature.parameters.values():
+            if sp.kind in (sp.VAR_POSITIONAL, sp.VAR_KEYWORD) or sp.default is not sp.empty:
+                continue
+            if sp.name in bindings or (takes_input and sp.name == data_param):
+                continue
+            raise FlowDefinitionError(
+                f"required parameter '{sp.name}' gets no value",
+                where=where,
+                hint=f"bind it at the call site ({step_.name}({sp.name}=...)) "
+                f"or add a flow parameter named '{sp.name}'",
+            )
+        if not takes_input and data_param is not None and data_param not in bindings:
+            sig_param = step_.signature.parameters[data_param]
+            if sig_param.default is sig_param.empty and sig_param.kind is not sig_param.VAR_POSITIONAL:
+                raise FlowDefinitionError(f"first step's parameter '{data_param}' gets no value", where=where)
+        return Node(node_id, step_, tuple(sorted(bindings.items())), input_from, in_map)
+
+    def _check_params_delivered(self) -> None:
+        unused = [p.name for p in self.params if p.name not in self.delivered]
+        if unused:
+            raise FlowDefinitionError(
+                f"flow parameter(s) {', '.join(unused)} reach no step",
+                where=self.where,
+                hint="pass them at a call site (fetch(limit=limit)) or declare a step parameter of the same name",
+            )

@@ -1,0 +1,288 @@
+"""The decorators users write: `@step`, `@flow`, and the chain of `.next()`, `.map()`, `.agg()`.
+
+`@step` wraps a plain function. Inside a `@flow` function, calling a step starts a `Chain`;
+`.next()`, `.map()` and `.agg()` extend it. When the flow is decorated, its function is called
+once with parameter placeholders and the recorded chain is built into a `FlowGraph` (`build.py`):
+pure data that the local runner, the Lambda runtime and the compilers all consume.
+
+Outside a flow definition a step is just its function: `flap("goose")` returns "flappy goose".
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, overload
+
+from lokki_sam.build import GraphBuilder, Op, Placeholder, StepCall, call_of
+from lokki_sam.errors import FlowDefinitionError
+from lokki_sam.ir import FlowGraph
+from lokki_sam.options import MapOptions, Retry, StepOptions
+from lokki_sam.params import params_from_signature
+
+_DEFINING: contextvars.ContextVar[str | None] = contextvars.ContextVar("lokki_defining", default=None)
+
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+# ------------------------------------------------------------------------------------ steps
+
+
+class Step:
+    """A user function registered with `@step`."""
+
+    def __init__(self, func: Callable[..., Any], options: StepOptions) -> None:
+        if not callable(func) or not hasattr(func, "__name__"):
+            raise FlowDefinitionError(f"@step needs a function, got {func!r}")
+        self.func = func
+        self.name: str = func.__name__
+        self.module: str = func.__module__
+        self.options = options
+        self.signature = inspect.signature(func)
+        functools.update_wrapper(self, func)
+        where = f"step '{self.name}'"
+        if not _NAME_RE.match(self.name):
+            raise FlowDefinitionError(
+                "step names must start with a letter and use letters, digits and _",
+                where=where,
+            )
+        if inspect.iscoroutinefunction(func) or inspect.isgeneratorfunction(func):
+            raise FlowDefinitionError(
+                "steps must be plain functions (not async, not generators)",
+                where=where,
+                hint="return a list instead of yielding items",
+            )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _DEFINING.get() is None:
+            return self.func(*args, **kwargs)
+        if args:
+            raise FlowDefinitionError(
+                "inside a flow, pass step arguments by name",
+                where=f"flow '{_DEFINING.get()}', step '{self.name}'",
+                hint=f"{self.name}(limit=limit)",
+            )
+        return Chain((Op("start", call_of(self, kwargs)),))
+
+    def __repr__(self) -> str:
+        return f"<step {self.name}>"
+
+    @property
+    def data_parameter(self) -> str | None:
+        """The parameter that receives the previous step's output (the first positional one)."""
+        for p in self.signature.parameters.values():
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL):
+                return p.name
+            break
+        return None
+
+    def accepts(self, name: str) -> bool:
+        params = self.signature.parameters
+        if name in params and params[name].kind not in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.VAR_POSITIONAL,
+        ):
+            return True
+        return any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+@overload
+def step(func: Callable[..., Any], /) -> Step: ...
+
+
+@overload
+def step(
+    *,
+    retry: Retry | int | Mapping[str, Any] | None = None,
+    memory: int | None = None,
+    timeout: int | None = None,
+    architecture: str | None = None,
+    environment: Mapping[str, str] | None = None,
+    permissions: list[Mapping[str, Any]] | None = None,
+) -> Callable[[Callable[..., Any]], Step]: ...
+
+
+def step(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    retry: Retry | int | Mapping[str, Any] | None = None,
+    memory: int | None = None,
+    timeout: int | None = None,
+    architecture: str | None = None,
+    environment: Mapping[str, str] | None = None,
+    permissions: list[Mapping[str, Any]] | None = None,
+) -> Step | Callable[[Callable[..., Any]], Step]:
+    """Register a function as a pipeline step: `@step` or `@step(retry=Retry(3), memory=1024)`.
+
+    `permissions` are extra IAM policy statements ({"Action": [...], "Resource": ...}) granted to
+    this step's Lambda function; `environment` sets its environment variables.
+    """
+
+    def wrap(f: Callable[..., Any]) -> Step:
+        options = StepOptions.create(
+            where=f"step '{getattr(f, '__name__', f)}'",
+            retry=retry,
+            memory=memory,
+            timeout=timeout,
+            architecture=architecture,
+            environment=environment,
+            permissions=permissions,
+        )
+        return Step(f, options)
+
+    if func is not None:
+        if isinstance(func, Step):
+            return func
+        return wrap(func)
+    return wrap
+
+
+# ------------------------------------------------------------------------------ chains
+
+
+def _as_call(target: Any, kwargs: Mapping[str, Any], method: str) -> StepCall:
+    if isinstance(target, Step):
+        return call_of(target, kwargs)
+    if isinstance(target, Chain) and len(target.ops) == 1 and target.ops[0].kind == "start":
+        call = target.ops[0].call
+        return call_of(call.step, {**dict(call.kwargs), **kwargs})
+    raise FlowDefinitionError(
+        f".{method}() takes a step, got {target!r}",
+        where=f"flow '{_DEFINING.get()}'" if _DEFINING.get() else None,
+        hint="decorate the function with @step",
+    )
+
+
+class Chain:
+    """An immutable sequence of step calls under construction inside a `@flow` function."""
+
+    def __init__(self, ops: tuple[Op, ...]) -> None:
+        self.ops = ops
+
+    def next(self, target: Step | Chain, **kwargs: Any) -> Chain:
+        """Run `target` on this chain's output (inside an open map: on each item's output)."""
+        return Chain((*self.ops, Op("next", _as_call(target, kwargs, "next"))))
+
+    def map(
+        self,
+        target: Step | Chain,
+        *,
+        concurrency: int | None = None,
+        batch_size: int = 1,
+        tolerated_failure: float | None = None,
+        tolerated_failure_count: int | None = None,
+        mode: str = "distributed",
+        execution_type: str = "STANDARD",
+    ) -> Chain:
+        """Fan out: run `target` on every item of this chain's output (which must be a list)."""
+        call = _as_call(target, {}, "map")
+        options = MapOptions.create(
+            where=f"flow '{_DEFINING.get()}', .map({call.step.name})",
+            concurrency=concurrency,
+            batch_size=batch_size,
+            tolerated_failure=tolerated_failure,
+            tolerated_failure_count=tolerated_failure_count,
+            mode=mode,
+            execution_type=execution_type,
+        )
+        return Chain((*self.ops, Op("map", call, options)))
+
+    def agg(self, target: Step | Chain, **kwargs: Any) -> Chain:
+        """Fan in: run `target` once on the list of the open map's item results."""
+        return Chain((*self.ops, Op("agg", _as_call(target, kwargs, "agg"))))
+
+    def __repr__(self) -> str:
+        return " -> ".join(f"{op.kind}:{op.call.step.name}" for op in self.ops)
+
+
+# ------------------------------------------------------------------------------ flows
+
+
+class Flow:
+    """A flow registered with `@flow`; `graph` is built (and validated) at decoration time."""
+
+    def __init__(self, func: Callable[..., Any], name: str | None, schedule: str | None) -> None:
+        self.func = func
+        self.name = name or func.__name__
+        self.schedule = schedule
+        functools.update_wrapper(self, func)
+        self.graph = build_graph(func, self.name, schedule)
+
+    def __repr__(self) -> str:
+        return f"<flow {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise FlowDefinitionError(
+            f"flow '{self.name}' is not called directly",
+            hint=f"run it with `lokki-sam run`, lokki_sam.run_flow({self.name}, ...) or main({self.name})",
+        )
+
+
+@overload
+def flow(func: Callable[..., Any], /) -> Flow: ...
+
+
+@overload
+def flow(*, name: str | None = None, schedule: str | None = None) -> Callable[[Callable[..., Any]], Flow]: ...
+
+
+def flow(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    schedule: str | None = None,
+) -> Flow | Callable[[Callable[..., Any]], Flow]:
+    """Declare a flow: `@flow` or `@flow(name="nightly", schedule="rate(1 day)")`.
+
+    `schedule` is an EventBridge expression (`rate(...)` or `cron(...)`); scheduled runs use the
+    parameters' defaults.
+    """
+    if schedule is not None and not re.match(r"^(rate|cron)\(.+\)$", schedule):
+        raise FlowDefinitionError(
+            f"schedule {schedule!r} is not an EventBridge expression",
+            hint='use "rate(1 day)" or "cron(0 6 * * ? *)"',
+        )
+    if name is not None and not _NAME_RE.match(name):
+        raise FlowDefinitionError(f"flow name {name!r} must start with a letter and use letters, digits and _")
+
+    def wrap(f: Callable[..., Any]) -> Flow:
+        return Flow(f, name, schedule)
+
+    return wrap(func) if func is not None else wrap
+
+
+def build_graph(func: Callable[..., Any], name: str, schedule: str | None) -> FlowGraph:
+    where = f"flow '{name}'"
+    if not _NAME_RE.match(name):
+        raise FlowDefinitionError("flow names must start with a letter and use letters, digits and _", where=where)
+    params = params_from_signature(func)
+    placeholders = {p.name: Placeholder(p.name) for p in params}
+    token = _DEFINING.set(name)
+    try:
+        chain = func(**placeholders)
+    except FlowDefinitionError:
+        raise
+    except Exception as exc:
+        raise FlowDefinitionError(
+            f"the flow function raised {type(exc).__name__}: {exc}",
+            where=where,
+            hint="a flow function only wires steps: return first_step(...).next(...).map(...).agg(...)",
+        ) from None
+    finally:
+        _DEFINING.reset(token)
+    if chain is None:
+        raise FlowDefinitionError(
+            "the flow function returned None", where=where, hint="add `return` before the step chain"
+        )
+    if not isinstance(chain, Chain):
+        raise FlowDefinitionError(
+            f"the flow function must return a step chain, got {type(chain).__name__}",
+            where=where,
+            hint="return first_step(...).next(...)",
+        )
+    return GraphBuilder(name, func.__module__, params, where).build(chain.ops, schedule, func.__doc__ or "")

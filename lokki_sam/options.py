@@ -1,0 +1,260 @@
+"""Step, map and retry options, each value checked where it enters.
+
+`Retry` is built by users, so it checks itself; `StepOptions.create` and `MapOptions.create` are
+the checking constructors that `@step` and `.map()` call, so the builder never re-checks options.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lokki_sam.errors import FlowDefinitionError
+
+ARCHITECTURES = ("x86_64", "arm64")
+EXECUTION_TYPES = ("STANDARD", "EXPRESS")
+MAP_MODES = ("distributed", "inline")
+# Environment variables whose name says "secret" must hold a reference, never the value itself.
+_SECRET_NAME_RE = re.compile(r"(?i)(secret|passw(or)?d|token|api_?key|private_?key|credential)")
+_SECRET_REFERENCE_RE = re.compile(r"^(/[A-Za-z0-9_.\-/]+|arn:aws[a-z-]*:(ssm|secretsmanager):\S+)$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry policy with Step Functions semantics.
+
+    `retries` is the number of retries after the first attempt (ASL MaxAttempts). The n-th retry
+    waits min(interval * backoff**(n-1), max_delay) seconds; with `jitter` the wait is drawn
+    uniformly from [0, that] (ASL JitterStrategy FULL). Only exceptions that are instances of
+    `exceptions` are retried.
+    """
+
+    retries: int = 3
+    interval: float = 1.0
+    backoff: float = 2.0
+    max_delay: float | None = None
+    exceptions: tuple[type[BaseException], ...] = (Exception,)
+    jitter: bool = False
+
+    def __post_init__(self) -> None:
+        where = "Retry"
+        if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
+            raise FlowDefinitionError(f"retries must be an integer >= 0, got {self.retries!r}", where=where)
+        if self.retries > 99_999_999:
+            raise FlowDefinitionError("retries must be at most 99999999 (the ASL limit)", where=where)
+        if not _is_number(self.interval) or self.interval < 0:
+            raise FlowDefinitionError(f"interval must be a number >= 0, got {self.interval!r}", where=where)
+        if not _is_number(self.backoff) or self.backoff < 1:
+            raise FlowDefinitionError(f"backoff must be a number >= 1, got {self.backoff!r}", where=where)
+        if self.max_delay is not None and (not _is_number(self.max_delay) or self.max_delay <= 0):
+            raise FlowDefinitionError(f"max_delay must be a number > 0, got {self.max_delay!r}", where=where)
+        exceptions = self.exceptions
+        if isinstance(exceptions, type):
+            exceptions = (exceptions,)
+            object.__setattr__(self, "exceptions", exceptions)
+        if not exceptions or not all(isinstance(e, type) and issubclass(e, BaseException) for e in exceptions):
+            raise FlowDefinitionError(
+                f"exceptions must be exception classes, got {self.exceptions!r}",
+                where=where,
+                hint="e.g. Retry(exceptions=(ConnectionError, TimeoutError))",
+            )
+        object.__setattr__(self, "exceptions", tuple(exceptions))
+
+    def delay(self, retry_number: int) -> float:
+        """Seconds to wait before retry `retry_number` (1-based), without jitter."""
+        wait = self.interval * self.backoff ** (retry_number - 1)
+        return min(wait, self.max_delay) if self.max_delay is not None else wait
+
+    @classmethod
+    def parse(cls, value: Any, *, where: str) -> Retry | None:
+        """Accept a Retry, an int (number of retries) or an upstream-lokki style dict."""
+        if value is None or isinstance(value, Retry):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(retries=value)
+        if isinstance(value, Mapping):
+            aliases = {"delay": "interval", "backoff_rate": "backoff", "max_attempts": "retries"}
+            kwargs = {aliases.get(str(k), str(k)): v for k, v in value.items()}
+            allowed = set(cls.__dataclass_fields__)
+            unknown = sorted(set(kwargs) - allowed)
+            if unknown:
+                raise FlowDefinitionError(
+                    f"unknown retry option(s) {', '.join(unknown)}",
+                    where=where,
+                    hint=f"use {', '.join(sorted(str(a) for a in allowed))}",
+                )
+            if "exceptions" in kwargs and isinstance(kwargs["exceptions"], list):
+                kwargs["exceptions"] = tuple(kwargs["exceptions"])
+            return cls(**kwargs)
+        raise FlowDefinitionError(f"retry must be a Retry, an int or a dict, got {type(value).__name__}", where=where)
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """Per-step settings used by the runners (retry) and the SAM renderer (the rest).
+
+    Build it with `StepOptions.create(...)`, which checks every value where it enters."""
+
+    retry: Retry | None = None
+    memory: int | None = None
+    timeout: int | None = None
+    architecture: str | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    permissions: tuple[Mapping[str, Any], ...] = ()
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        where: str,
+        retry: Retry | int | Mapping[str, Any] | None = None,
+        memory: int | None = None,
+        timeout: int | None = None,
+        architecture: str | None = None,
+        environment: Mapping[str, str] | None = None,
+        permissions: list[Mapping[str, Any]] | None = None,
+    ) -> StepOptions:
+        return cls(
+            retry=Retry.parse(retry, where=where),
+            memory=_check_range(memory, "memory", 128, 10240, where),
+            timeout=_check_range(timeout, "timeout", 1, 900, where),
+            architecture=_check_choice(architecture, "architecture", ARCHITECTURES, where),
+            environment=_check_environment(environment, where),
+            permissions=_check_permissions(permissions, where),
+        )
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """Fan-out settings: `concurrency` -> MaxConcurrency, `batch_size` -> ItemBatcher,
+    `tolerated_failure` (percent) / `tolerated_failure_count` -> ToleratedFailure*."""
+
+    concurrency: int | None = None
+    batch_size: int = 1
+    tolerated_failure: float | None = None
+    tolerated_failure_count: int | None = None
+    mode: str = "distributed"
+    execution_type: str = "STANDARD"
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        where: str,
+        concurrency: int | None = None,
+        batch_size: int = 1,
+        tolerated_failure: float | None = None,
+        tolerated_failure_count: int | None = None,
+        mode: str = "distributed",
+        execution_type: str = "STANDARD",
+    ) -> MapOptions:
+        """A checked MapOptions (what `.map()` builds)."""
+        options = cls(concurrency, batch_size, tolerated_failure, tolerated_failure_count, mode, execution_type)
+        options._check(where)
+        return options
+
+    def _check(self, where: str) -> None:
+        if self.concurrency is not None and (not _is_int(self.concurrency) or self.concurrency < 1):
+            raise FlowDefinitionError(f"concurrency must be an integer >= 1, got {self.concurrency!r}", where=where)
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise FlowDefinitionError(f"batch_size must be an integer >= 1, got {self.batch_size!r}", where=where)
+        pct = self.tolerated_failure
+        if pct is not None and (not _is_number(pct) or not 0 <= pct <= 100):
+            raise FlowDefinitionError(f"tolerated_failure is a percentage between 0 and 100, got {pct!r}", where=where)
+        count = self.tolerated_failure_count
+        if count is not None and (not _is_int(count) or count < 0):
+            raise FlowDefinitionError(f"tolerated_failure_count must be an integer >= 0, got {count!r}", where=where)
+        if self.mode not in MAP_MODES:
+            raise FlowDefinitionError(f"mode must be one of {', '.join(MAP_MODES)}, got {self.mode!r}", where=where)
+        if self.execution_type not in EXECUTION_TYPES:
+            raise FlowDefinitionError(
+                f"execution_type must be one of {', '.join(EXECUTION_TYPES)}, got {self.execution_type!r}",
+                where=where,
+            )
+        if self.mode == "inline" and self.batch_size != 1:
+            raise FlowDefinitionError(
+                "batch_size needs mode='distributed' (an INLINE map has no ItemBatcher)", where=where
+            )
+
+    def tolerates(self, failed: int, total: int) -> bool:
+        """Step Functions semantics: the map fails when failures exceed either threshold."""
+        if failed == 0:
+            return True
+        if self.tolerated_failure is None and self.tolerated_failure_count is None:
+            return False
+        if self.tolerated_failure_count is not None and failed > self.tolerated_failure_count:
+            return False
+        pct = self.tolerated_failure
+        return pct is None or not total or failed * 100 / total <= pct
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _check_range(value: int | None, name: str, low: int, high: int, where: str) -> int | None:
+    if value is None:
+        return None
+    if not _is_int(value) or not low <= value <= high:
+        raise FlowDefinitionError(f"{name} must be an integer from {low} to {high}, got {value!r}", where=where)
+    return value
+
+
+def _check_choice(value: str | None, name: str, choices: tuple[str, ...], where: str) -> str | None:
+    if value is not None and value not in choices:
+        raise FlowDefinitionError(f"{name} must be one of {', '.join(choices)}, got {value!r}", where=where)
+    return value
+
+
+def _check_environment(env: Mapping[str, str] | None, where: str) -> tuple[tuple[str, str], ...]:
+    if not env:
+        return ()
+    for key, value in env.items():
+        if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
+            raise FlowDefinitionError(f"environment variable name {key!r} is not valid", where=where)
+        if key.startswith(("LOKKI_", "AWS_")):
+            raise FlowDefinitionError(
+                f"environment variable {key} is reserved (LOKKI_* and AWS_* are set by lokki-sam and Lambda)",
+                where=where,
+            )
+        if not isinstance(value, str):
+            raise FlowDefinitionError(
+                f"environment variable {key} must be a string, got {type(value).__name__}",
+                where=where,
+                hint="for secrets pass an SSM parameter or Secrets Manager name, never the value",
+            )
+        if _SECRET_NAME_RE.search(key) and not _SECRET_REFERENCE_RE.match(value):
+            raise FlowDefinitionError(
+                f"environment variable {key} looks like a secret but its value is a literal; "
+                "templates and Lambda configurations must never hold secret values",
+                where=where,
+                hint="pass a reference instead (an SSM parameter name like '/my/param', or a Secrets Manager "
+                "or SSM ARN), grant the step read access with `permissions`, and read the value at run time "
+                "(a CloudFormation dynamic reference would still copy the value into the function's configuration)",
+            )
+    return tuple(sorted(env.items()))
+
+
+def _check_permissions(perms: list[Mapping[str, Any]] | None, where: str) -> tuple[Mapping[str, Any], ...]:
+    if not perms:
+        return ()
+    checked = []
+    for perm in perms:
+        if not isinstance(perm, Mapping) or "Action" not in perm or "Resource" not in perm:
+            raise FlowDefinitionError(
+                f"each permission must be an IAM statement with Action and Resource, got {perm!r}",
+                where=where,
+                hint='{"Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::my-bucket/*"}',
+            )
+        unknown = set(perm) - {"Effect", "Action", "Resource", "Condition", "Sid"}
+        if unknown:
+            raise FlowDefinitionError(f"unknown IAM statement key(s) {sorted(unknown)}", where=where)
+        checked.append(dict(perm))
+    return tuple(checked)
