@@ -7,6 +7,7 @@ key from (run, step, item), never passed inline, so both engines see exactly the
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from lokki_sam import layout, serialization
 from lokki_sam.errors import LokkiError, SerializationError, StoreError
 from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
+from lokki_sam.protocol import ItemRef
 from lokki_sam.store import ArtifactStore
 
 CHUNK_TARGET_BYTES = 1 << 20  # items are grouped into ~1 MiB objects ...
@@ -23,23 +25,6 @@ SIZE_SAMPLE = 32
 
 class MapSourceError(LokkiError):
     """The step before a .map() returned something that is not a list."""
-
-
-@dataclass(frozen=True)
-class ItemRef:
-    """One map item: its index and the first index of the chunk object that holds it."""
-
-    index: int
-    chunk: int
-
-    @classmethod
-    def parse(cls, value: Any) -> ItemRef:
-        if not isinstance(value, Mapping) or not isinstance(value.get("i"), int) or not isinstance(value.get("c"), int):
-            raise LokkiError(f"malformed map item reference {value!r}", hint='expected {"i": <index>, "c": <chunk>}')
-        index, chunk = value["i"], value["c"]
-        if not 0 <= chunk <= index:
-            raise LokkiError(f"map item reference {value!r} is inconsistent (chunk after item)")
-        return cls(index, chunk)
 
 
 @dataclass
@@ -89,7 +74,7 @@ def write_map_items(ctx: RunContext, block: MapBlock, source: Node, items: Any) 
         for first in range(0, len(items), size)
     ]
     ctx.store.put_many(chunks, what=f"an item of the list returned by step '{source.id}'")
-    manifest = [{"i": i, "c": layout.chunk_start(i, size)} for i in range(len(items))]
+    manifest = [ItemRef(i, layout.chunk_start(i, size)).to_json() for i in range(len(items))]
     ctx.store.put_json(layout.manifest(ctx.run_id, block.id), manifest)
     return len(items)
 
@@ -102,8 +87,6 @@ def chunk_size(items: Sequence[Any], batch_size: int) -> int:
     """
     if not items:
         return batch_size
-    import pickle
-
     sample = items[:SIZE_SAMPLE]
     try:
         per_item = max(1, len(pickle.dumps(sample, protocol=5)) // len(sample))

@@ -1,4 +1,4 @@
-"""`lokki-sam generate`: write template.yaml, statemachine/<flow>.asl.json and events/<flow>/*.json.
+"""What `lokki-sam generate` writes: template.yaml, statemachine/<flow>.asl.json and events/<flow>/*.json.
 
 Paths in the template (CodeUri, DefinitionUri) are relative to the template's directory, as
 SAM reads them; statemachine/ and events/ are written next to the template.
@@ -11,8 +11,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import click
 
 from lokki_sam.config import Config
 from lokki_sam.errors import LokkiError
@@ -37,7 +35,7 @@ class Plan:
             old = _read(path)
             if old == text:
                 continue
-            name = _display(path, self.root)
+            name = display(path, self.root)
             chunks.extend(
                 difflib.unified_diff(
                     (old or "").splitlines(keepends=True),
@@ -48,7 +46,7 @@ class Plan:
             )
         for path in self.delete:
             if path.exists():
-                name = _display(path, self.root)
+                name = display(path, self.root)
                 chunks.extend(
                     difflib.unified_diff(path.read_text().splitlines(keepends=True), [], f"a/{name}", "/dev/null")
                 )
@@ -61,11 +59,11 @@ class Plan:
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-            done.append(f"wrote {_display(path, self.root)}")
+            done.append(f"wrote {display(path, self.root)}")
         for path in self.delete:
             if path.exists():
                 path.unlink()
-                done.append(f"removed {_display(path, self.root)}")
+                done.append(f"removed {display(path, self.root)}")
         return done
 
 
@@ -78,7 +76,7 @@ def _read(path: Path) -> str | None:
         raise LokkiError("not a UTF-8 text file", where=str(path)) from None
 
 
-def _display(path: Path, root: Path) -> str:
+def display(path: Path, root: Path) -> str:
     try:
         return str(path.relative_to(root))
     except ValueError:
@@ -161,48 +159,3 @@ def requirements_warning(code_dir: Path) -> str | None:
         f"warning: {req} does not list lokki-sam: `sam build` will not package lokki-sam with your "
         "functions and they will fail to import lokki_sam.runtime. Add a line `lokki-sam` to it."
     )
-
-
-@click.command("generate")
-@click.argument("flow_refs", nargs=-1, metavar="FLOW_REF...")
-@click.option(
-    "--template", "template", metavar="FILE", help="SAM template to write or update [default: template.yaml]."
-)
-@click.option("--code-uri", metavar="DIR", help="Functions' CodeUri, relative to the template [default: src].")
-@click.option("--check", is_flag=True, help="Write nothing; print a diff and exit 1 if anything is stale.")
-def generate_command(flow_refs: tuple[str, ...], template: str | None, code_uri: str | None, check: bool) -> None:
-    """Write or update template.yaml, statemachine/<flow>.asl.json and events/ for the flows.
-
-    FLOW_REF is path/to/file.py[:flow] or package.module[:flow]; a module without :flow gives
-    all its flows. Your own resources, parameters, outputs, properties and comments survive.
-    """
-    from lokki_sam.cli import flow_ref_or_config, get_config, handle_errors
-
-    @handle_errors
-    def run() -> None:
-        from lokki_sam.loader import load_flows
-
-        config = get_config()
-        refs = list(flow_refs) or [flow_ref_or_config(None)]
-        graphs = [f.graph for ref in refs for f in load_flows(ref)]
-        template_path = Path(template or str(config.get("template", "template.yaml")))
-        result = plan(graphs, template_path, config, code_uri)
-        if check:
-            stale = result.stale()
-            if stale:
-                click.echo(result.diff(), nl=False)
-                names = ", ".join(_display(p, result.root) for p in stale)
-                click.echo(f"stale: {names}; run `lokki-sam generate` to update", err=True)
-                sys.exit(1)
-            click.echo("generated files are up to date")
-            return
-        warning = requirements_warning(template_path.parent / (code_uri or str(config.get("code_uri", "src"))))
-        if warning:
-            click.echo(warning, err=True)
-        done = result.write()
-        for line in done:
-            click.echo(line)
-        if not done:
-            click.echo("generated files are up to date")
-
-    run()

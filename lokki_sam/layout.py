@@ -15,11 +15,19 @@ its own output and nothing else.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import secrets
 
 from lokki_sam.errors import StoreError
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def new_run_id(flow_name: str) -> str:
+    """`<flow>-<UTC time>-<random>`: sortable by start time, unique across machines."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{flow_name}-{stamp}-{secrets.token_hex(3)}"
 
 
 def check_run_id(run_id: str) -> str:

@@ -7,10 +7,8 @@ persisted under the run's directory, so `resume` recomputes only what did not co
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import os
-import secrets
 import threading
 import time
 import traceback
@@ -22,10 +20,11 @@ from typing import Any
 
 from lokki_sam import __version__, execution, layout
 from lokki_sam.errors import LokkiError, StepFailed, StoreError
-from lokki_sam.execution import ItemRef, RunContext
+from lokki_sam.execution import RunContext
 from lokki_sam.ir import FlowGraph, MapBlock, Node, graph_of
 from lokki_sam.params import resolve_params
 from lokki_sam.progress import Reporter, item_span
+from lokki_sam.protocol import ItemRef
 from lokki_sam.retry import call_with_retry
 from lokki_sam.store import ArtifactStore, LocalStore
 
@@ -67,11 +66,6 @@ class RunInterrupted(LokkiError):
     exit_code = 130
 
 
-def new_run_id(flow_name: str) -> str:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{flow_name}-{stamp}-{secrets.token_hex(3)}"
-
-
 def run_flow(
     target: Any,
     params: Mapping[str, Any] | None = None,
@@ -98,7 +92,7 @@ def run_flow(
                 hint="resume with the run's own parameters, or start a new run",
             )
         return runner.resume(resume)
-    return runner.start(dict(params or {}), run_id or new_run_id(graph.name))
+    return runner.start(dict(params or {}), run_id or layout.new_run_id(graph.name))
 
 
 class LocalRunner:

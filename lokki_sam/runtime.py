@@ -1,16 +1,10 @@
 """The Lambda handler: one invocation runs one step (or one batch of map items) of a flow.
 
 Every generated function uses `lokki_sam.runtime.handler`; its environment says which flow
-module, flow and step it serves and where the artifact store is (see compile/names.py). The
+module, flow and step it serves and where the artifact store is (see names.py). The
 payload, built by the state machine (compile/asl.py), names the node and carries the run id
 and the flow params; inputs and outputs are located by key through `lokki_sam.execution`, as
-in a local run. Payload shapes:
-
-    {"node": "get_birds", "run_id": "...", "params": {...}}            a step outside maps
-    {"node": "flap", "map": "map-flap", "input": <item or batch>}     a step of a map body
-
-where an item is `{"i", "c", "run_id", "params"}` and a batch (ItemBatcher) is
-`{"Items": [item, ...], "BatchInput": {"run_id", "params"}}`.
+in a local run. The payload shapes are the classes of `lokki_sam.protocol`.
 
 Cold start imports the standard library, lokki_sam's stdlib-only core, the user's module and
 (when the first S3 client is made) boto3; module, graph and client are cached while warm.
@@ -18,6 +12,7 @@ Cold start imports the standard library, lokki_sam's stdlib-only core, the user'
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
@@ -25,12 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lokki_sam import execution, layout
-from lokki_sam.compile import names
+from lokki_sam import execution, layout, names
 from lokki_sam.errors import LokkiError
-from lokki_sam.execution import ItemRef, RunContext
+from lokki_sam.execution import RunContext
 from lokki_sam.ir import FlowGraph, Node
 from lokki_sam.params import resolve_params
+from lokki_sam.protocol import MapEvent, MapSourceResult, TaskEvent
 from lokki_sam.store import S3Store, s3_client
 
 
@@ -39,7 +34,7 @@ class RuntimeConfigError(LokkiError):
 
 
 @dataclass(frozen=True)
-class Settings:
+class FunctionEnv:
     module: str
     flow: str
     step: str
@@ -47,7 +42,7 @@ class Settings:
     prefix: str
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
+    def from_env(cls, env: Mapping[str, str]) -> FunctionEnv:
         wanted = (names.ENV_MODULE, names.ENV_FLOW, names.ENV_STEP, names.ENV_BUCKET, names.ENV_PREFIX)
         missing = [name for name in wanted if not env.get(name)]
         if missing:
@@ -63,14 +58,13 @@ class Settings:
 
 _lock = threading.Lock()
 _graphs: dict[tuple[str, str], FlowGraph] = {}
-_client: list[Any] = []
 
 
 def reset_cache() -> None:
     """Forget cached graphs and the S3 client (tests; a new emulator)."""
     with _lock:
         _graphs.clear()
-        _client.clear()
+    _s3.cache_clear()
 
 
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
@@ -80,63 +74,43 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
 
 def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, Any]:
     """Run what `event` asks with the function environment `env` (handler() passes os.environ)."""
-    settings = Settings.from_env(env)
+    settings = FunctionEnv.from_env(env)
     if not isinstance(event, Mapping):
         raise RuntimeConfigError(f"the event must be a JSON object, got {type(event).__name__}")
     check_location(event, settings)
     graph = load_graph(settings.module, settings.flow)
-    node = resolve_node(graph, event.get("node"), settings.step)
     store = S3Store(settings.bucket, settings.prefix, client if client is not None else _s3())
-    if event.get("map") is not None:
-        return _run_map_step(graph, store, node, event)
-    ctx = _context(graph, store, event.get("run_id"), event.get("params"))
+    if MapEvent.is_map_event(event):
+        return _run_map_step(graph, store, event, settings.step)
+    task = TaskEvent.parse(event)
+    node = resolve_node(graph, task.node, settings.step)
+    ctx = _context(graph, store, task.run_id, task.params)
     count = execution.run_task(ctx, node)
     fed = graph.map_fed_by(node.id)
     if fed is None:
         return {"node": node.id}
     manifest = layout.manifest(ctx.run_id, fed.id)
-    out: dict[str, Any] = {
-        "Bucket": settings.bucket,
-        "Key": store.full_key(manifest),
-        "count": count,
-    }
-    if fed.options.mode == "inline":  # an INLINE map iterates over the state, not an ItemReader
-        out["Items"] = store.get_json(manifest)
-    return out
+    inline = fed.options.mode == "inline"  # an INLINE map iterates over the state, not an ItemReader
+    assert count is not None
+    result = MapSourceResult(
+        settings.bucket, store.full_key(manifest), count, store.get_json(manifest) if inline else None
+    )
+    return result.to_payload()
 
 
-def _run_map_step(graph: FlowGraph, store: S3Store, node: Node, event: Mapping[str, Any]) -> dict[str, Any]:
-    block = next((m for m in graph.maps if m.id == event["map"]), None)
+def _run_map_step(graph: FlowGraph, store: S3Store, raw: Mapping[str, Any], step_name: str) -> dict[str, Any]:
+    node_id, map_id = MapEvent.target(raw)
+    node = resolve_node(graph, node_id, step_name)
+    block = next((m for m in graph.maps if m.id == map_id), None)
     if block is None or node not in block.nodes:
-        raise RuntimeConfigError(f"step '{node.id}' is not in map '{event['map']}' of flow '{graph.name}'")
-    refs, run_id, params = batch_input(event.get("input"))
-    ctx = _context(graph, store, run_id, params)
-    execution.run_batch(ctx, block, node, refs)
-    return {"node": node.id, "items": len(refs)}
+        raise RuntimeConfigError(f"step '{node.id}' is not in map '{map_id}' of flow '{graph.name}'")
+    event = MapEvent.parse(raw)
+    ctx = _context(graph, store, event.run_id, event.params)
+    execution.run_batch(ctx, block, node, event.items)
+    return {"node": node.id, "items": len(event.items)}
 
 
 # ------------------------------------------------------------------------- input resolution
-
-
-def batch_input(value: Any) -> tuple[list[ItemRef], Any, Any]:
-    """Item refs, run id and params from one item or an ItemBatcher batch."""
-    if isinstance(value, Mapping) and "Items" in value:
-        items = value["Items"]
-        if not isinstance(items, list) or not items:
-            raise RuntimeConfigError("a batch needs a non-empty 'Items' list")
-        context = value.get("BatchInput")
-        if not isinstance(context, Mapping) or "run_id" not in context:
-            context = items[0]  # items carry the context too (emulators without BatchInput)
-        return [ItemRef.parse(item) for item in items], _get(context, "run_id"), context.get("params")
-    if isinstance(value, Mapping):
-        return [ItemRef.parse(value)], _get(value, "run_id"), value.get("params")
-    raise RuntimeConfigError(f"a map step's 'input' must be an item or a batch, got {value!r}")
-
-
-def _get(mapping: Any, key: str) -> Any:
-    if not isinstance(mapping, Mapping) or key not in mapping:
-        raise RuntimeConfigError(f"the event has no '{key}'")
-    return mapping[key]
 
 
 def _context(graph: FlowGraph, store: S3Store, run_id: Any, params: Any) -> RunContext:
@@ -154,10 +128,8 @@ def _context(graph: FlowGraph, store: S3Store, run_id: Any, params: Any) -> RunC
     return RunContext(graph, store, layout.check_run_id(run_id), resolved)
 
 
-def resolve_node(graph: FlowGraph, node_id: Any, step_name: str) -> Node:
+def resolve_node(graph: FlowGraph, node_id: str, step_name: str) -> Node:
     """The node the event names; it must be an invocation of this function's step."""
-    if not isinstance(node_id, str):
-        raise RuntimeConfigError(f"the event must name a node (a string), got {node_id!r}")
     try:
         node = graph.node(node_id)
     except KeyError as exc:
@@ -171,7 +143,7 @@ def resolve_node(graph: FlowGraph, node_id: Any, step_name: str) -> Node:
     return node
 
 
-def check_location(event: Mapping[str, Any], settings: Settings) -> None:
+def check_location(event: Mapping[str, Any], settings: FunctionEnv) -> None:
     """Refuse any store location in the event outside the function's bucket and prefix.
 
     The state machine passes none (keys derive from run, node and item), but events written by
@@ -216,8 +188,6 @@ def _find_flow(module: Any, flow_name: str) -> FlowGraph:
     )
 
 
+@functools.cache
 def _s3() -> Any:
-    with _lock:
-        if not _client:
-            _client.append(s3_client())
-        return _client[0]
+    return s3_client()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import click
-
 from lokki_sam.ir import FlowGraph, MapBlock, Node
 
 FORMATS = ("mermaid", "dot", "text")
@@ -113,20 +111,3 @@ def to_text(graph: FlowGraph) -> str:
 
 
 RENDERERS = {"mermaid": to_mermaid, "dot": to_dot, "text": to_text}
-
-
-@click.command("graph")
-@click.argument("flow_ref", required=False)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Output format.")
-def graph_command(flow_ref: str | None, fmt: str) -> None:
-    """Print a picture of a flow: `--format mermaid` for a README, `dot` for Graphviz."""
-    from lokki_sam.cli import flow_ref_or_config, handle_errors
-
-    @handle_errors
-    def run() -> None:
-        from lokki_sam.loader import load_flow
-
-        flow_obj = load_flow(flow_ref_or_config(flow_ref))
-        click.echo(RENDERERS[fmt](flow_obj.graph), nl=False)
-
-    run()

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from lokki_sam import Retry, flow, step
-from lokki_sam.compile import asl, names
+from lokki_sam import Retry, flow, names, step
+from lokki_sam.compile import asl
 from lokki_sam.graph import FlowGraph
 from lokki_sam.loader import load_flows
 from tests.conftest import EXAMPLES, REPO

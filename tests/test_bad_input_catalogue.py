@@ -26,9 +26,8 @@ from click.testing import CliRunner
 from cookiecutter.exceptions import FailedHookException as HookFailed
 from moto import mock_aws
 
-from lokki_sam import Retry, flow, layout, runtime, serialization, step
+from lokki_sam import Retry, flow, layout, names, runtime, serialization, step
 from lokki_sam.cli import cli
-from lokki_sam.compile import names
 from lokki_sam.errors import FlowDefinitionError, LokkiError, ParamError, StoreError
 from lokki_sam.local import run_flow
 from lokki_sam.serialization import FORMAT_VERSION, MAGIC

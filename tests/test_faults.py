@@ -27,8 +27,7 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from lokki_sam import flow, runtime, serialization, step
-from lokki_sam.compile import names
+from lokki_sam import flow, names, runtime, serialization, step
 from lokki_sam.errors import StoreError
 from lokki_sam.execution import RunContext, read_result
 from lokki_sam.local import FLUSH_SECONDS, MapFailed, run_flow

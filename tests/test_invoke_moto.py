@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from lokki_sam import names
 from lokki_sam.cli import cli
-from lokki_sam.compile import names
 from lokki_sam.loader import load_flow
 from tests.flows.shapes import SHAPES
 from tests.support.moto_sfn import BUCKET, Cloud, moto_cloud

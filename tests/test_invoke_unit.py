@@ -249,7 +249,7 @@ def test_flow_name_looked_up_in_the_configured_module(isolated: Path) -> None:
     ],
 )
 def test_unsuccessful_runs_exit_1_saying_what_happened(status: str, error: str, said: str) -> None:
-    from lokki_sam.cloud.invoke import ExecutionFailed, failure_error
+    from lokki_sam.cloud.failure import ExecutionFailed, failure_error
     from lokki_sam.cloud.stack import Deployment
     from lokki_sam.cloud.status import Failure
     from lokki_sam.loader import load_flow
@@ -268,8 +268,8 @@ def test_progress_view_on_a_terminal_and_in_plain_text(terminal: bool) -> None:
 
     from rich.console import Console
 
+    from lokki_sam.cli.view import ExecutionView
     from lokki_sam.cloud.status import MapProgress, Snapshot
-    from lokki_sam.cloud.view import ExecutionView
 
     view = ExecutionView()
     out = io.StringIO()

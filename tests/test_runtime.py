@@ -12,8 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lokki_sam import flow, layout, runtime, step
-from lokki_sam.compile import names
+from lokki_sam import flow, layout, names, runtime, step
 from lokki_sam.errors import LokkiError, ParamError, StoreError
 from lokki_sam.store import S3Store
 from tests.conftest import EXAMPLES
@@ -205,6 +204,7 @@ def test_cold_start_imports_only_stdlib_lokki_core_the_flow_module_and_boto3() -
 def test_graph_and_client_are_cached_across_warm_invocations(s3: Any) -> None:
     graph = runtime.load_graph(__name__, "rt_flow")
     assert runtime.load_graph(__name__, "rt_flow") is graph
-    assert runtime._s3() is runtime._s3()
+    client = runtime._s3()
+    assert runtime._s3() is client
     runtime.reset_cache()
-    assert not runtime._graphs and not runtime._client
+    assert not runtime._graphs and runtime._s3() is not client

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lokki_sam.compile import names
+from lokki_sam import names
 from tests.support.sam import EXAMPLES, forget_module, load, make_app
 
 BIN = Path(sys.executable).parent

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from lokki_sam.compile import asl, names
+from lokki_sam import names
+from lokki_sam.compile import asl
 from tests.support.sam import (
     ACCOUNT,
     BUCKET,

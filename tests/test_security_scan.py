@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from lokki_sam.compile import names
+from lokki_sam import names
 from lokki_sam.compile.sam import CHECKOV_SKIPS, WILDCARD_REASONS
 from tests.support.checkov import CheckovReport, CheckovUnavailable, scan
 from tests.support.sam import EXAMPLES, REGION, SHAPES_FILE, forget_module, load, make_app, role_statements, transform

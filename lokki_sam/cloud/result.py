@@ -1,4 +1,4 @@
-"""`lokki-sam result RUN_ID`: a deployed run's result (or one step's output), read from the bucket.
+"""A deployed run's result (or one step's output), read from the bucket.
 
 Results are read exactly as the local runner reads them (`lokki_sam.execution`), from the
 flow's prefix of the stack's artifact bucket; the run id is the execution name.
@@ -6,20 +6,12 @@ flow's prefix of the stack's artifact bucket; the run id is the execution name.
 
 from __future__ import annotations
 
-import json
-import pickle
-from pathlib import Path
 from typing import Any
 
-import click
-
 from lokki_sam import layout
-from lokki_sam.cli import get_config, handle_errors, json_result, print_result
 from lokki_sam.cloud.aws import aws_errors
-from lokki_sam.cloud.flows import flow_for_run
-from lokki_sam.cloud.options import aws_options, deployment, pop_aws
 from lokki_sam.cloud.stack import Deployment
-from lokki_sam.cloud.status import diagnose, execution_arn
+from lokki_sam.cloud.status import execution_arn
 from lokki_sam.errors import LokkiError, StoreError
 from lokki_sam.execution import RunContext, batch_results, read_stage_output
 from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
@@ -100,44 +92,3 @@ def check_finished(dep: Deployment, graph: FlowGraph, run_id: str) -> dict[str, 
             "(Step Functions forgets executions 90 days after they end)",
         )
     return described
-
-
-def write_output(value: Any, path: Path) -> None:
-    """`.pkl` -> pickle (any value); `.json` -> JSON; else the same text `result` prints."""
-    if path.suffix == ".pkl":
-        path.write_bytes(pickle.dumps(value, protocol=5))
-    elif path.suffix == ".json":
-        path.write_text(json.dumps(json_result(value), indent=2, ensure_ascii=False) + "\n")
-    else:
-        path.write_text(value if isinstance(value, str) else json.dumps(json_result(value), indent=2) + "\n")
-
-
-@click.command()
-@click.argument("run_id")
-@click.option("--flow", "flow_arg", metavar="FLOW", help="Flow of the run [default: from lokki.toml and the run id].")
-@click.option("--step", metavar="STEP", help="Print this step's (or map's) output instead of the result.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (.pkl, .json).")
-@aws_options
-@handle_errors
-def result(run_id: str, flow_arg: str | None, step: str | None, output: Path | None, **kwargs: Any) -> None:
-    """Fetch a deployed run's result, or one step's output (--step)."""
-    from lokki_sam.cloud.invoke import failure_error
-
-    layout.check_run_id(run_id)
-    aws = pop_aws(kwargs)
-    config = get_config()
-    flow_obj = flow_for_run(run_id, flow_arg, config)
-    dep = deployment(config, aws)
-    described = check_finished(dep, flow_obj.graph, run_id)
-    status = str(described.get("status"))
-    if step is None and status == "RUNNING":
-        raise LokkiError(f"run {run_id} is still running", hint="wait, or follow it with `lokki-sam runs`")
-    if step is None and status != "SUCCEEDED":
-        failure = diagnose(dep.client("stepfunctions"), described["executionArn"], status)
-        raise failure_error(dep, flow_obj.graph, run_id, failure, described["executionArn"])
-    value = read_output(dep, flow_obj.graph, run_id, step)
-    if output is not None:
-        write_output(value, output)
-        click.echo(f"wrote {output}", err=True)
-    else:
-        print_result(value)

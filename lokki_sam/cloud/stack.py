@@ -8,12 +8,13 @@ lokki.toml, else the AWS SDK's own defaults (AWS_REGION, AWS_PROFILE, ~/.aws/con
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lokki_sam import names
 from lokki_sam.cloud.aws import Aws, AwsError, aws_errors, connect
-from lokki_sam.compile import names
 from lokki_sam.config import Config
 from lokki_sam.errors import ConfigError, LokkiError
 from lokki_sam.store import IO_THREADS, S3Store
@@ -218,3 +219,17 @@ def _stack_names(cfn: Any) -> str:
         return "(could not list them)"
     alive = sorted({s["StackName"] for s in summaries if s.get("StackStatus") != "DELETE_COMPLETE"})
     return ", ".join(alive) or "none"
+
+
+def deployment(config: Config, aws: Mapping[str, Any]) -> Deployment:
+    """Open the stack the command-line options in `aws` (stack_name, config_env, endpoint_url,
+    region, profile) name, falling back to samconfig.toml and lokki.toml."""
+    target = resolve_target(
+        config,
+        stack_name=aws["stack_name"],
+        region=aws["region"],
+        profile=aws["profile"],
+        endpoint_url=aws["endpoint_url"],
+        config_env=aws["config_env"],
+    )
+    return open_deployment(target)

@@ -16,15 +16,15 @@ import json
 import math
 from typing import Any
 
-from lokki_sam.compile import names
+from lokki_sam import names
 from lokki_sam.ir import FlowGraph, MapBlock, Node
+from lokki_sam.names import START_STATE, map_label, result_writer_prefix
 from lokki_sam.options import Retry
+from lokki_sam.protocol import MapEvent, MapSourceResult, TaskEvent
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 S3_GET_OBJECT = "arn:aws:states:::s3:getObject"
 S3_PUT_OBJECT = "arn:aws:states:::s3:putObject"
-RESULT_WRITER_DIR = "_resultwriter"  # '_' keeps it apart from run ids and node ids
-START_STATE = "Start flow"  # contains a space: can never collide with a node or map id
 
 # Transient Lambda service errors, retried on every Task (AWS's recommended retrier).
 TRANSIENT_ERRORS = (
@@ -48,6 +48,7 @@ NEVER_RETRIED = (
     "LokkiError",
     "MapSourceError",
     "ParamError",
+    "ProtocolError",
     "RuntimeConfigError",
     "SerializationError",
     "StoreError",
@@ -106,7 +107,7 @@ def _invoke(graph: FlowGraph, node: Node, payload: dict[str, Any]) -> dict[str, 
     state: dict[str, Any] = {
         "Type": "Task",
         "Resource": LAMBDA_INVOKE,
-        "Parameters": {"FunctionName": arn, "Payload": {"node": node.id, **payload}},
+        "Parameters": {"FunctionName": arn, "Payload": payload},
         "Retry": retriers(node.step.options.retry, graph.module),
     }
     return state
@@ -114,15 +115,12 @@ def _invoke(graph: FlowGraph, node: Node, payload: dict[str, Any]) -> dict[str, 
 
 def _task_state(graph: FlowGraph, node: Node) -> dict[str, Any]:
     """A step outside maps. A map source returns the manifest location, kept under $.items."""
-    state = _invoke(graph, node, {"run_id.$": RUN_ID, "params.$": PARAMS})
+    state = _invoke(graph, node, TaskEvent.asl_template(node.id, RUN_ID, PARAMS))
     fed = graph.map_fed_by(node.id)
     if fed is None:
         state["ResultPath"] = None
     else:
-        selector = {"Bucket.$": "$.Payload.Bucket", "Key.$": "$.Payload.Key", "count.$": "$.Payload.count"}
-        if fed.options.mode == "inline":
-            selector["Items.$"] = "$.Payload.Items"
-        state["ResultSelector"] = selector
+        state["ResultSelector"] = MapSourceResult.result_selector(inline=fed.options.mode == "inline")
         state["ResultPath"] = ITEMS
     return state
 
@@ -133,11 +131,11 @@ def _task_state(graph: FlowGraph, node: Node) -> dict[str, Any]:
 def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
     opts = block.options
     distributed = opts.mode == "distributed"
-    context = {"run_id.$": RUN_ID, "params.$": PARAMS}
+    context = MapEvent.context_template(RUN_ID, PARAMS)
     body: dict[str, Any] = {}
     for i, node in enumerate(block.nodes):
         # The child's input is one item (or a batch); each Task keeps it and passes it on.
-        task = _invoke(graph, node, {"map": block.id, "input.$": "$"})
+        task = _invoke(graph, node, MapEvent.asl_template(node.id, block.id))
         task["ResultPath"] = None
         if i + 1 < len(block.nodes):
             task["Next"] = block.nodes[i + 1].id
@@ -154,7 +152,7 @@ def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
         "ItemProcessor": processor,
         # Every item gets its own reference plus the context: a distributed child is its own
         # execution, so $$.Execution.Name there would not be the run id.
-        "ItemSelector": {"i.$": "$$.Map.Item.Value.i", "c.$": "$$.Map.Item.Value.c", **context},
+        "ItemSelector": MapEvent.item_selector("$$.Map.Item.Value.i", "$$.Map.Item.Value.c", context),
         # Item results live in the store; the Map's output must not grow with the item count.
         "ResultPath": None,
     }
@@ -185,17 +183,6 @@ def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
     if opts.tolerated_failure_count is not None:
         state["ToleratedFailureCount"] = opts.tolerated_failure_count
     return state
-
-
-def result_writer_prefix(flow: str, map_id: str) -> str:
-    """Where ResultWriter puts its files (nothing reads them: the store has every result)."""
-    return f"{names.flow_prefix(flow)}/{RESULT_WRITER_DIR}/{map_id}"
-
-
-def map_label(map_id: str) -> str:
-    """Map Run label: at most 40 characters, letters, digits, '-' and '_'."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in map_id)
-    return cleaned[:40]
 
 
 # ------------------------------------------------------------------------------- retry

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lokki_sam import layout
-from lokki_sam.compile import asl, names
+from lokki_sam import layout, names
+from lokki_sam.compile import asl
 from lokki_sam.errors import LokkiError
 from lokki_sam.ir import FlowGraph
 
@@ -435,20 +435,8 @@ def tracing_statement() -> Json:
 
 
 def result_writer_prefixes(graph: FlowGraph) -> list[str]:
-    """Where the definition's ResultWriters write: static prefixes under the flow's prefix, else
-    the flow's prefix itself (a dynamic one cannot be narrowed)."""
-    flow_prefix = names.flow_prefix(graph.name)
-    found: set[str] = set()
-    for state in asl.compile_flow(graph)["States"].values():
-        params = state.get("ResultWriter", {}).get("Parameters", {}) if isinstance(state, dict) else {}
-        if not params:
-            continue
-        prefix = params.get("Prefix")
-        if isinstance(prefix, str) and prefix.startswith(flow_prefix + "/") and "*" not in prefix:
-            found.add(prefix.rstrip("/"))
-        else:
-            found.add(flow_prefix)
-    return sorted(found)
+    """Where the definition's ResultWriters write: one static prefix per distributed map."""
+    return sorted(names.result_writer_prefix(graph.name, m.id) for m in graph.maps if m.options.mode == "distributed")
 
 
 def log_group_id(flow: str) -> str:

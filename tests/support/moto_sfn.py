@@ -33,8 +33,8 @@ import boto3
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 
-from lokki_sam import runtime
-from lokki_sam.compile import asl, names
+from lokki_sam import names, runtime
+from lokki_sam.compile import asl
 from lokki_sam.graph import FlowGraph
 from lokki_sam.store import S3Store
 

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from lokki_sam.cloud.status import Snapshot
-from lokki_sam.compile.asl import START_STATE
+from lokki_sam.names import START_STATE
 
 PLAIN_MAP_INTERVAL = 2.0  # seconds between plain-text map progress lines
 

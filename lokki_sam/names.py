@@ -1,5 +1,8 @@
 """Names shared by the ASL compiler, the SAM renderer, the runtime and the deployed-flow commands.
 
+The cross-component contract lives here and in `protocol.py`, outside the renderers, so the
+runtime and the CLI never import a compiler.
+
 One place decides every generated name, so a state machine's `${...}` substitutions, the
 template's logical IDs and outputs, and the runtime's environment always agree.
 """
@@ -16,6 +19,9 @@ ENV_FLOW = "LOKKI_FLOW"  # flow name
 ENV_STEP = "LOKKI_STEP"  # step name (one function per flow and step)
 ENV_BUCKET = "LOKKI_BUCKET"  # artifact bucket
 ENV_PREFIX = "LOKKI_PREFIX"  # the flow's key prefix in the bucket; the runtime refuses anything outside it
+
+START_STATE = "Start flow"  # the first state; contains a space: can never collide with a node or map id
+RESULT_WRITER_DIR = "_resultwriter"  # '_' keeps it apart from run ids and node ids
 
 BUCKET_ID = "ArtifactBucket"
 BUCKET_SUBSTITUTION = "ArtifactBucketName"
@@ -50,3 +56,14 @@ def state_machine_name_parameter(flow: str) -> str:
 
 def state_machine_arn_output(flow: str) -> str:
     return f"{pascal(flow)}StateMachineArn"
+
+
+def map_label(map_id: str) -> str:
+    """A Map state's Label (map run ARNs carry it): at most 40 characters, letters, digits, '-' and '_'."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in map_id)
+    return cleaned[:40]
+
+
+def result_writer_prefix(flow: str, map_id: str) -> str:
+    """Where a distributed map's ResultWriter puts its files (nothing reads them: the store has every result)."""
+    return f"{flow_prefix(flow)}/{RESULT_WRITER_DIR}/{map_id}"

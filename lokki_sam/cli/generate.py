@@ -1,0 +1,54 @@
+"""`lokki-sam generate`: write or update the SAM application of the flows."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from lokki_sam.cli.state import CliState, handle_errors, pass_state
+
+
+@click.command("generate")
+@click.argument("flow_refs", nargs=-1, metavar="FLOW_REF...")
+@click.option(
+    "--template", "template", metavar="FILE", help="SAM template to write or update [default: template.yaml]."
+)
+@click.option("--code-uri", metavar="DIR", help="Functions' CodeUri, relative to the template [default: src].")
+@click.option("--check", is_flag=True, help="Write nothing; print a diff and exit 1 if anything is stale.")
+@pass_state
+@handle_errors
+def command(
+    state: CliState, flow_refs: tuple[str, ...], template: str | None, code_uri: str | None, check: bool
+) -> None:
+    """Write or update template.yaml, statemachine/<flow>.asl.json and events/ for the flows.
+
+    FLOW_REF is path/to/file.py[:flow] or package.module[:flow]; a module without :flow gives
+    all its flows. Your own resources, parameters, outputs, properties and comments survive.
+    """
+    from lokki_sam.generate import display, plan, requirements_warning
+    from lokki_sam.loader import load_flows
+
+    config = state.config
+    refs = list(flow_refs) or [state.flow_ref(None, "generate")]
+    graphs = [f.graph for ref in refs for f in load_flows(ref)]
+    template_path = Path(template or str(config.get("template", "template.yaml")))
+    result = plan(graphs, template_path, config, code_uri)
+    if check:
+        stale = result.stale()
+        if stale:
+            click.echo(result.diff(), nl=False)
+            names = ", ".join(display(p, result.root) for p in stale)
+            click.echo(f"stale: {names}; run `lokki-sam generate` to update", err=True)
+            sys.exit(1)
+        click.echo("generated files are up to date")
+        return
+    warning = requirements_warning(template_path.parent / (code_uri or str(config.get("code_uri", "src"))))
+    if warning:
+        click.echo(warning, err=True)
+    done = result.write()
+    for line in done:
+        click.echo(line)
+    if not done:
+        click.echo("generated files are up to date")

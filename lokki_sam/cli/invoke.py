@@ -1,0 +1,78 @@
+"""`lokki-sam invoke`: run a deployed flow and print its result."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from lokki_sam.cli.options import aws_options, param_option, pop_aws
+from lokki_sam.cli.output import json_result, print_result
+from lokki_sam.cli.state import CliState, handle_errors, pass_state
+
+
+@click.command("invoke")
+@click.argument("flow_arg", metavar="[FLOW]", required=False)
+@param_option
+@click.option("--no-wait", is_flag=True, help="Start the run, print its id and return.")
+@click.option("--json", "as_json", is_flag=True, help="JSON progress lines on stderr and a JSON result on stdout.")
+@aws_options
+@pass_state
+@handle_errors
+def command(
+    state: CliState, /, flow_arg: str | None, params: tuple[str, ...], no_wait: bool, as_json: bool, **kwargs: Any
+) -> None:
+    """Run a deployed flow and print its result.
+
+    FLOW is path/to/file.py[:flow], package.module[:flow], or the name of a flow in the module
+    set as `flow` in lokki.toml (default: that flow).
+    """
+    from lokki_sam.cli.view import ExecutionView
+    from lokki_sam.cloud.failure import failure_error
+    from lokki_sam.cloud.flows import resolve_flow
+    from lokki_sam.cloud.invoke import execution_input, start_run, wait
+    from lokki_sam.cloud.result import read_output
+    from lokki_sam.cloud.stack import deployment
+    from lokki_sam.cloud.status import diagnose
+    from lokki_sam.params import parse_assignments, resolve_params
+
+    aws = pop_aws(kwargs)
+    graph = resolve_flow(flow_arg, state.config).graph
+    where = f"flow '{graph.name}'"
+    raw = parse_assignments(params, where=where)
+    resolved = resolve_params(graph.params, raw, where=where)  # refuse bad input before touching AWS
+    given = execution_input(raw, resolved)
+    dep = deployment(state.config, aws)
+    run_id, arn = start_run(dep, graph, given)
+    if no_wait:
+        if as_json:
+            click.echo(json.dumps({"flow": graph.name, "run_id": run_id, "execution_arn": arn, "status": "running"}))
+        else:
+            click.echo(run_id)
+        return
+    view = ExecutionView(as_json)
+    view.started(graph.name, run_id, arn, given)
+    began = time.monotonic()
+    try:
+        snap = wait(dep, arn, view.update)
+    except KeyboardInterrupt:
+        click.echo(f"\nstopped following run {run_id}; it goes on in the cloud: lokki-sam result {run_id}", err=True)
+        raise SystemExit(130) from None
+    view.finished(run_id, snap.status, time.monotonic() - began, snap.maps)
+    if snap.status != "SUCCEEDED":
+        raise failure_error(dep, graph, run_id, diagnose(dep.client("stepfunctions"), arn, snap.status), arn)
+    value = read_output(dep, graph, run_id)
+    if as_json:
+        payload = {
+            "flow": graph.name,
+            "run_id": run_id,
+            "params": json_result(resolved),
+            "result": json_result(value),
+            "failed_items": [{"map": m.label, "count": m.failed} for m in snap.maps if m.failed],
+            "execution_arn": arn,
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        print_result(value)

@@ -1,0 +1,65 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+AWS_OPTION_NAMES = ("stack_name", "config_env", "endpoint_url", "region", "profile")
+
+
+def _apply(command: F, options: list[Callable[[F], F]]) -> F:
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def param_option(command: F) -> F:
+    """`-p NAME=VALUE`, repeatable: a flow parameter."""
+    return click.option(
+        "-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A flow parameter (repeatable)."
+    )(command)
+
+
+def run_options(command: F) -> F:
+    """The options `lokki-sam run` and `python my_flow.py run` (main(flow)) share."""
+    return _apply(
+        command,
+        [
+            click.option("--resume", metavar="RUN_ID", help="Resume a run: recompute only what did not complete."),
+            click.option("--store", metavar="DIR", help="Directory of run artifacts [default: .lokki/runs]."),
+            click.option(
+                "--json", "as_json", is_flag=True, help="JSON log lines on stderr and a JSON result on stdout."
+            ),
+            click.option("-q", "--quiet", is_flag=True, help="Print only the result."),
+        ],
+    )
+
+
+def aws_options(command: F) -> F:
+    """Which deployed stack, region, profile and endpoint (`invoke`, `runs`, `result`)."""
+    return _apply(
+        command,
+        [
+            click.option("--stack-name", help="Deployed stack [default: samconfig.toml, then lokki.toml stack_name]."),
+            click.option(
+                "--config-env", default="default", show_default=True, help="samconfig.toml environment to read."
+            ),
+            click.option(
+                "--endpoint-url",
+                envvar="AWS_ENDPOINT_URL",
+                help="AWS endpoint, e.g. a local cloud's http://127.0.0.1:4566 [env: AWS_ENDPOINT_URL].",
+            ),
+            click.option("--region", help="AWS region [default: samconfig.toml, lokki.toml, AWS_REGION]."),
+            click.option("--profile", help="AWS profile [default: samconfig.toml, AWS_PROFILE]."),
+        ],
+    )
+
+
+def pop_aws(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Take the aws_options values out of a command's keyword arguments."""
+    return {key: kwargs.pop(key) for key in AWS_OPTION_NAMES}

@@ -1,0 +1,174 @@
+"""The payloads the state machine and the Lambda runtime exchange, one class per shape.
+
+The ASL compiler writes these payloads as templates (`asl_template`), the runtime parses them
+(`parse`), and the sample events are the templates resolved; all three use the keys defined
+here, so they cannot drift apart.
+
+    TaskEvent       {"node", "run_id", "params"}                      a step outside maps
+    MapEvent        {"node", "map", "input": <item or batch>}         a step of a map body
+      item          {"i", "c", "run_id", "params"}                    one map item (ItemSelector)
+      batch         {"Items": [item, ...], "BatchInput": {"run_id", "params"}}   (ItemBatcher)
+    MapSourceResult {"Bucket", "Key", "count"} (+ "Items" for an INLINE map)   what a map source returns
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lokki_sam.errors import LokkiError
+
+NODE, MAP, INPUT, RUN_ID, PARAMS = "node", "map", "input", "run_id", "params"
+INDEX, CHUNK = "i", "c"
+ITEMS, BATCH_INPUT = "Items", "BatchInput"
+BUCKET, KEY, COUNT = "Bucket", "Key", "count"
+
+
+class ProtocolError(LokkiError):
+    """An event does not have the shape the state machine sends (a misrouted or hand-written event)."""
+
+
+def _path_key(key: str) -> str:
+    return f"{key}.$"
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """One map item: its index and the first index of the chunk object that holds it."""
+
+    index: int
+    chunk: int
+
+    @classmethod
+    def parse(cls, value: Any) -> ItemRef:
+        if not isinstance(value, Mapping) or not _is_int(value.get(INDEX)) or not _is_int(value.get(CHUNK)):
+            raise ProtocolError(f"malformed map item reference {value!r}", hint='expected {"i": <index>, "c": <chunk>}')
+        index, chunk = value[INDEX], value[CHUNK]
+        if not 0 <= chunk <= index:
+            raise ProtocolError(f"map item reference {value!r} is inconsistent (chunk after item)")
+        return cls(index, chunk)
+
+    def to_json(self) -> dict[str, int]:
+        return {INDEX: self.index, CHUNK: self.chunk}
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """What a Task outside any map sends its step's function."""
+
+    node: str
+    run_id: Any
+    params: Any
+
+    @staticmethod
+    def asl_template(node: str, run_id_path: str, params_path: str) -> dict[str, Any]:
+        return {NODE: node, _path_key(RUN_ID): run_id_path, _path_key(PARAMS): params_path}
+
+    @classmethod
+    def parse(cls, event: Mapping[str, Any]) -> TaskEvent:
+        return cls(_node(event), event.get(RUN_ID), event.get(PARAMS))
+
+    def to_payload(self) -> dict[str, Any]:
+        return {NODE: self.node, RUN_ID: self.run_id, PARAMS: self.params}
+
+
+@dataclass(frozen=True)
+class MapEvent:
+    """What a Task of a map body sends: one item, or a batch of items from the ItemBatcher."""
+
+    node: str
+    map: str
+    items: tuple[ItemRef, ...]
+    run_id: Any
+    params: Any
+
+    @staticmethod
+    def asl_template(node: str, map_id: str) -> dict[str, Any]:
+        # The child's input is one item (or a batch); each Task passes it on unchanged.
+        return {NODE: node, MAP: map_id, _path_key(INPUT): "$"}
+
+    @staticmethod
+    def item_selector(index_path: str, chunk_path: str, context: Mapping[str, str]) -> dict[str, Any]:
+        """What each item of a map receives: its own reference plus the run's context."""
+        return {_path_key(INDEX): index_path, _path_key(CHUNK): chunk_path, **context}
+
+    @staticmethod
+    def context_template(run_id_path: str, params_path: str) -> dict[str, str]:
+        return {_path_key(RUN_ID): run_id_path, _path_key(PARAMS): params_path}
+
+    @staticmethod
+    def is_map_event(event: Mapping[str, Any]) -> bool:
+        return event.get(MAP) is not None
+
+    @staticmethod
+    def target(event: Mapping[str, Any]) -> tuple[str, str]:
+        """(node, map) the event is for: checked before its items are read."""
+        map_id = event.get(MAP)
+        if not isinstance(map_id, str):
+            raise ProtocolError(f"the event's '{MAP}' must be a map id (a string), got {map_id!r}")
+        return _node(event), map_id
+
+    @classmethod
+    def parse(cls, event: Mapping[str, Any]) -> MapEvent:
+        node, map_id = cls.target(event)
+        value = event.get(INPUT)
+        if isinstance(value, Mapping) and ITEMS in value:
+            items = value[ITEMS]
+            if not isinstance(items, list) or not items:
+                raise ProtocolError(f"a batch needs a non-empty '{ITEMS}' list")
+            context = value.get(BATCH_INPUT)
+            if not isinstance(context, Mapping) or RUN_ID not in context:
+                context = items[0]  # items carry the context too (emulators without BatchInput)
+            refs = tuple(ItemRef.parse(item) for item in items)
+        elif isinstance(value, Mapping):
+            context, refs = value, (ItemRef.parse(value),)
+        else:
+            raise ProtocolError(f"a map step's '{INPUT}' must be an item or a batch, got {value!r}")
+        if not isinstance(context, Mapping) or RUN_ID not in context:
+            raise ProtocolError(f"the event has no '{RUN_ID}'")
+        return cls(node, map_id, refs, context[RUN_ID], context.get(PARAMS))
+
+    def to_payload(self, *, batched: bool) -> dict[str, Any]:
+        def item(ref: ItemRef) -> dict[str, Any]:
+            return {**ref.to_json(), RUN_ID: self.run_id, PARAMS: self.params}
+
+        if batched:
+            value: Any = {ITEMS: [item(r) for r in self.items], BATCH_INPUT: {RUN_ID: self.run_id, PARAMS: self.params}}
+        else:
+            (only,) = self.items
+            value = item(only)
+        return {NODE: self.node, MAP: self.map, INPUT: value}
+
+
+@dataclass(frozen=True)
+class MapSourceResult:
+    """What the step feeding a map returns: where the map's manifest is (and, INLINE, the manifest)."""
+
+    bucket: str
+    key: str
+    count: int
+    items: list[dict[str, int]] | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {BUCKET: self.bucket, KEY: self.key, COUNT: self.count}
+        if self.items is not None:
+            out[ITEMS] = self.items
+        return out
+
+    @staticmethod
+    def result_selector(inline: bool) -> dict[str, str]:
+        """ASL ResultSelector keeping exactly this shape from the Lambda's `Payload`."""
+        keys = (BUCKET, KEY, COUNT, *((ITEMS,) if inline else ()))
+        return {_path_key(k): f"$.Payload.{k}" for k in keys}
+
+
+def _node(event: Mapping[str, Any]) -> str:
+    node = event.get(NODE)
+    if not isinstance(node, str):
+        raise ProtocolError(f"the event must name a node (a string), got {node!r}")
+    return node
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
