@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lokki_sam import layout, serialization
-from lokki_sam.errors import LokkiError, SerializationError, StoreError
+from lokki_sam.errors import LokkiError, SerializationError, StepFailed, StoreError
 from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
 from lokki_sam.protocol import ItemRef
 from lokki_sam.store import ArtifactStore
@@ -25,6 +25,10 @@ SIZE_SAMPLE = 32
 
 class MapSourceError(LokkiError):
     """The step before a .map() returned something that is not a list."""
+
+
+class MapIncomplete(StepFailed):
+    """A map's items lack outputs beyond its tolerance, though the engine let the run go on."""
 
 
 @dataclass
@@ -191,8 +195,23 @@ def batch_results(ctx: RunContext, block: MapBlock, node: Node) -> dict[int, Any
 
 
 def gather(ctx: RunContext, block: MapBlock) -> list[Any]:
-    """The map's item results in item order; items whose batch failed (tolerated) are absent."""
+    """The map's item results in item order; items whose batch failed (tolerated) are absent.
+
+    Items without an output beyond the map's tolerance fail the read: an engine that reports a
+    map as successful although items failed (LocalStack's Distributed Map does) cannot turn
+    missing items into a silently shorter result."""
     results = batch_results(ctx, block, block.last)
+    refs = read_manifest(ctx, block)
+    missing = [r.index for r in refs if r.index not in results]
+    if missing and not block.options.tolerates(len(missing), len(refs)):
+        shown = ", ".join(map(str, missing[:20])) + (", ..." if len(missing) > 20 else "")
+        raise MapIncomplete(
+            f"map '{block.id}' is incomplete: {len(missing)} of {len(refs)} item(s) have no output of step "
+            f"'{block.last.id}' (items {shown}), more than the map tolerates",
+            where=f"flow '{ctx.graph.name}', run {ctx.run_id}",
+            hint="those items failed (some emulators report such a map as succeeded); see the run's map items, "
+            "fix the step and run the flow again",
+        )
     return [results[index] for index in sorted(results)]
 
 

@@ -14,6 +14,7 @@ from moto import mock_aws
 
 from lokki_sam import flow, layout, names, runtime, step
 from lokki_sam.errors import LokkiError, ParamError, StoreError
+from lokki_sam.execution import MapIncomplete
 from lokki_sam.store import S3Store
 from tests.conftest import EXAMPLES
 
@@ -97,6 +98,21 @@ def test_batch_and_single_items_and_agg_give_the_local_result(s3: Any) -> None:
     runtime.handle({"node": "half", "map": "map-half", "input": dict(manifest[4], **ctx)}, half_env, s3)
     runtime.handle({"node": "add", "run_id": "r2", "params": {"n": 5, "scale": 2}}, env_for(rt_flow, "add"), s3)
     assert store(s3, rt_flow).get(layout.task_output("r2", "add")) == sum(i * 2 / 2 for i in range(5))
+
+
+def test_agg_refuses_a_map_whose_items_lack_outputs_though_the_engine_went_on(s3: Any) -> None:
+    """An engine that reports a Distributed Map as succeeded although items failed (LocalStack)
+    must not give a silently shorter result: the agg step fails, naming the missing items."""
+    params = {"n": 5}
+    runtime.handle({"node": "make", "run_id": "r7", "params": params}, env_for(rt_flow, "make"), s3)
+    manifest = store(s3, rt_flow).get_json(layout.manifest("r7", "map-half"))
+    half_env = env_for(rt_flow, "half")
+    for item in manifest[:3]:  # items 3 and 4 "failed": they never stored an output
+        event = {"node": "half", "map": "map-half", "input": dict(item, run_id="r7", params=params)}
+        runtime.handle(event, half_env, s3)
+    with pytest.raises(MapIncomplete, match=r"2 of 5 item\(s\) have no output of step 'half' \(items 3, 4\)"):
+        runtime.handle({"node": "add", "run_id": "r7", "params": params}, env_for(rt_flow, "add"), s3)
+    assert not store(s3, rt_flow).exists(layout.task_output("r7", "add"))
 
 
 def test_inline_map_source_returns_the_manifest_in_the_state(s3: Any) -> None:

@@ -46,6 +46,7 @@ NEVER_RETRIED = (
     "ConfigError",
     "FlowDefinitionError",
     "LokkiError",
+    "MapIncomplete",
     "MapSourceError",
     "ParamError",
     "ProtocolError",
