@@ -11,39 +11,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from lokki_sam.errors import FlowDefinitionError
-from lokki_sam.ir import Binding, Const, FlowGraph, MapBlock, Node, ParamRef, Stage
+from lokki_sam.ir import Binding, Const, FlowGraph, MapBlock, Nested, Node, ParamRef, Stage
 from lokki_sam.options import MapOptions
 from lokki_sam.params import Param
+from lokki_sam.placeholder import Placeholder, find_placeholders, is_plain_structure
 
 if TYPE_CHECKING:
     from lokki_sam.dsl import Step
-
-
-class Placeholder:
-    """Stands for a flow parameter while the flow function runs at definition time.
-
-    It has no value yet, so anything that would need one (a condition) is refused."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<flow parameter {self.name}>"
-
-    def __bool__(self) -> bool:
-        raise FlowDefinitionError(
-            f"flow parameter '{self.name}' has no value while the flow is being defined",
-            hint=f"pass it straight to a step, e.g. fetch({self.name}={self.name}); "
-            "the flow function only wires steps together",
-        )
 
 
 @dataclass(frozen=True)
 class StepCall:
     step: Step
     kwargs: tuple[tuple[str, Any], ...] = ()
+    args: tuple[Any, ...] = ()  # positional arguments, bound by the signature when the node is built
 
 
 @dataclass(frozen=True)
@@ -53,8 +34,8 @@ class Op:
     map_options: MapOptions | None = None
 
 
-def call_of(step: Step, kwargs: Mapping[str, Any]) -> StepCall:
-    return StepCall(step, tuple(sorted(kwargs.items())))
+def call_of(step: Step, kwargs: Mapping[str, Any], args: tuple[Any, ...] = ()) -> StepCall:
+    return StepCall(step, tuple(sorted(kwargs.items())), tuple(args))
 
 
 class GraphBuilder:
@@ -78,14 +59,18 @@ class GraphBuilder:
                     where=self.where,
                     hint="chain steps with .next(step) instead of calling them",
                 )
-            if op.kind == "map":
-                if open_map is not None:
+            if op.kind == "map" and open_map is not None:
+                # .map() on an open map extends the per-item chain, like .next() (upstream lokki's
+                # MapBlock.map); fan-out settings belong to the map's first .map().
+                assert op.map_options is not None
+                if op.map_options != MapOptions():
                     raise FlowDefinitionError(
-                        f".map({step_name}) inside an open map: nested maps are not supported",
+                        f".map({step_name}, ...) on an open map extends its per-item chain: "
+                        "map options belong to the map's first .map()",
                         where=self.where,
-                        hint="close the first map with .agg(step) before mapping again, "
-                        "or use .next() to run more steps on each item",
+                        hint="move concurrency, batch_size, tolerated_failure... to the first .map() of the map",
                     )
+            elif op.kind == "map":
                 assert op.map_options is not None and previous is not None
                 node = self._node(op.call, input_from=None, starts_map=True)
                 open_map = (previous, op.map_options, [node])
@@ -104,7 +89,7 @@ class GraphBuilder:
                 stages.append(node)
                 previous = node.id
                 continue
-            if open_map is not None:  # .next() inside a map: extend the item chain
+            if open_map is not None:  # .next() or .map() inside a map: extend the item chain
                 _, _, body = open_map
                 node = self._node(op.call, input_from=body[-1].id, in_map=body[0].in_map)
                 body.append(node)
@@ -142,7 +127,7 @@ class GraphBuilder:
                 hint=f"def {step_.name}(data, ...):",
             )
         bindings: dict[str, Binding] = {}
-        for key, value in call.kwargs:
+        for key, value in self._arguments(call, takes_input, data_param, where):
             if takes_input and key == data_param:
                 raise FlowDefinitionError(
                     f"argument '{key}' is where the step receives its input; it cannot also be bound",
@@ -154,16 +139,14 @@ class GraphBuilder:
                     where=where,
                     hint=f"its parameters are: {', '.join(step_.signature.parameters) or 'none'}",
                 )
-            if isinstance(value, Placeholder):
-                bindings[key] = ParamRef(value.name)
-                self.delivered.add(value.name)
-            else:
-                bindings[key] = Const(value)
-        # Flow parameters reach any step that declares a parameter of the same name.
+            bindings[key] = self._binding(value, key, where)
+        # Flow parameters reach any step that declares a parameter of the same name, and every
+        # step that takes **kwargs (as upstream lokki passes them).
+        takes_any = any(sp.kind is sp.VAR_KEYWORD for sp in step_.signature.parameters.values())
         for p in self.params:
             if p.name in bindings or (takes_input and p.name == data_param):
                 continue
-            if p.name in step_.signature.parameters and step_.accepts(p.name):
+            if (p.name in step_.signature.parameters and step_.accepts(p.name)) or takes_any:
                 bindings[p.name] = ParamRef(p.name)
                 self.delivered.add(p.name)
         for sp in step_.signature.parameters.values():
@@ -183,6 +166,54 @@ class GraphBuilder:
                 raise FlowDefinitionError(f"first step's parameter '{data_param}' gets no value", where=where)
         return Node(node_id, step_, tuple(sorted(bindings.items())), input_from, in_map)
 
+    def _arguments(
+        self, call: StepCall, takes_input: bool, data_param: str | None, where: str
+    ) -> list[tuple[str, Any]]:
+        """The call's keyword arguments, with positional ones bound by the step's signature: after
+        the data parameter when the step receives the previous output, from the first otherwise."""
+        if not call.args:
+            return list(call.kwargs)
+        signature = call.step.signature
+        parameters = list(signature.parameters.values())
+        if takes_input and data_param is not None:
+            parameters = [p for p in parameters if p.name != data_param]
+        try:
+            bound = signature.replace(parameters=parameters).bind_partial(*call.args, **dict(call.kwargs))
+        except TypeError as exc:
+            shown = ", ".join(p.name for p in parameters) or "none"
+            raise FlowDefinitionError(
+                f"positional argument(s) do not fit the step's signature: {exc}",
+                where=where,
+                hint=f"the parameters a call here can set: {shown}"
+                + (f" ('{data_param}' receives the previous step's output)" if takes_input else ""),
+            ) from None
+        if any(p.kind is p.VAR_POSITIONAL for p in parameters if p.name in bound.arguments):
+            raise FlowDefinitionError(
+                "positional arguments cannot go to the step's *args", where=where, hint="pass them by name"
+            )
+        return sorted(bound.arguments.items())
+
+    def _binding(self, value: Any, key: str, where: str) -> Binding:
+        """A call-site argument as a binding: a parameter, a literal, or a plain structure
+        (lists, tuples, sets, dicts) with parameters inside, filled in for every run."""
+        if isinstance(value, Placeholder):
+            self.delivered.add(value.name)
+            return ParamRef(value.name)
+        inside = find_placeholders(value)
+        if not inside:
+            return Const(value)
+        names = sorted({p.name for p in inside})
+        if not is_plain_structure(value):
+            raise FlowDefinitionError(
+                f"argument '{key}' holds flow parameter(s) {', '.join(names)} inside a {type(value).__name__}, "
+                "which lokki-sam cannot fill in at run time",
+                where=where,
+                hint=f"pass the parameter itself ({key}={names[0]}) or in a list, tuple, set or dict, "
+                "and build the object inside the step",
+            )
+        self.delivered.update(names)
+        return Nested(_to_refs(value))
+
     def _check_params_delivered(self) -> None:
         unused = [p.name for p in self.params if p.name not in self.delivered]
         if unused:
@@ -191,3 +222,14 @@ class GraphBuilder:
                 where=self.where,
                 hint="pass them at a call site (fetch(limit=limit)) or declare a step parameter of the same name",
             )
+
+
+def _to_refs(value: Any) -> Any:
+    """A plain structure with its placeholders replaced by ParamRefs."""
+    if isinstance(value, Placeholder):
+        return ParamRef(value.name)
+    if isinstance(value, dict):
+        return {k: _to_refs(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return type(value)(_to_refs(v) for v in value)
+    return value

@@ -23,20 +23,54 @@ class Key:
     default: Any
     help: str
     minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[Any, ...] = ()
+
+
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+MAX_LOCAL_CONCURRENCY = 256  # threads per map on one machine; more only costs memory and contention
 
 
 SCHEMA: dict[str, Key] = {
     "flow": Key(str, None, "default FLOW_REF for commands that take one"),
     "store": Key(str, ".lokki/runs", "directory of local run artifacts"),
-    "concurrency": Key(int, None, "default local map concurrency (a map's own `concurrency` wins)", 1),
+    "concurrency": Key(
+        int, None, "default local map concurrency (a map's own `concurrency` wins)", 1, MAX_LOCAL_CONCURRENCY
+    ),
     "template": Key(str, "template.yaml", "SAM template written by `lokki-sam generate`"),
     "code_uri": Key(str, "src", "CodeUri of the generated functions (the directory holding the flow modules)"),
     "runtime": Key(str, None, "Lambda runtime, e.g. python3.12 (default: the generator's Python)"),
-    "architecture": Key(str, "arm64", "default Lambda architecture (x86_64 or arm64)"),
-    "memory": Key(int, 512, "default Lambda memory in MB", 128),
-    "timeout": Key(int, 300, "default Lambda timeout in seconds", 1),
+    "architecture": Key(str, "arm64", "default Lambda architecture (x86_64 or arm64)", choices=("x86_64", "arm64")),
+    "memory": Key(int, 512, "default Lambda memory in MB (Lambda: 128 to 10240)", 128, 10240),
+    "timeout": Key(int, 300, "default Lambda timeout in seconds (Lambda: at most 900)", 1, 900),
     "artifact_expiry_days": Key(int, 30, "days before run artifacts expire in the bucket", 1),
-    "log_retention_days": Key(int, 30, "state machine log retention in days", 1),
+    "log_retention_days": Key(
+        int, 30, "log retention in days (a CloudWatch Logs retention period)", choices=LOG_RETENTION_DAYS
+    ),
     "tracing": Key(bool, False, "X-Ray tracing for the generated functions and state machines"),
     "stack_name": Key(str, None, "deployed stack for invoke/runs/result (else samconfig.toml)"),
     "region": Key(str, None, "AWS region for invoke/runs/result"),
@@ -83,7 +117,10 @@ def _read_table(root: Path) -> tuple[dict[str, Any], str]:
         return data, str(lokki_toml)
     if pyproject.is_file():
         data = _parse(pyproject)
-        table = data.get("tool", {}).get("lokki", {})
+        tool = data.get("tool", {})
+        if not isinstance(tool, dict):
+            raise ConfigError("'tool' must be a table ([tool.*] sections)", where=str(pyproject))
+        table = tool.get("lokki", {})
         if not isinstance(table, dict):
             raise ConfigError("[tool.lokki] must be a table", where=str(pyproject))
         return table, f"{pyproject} [tool.lokki]"
@@ -96,6 +133,12 @@ def _parse(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", where=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text (byte {exc.start}): TOML files are UTF-8", where=str(path), hint="save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read it: {exc.strerror or exc}", where=str(path)) from None
 
 
 def _check(name: str, raw: Any, *, where: str, from_text: bool) -> Any:
@@ -110,7 +153,10 @@ def _check(name: str, raw: Any, *, where: str, from_text: bool) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"'{name}' must be {type_name(key.type)}, got {raw!r}", where=where, hint=key.help) from None
     if key.minimum is not None and value < key.minimum:
-        raise ConfigError(f"'{name}' must be at least {key.minimum}, got {value!r}", where=where)
-    if name == "architecture" and value not in ("x86_64", "arm64"):
-        raise ConfigError(f"'architecture' must be x86_64 or arm64, got {value!r}", where=where)
+        raise ConfigError(f"'{name}' must be at least {key.minimum}, got {value!r}", where=where, hint=key.help)
+    if key.maximum is not None and value > key.maximum:
+        raise ConfigError(f"'{name}' must be at most {key.maximum}, got {value!r}", where=where, hint=key.help)
+    if key.choices and value not in key.choices:
+        shown = ", ".join(map(str, key.choices))
+        raise ConfigError(f"'{name}' must be one of {shown}, got {value!r}", where=where, hint=key.help)
     return value

@@ -14,14 +14,16 @@ import contextvars
 import functools
 import inspect
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, overload
 
-from lokki_sam.build import GraphBuilder, Op, Placeholder, StepCall, call_of
-from lokki_sam.errors import FlowDefinitionError
+from lokki_sam.build import GraphBuilder, Op, StepCall, call_of
+from lokki_sam.errors import FlowDefinitionError, LokkiError
 from lokki_sam.ir import FlowGraph
 from lokki_sam.options import MapOptions, Retry, StepOptions
 from lokki_sam.params import params_from_signature
+from lokki_sam.placeholder import Placeholder
 
 _DEFINING: contextvars.ContextVar[str | None] = contextvars.ContextVar("lokki_defining", default=None)
 
@@ -59,13 +61,9 @@ class Step:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if _DEFINING.get() is None:
             return self.func(*args, **kwargs)
-        if args:
-            raise FlowDefinitionError(
-                "inside a flow, pass step arguments by name",
-                where=f"flow '{_DEFINING.get()}', step '{self.name}'",
-                hint=f"{self.name}(limit=limit)",
-            )
-        return Chain((Op("start", call_of(self, kwargs)),))
+        # Positional arguments bind by the signature once the builder knows whether this call
+        # receives the previous step's output (then they fill the parameters after the data one).
+        return Chain((Op("start", call_of(self, kwargs, args)),))
 
     def __repr__(self) -> str:
         return f"<step {self.name}>"
@@ -149,11 +147,18 @@ def _as_call(target: Any, kwargs: Mapping[str, Any], method: str) -> StepCall:
         return call_of(target, kwargs)
     if isinstance(target, Chain) and len(target.ops) == 1 and target.ops[0].kind == "start":
         call = target.ops[0].call
-        return call_of(call.step, {**dict(call.kwargs), **kwargs})
+        return call_of(call.step, {**dict(call.kwargs), **kwargs}, call.args)
+    where = f"flow '{_DEFINING.get()}'" if _DEFINING.get() else None
+    if isinstance(target, Chain):
+        nested = method == "map" and any(op.kind == "map" for op in target.ops)
+        raise FlowDefinitionError(
+            f".{method}() takes one step, got the chain {target!r}"
+            + (": a map inside a map's body (nested maps) is not supported" if nested else ""),
+            where=where,
+            hint="extend the chain instead: a().map(b).next(c) (or .map(c)) runs c on each item after b",
+        )
     raise FlowDefinitionError(
-        f".{method}() takes a step, got {target!r}",
-        where=f"flow '{_DEFINING.get()}'" if _DEFINING.get() else None,
-        hint="decorate the function with @step",
+        f".{method}() takes a step, got {target!r}", where=where, hint="decorate the function with @step"
     )
 
 
@@ -210,7 +215,14 @@ class Flow:
         self.name = name or func.__name__
         self.schedule = schedule
         functools.update_wrapper(self, func)
-        self.graph = build_graph(func, self.name, schedule)
+        try:
+            self.graph = build_graph(func, self.name, schedule)
+        except LokkiError as exc:
+            if func.__module__ != "__main__":
+                raise
+            # `python my_flow.py ...`: a definition error is the user's, shown without a traceback.
+            print(f"error: {exc.render()}", file=sys.stderr)
+            raise SystemExit(exc.exit_code) from None
 
     def __repr__(self) -> str:
         return f"<flow {self.name}>"
@@ -265,7 +277,9 @@ def build_graph(func: Callable[..., Any], name: str, schedule: str | None) -> Fl
     token = _DEFINING.set(name)
     try:
         chain = func(**placeholders)
-    except FlowDefinitionError:
+    except FlowDefinitionError as exc:
+        if exc.where is None:  # name the flow, as every definition error does
+            raise type(exc)(exc.message, where=where, hint=exc.hint) from None
         raise
     except Exception as exc:
         raise FlowDefinitionError(

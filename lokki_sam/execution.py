@@ -2,7 +2,8 @@
 
 Both engines call these functions: the local runner orchestrates them with threads, the
 Lambda runtime runs one per invocation as Step Functions drives it. Inputs are located by
-key from (run, step, item), never passed inline, so both engines see exactly the same data.
+key from (run, node, fingerprint, item), never passed inline, so both engines see exactly the
+same data, and an output made by other code or from other inputs is never read (layout.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class MapIncomplete(StepFailed):
     """A map's items lack outputs beyond its tolerance, though the engine let the run go on."""
 
 
+class StepAborted(StepFailed):
+    """A step raised a BaseException that is not an Exception (`sys.exit()`, ...): the run fails."""
+
+
 @dataclass
 class RunContext:
     graph: FlowGraph
@@ -43,24 +48,57 @@ class RunContext:
     def __post_init__(self) -> None:
         layout.check_run_id(self.run_id)
 
+    def fp(self, node_id: str) -> str:
+        return self.graph.fingerprint(node_id)
+
+    def task_output(self, node_id: str) -> str:
+        return layout.task_output(self.run_id, node_id, self.fp(node_id))
+
+    def manifest(self, block: MapBlock) -> str:
+        return layout.manifest(self.run_id, block.source, self.fp(block.source))
+
+    def items_chunk(self, block: MapBlock, first: int) -> str:
+        return layout.items_chunk(self.run_id, block.source, self.fp(block.source), first)
+
+    def batch_output(self, node_id: str, first: int, last: int) -> str:
+        return layout.batch_output(self.run_id, node_id, self.fp(node_id), first, last)
+
 
 def call_step(ctx: RunContext, node: Node, *data: Any) -> Any:
-    """Call the user's function with its data argument (if any) and its bound keyword arguments."""
-    return node.step.func(*data, **node.kwargs(ctx.params))
+    """Call the user's function with its data argument (if any) and its bound keyword arguments.
+
+    A step that leaves by `sys.exit()` or another BaseException fails (exit 1, step named): it
+    must never end a run as if it had succeeded. Ctrl-C stays an interruption."""
+    try:
+        return node.step.func(*data, **node.kwargs(ctx.params))
+    except (Exception, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"raised {type(exc).__name__}"
+        raise StepAborted(
+            f"step '{node.id}' {what}: a step must return its result or raise an Exception",
+            where=f"flow '{ctx.graph.name}', run {ctx.run_id}",
+            hint="return normally, or raise an exception (it is retried per the step's Retry)",
+        ) from exc
 
 
 # ------------------------------------------------------------------------ steps outside maps
 
 
-def run_task(ctx: RunContext, node: Node) -> int | None:
+def run_task(ctx: RunContext, node: Node, *, reuse: bool = False) -> int | None:
     """Run a step outside any map. If a map fans out over its result, store the items and the
-    manifest and return the item count; else store the output and return None."""
+    manifest and return the item count; else store the output and return None.
+
+    With `reuse` (a resumed run), an output already stored under the node's fingerprint is kept
+    and the step is not called."""
+    fed_map = ctx.graph.map_fed_by(node.id)
+    if reuse and stage_done(ctx, node):
+        return len(read_manifest(ctx, fed_map)) if fed_map is not None else None
     data = () if node.input_from is None else (read_stage_output(ctx, ctx.graph.get(node.input_from)),)
     result = call_step(ctx, node, *data)
-    fed_map = ctx.graph.map_fed_by(node.id)
     if fed_map is not None:
         return write_map_items(ctx, fed_map, node, result)
-    ctx.store.put(layout.task_output(ctx.run_id, node.id), result, what=f"result of step '{node.id}'")
+    ctx.store.put(ctx.task_output(node.id), result, what=f"result of step '{node.id}'")
     return None
 
 
@@ -73,13 +111,10 @@ def write_map_items(ctx: RunContext, block: MapBlock, source: Node, items: Any) 
         )
     items = list(items)
     size = chunk_size(items, block.options.batch_size)
-    chunks = [
-        (layout.items_chunk(ctx.run_id, block.id, first), items[first : first + size])
-        for first in range(0, len(items), size)
-    ]
+    chunks = [(ctx.items_chunk(block, first), items[first : first + size]) for first in range(0, len(items), size)]
     ctx.store.put_many(chunks, what=f"an item of the list returned by step '{source.id}'")
     manifest = [ItemRef(i, layout.chunk_start(i, size)).to_json() for i in range(len(items))]
-    ctx.store.put_json(layout.manifest(ctx.run_id, block.id), manifest)
+    ctx.store.put_json(ctx.manifest(block), manifest)  # written last: it marks the source as done
     return len(items)
 
 
@@ -100,13 +135,18 @@ def chunk_size(items: Sequence[Any], batch_size: int) -> int:
     return max(batch_size, (wanted // batch_size) * batch_size)
 
 
-def read_manifest(ctx: RunContext, block: MapBlock) -> list[ItemRef]:
-    raw = ctx.store.get_json(layout.manifest(ctx.run_id, block.id))
+def read_manifest(ctx: RunContext, block: MapBlock, key: str | None = None) -> list[ItemRef]:
+    key = key or ctx.manifest(block)
+    raw = ctx.store.get_json(key)
     if not isinstance(raw, list):
-        raise LokkiError(
-            "map manifest is not a JSON list", where=ctx.store.describe(layout.manifest(ctx.run_id, block.id))
-        )
+        raise StoreError("map manifest is not a JSON list", where=ctx.store.describe(key))
     return [ItemRef.parse(entry) for entry in raw]
+
+
+def todo_items(ctx: RunContext, block: MapBlock) -> list[ItemRef]:
+    """The map's items whose last body step has no stored output (what a resume still runs)."""
+    done = done_items(ctx, block.last)
+    return [ref for ref in read_manifest(ctx, block) if ref.index not in done]
 
 
 # --------------------------------------------------------------------------- map item batches
@@ -114,23 +154,29 @@ def read_manifest(ctx: RunContext, block: MapBlock) -> list[ItemRef]:
 
 def run_batch(ctx: RunContext, block: MapBlock, node: Node, refs: Sequence[ItemRef]) -> None:
     """Run one step of a map body on a batch of items (one Lambda invocation): read its input
-    from the store, call the step per item, write one output object for the batch."""
+    from the store, call the step per item, write its outputs."""
     if not refs:
         return
     indexes, inputs = load_batch_input(ctx, block, node, refs)
-    write_batch_output(ctx, block, node, indexes, compute_batch(ctx, node, inputs))
+    write_batch_output(ctx, node, indexes, compute_batch(ctx, node, inputs))
 
 
 def load_batch_input(
     ctx: RunContext, block: MapBlock, node: Node, refs: Sequence[ItemRef]
 ) -> tuple[list[int], list[Any]]:
     """A batch's input: the items themselves for the first step of the map body, else the
-    previous step's output object for the same batch."""
+    previous step's outputs for the same items."""
     position = block.nodes.index(node)
     if position == 0:
         return [r.index for r in refs], read_items(ctx, block, refs)
     previous = block.nodes[position - 1]
-    return read_batch_output(ctx, layout.batch_output(ctx.run_id, block.id, previous.id, refs[0].index))
+    indexes: list[int] = []
+    outputs: list[Any] = []
+    for first, last in layout.contiguous(sorted({r.index for r in refs})):
+        got_indexes, got_outputs = read_batch_output(ctx, ctx.batch_output(previous.id, first, last))
+        indexes += got_indexes
+        outputs += got_outputs
+    return indexes, outputs
 
 
 def read_batch_output(ctx: RunContext, key: str) -> tuple[list[int], list[Any]]:
@@ -153,40 +199,57 @@ def compute_batch(ctx: RunContext, node: Node, inputs: Sequence[Any]) -> list[An
     return [call_step(ctx, node, value) for value in inputs]
 
 
-def write_batch_output(
-    ctx: RunContext, block: MapBlock, node: Node, indexes: Sequence[int], outputs: Sequence[Any]
-) -> None:
-    """One object holding (indexes, outputs), keyed by the first index it covers."""
-    key = layout.batch_output(ctx.run_id, block.id, node.id, indexes[0])
-    try:
-        ctx.store.put(key, (list(indexes), list(outputs)), what=f"results of step '{node.id}'")
-    except SerializationError:
-        # Name the first offending item and its type, not the (indexes, outputs) wrapper.
-        for index, output in zip(indexes, outputs, strict=True):
-            serialization.dumps(output, what=f"result of step '{node.id}' for map item {index}")
-        raise
+def write_batch_output(ctx: RunContext, node: Node, indexes: Sequence[int], outputs: Sequence[Any]) -> None:
+    """One object per contiguous run of items, named by the run's first and last index: which
+    items are done can then be read from the keys alone."""
+    by_index = dict(zip(indexes, outputs, strict=True))
+    for first, last in layout.contiguous(sorted(by_index)):
+        span = list(range(first, last + 1))
+        key = ctx.batch_output(node.id, first, last)
+        try:
+            ctx.store.put(key, (span, [by_index[i] for i in span]), what=f"results of step '{node.id}'")
+        except SerializationError:
+            # Name the first offending item and its type, not the (indexes, outputs) wrapper.
+            for index in span:
+                serialization.dumps(by_index[index], what=f"result of step '{node.id}' for map item {index}")
+            raise
 
 
 def read_items(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef]) -> list[Any]:
-    keys = sorted({layout.items_chunk(ctx.run_id, block.id, r.chunk) for r in refs})
+    keys = sorted({ctx.items_chunk(block, r.chunk) for r in refs})
     missing = [k for k in keys if k not in ctx.chunk_cache]
     chunk: list[Any]
     for key, chunk in zip(missing, ctx.store.get_many(missing), strict=True):
         ctx.chunk_cache[key] = chunk
     values = []
     for ref in refs:
-        chunk = ctx.chunk_cache[layout.items_chunk(ctx.run_id, block.id, ref.chunk)]
+        chunk = ctx.chunk_cache[ctx.items_chunk(block, ref.chunk)]
         offset = ref.index - ref.chunk
         if not 0 <= offset < len(chunk):
-            raise LokkiError(f"map item {ref.index} is not in its chunk (manifest and items disagree)")
+            raise StoreError(f"map item {ref.index} is not in its chunk (manifest and items disagree)")
         values.append(chunk[offset])
     return values
 
 
+def batch_output_keys(ctx: RunContext, node: Node) -> list[tuple[str, int, int]]:
+    """(key, first, last) of every stored output object of a map step."""
+    prefix = layout.output_dir(ctx.run_id, node.id, ctx.fp(node.id))
+    found = []
+    for key in ctx.store.list_keys(prefix):
+        span = layout.batch_range(key)
+        if span is not None and "/" not in key[len(prefix) :]:
+            found.append((key, *span))
+    return found
+
+
+def done_items(ctx: RunContext, node: Node) -> set[int]:
+    """Items a map step has stored an output for, from the object keys alone (no reads)."""
+    return {i for _, first, last in batch_output_keys(ctx, node) for i in range(first, last + 1)}
+
+
 def batch_results(ctx: RunContext, block: MapBlock, node: Node) -> dict[int, Any]:
     """Every stored output of `node` in this map, by item index (objects read in parallel)."""
-    prefix = layout.batch_output_dir(ctx.run_id, block.id, node.id)
-    keys = [k for k in ctx.store.list_keys(prefix) if k.endswith(".pkl")]
+    keys = [key for key, _, _ in batch_output_keys(ctx, node)]
     results: dict[int, Any] = {}
     for key, value in zip(keys, ctx.store.get_many(keys), strict=True):
         indexes, outputs = check_batch_output(value, where=ctx.store.describe(key))
@@ -212,7 +275,7 @@ def gather(ctx: RunContext, block: MapBlock) -> list[Any]:
             hint="those items failed (some emulators report such a map as succeeded); see the run's map items, "
             "fix the step and run the flow again",
         )
-    return [results[index] for index in sorted(results)]
+    return [results[r.index] for r in refs if r.index in results]
 
 
 # ---------------------------------------------------------------------------------- outputs
@@ -226,15 +289,14 @@ def read_stage_output(ctx: RunContext, stage: Stage) -> Any:
     if fed_map is not None:  # stored as items for the map
         refs = read_manifest(ctx, fed_map)
         return read_items(ctx, fed_map, refs)
-    return ctx.store.get(layout.task_output(ctx.run_id, stage.id))
+    return ctx.store.get(ctx.task_output(stage.id))
 
 
 def stage_done(ctx: RunContext, stage: Stage) -> bool:
-    """Whether a step outside a map has stored its output (used by resume)."""
+    """Whether a step outside a map has stored its output under its current fingerprint."""
     assert isinstance(stage, Node)
     fed_map = ctx.graph.map_fed_by(stage.id)
-    key = layout.manifest(ctx.run_id, fed_map.id) if fed_map else layout.task_output(ctx.run_id, stage.id)
-    return ctx.store.exists(key)
+    return ctx.store.exists(ctx.manifest(fed_map) if fed_map else ctx.task_output(stage.id))
 
 
 def read_result(ctx: RunContext) -> Any:

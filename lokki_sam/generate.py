@@ -6,8 +6,11 @@ SAM reads them; statemachine/ and events/ are written next to the template.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,12 +56,33 @@ class Plan:
         return "".join(chunks)
 
     def write(self) -> list[str]:
+        """Write every changed file, all or none: each goes to a temporary file next to it first,
+        and only when all are written are they renamed into place (a full disk, say, leaves the
+        old files as they were). Then delete what is stale."""
+        changed = [(path, text) for path, text in self.files.items() if _read(path) != text]
+        staged: list[tuple[Path, Path]] = []
+        created: list[Path] = []
+        try:
+            for path, text in changed:
+                created += _make_dirs(path.parent, self.root)
+                staged.append((_stage(path, text), path))
+        except BaseException as exc:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            if not isinstance(exc, OSError):
+                raise
+            where = getattr(exc, "filename", None) or self.root
+            raise LokkiError(
+                f"cannot write the generated files: {exc.strerror or exc}; nothing was changed",
+                where=str(where),
+                hint="free some space or fix the permissions, then run `lokki-sam generate` again",
+            ) from None
         done = []
-        for path, text in self.files.items():
-            if _read(path) == text:
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+        for tmp, path in staged:
+            os.replace(tmp, path)
             done.append(f"wrote {display(path, self.root)}")
         for path in self.delete:
             if path.exists():
@@ -67,11 +91,63 @@ class Plan:
         return done
 
 
+def _make_dirs(folder: Path, root: Path) -> list[Path]:
+    """Create `folder` (and missing parents); return what was created. A file in the way is an error."""
+    missing: list[Path] = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    if not current.is_dir():
+        raise LokkiError(
+            f"{display(current, root)} is a file, but lokki-sam generate writes a folder there",
+            where=str(current),
+            hint="move the file away (generate writes statemachine/ and events/ next to the template)",
+        )
+    for path in reversed(missing):
+        path.mkdir()
+    return list(reversed(missing))
+
+
+def _stage(path: Path, text: str) -> Path:
+    """`text` written and flushed to a temporary file next to `path`, with `path`'s permissions."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except IsADirectoryError:
+        raise LokkiError(
+            "is a folder, but lokki-sam generate writes a file there",
+            where=str(path),
+            hint="move the folder away, or pass --template FILE to write the template elsewhere",
+        ) from None
+    except NotADirectoryError:
+        raise LokkiError(
+            f"{display(path.parent, path.parent.parent)} is a file, but lokki-sam generate writes a folder there",
+            where=str(path.parent),
+            hint="move the file away (generate writes statemachine/ and events/ next to the template)",
+        ) from None
     except UnicodeDecodeError:
         raise LokkiError("not a UTF-8 text file", where=str(path)) from None
 

@@ -18,6 +18,7 @@ from lokki_sam.params import Param
 
 if TYPE_CHECKING:
     from lokki_sam.dsl import Step
+    from lokki_sam.fingerprint import Fingerprints
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,25 @@ class Const:
     value: Any
 
 
-Binding = Const | ParamRef
+@dataclass(frozen=True)
+class Nested:
+    """Lists, tuples, sets and dicts with flow parameters inside (`route=(origin, destination)`)."""
+
+    value: Any
+
+
+Binding = Const | ParamRef | Nested
+
+
+def fill(value: Any, params: Mapping[str, Any]) -> Any:
+    """`value` with every ParamRef inside replaced by the run's parameter value."""
+    if isinstance(value, ParamRef):
+        return params[value.name]
+    if isinstance(value, dict):
+        return {k: fill(v, params) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return type(value)(fill(v, params) for v in value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -62,7 +81,12 @@ class Node:
         """Keyword arguments for one call, given the run's resolved flow parameters."""
         result: dict[str, Any] = {}
         for key, binding in self.bindings:
-            result[key] = params[binding.name] if isinstance(binding, ParamRef) else binding.value
+            if isinstance(binding, ParamRef):
+                result[key] = params[binding.name]
+            elif isinstance(binding, Nested):
+                result[key] = fill(binding.value, params)
+            else:
+                result[key] = binding.value
         return result
 
 
@@ -100,6 +124,16 @@ class FlowGraph:
             if isinstance(stage, MapBlock):
                 index.update((node.id, node) for node in stage.nodes)
         return index
+
+    @cached_property
+    def fingerprints(self) -> Fingerprints:
+        """The flow's and every node's fingerprint (computed on first use: it reads step sources)."""
+        from lokki_sam.fingerprint import compute
+
+        return compute(self)
+
+    def fingerprint(self, node_id: str) -> str:
+        return self.fingerprints.nodes[node_id]
 
     def get(self, stage_id: str) -> Stage:
         try:

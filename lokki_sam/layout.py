@@ -1,16 +1,23 @@
 """The key layout shared by the local runner and the Lambda runtime.
 
-Keys are relative to a store root (a local directory, or an S3 bucket + flow prefix):
+Keys are relative to a store root (a local directory, or an S3 bucket + the stack's flow prefix):
 
-    {run}/run.json                          run record (local runs)
-    {run}/{node}/output.pkl                 output of a step outside any map
-    {run}/{map}/manifest.json               the Distributed Map's ItemReader input: [{"i": 0}, ...]
-    {run}/{map}/items/{first:08d}.pkl       items [first, first + batch_size) as one list
-    {run}/{map}/{node}/{first:08d}.pkl      (indexes, outputs) of one batch for a step in the map
-    {run}/{map}/failures/{first:08d}.json   why a batch failed (local runs)
+    {run}/run.json                                       run record (local runs)
+    {run}/lock                                           who is running the run now (local runs)
+    {run}/step={node}/{fp}/output.pkl                    output of a step outside any map
+    {run}/step={node}/{fp}/manifest.json                 a map source's items, as the ItemReader reads them
+    {run}/step={node}/{fp}/items/{first:08d}.pkl         a map source's items [first, first + chunk)
+    {run}/step={node}/{fp}/todo/{execution}.json         the items a resumed execution still runs
+    {run}/step={node}/{fp}/{first:08d}-{last:08d}.pkl    (indexes, outputs) of a map step for items first..last
+    {run}/step={node}/{fp}/failures/{first:08d}.json     why a batch failed (local runs)
 
-Every write goes to a key derived from (run, step, item), so a retried invocation overwrites
-its own output and nothing else.
+Collision-free by construction: everything a node writes lives under its own `step={node}/`
+directory, and `=` appears in no fixed name, run id or fingerprint, so no step name (`items`,
+`failures`, `run`...) can meet a fixed name. `fp` is the node's fingerprint (`fingerprint.py`):
+an output made by other code, or from other inputs, is under another key and is never read.
+Every write goes to a key derived from (run, node, fingerprint, items), so a retried invocation
+overwrites its own output and nothing else, and IAM can scope each function's writes to its
+own nodes' directories (`node_pattern`).
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from collections.abc import Sequence
 
 from lokki_sam.errors import StoreError
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+NODE_SEGMENT = "step="
+_BATCH_RE = re.compile(r"/(\d{8,})-(\d{8,})\.pkl$")
 
 
 def new_run_id(flow_name: str) -> str:
@@ -43,28 +53,71 @@ def run_record(run: str) -> str:
     return f"{run}/run.json"
 
 
-def task_output(run: str, node: str) -> str:
-    return f"{run}/{node}/output.pkl"
+def run_lock(run: str) -> str:
+    return f"{run}/lock"
 
 
-def manifest(run: str, map_id: str) -> str:
-    return f"{run}/{map_id}/manifest.json"
+def node_dir(run: str, node: str) -> str:
+    return f"{run}/{NODE_SEGMENT}{node}/"
 
 
-def items_chunk(run: str, map_id: str, first: int) -> str:
-    return f"{run}/{map_id}/items/{first:08d}.pkl"
+def output_dir(run: str, node: str, fp: str) -> str:
+    return f"{run}/{NODE_SEGMENT}{node}/{fp}/"
 
 
-def batch_output_dir(run: str, map_id: str, node: str) -> str:
-    return f"{run}/{map_id}/{node}/"
+def task_output(run: str, node: str, fp: str) -> str:
+    return f"{output_dir(run, node, fp)}output.pkl"
 
 
-def batch_output(run: str, map_id: str, node: str, first: int) -> str:
-    return f"{run}/{map_id}/{node}/{first:08d}.pkl"
+def manifest(run: str, source: str, fp: str) -> str:
+    return f"{output_dir(run, source, fp)}manifest.json"
 
 
-def failure(run: str, map_id: str, first: int) -> str:
-    return f"{run}/{map_id}/failures/{first:08d}.json"
+def items_chunk(run: str, source: str, fp: str, first: int) -> str:
+    return f"{output_dir(run, source, fp)}items/{first:08d}.pkl"
+
+
+def todo_manifest(run: str, source: str, fp: str, execution: str) -> str:
+    return f"{output_dir(run, source, fp)}todo/{execution}.json"
+
+
+def batch_output(run: str, node: str, fp: str, first: int, last: int) -> str:
+    """The outputs of a map step for the contiguous items first..last (both included)."""
+    return f"{output_dir(run, node, fp)}{first:08d}-{last:08d}.pkl"
+
+
+def batch_range(key: str) -> tuple[int, int] | None:
+    """(first, last) of a batch output key, None for any other key."""
+    found = _BATCH_RE.search(key)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def failure(run: str, node: str, fp: str, first: int) -> str:
+    return f"{output_dir(run, node, fp)}failures/{first:08d}.json"
+
+
+def node_pattern(node: str) -> str:
+    """Every key a node writes, under any run, as an IAM resource pattern relative to the prefix.
+
+    '/step=<node>/' occurs in a key only as that node's directory: run ids have no '/' or '=',
+    and nothing below a node's directory contains '='."""
+    return f"*/{NODE_SEGMENT}{node}/*"
+
+
+def manifest_patterns(source: str) -> list[str]:
+    """The manifests a map's ItemReader reads (fresh and resumed executions)."""
+    return [f"*/{NODE_SEGMENT}{source}/*/manifest.json", f"*/{NODE_SEGMENT}{source}/*/todo/*.json"]
+
+
+def contiguous(indexes: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted, distinct item indexes as (first, last) runs: [0, 1, 2, 5] -> [(0, 2), (5, 5)]."""
+    runs: list[tuple[int, int]] = []
+    for index in indexes:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], index)
+        else:
+            runs.append((index, index))
+    return runs
 
 
 def chunk_start(index: int, batch_size: int) -> int:

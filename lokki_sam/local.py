@@ -7,25 +7,29 @@ persisted under the run's directory, so `resume` recomputes only what did not co
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lokki_sam import __version__, execution, layout
-from lokki_sam.errors import LokkiError, StepFailed, StoreError
+from lokki_sam.config import MAX_LOCAL_CONCURRENCY
+from lokki_sam.errors import LokkiError, ParamError, StepFailed, StoreError
 from lokki_sam.execution import RunContext
 from lokki_sam.ir import FlowGraph, MapBlock, Node, graph_of
-from lokki_sam.params import resolve_params
+from lokki_sam.params import from_record, resolve_params, same_value, to_record
 from lokki_sam.progress import Reporter, item_span
 from lokki_sam.protocol import ItemRef
 from lokki_sam.retry import call_with_retry
+from lokki_sam.runlock import RunLock
 from lokki_sam.store import ArtifactStore, LocalStore
 
 DEFAULT_STORE = Path(".lokki") / "runs"
@@ -66,6 +70,31 @@ class RunInterrupted(LokkiError):
     exit_code = 130
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or `kill`), raised in the main thread: handled like Ctrl-C."""
+
+
+class RunTerminated(RunInterrupted):
+    exit_code = 143  # 128 + SIGTERM, as shells report it
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While the body runs, SIGTERM stops the run the way Ctrl-C does (work saved, resume hint)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_flow(
     target: Any,
     params: Mapping[str, Any] | None = None,
@@ -79,19 +108,15 @@ def run_flow(
 ) -> RunOutcome:
     """Run a flow locally and return its result. `params` are raw values (CLI strings or
     Python/JSON values), validated and coerced like every other entry point. `concurrency`
-    is the default number of map workers (a map's own `concurrency` wins)."""
+    is the default number of map workers (a map's own `concurrency` wins).
+
+    `resume` continues a run: with no `params`, or with exactly the values it was started with."""
     graph = graph_of(target)
     if store is None or isinstance(store, str | os.PathLike):
         store = LocalStore(store if store is not None else DEFAULT_STORE)
     runner = LocalRunner(graph, store, reporter or Reporter(), sleep, concurrency or LOCAL_CONCURRENCY)
     if resume is not None:
-        if params:
-            raise LokkiError(
-                "parameters cannot be changed when resuming",
-                where=f"run {resume}",
-                hint="resume with the run's own parameters, or start a new run",
-            )
-        return runner.resume(resume)
+        return runner.resume(resume, dict(params or {}))
     return runner.start(dict(params or {}), run_id or layout.new_run_id(graph.name))
 
 
@@ -118,22 +143,40 @@ class LocalRunner:
         layout.check_run_id(run_id)
         where = f"flow '{self.graph.name}'"
         params = resolve_params(self.graph.params, raw_params, where=where)
-        if self.store.exists(layout.run_record(run_id)):
-            raise LokkiError(f"run {run_id} already exists", where=where, hint=f"resume it with --resume {run_id}")
-        record = {
-            "flow": self.graph.name,
-            "module": self.graph.module,
-            "run_id": run_id,
-            "params": _jsonable(params),
-            "status": "running",
-            "lokki_sam": __version__,
-            "started": time.time(),
-        }
-        self.store.put_json(layout.run_record(run_id), record)
-        return self._execute(RunContext(self.graph, self.store, run_id, params), record, resumed=False)
+        recorded = to_record(params, where=where)  # refuse values run.json cannot hold before anything runs
+        with self._lock(run_id):
+            if self.store.exists(layout.run_record(run_id)):
+                raise LokkiError(f"run {run_id} already exists", where=where, hint=f"resume it with --resume {run_id}")
+            record = {
+                "flow": self.graph.name,
+                "module": self.graph.module,
+                "run_id": run_id,
+                "params": recorded,
+                "status": "running",
+                "lokki_sam": __version__,
+                "started": time.time(),
+            }
+            return self._execute(RunContext(self.graph, self.store, run_id, params), record, resumed=False)
 
-    def resume(self, run_id: str) -> RunOutcome:
+    def resume(self, run_id: str, raw_params: Mapping[str, Any] | None = None) -> RunOutcome:
         layout.check_run_id(run_id)
+        self._read_record(run_id)  # refuse an unknown or foreign run before touching its directory
+        with self._lock(run_id):
+            record = self._read_record(run_id)
+            params = self._resumed_params(run_id, record, raw_params or {})
+            changes = self.graph.fingerprints.changes(record.get("nodes") or {})
+            if changes:
+                self.reporter.flow_changed(changes)
+            record["status"] = "running"
+            self.resuming = True
+            return self._execute(RunContext(self.graph, self.store, run_id, params), record, resumed=True)
+
+    def _lock(self, run_id: str) -> contextlib.AbstractContextManager[Any]:
+        if isinstance(self.store, LocalStore):
+            return RunLock(self.store.root / layout.run_lock(run_id), run_id)
+        return contextlib.nullcontext()  # other stores: the caller keeps runs apart
+
+    def _read_record(self, run_id: str) -> dict[str, Any]:
         try:
             record = self.store.get_json(layout.run_record(run_id))
         except StoreError:
@@ -143,20 +186,45 @@ class LocalRunner:
                 f"no run {run_id} (no {self.store.describe(layout.run_record(run_id))})",
                 hint="check the run id and --store",
             ) from None
+        if not isinstance(record, dict) or not isinstance(record.get("params", {}), dict):
+            raise StoreError("not a run record (expected a JSON object)", where=self.store.describe(run_id))
         if record.get("flow") != self.graph.name:
             raise LokkiError(
                 f"run {run_id} belongs to flow '{record.get('flow')}', not '{self.graph.name}'",
                 hint="pick the matching flow in FLOW_REF",
             )
-        params = resolve_params(self.graph.params, record.get("params", {}), where=f"run {run_id}")
-        record["status"] = "running"
-        self.resuming = True
-        return self._execute(RunContext(self.graph, self.store, run_id, params), record, resumed=True)
+        return record
+
+    def _resumed_params(self, run_id: str, record: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+        """The run's own parameters; -p values are accepted only when they are exactly those."""
+        where = f"run {run_id}"
+        recorded = from_record(record.get("params", {}))
+        try:
+            params = resolve_params(self.graph.params, recorded, where=where)
+        except ParamError as exc:
+            raise ParamError(
+                f"the flow's parameters changed since the run started ({exc.message})",
+                where=where,
+                hint="start a new run (a resume keeps the parameters the run started with)",
+            ) from None
+        if given:
+            wanted = resolve_params(self.graph.params, {**recorded, **given}, where=where)
+            differ = [name for name in given if not same_value(wanted.get(name), params.get(name))]
+            if differ:
+                shown = ", ".join(f"{n}={params[n]!r} (given {wanted[n]!r})" for n in differ)
+                raise ParamError(
+                    f"a resume keeps the run's parameters: {shown}",
+                    where=where,
+                    hint="resume without -p (or with the same values), or start a new run",
+                )
+        return params
 
     # ---------------------------------------------------------------- orchestration
 
     def _execute(self, ctx: RunContext, record: dict[str, Any], resumed: bool) -> RunOutcome:
         started = time.perf_counter()
+        record.update(fingerprint=self.graph.fingerprints.flow, nodes=dict(self.graph.fingerprints.nodes))
+        self.store.put_json(layout.run_record(ctx.run_id), record)
         self.reporter.run_started(self.graph.name, ctx.run_id, dict(ctx.params), resumed)
         failures: list[ItemFailure] = []
         status = "failed"
@@ -168,10 +236,11 @@ class LocalRunner:
                     self._run_task(ctx, stage)
             result = execution.read_result(ctx)
             status = "succeeded"
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             status = "interrupted"
-            raise RunInterrupted(
-                "interrupted; finished work is saved",
+            error = RunTerminated if isinstance(exc, Terminated) else RunInterrupted
+            raise error(
+                f"{'terminated (SIGTERM)' if isinstance(exc, Terminated) else 'interrupted'}; finished work is saved",
                 where=f"flow '{self.graph.name}', run {ctx.run_id}",
                 hint=f"continue with: --resume {ctx.run_id}",
             ) from None
@@ -208,7 +277,7 @@ class LocalRunner:
     def _run_map(self, ctx: RunContext, block: MapBlock) -> list[ItemFailure]:
         refs = execution.read_manifest(ctx, block)
         total = len(refs)
-        done = set(execution.batch_results(ctx, block, block.last)) if self.resuming else set()
+        done = execution.done_items(ctx, block.last) if self.resuming else set()
         batch_size = block.options.batch_size
         batches = [refs[i : i + batch_size] for i in range(0, total, batch_size)]
         # An item is done when the map body's last step stored its output; others run again whole.
@@ -218,7 +287,8 @@ class LocalRunner:
         began = time.perf_counter()
         failures: list[ItemFailure] = []
         failed_items = 0
-        workers = min(block.options.concurrency or self.concurrency, max(1, len(todo)))
+        # A map's concurrency is the cloud's MaxConcurrency; here threads, so bounded by the machine's cap.
+        workers = min(block.options.concurrency or self.concurrency, max(1, len(todo)), MAX_LOCAL_CONCURRENCY)
         # Each task gives a worker several batches: thousands of tiny futures cost more than the work.
         per_unit = max(1, len(todo) // (workers * UNITS_PER_WORKER))
         units = [todo[i : i + per_unit] for i in range(0, len(todo), per_unit)]
@@ -300,7 +370,7 @@ class LocalRunner:
         for node in block.nodes:
             indexes, outputs = buffers[node.id]
             if indexes:
-                execution.write_batch_output(ctx, block, node, indexes, outputs)
+                execution.write_batch_output(ctx, node, indexes, outputs)
                 buffers[node.id] = ([], [])
 
     def _report_retry(self, step: str, item: int, attempt: int, error: BaseException, wait: float) -> None:
@@ -312,7 +382,7 @@ class LocalRunner:
         step_id = getattr(error, "__lokki_step__", block.nodes[0].id)
         failure = ItemFailure(block.id, step_id, tuple(r.index for r in batch), type(error).__name__, str(error))
         self.store.put_json(
-            layout.failure(ctx.run_id, block.id, batch[0].index),
+            layout.failure(ctx.run_id, block.last.id, ctx.fp(block.last.id), batch[0].index),
             {
                 "items": list(failure.indexes),
                 "error": failure.error_type,
@@ -355,10 +425,3 @@ def _user_traceback(exc: BaseException) -> str:
     """The last frames of the user's traceback (lokki-sam's own frames dropped)."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if "lokki_sam" not in f.filename]
     return "".join(traceback.format_list(frames[-5:])).rstrip()
-
-
-def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        out[key] = sorted(value) if isinstance(value, set | frozenset) else value
-    return out

@@ -23,8 +23,25 @@ ENV_PREFIX = "LOKKI_PREFIX"  # the flow's key prefix in the bucket; the runtime 
 START_STATE = "Start flow"  # the first state; contains a space: can never collide with a node or map id
 RESULT_WRITER_DIR = "_resultwriter"  # '_' keeps it apart from run ids and node ids
 
+# The Sids of the IAM statements lokki-sam writes: a step's own `permissions` cannot use them.
+GENERATED_SIDS = (
+    "OwnLogs",
+    "ReadRunArtifacts",
+    "WriteOwnArtifacts",
+    "ListRunArtifacts",
+    "Tracing",
+    "InvokeOwnFunctions",
+    "MapItemReader",
+    "MapResultWriter",
+    "DistributedMapStartChildren",
+    "DistributedMapManageChildren",
+    "DeliverLogs",
+)
+WILDCARD_REASON_KEY = "WildcardReason"  # in a step's permission: why it needs "*" (lokki-sam's key, not IAM's)
+
 BUCKET_ID = "ArtifactBucket"
 BUCKET_SUBSTITUTION = "ArtifactBucketName"
+PREFIX_SUBSTITUTION = "ArtifactPrefix"  # the flow's prefix (with the stack), in the state machine
 BUCKET_OUTPUT = "ArtifactBucketName"
 
 
@@ -34,8 +51,15 @@ def pascal(name: str) -> str:
     return "".join(p[:1].upper() + p[1:] for p in parts)
 
 
-def flow_prefix(flow: str) -> str:
-    return f"lokki/{flow}"
+def flow_prefix(stack: str, flow: str) -> str:
+    """A flow's key prefix in the artifact bucket. The stack is part of it: two stacks sharing a
+    bucket (dev and prod) can never read or write each other's pickles."""
+    return f"lokki/{stack}/{flow}"
+
+
+def template_flow_prefix(flow: str) -> str:
+    """`flow_prefix` inside the template (a `Fn::Sub` string: the stack is only known at deploy)."""
+    return flow_prefix("${AWS::StackName}", flow)
 
 
 def function_id(flow: str, step: str) -> str:
@@ -64,6 +88,7 @@ def map_label(map_id: str) -> str:
     return cleaned[:40]
 
 
-def result_writer_prefix(flow: str, map_id: str) -> str:
-    """Where a distributed map's ResultWriter puts its files (nothing reads them: the store has every result)."""
-    return f"{flow_prefix(flow)}/{RESULT_WRITER_DIR}/{map_id}"
+def result_writer_prefix(prefix: str, map_id: str) -> str:
+    """Where a distributed map's ResultWriter puts its files, under the flow's `prefix` (nothing
+    reads them: the store has every result)."""
+    return f"{prefix}/{RESULT_WRITER_DIR}/{map_id}"

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from lokki_sam.errors import FlowDefinitionError
+from lokki_sam.names import GENERATED_SIDS, WILDCARD_REASON_KEY
+from lokki_sam.secret_check import name_looks_secret, value_looks_secret
 
 ARCHITECTURES = ("x86_64", "arm64")
 EXECUTION_TYPES = ("STANDARD", "EXPRESS")
 MAP_MODES = ("distributed", "inline")
-# Environment variables whose name says "secret" must hold a reference, never the value itself.
-_SECRET_NAME_RE = re.compile(r"(?i)(secret|passw(or)?d|token|api_?key|private_?key|credential)")
+# Environment variables that look like secrets (by name or value) must hold a reference, never the value.
 _SECRET_REFERENCE_RE = re.compile(r"^(/[A-Za-z0-9_.\-/]+|arn:aws[a-z-]*:(ssm|secretsmanager):\S+)$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -230,9 +231,11 @@ def _check_environment(env: Mapping[str, str] | None, where: str) -> tuple[tuple
                 where=where,
                 hint="for secrets pass an SSM parameter or Secrets Manager name, never the value",
             )
-        if _SECRET_NAME_RE.search(key) and not _SECRET_REFERENCE_RE.match(value):
+        by_name = name_looks_secret(key) and not _SECRET_REFERENCE_RE.match(value)
+        if by_name or value_looks_secret(value):
+            why = "its name says it is a secret" if by_name else "its value looks like a credential"
             raise FlowDefinitionError(
-                f"environment variable {key} looks like a secret but its value is a literal; "
+                f"environment variable {key} holds a literal secret ({why}); "
                 "templates and Lambda configurations must never hold secret values",
                 where=where,
                 hint="pass a reference instead (an SSM parameter name like '/my/param', or a Secrets Manager "
@@ -243,6 +246,9 @@ def _check_environment(env: Mapping[str, str] | None, where: str) -> tuple[tuple
 
 
 def _check_permissions(perms: list[Mapping[str, Any]] | None, where: str) -> tuple[Mapping[str, Any], ...]:
+    """IAM statements for the step's role. A wildcard action (`*`, `s3:*`) or resource (`*`) is
+    refused unless the statement says why (`WildcardReason`), which the template then shows; the
+    Sids lokki-sam writes are reserved, so no statement can pass for a generated one."""
     if not perms:
         return ()
     checked = []
@@ -253,8 +259,30 @@ def _check_permissions(perms: list[Mapping[str, Any]] | None, where: str) -> tup
                 where=where,
                 hint='{"Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::my-bucket/*"}',
             )
-        unknown = set(perm) - {"Effect", "Action", "Resource", "Condition", "Sid"}
+        unknown = set(perm) - {"Effect", "Action", "Resource", "Condition", "Sid", WILDCARD_REASON_KEY}
         if unknown:
             raise FlowDefinitionError(f"unknown IAM statement key(s) {sorted(unknown)}", where=where)
+        if perm.get("Sid") in GENERATED_SIDS:
+            raise FlowDefinitionError(
+                f"the Sid {perm['Sid']!r} is one lokki-sam uses for its own statements",
+                where=where,
+                hint="give your statement another Sid (or none)",
+            )
+        wildcards = [f"action {a!r}" for a in _as_list(perm["Action"]) if a == "*" or str(a).endswith(":*")]
+        wildcards += [f"resource {r!r}" for r in _as_list(perm["Resource"]) if r == "*"]
+        reason = perm.get(WILDCARD_REASON_KEY)
+        if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+            raise FlowDefinitionError(f"{WILDCARD_REASON_KEY} must be a sentence saying why", where=where)
+        if wildcards and reason is None:
+            raise FlowDefinitionError(
+                f"a permission with a wildcard ({', '.join(wildcards)}) grants more than one step needs",
+                where=where,
+                hint="name the actions and resource ARNs; if the wildcard really is needed, add "
+                f'"{WILDCARD_REASON_KEY}": "why" to the statement (the template shows it)',
+            )
         checked.append(dict(perm))
     return tuple(checked)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]

@@ -10,7 +10,7 @@ import inspect
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,6 +223,8 @@ def _to_sequence(value: Any, container: Any, args: tuple[Any, ...]) -> Any:
         decoded = _decode_text(value)
         if isinstance(decoded, list):
             value = decoded
+        elif value.strip().startswith(("[", "{")):  # meant as JSON: never split it on commas
+            raise ValueError('not valid JSON (a list is written like ["a", "b"] or a,b)')
         else:  # comma-separated shorthand: -p names=a,b,c
             value = [part.strip() for part in value.split(",")] if value.strip() else []
     if not isinstance(value, list | tuple | set | frozenset):
@@ -240,8 +242,117 @@ def _to_dict(value: Any, args: tuple[Any, ...]) -> dict[Any, Any]:
     if isinstance(value, str):
         value = _decode_text(value)
     if not isinstance(value, dict):
-        raise TypeError("not a JSON object")
+        raise TypeError('not a JSON object (write it like {"a": 1})')
     if not args:
         return dict(value)
     key_type, value_type = args
     return {coerce(k, key_type): coerce(v, value_type) for k, v in value.items()}
+
+
+# ------------------------------------------------------------------------------ run records
+
+
+def to_record(params: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """Resolved parameter values as JSON that `from_record` turns back into exactly the same
+    values (run.json must always be valid JSON, and a resume must see the values the run saw).
+
+    Values JSON cannot hold are tagged: {"$tuple": [...]}, {"$set": [...]}, {"$float": "nan"},
+    {"$decimal": "1.10"}, {"$path": "..."}, {"$bytes": "<base64>"}, {"$datetime": "<iso>"}, ...
+    A value that cannot be recorded exactly is an error naming the parameter."""
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        try:
+            encoded = _encode(value)
+            exact = same_value(_decode(json.loads(json.dumps(encoded, allow_nan=False))), value)
+        except (TypeError, ValueError):
+            exact = False
+        if not exact:
+            raise ParamError(
+                f"parameter '{name}' = {value!r} ({type(value).__name__}) cannot be recorded exactly in the run record",
+                where=where,
+                hint="use values of JSON types, tuples, sets, Decimal, Path, bytes or datetimes",
+            )
+        out[name] = encoded
+    return out
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal values of the same types all the way down (nan equals nan: it round-trips)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a == b or (a != a and b != b)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def from_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _decode(value) for name, value in record.items()}
+
+
+def _encode(value: Any) -> Any:
+    import base64
+    import datetime as dt
+    import decimal
+    import math
+    import pathlib
+
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$float": repr(value)}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, tuple):
+        return {"$tuple": [_encode(v) for v in value]}
+    if isinstance(value, set | frozenset):
+        items = sorted((_encode(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+        return {"$frozenset" if isinstance(value, frozenset) else "$set": items}
+    if isinstance(value, dict):
+        plain = all(isinstance(k, str) for k in value) and not (len(value) == 1 and next(iter(value)).startswith("$"))
+        if plain:
+            return {k: _encode(v) for k, v in value.items()}
+        return {"$dict": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, decimal.Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, pathlib.PurePath):
+        return {"$path": str(value)}
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode()}
+    if isinstance(value, dt.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$date": value.isoformat()}
+    raise TypeError(f"no record encoding for {type(value).__name__}")
+
+
+def _decode(value: Any) -> Any:
+    import base64
+    import datetime as dt
+    import decimal
+    import pathlib
+
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((tag, inner),) = value.items()
+        decoders: dict[str, Callable[[Any], Any]] = {
+            "$float": float,
+            "$tuple": lambda v: tuple(_decode(x) for x in v),
+            "$set": lambda v: {_decode(x) for x in v},
+            "$frozenset": lambda v: frozenset(_decode(x) for x in v),
+            "$dict": lambda v: {_decode(k): _decode(x) for k, x in v},
+            "$decimal": decimal.Decimal,
+            "$path": pathlib.Path,
+            "$bytes": base64.b64decode,
+            "$datetime": dt.datetime.fromisoformat,
+            "$date": dt.date.fromisoformat,
+        }
+        if tag in decoders:
+            return decoders[tag](inner)
+    return {k: _decode(v) for k, v in value.items()}

@@ -19,6 +19,9 @@ class Reporter:
 
     def run_started(self, flow: str, run_id: str, params: dict[str, Any], resumed: bool) -> None: ...
 
+    def flow_changed(self, changes: dict[str, str]) -> None:
+        """A resumed run's flow differs from the one that started it (node id -> new/changed/removed)."""
+
     def step_started(self, step: str) -> None: ...
 
     def step_skipped(self, step: str) -> None: ...
@@ -59,6 +62,9 @@ class JsonReporter(Reporter):
 
     def step_skipped(self, step: str) -> None:
         self._emit("step_skipped", step=step, reason="already completed")
+
+    def flow_changed(self, changes: dict[str, str]) -> None:
+        self._emit("flow_changed", steps=changes)
 
     def step_finished(self, step: str, seconds: float) -> None:
         self._emit("step_finished", step=step, seconds=round(seconds, 4))
@@ -114,6 +120,14 @@ class RichReporter(Reporter):
 
     def step_skipped(self, step: str) -> None:
         self.console.print(f"  [dim]{step}: already done[/]")
+
+    def flow_changed(self, changes: dict[str, str]) -> None:
+        from lokki_sam.fingerprint import describe_changes
+
+        self.console.print(
+            f"  [yellow]the flow changed since this run started[/] ({describe_changes(changes)}): "
+            "those steps and everything after them run again"
+        )
 
     def step_finished(self, step: str, seconds: float) -> None:
         self.console.print(f"  [green]✓[/] {step} [dim]{seconds:.2f}s[/]")

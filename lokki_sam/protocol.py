@@ -4,10 +4,12 @@ The ASL compiler writes these payloads as templates (`asl_template`), the runtim
 (`parse`), and the sample events are the templates resolved; all three use the keys defined
 here, so they cannot drift apart.
 
-    TaskEvent       {"node", "run_id", "params"}                      a step outside maps
-    MapEvent        {"node", "map", "input": <item or batch>}         a step of a map body
+    TaskEvent       {"node", "run_id", "params", "lokki"}             a step outside maps
+    MapEvent        {"node", "map", "input": <item or batch>, "lokki"}   a step of a map body
+      lokki         {"protocol", "flow", "step"}                      the Stamp: protocol version and fingerprints
       item          {"i", "c", "run_id", "params"}                    one map item (ItemSelector)
       batch         {"Items": [item, ...], "BatchInput": {"run_id", "params"}}   (ItemBatcher)
+      all items     {"AllItems": true, "run_id", "params"}           every item of the run (sample events only)
     MapSourceResult {"Bucket", "Key", "count"} (+ "Items" for an INLINE map)   what a map source returns
 """
 
@@ -19,9 +21,12 @@ from typing import Any
 
 from lokki_sam.errors import LokkiError
 
-NODE, MAP, INPUT, RUN_ID, PARAMS = "node", "map", "input", "run_id", "params"
+# The payload contract's version: a runtime refuses a state machine written for another one.
+PROTOCOL_VERSION = 2
+
+NODE, MAP, INPUT, RUN_ID, PARAMS, STAMP = "node", "map", "input", "run_id", "params", "lokki"
 INDEX, CHUNK = "i", "c"
-ITEMS, BATCH_INPUT = "Items", "BatchInput"
+ITEMS, BATCH_INPUT, ALL_ITEMS = "Items", "BatchInput", "AllItems"
 BUCKET, KEY, COUNT = "Bucket", "Key", "count"
 
 
@@ -54,6 +59,26 @@ class ItemRef:
 
 
 @dataclass(frozen=True)
+class Stamp:
+    """What every Task payload carries besides its data: the protocol version, and the flow's and
+    the node's fingerprints as the generator computed them (the runtime compares with its own)."""
+
+    protocol: Any
+    flow: Any
+    node: Any
+
+    @classmethod
+    def parse(cls, event: Mapping[str, Any]) -> Stamp:
+        value = event.get(STAMP)
+        if not isinstance(value, Mapping):
+            return cls(None, None, None)
+        return cls(value.get("protocol"), value.get("flow"), value.get("step"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "flow": self.flow, "step": self.node}
+
+
+@dataclass(frozen=True)
 class TaskEvent:
     """What a Task outside any map sends its step's function."""
 
@@ -62,8 +87,8 @@ class TaskEvent:
     params: Any
 
     @staticmethod
-    def asl_template(node: str, run_id_path: str, params_path: str) -> dict[str, Any]:
-        return {NODE: node, _path_key(RUN_ID): run_id_path, _path_key(PARAMS): params_path}
+    def asl_template(node: str, run_id_path: str, params_path: str, stamp: Stamp) -> dict[str, Any]:
+        return {NODE: node, _path_key(RUN_ID): run_id_path, _path_key(PARAMS): params_path, STAMP: stamp.to_json()}
 
     @classmethod
     def parse(cls, event: Mapping[str, Any]) -> TaskEvent:
@@ -79,14 +104,14 @@ class MapEvent:
 
     node: str
     map: str
-    items: tuple[ItemRef, ...]
+    items: tuple[ItemRef, ...] | None  # None: every item of the map (a sample event for `sam local invoke`)
     run_id: Any
     params: Any
 
     @staticmethod
-    def asl_template(node: str, map_id: str) -> dict[str, Any]:
+    def asl_template(node: str, map_id: str, stamp: Stamp) -> dict[str, Any]:
         # The child's input is one item (or a batch); each Task passes it on unchanged.
-        return {NODE: node, MAP: map_id, _path_key(INPUT): "$"}
+        return {NODE: node, MAP: map_id, _path_key(INPUT): "$", STAMP: stamp.to_json()}
 
     @staticmethod
     def item_selector(index_path: str, chunk_path: str, context: Mapping[str, str]) -> dict[str, Any]:
@@ -113,7 +138,11 @@ class MapEvent:
     def parse(cls, event: Mapping[str, Any]) -> MapEvent:
         node, map_id = cls.target(event)
         value = event.get(INPUT)
-        if isinstance(value, Mapping) and ITEMS in value:
+        refs: tuple[ItemRef, ...] | None
+        context: Any
+        if isinstance(value, Mapping) and value.get(ALL_ITEMS) is True:
+            context, refs = value, None
+        elif isinstance(value, Mapping) and ITEMS in value:
             items = value[ITEMS]
             if not isinstance(items, list) or not items:
                 raise ProtocolError(f"a batch needs a non-empty '{ITEMS}' list")
@@ -133,8 +162,10 @@ class MapEvent:
         def item(ref: ItemRef) -> dict[str, Any]:
             return {**ref.to_json(), RUN_ID: self.run_id, PARAMS: self.params}
 
-        if batched:
-            value: Any = {ITEMS: [item(r) for r in self.items], BATCH_INPUT: {RUN_ID: self.run_id, PARAMS: self.params}}
+        if self.items is None:
+            value: Any = {ALL_ITEMS: True, RUN_ID: self.run_id, PARAMS: self.params}
+        elif batched:
+            value = {ITEMS: [item(r) for r in self.items], BATCH_INPUT: {RUN_ID: self.run_id, PARAMS: self.params}}
         else:
             (only,) = self.items
             value = item(only)

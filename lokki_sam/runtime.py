@@ -20,17 +20,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lokki_sam import execution, layout, names
+from lokki_sam import __version__, execution, layout, names
 from lokki_sam.errors import LokkiError
 from lokki_sam.execution import RunContext
 from lokki_sam.ir import FlowGraph, Node
 from lokki_sam.params import resolve_params
-from lokki_sam.protocol import MapEvent, MapSourceResult, TaskEvent
+from lokki_sam.protocol import PROTOCOL_VERSION, MapEvent, MapSourceResult, Stamp, TaskEvent
 from lokki_sam.store import S3Store, s3_client
 
 
 class RuntimeConfigError(LokkiError):
     """The function's environment or its event does not fit the flow it serves."""
+
+
+class FlowMismatch(RuntimeConfigError):
+    """The state machine was generated from other flow code (or another lokki-sam) than the function runs."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, 
         raise RuntimeConfigError(f"the event must be a JSON object, got {type(event).__name__}")
     check_location(event, settings)
     graph = load_graph(settings.module, settings.flow)
+    check_stamp(graph, Stamp.parse(event))
     store = S3Store(settings.bucket, settings.prefix, client if client is not None else _s3())
     if MapEvent.is_map_event(event):
         return _run_map_step(graph, store, event, settings.step)
@@ -89,7 +94,7 @@ def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, 
     fed = graph.map_fed_by(node.id)
     if fed is None:
         return {"node": node.id}
-    manifest = layout.manifest(ctx.run_id, fed.id)
+    manifest = ctx.manifest(fed)
     inline = fed.options.mode == "inline"  # an INLINE map iterates over the state, not an ItemReader
     assert count is not None
     result = MapSourceResult(
@@ -106,8 +111,9 @@ def _run_map_step(graph: FlowGraph, store: S3Store, raw: Mapping[str, Any], step
         raise RuntimeConfigError(f"step '{node.id}' is not in map '{map_id}' of flow '{graph.name}'")
     event = MapEvent.parse(raw)
     ctx = _context(graph, store, event.run_id, event.params)
-    execution.run_batch(ctx, block, node, event.items)
-    return {"node": node.id, "items": len(event.items)}
+    refs = event.items if event.items is not None else execution.read_manifest(ctx, block)
+    execution.run_batch(ctx, block, node, refs)
+    return {"node": node.id, "items": len(refs)}
 
 
 # ------------------------------------------------------------------------- input resolution
@@ -141,6 +147,34 @@ def resolve_node(graph: FlowGraph, node_id: str, step_name: str) -> Node:
             hint="each state must invoke its own step's function; regenerate the state machine",
         )
     return node
+
+
+def check_stamp(graph: FlowGraph, stamp: Stamp) -> None:
+    """Refuse a payload written for another protocol version or another version of the flow:
+    running it would mix artifacts of two codes (never a wrong result: an error instead)."""
+    fix = "run `lokki-sam generate`, `sam build` and `sam deploy` so the state machine and the functions match"
+    if stamp.protocol is None:
+        raise FlowMismatch(
+            "the event carries no 'lokki' stamp (protocol version and flow fingerprint): it was not sent by a "
+            "state machine of this lokki-sam, or was written by hand",
+            where=f"flow '{graph.name}'",
+            hint="use the events `lokki-sam generate` writes (events/<flow>/<step>.json); " + fix,
+        )
+    if stamp.protocol != PROTOCOL_VERSION:
+        raise FlowMismatch(
+            f"the state machine sends lokki-sam protocol {stamp.protocol!r}; this function's lokki-sam "
+            f"{__version__} speaks protocol {PROTOCOL_VERSION}",
+            where=f"flow '{graph.name}'",
+            hint=fix,
+        )
+    own = graph.fingerprints.flow
+    if stamp.flow != own:
+        raise FlowMismatch(
+            f"the state machine was generated from another version of flow '{graph.name}' "
+            f"(fingerprint {stamp.flow}) than this function's code ({own})",
+            where=f"flow '{graph.name}'",
+            hint=fix,
+        )
 
 
 def check_location(event: Mapping[str, Any], settings: FunctionEnv) -> None:

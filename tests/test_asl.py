@@ -109,7 +109,12 @@ def test_chain_of_tasks_in_flow_order_with_node_payloads() -> None:
     assert inc2["Resource"] == "arn:aws:states:::lambda:invoke"
     # A reused step is one function, called with different node ids.
     assert inc2["Parameters"]["FunctionName"] == "${" + names.function_arn_substitution("reused_step", "inc") + "}"
-    assert inc2["Parameters"]["Payload"] == {"node": "inc-2", "run_id.$": "$$.Execution.Name", "params.$": "$.params"}
+    assert inc2["Parameters"]["Payload"] == {
+        "node": "inc-2",
+        "run_id.$": "$$.Execution.Name",
+        "params.$": "$.params",
+        "lokki": {"protocol": 2, "flow": graph.fingerprints.flow, "step": graph.fingerprint("inc-2")},
+    }
     assert inc2["ResultPath"] is None  # results stay in the store, the state stays small
 
 
@@ -142,12 +147,17 @@ def test_distributed_map_reads_the_manifest_and_keeps_results_out_of_the_state()
     }
     assert m["ResultWriter"] == {
         "Resource": "arn:aws:states:::s3:putObject",
-        "Parameters": {"Bucket": "${ArtifactBucketName}", "Prefix": "lokki/options_flow/_resultwriter/map-fetch"},
+        "Parameters": {"Bucket": "${ArtifactBucketName}", "Prefix": "${ArtifactPrefix}/_resultwriter/map-fetch"},
     }
     assert m["ResultPath"] is None
     assert (m["MaxConcurrency"], m["ToleratedFailurePercentage"], m["ToleratedFailureCount"]) == (7, 12, 3)
     body = m["ItemProcessor"]["States"]["fetch"]
-    assert body["Parameters"]["Payload"] == {"node": "fetch", "map": "map-fetch", "input.$": "$"}
+    stamp = {
+        "protocol": 2,
+        "flow": options_flow.graph.fingerprints.flow,
+        "step": options_flow.graph.fingerprint("fetch"),
+    }
+    assert body["Parameters"]["Payload"] == {"node": "fetch", "map": "map-fetch", "input.$": "$", "lokki": stamp}
     assert body["End"] is True and body["ResultPath"] is None
 
 
@@ -210,8 +220,8 @@ def test_substitution_names_are_exactly_those_used() -> None:
 
 
 def test_payloads_carry_references_only() -> None:
-    """No Task payload embeds data: only node/map ids, the run id, the params and item refs."""
-    allowed = {"node", "map", "run_id.$", "params.$", "input.$"}
+    """No Task payload embeds data: only node/map ids, the run id, the params, item refs and the stamp."""
+    allowed = {"node", "map", "run_id.$", "params.$", "input.$", "lokki"}
     for graph in all_graphs():
         for task in tasks(asl.compile_flow(graph)):
             assert set(task["Parameters"]["Payload"]) <= allowed

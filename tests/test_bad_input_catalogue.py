@@ -26,13 +26,15 @@ from click.testing import CliRunner
 from cookiecutter.exceptions import FailedHookException as HookFailed
 from moto import mock_aws
 
-from lokki_sam import Retry, flow, layout, names, runtime, serialization, step
+from lokki_sam import Retry, flow, names, runtime, serialization, step
 from lokki_sam.cli import cli
 from lokki_sam.errors import FlowDefinitionError, LokkiError, ParamError, StoreError
+from lokki_sam.loader import load_flow
 from lokki_sam.local import run_flow
 from lokki_sam.serialization import FORMAT_VERSION, MAGIC
 from lokki_sam.store import S3Store
 from tests.conftest import EXAMPLES, REPO
+from tests.support.keys import Keys, prefix, stamped
 
 FDE = FlowDefinitionError
 BUCKET = "catalogue-artifacts"
@@ -62,6 +64,9 @@ def cat_sum(xs: list[int]) -> int:
 @flow
 def catalogue_flow(n: int = 6):
     return cat_items(n=n).map(cat_double, batch_size=2).agg(cat_sum)
+
+
+KEYS = Keys(catalogue_flow, RUN)
 
 
 TYPED_FLOW = """
@@ -113,7 +118,7 @@ class Env:
         return path
 
     def store(self) -> S3Store:
-        return S3Store(BUCKET, names.flow_prefix(catalogue_flow.name), self.s3)
+        return S3Store(BUCKET, prefix(catalogue_flow), self.s3)
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,16 @@ def corrupt_local(pattern: str, transform: Callable[[bytes], bytes]) -> Callable
     return setup
 
 
+def corrupt_map_output(transform: Callable[[bytes], bytes]) -> Callable[[Env], None]:
+    """A finished run whose aggregation must run again (its output is gone), over a damaged map output."""
+
+    def setup(e: Env) -> None:
+        corrupt_local("step=cat_double/*/*.pkl", transform)(e)
+        local_key(e, "step=cat_sum/*/output.pkl").unlink()
+
+    return setup
+
+
 def resume(e: Env) -> None:
     run_flow(catalogue_flow, None, store=e.runs, resume=RUN)
 
@@ -221,7 +236,7 @@ def trap_pickle(e: Env) -> bytes:
 
 def foreign_agg_output(e: Env) -> None:
     completed_run(e)
-    local_key(e, "cat_sum/output.pkl").write_bytes(trap_pickle(e))
+    local_key(e, "step=cat_sum/*/output.pkl").write_bytes(trap_pickle(e))
 
 
 def resume_foreign(e: Env) -> None:
@@ -236,11 +251,11 @@ def manifest_setup(entries: Any, raw: str | None = None) -> Callable[[Env], None
 
     def setup(e: Env) -> None:
         completed_run(e)
-        for path in (e.runs / RUN / MAP / "cat_double").glob("*.pkl"):
+        for path in (e.runs / RUN).glob("step=cat_double/*/*.pkl"):
             path.unlink()
-        (e.runs / RUN / "cat_sum" / "output.pkl").unlink()
+        local_key(e, "step=cat_sum/*/output.pkl").unlink()
         text = raw if raw is not None else json.dumps(entries)
-        local_key(e, f"{MAP}/manifest.json").write_text(text)
+        local_key(e, "step=cat_items/*/manifest.json").write_text(text)
 
     return setup
 
@@ -265,14 +280,19 @@ def lambda_env(step_name: str, **overrides: str) -> dict[str, str]:
         names.ENV_FLOW: catalogue_flow.name,
         names.ENV_STEP: step_name,
         names.ENV_BUCKET: BUCKET,
-        names.ENV_PREFIX: names.flow_prefix(catalogue_flow.name),
+        names.ENV_PREFIX: prefix(catalogue_flow),
     }
     env.update(overrides)
     return env
 
 
 def invoke(event: Any, step_name: str = "cat_items", **overrides: str) -> Callable[[Env], Outcome]:
-    return api(lambda e: runtime.handle(event, lambda_env(step_name, **overrides), e.s3))
+    return api(lambda e: runtime.handle(stamp(event), lambda_env(step_name, **overrides), e.s3))
+
+
+def stamp(event: Any) -> Any:
+    """The state machine's stamp on a well-formed event (a malformed one stays as it is)."""
+    return stamped(catalogue_flow, event) if isinstance(event, dict) else event
 
 
 def item(i: int = 0, c: int = 0, **extra: Any) -> dict[str, Any]:
@@ -285,7 +305,7 @@ def map_event(value: Any) -> dict[str, Any]:
 
 def cloud_source(e: Env) -> None:
     """The source step has run in the cloud: manifest + items chunk in S3."""
-    runtime.handle({"node": "cat_items", "run_id": RUN, "params": {}}, lambda_env("cat_items"), e.s3)
+    runtime.handle(stamp({"node": "cat_items", "run_id": RUN, "params": {}}), lambda_env("cat_items"), e.s3)
 
 
 def cloud_object(key: str, body: Callable[[Env], bytes]) -> Callable[[Env], None]:
@@ -298,7 +318,7 @@ def cloud_object(key: str, body: Callable[[Env], bytes]) -> Callable[[Env], None
 
 def cloud_map_item(e: Env) -> None:
     try:
-        runtime.handle(map_event(item()), lambda_env("cat_double"), e.s3)
+        runtime.handle(stamp(map_event(item())), lambda_env("cat_double"), e.s3)
     finally:
         assert not (e.dir / "UNPICKLED").exists(), "a foreign object was unpickled"
 
@@ -309,7 +329,7 @@ def cloud_map_item(e: Env) -> None:
 def nested_map(e: Env) -> None:
     @flow
     def nested():
-        return cat_items().map(cat_double).map(cat_double)
+        return cat_items().map(cat_double().map(cat_double))
 
     nested.graph  # noqa: B018  (building the graph is what refuses it)
 
@@ -390,7 +410,7 @@ CASES: list[Case] = [
         "cli",
         "run --store is a file",
         cli_run("run", BIRDS, "--store", "afile"),
-        ("cannot write the artifact", "afile", "must be a writable directory"),
+        ("afile", "must be a writable directory"),
         2,
         write_files(afile="not a directory\n"),
     ),
@@ -448,8 +468,9 @@ CASES: list[Case] = [
         "params",
         "resume with a changed parameter",
         cli_run("run", BIRDS, "--store", "runs", "--resume", RUN, "-p", "limit=1"),
-        ("parameters cannot be changed when resuming",),
+        ("a resume keeps the run's parameters: limit=3 (given 1)",),
         2,
+        lambda e: run_flow(load_flow(BIRDS), {}, store=e.runs, run_id=RUN),
     ),
     # --- config (each through `lokki-sam run`: no run directory may appear)
     Case(
@@ -557,7 +578,7 @@ CASES: list[Case] = [
         app("Transform: AWS::Serverless-2016-10-31\nResources: {}\n"),
     ),
     # --- flow API
-    Case("flow API", "nested map", api(nested_map), ("nested maps are not supported",), FlowDefinitionError),
+    Case("flow API", "nested map", api(nested_map), ("nested maps) is not supported",), FlowDefinitionError),
     Case("flow API", "flow returns an int", api(flow_returning(3)), ("flow 'bad_return'",), FlowDefinitionError),
     Case("flow API", "@step on a number", api(lambda e: step(42)), ("@step needs a function, got 42",), LokkiError),
     Case("flow API", "batch_size 0", api(map_option(batch_size=0)), ("batch_size must be an integer >= 1",), FDE),
@@ -582,7 +603,7 @@ CASES: list[Case] = [
         "flow API",
         "literal secret in a step environment",
         api(step_option(environment={"API_TOKEN": "s3cr3t-value"})),
-        ("environment variable API_TOKEN looks like a secret but its value is a literal", "SSM parameter"),
+        ("environment variable API_TOKEN holds a literal secret", "SSM parameter"),
         FDE,
     ),
     Case(
@@ -675,7 +696,7 @@ CASES: list[Case] = [
         api(resume),
         ("artifact is corrupt or truncated", "cat_double"),
         StoreError,
-        corrupt_local(f"{MAP}/cat_double/*.pkl", lambda d: d[: len(d) // 2]),
+        corrupt_map_output(lambda d: d[: len(d) // 2]),
         ("runs/r1/run.json",),
     ),
     Case(
@@ -693,7 +714,7 @@ CASES: list[Case] = [
         api(resume),
         (f"artifact format version {FORMAT_VERSION + 1} is newer", "upgrade lokki-sam"),
         StoreError,
-        corrupt_local("cat_sum/output.pkl", with_version(FORMAT_VERSION + 1)),
+        corrupt_local("step=cat_sum/*/output.pkl", with_version(FORMAT_VERSION + 1)),
         ("runs/r1/run.json",),
     ),
     Case(
@@ -702,7 +723,7 @@ CASES: list[Case] = [
         api(resume),
         ("unknown artifact format version 0",),
         StoreError,
-        corrupt_local(f"{MAP}/cat_double/*.pkl", with_version(0)),
+        corrupt_map_output(with_version(0)),
         ("runs/r1/run.json",),
     ),
     Case(
@@ -711,7 +732,7 @@ CASES: list[Case] = [
         api(resume),
         ("unknown codec 9",),
         StoreError,
-        corrupt_local("cat_sum/output.pkl", lambda d: d[: len(MAGIC) + 1] + b"\x09" + d[len(MAGIC) + 2 :]),
+        corrupt_local("step=cat_sum/*/output.pkl", lambda d: d[: len(MAGIC) + 1] + b"\x09" + d[len(MAGIC) + 2 :]),
         ("runs/r1/run.json",),
     ),
     Case(
@@ -789,7 +810,7 @@ CASES: list[Case] = [
         api(resume),
         ("not a map batch output", "cat_double/"),
         StoreError,
-        corrupt_local(f"{MAP}/cat_double/*.pkl", lambda d: serialization.dumps(([0, 1, 2], [0]))),
+        corrupt_map_output(lambda d: serialization.dumps(([0, 1, 2], [0]))),
         ("runs/r1/run.json",),
     ),
     Case(
@@ -798,7 +819,7 @@ CASES: list[Case] = [
         api(resume),
         ("not a map batch output",),
         StoreError,
-        corrupt_local(f"{MAP}/cat_double/*.pkl", lambda d: serialization.dumps("hello")),
+        corrupt_map_output(lambda d: serialization.dumps("hello")),
         ("runs/r1/run.json",),
     ),
     # --- store contents, S3 (the Lambda runtime reads them)
@@ -806,9 +827,9 @@ CASES: list[Case] = [
         "store",
         "S3 items chunk is a foreign pickle",
         api(cloud_map_item),
-        ("not a lokki-sam artifact", f"s3://{BUCKET}/lokki/catalogue_flow/{RUN}/{MAP}/items/00000000.pkl"),
+        ("not a lokki-sam artifact", f"s3://{BUCKET}/{prefix(catalogue_flow)}/{KEYS.items_chunk(MAP, 0)}"),
         StoreError,
-        cloud_object(layout.items_chunk(RUN, MAP, 0), trap_pickle),
+        cloud_object(KEYS.items_chunk(MAP, 0), trap_pickle),
     ),
     Case(
         "store",
@@ -816,13 +837,13 @@ CASES: list[Case] = [
         api(cloud_map_item),
         ("artifact is corrupt or truncated",),
         StoreError,
-        cloud_object(layout.items_chunk(RUN, MAP, 0), lambda e: MAGIC + bytes((FORMAT_VERSION, 0))),
+        cloud_object(KEYS.items_chunk(MAP, 0), lambda e: MAGIC + bytes((FORMAT_VERSION, 0))),
     ),
     Case(
         "store",
         "S3 items chunk missing",
-        api(lambda e: runtime.handle(map_event(item(i=0, c=0)), lambda_env("cat_double"), e.s3)),
-        ("artifact not found", f"s3://{BUCKET}/lokki/catalogue_flow/{RUN}/{MAP}/items/00000000.pkl"),
+        api(lambda e: runtime.handle(stamp(map_event(item(i=0, c=0))), lambda_env("cat_double"), e.s3)),
+        ("artifact not found", f"s3://{BUCKET}/{prefix(catalogue_flow)}/{KEYS.items_chunk(MAP, 0)}"),
         StoreError,
     ),
 ]

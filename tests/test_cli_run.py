@@ -188,8 +188,8 @@ def test_no_flow_ref_and_no_config(lokki: Lokki) -> None:
 
 
 def test_invalid_graph_shape(lokki: Lokki, write_module: Writer) -> None:
-    path = write_module("nested", STEPS + "\n@flow\ndef nested():\n    return nums().map(inc).map(inc).agg(total)\n")
-    assert_usage_error(lokki("run", str(path)), "flow 'nested'", "nested maps are not supported")
+    path = write_module("nested", STEPS + "\n@flow\ndef nested():\n    return nums().map(inc().map(inc)).agg(total)\n")
+    assert_usage_error(lokki("run", str(path)), "flow 'nested'", "nested maps) is not supported")
 
 
 @pytest.mark.parametrize(
@@ -288,8 +288,10 @@ def test_resume_unknown_run_and_wrong_flow(lokki: Lokki, tmp_path: Path) -> None
     assert again.returncode == 0 and again.stdout == "flappy goose, flappy duck, flappy seagull\n"
     assert_usage_error(
         lokki("run", str(EXAMPLES / "birds.py"), "--store", "s", "--resume", run_id, "-p", "limit=1"),
-        "parameters cannot be changed when resuming",
+        "a resume keeps the run's parameters: limit=3 (given 1)",
     )
+    same = lokki("run", str(EXAMPLES / "birds.py"), "--store", "s", "--resume", run_id, "-p", "limit=3", "-q")
+    assert same.returncode == 0 and same.stdout == again.stdout  # the identical -p is accepted
 
 
 def test_repo_examples_run_from_repo_root(lokki: Lokki) -> None:

@@ -64,7 +64,7 @@ def test_environment_overrides_files(tmp_path: Path) -> None:
         ("concurrency = 0\n", r"'concurrency' must be at least 1, got 0"),
         ("memory = 64\n", r"'memory' must be at least 128"),
         ("store = 5\n", r"'store' must be a string, got 5"),
-        ('architecture = "sparc"\n', r"'architecture' must be x86_64 or arm64, got 'sparc'"),
+        ('architecture = "sparc"\n', r"'architecture' must be one of x86_64, arm64, got 'sparc'"),
         ("flow = \n", r"lokki.toml: invalid TOML"),
     ],
 )
@@ -88,7 +88,7 @@ def test_bad_tool_lokki_table(tmp_path: Path) -> None:
     [
         ({"LOKKI_CONCURRENCY": "many"}, r"environment variable LOKKI_CONCURRENCY: 'concurrency' must be int"),
         ({"LOKKI_MEMORY": "100"}, r"environment variable LOKKI_MEMORY: 'memory' must be at least 128"),
-        ({"LOKKI_ARCHITECTURE": "mips"}, r"LOKKI_ARCHITECTURE: 'architecture' must be x86_64 or arm64"),
+        ({"LOKKI_ARCHITECTURE": "mips"}, r"LOKKI_ARCHITECTURE: 'architecture' must be one of x86_64, arm64"),
     ],
 )
 def test_bad_environment_values(tmp_path: Path, env: dict[str, str], message: str) -> None:

@@ -33,6 +33,7 @@ from lokki_sam.execution import RunContext, read_result
 from lokki_sam.local import FLUSH_SECONDS, MapFailed, run_flow
 from lokki_sam.store import S3Store, s3_client
 from tests.conftest import LOKKI_SAM, lokki_env
+from tests.support.keys import prefix, stamped
 from tests.support.ministack import free_port
 
 # ============================================================== SIGKILL at seeded points, then resume
@@ -293,7 +294,7 @@ def lambda_env(step_name: str) -> dict[str, str]:
         names.ENV_FLOW: fault_flow.name,
         names.ENV_STEP: step_name,
         names.ENV_BUCKET: BUCKET,
-        names.ENV_PREFIX: names.flow_prefix(fault_flow.name),
+        names.ENV_PREFIX: prefix(fault_flow),
     }
 
 
@@ -312,6 +313,7 @@ def test_a_lambda_retried_after_writing_its_output_gives_the_same_result(tmp_pat
         runtime.reset_cache()
 
         def twice(event: dict[str, Any], step_name: str) -> dict[str, Any]:
+            event = stamped(fault_flow, event)
             first = runtime.handle(event, lambda_env(step_name), s3)
             state = bucket_state(s3)
             second = runtime.handle(event, lambda_env(step_name), s3)
@@ -326,7 +328,7 @@ def test_a_lambda_retried_after_writing_its_output_gives_the_same_result(tmp_pat
             twice({"node": "f_square", "map": "map-f_square", "input": batch}, "f_square")
         twice({"node": "f_total", "run_id": run_id, "params": params}, "f_total")
 
-        store = S3Store(BUCKET, names.flow_prefix(fault_flow.name), s3)
+        store = S3Store(BUCKET, prefix(fault_flow), s3)
         cloud = read_result(RunContext(fault_flow.graph, store, run_id, {"n": 10}))
         runtime.reset_cache()
     local = run_flow(fault_flow, {"n": 10}, store=tmp_path / "runs").result
@@ -361,7 +363,7 @@ def test_map_failing_beyond_tolerance_reports_which_items_and_why(tmp_path: Path
     for index in failed:
         assert f"item {index}: ValueError: item {index} is malformed" in text
     assert "--resume picky-1" in text
-    records = sorted((tmp_path / "runs" / "picky-1" / "map-picky" / "failures").glob("*.json"))
+    records = sorted((tmp_path / "runs" / "picky-1").glob("step=picky/*/failures/*.json"))
     stored = [json.loads(p.read_text()) for p in records]
     assert sorted(i for r in stored for i in r["items"]) == failed
     assert all(
@@ -373,7 +375,7 @@ def test_map_failing_beyond_tolerance_reports_which_items_and_why(tmp_path: Path
 def test_map_failing_beyond_tolerance_in_the_cloud_fails_and_the_artifacts_name_the_items() -> None:
     """moto's interpreter keeps child failures out of the parent's history (real AWS lists them as
     map-run child executions, which `lokki-sam invoke` reads); the artifacts name the items anyway."""
-    from lokki_sam.cloud.locate import batch_starts, covered
+    from lokki_sam.execution import RunContext, done_items
     from tests.support.moto_sfn import moto_cloud
 
     with moto_cloud() as cloud:
@@ -381,9 +383,9 @@ def test_map_failing_beyond_tolerance_in_the_cloud_fails_and_the_artifacts_name_
         assert ex.status == "FAILED"
         assert ex.error == "States.ExceedToleratedFailureThreshold"
         assert ex.cause == "4 of 20 items failed"
-        block = intolerant.graph.maps[0]
-        starts = batch_starts(cloud.store(intolerant.graph), ex.run_id, block, "picky")
-    missing = [i for i in range(20) if not covered(starts, i, block.options.batch_size)]
+        ctx = RunContext(intolerant.graph, cloud.store(intolerant.graph), ex.run_id, {})
+        done = done_items(ctx, intolerant.graph.node("picky"))
+    missing = [i for i in range(20) if i not in done]
     assert missing == [3, 8, 13, 18]
 
 

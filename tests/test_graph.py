@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from lokki_sam import Retry, flow, step
+from lokki_sam.compile import asl
 from lokki_sam.errors import FlowDefinitionError, ParamError
 from lokki_sam.graph import Const, MapBlock, Node, ParamRef
 from tests.flows import shapes
@@ -145,11 +146,36 @@ def test_retry_delays() -> None:
 
 
 def test_nested_map_refused() -> None:
-    with raises(r"flow 'nested'.*nested maps are not supported.*hint: close the first map with \.agg"):
+    """A map inside a map's body stays refused, clearly (`.map(a).map(b)` only extends the body)."""
+    with raises(r"flow 'nested'.*nested maps\) is not supported.*hint: extend the chain instead"):
 
         @flow
         def nested():
-            return src().map(one).map(two).agg(gather_all)
+            return src().map(one().map(two)).agg(gather_all)
+
+
+def test_map_on_an_open_map_extends_the_item_chain_like_next() -> None:
+    """Upstream lokki's MapBlock.map appends to the inner chain: the same graph as .next()."""
+
+    @flow(name="same")
+    def by_map():
+        return src().map(one).map(two).agg(gather_all)
+
+    @flow(name="same")
+    def by_next():
+        return src().map(one).next(two).agg(gather_all)
+
+    assert by_map.graph.stages == by_next.graph.stages
+    assert [n.id for n in by_map.graph.maps[0].nodes] == ["one", "two"]
+    assert asl.compile_flow(by_map.graph)["States"] == asl.compile_flow(by_next.graph)["States"]
+
+
+def test_map_options_on_the_second_map_are_refused() -> None:
+    with raises(r"\.map\(two, \.\.\.\) on an open map extends its per-item chain.*first \.map\(\)"):
+
+        @flow
+        def late_options():
+            return src().map(one).map(two, concurrency=3)
 
 
 def test_agg_without_map_refused() -> None:
@@ -185,7 +211,7 @@ def test_flow_function_raising_is_reported() -> None:
 
 
 def test_chain_as_map_target_refused() -> None:
-    with raises(r"flow 'chain_target'.*\.map\(\) takes a step, got"):
+    with raises(r"flow 'chain_target'.*\.map\(\) takes one step, got the chain.*hint: extend the chain"):
 
         @flow
         def chain_target():
@@ -250,12 +276,27 @@ def test_binding_the_data_argument_refused() -> None:
             return src().next(one, x=3)
 
 
-def test_positional_args_in_flow_refused() -> None:
-    with raises(r"pass step arguments by name.*hint: src\(limit=limit\)"):
+def test_positional_args_bind_by_the_signature_like_keywords() -> None:
+    """`src(3)` inside a flow is `src(n=3)`; `.map(scale(3))` binds after the data parameter."""
+
+    @flow(name="same")
+    def positional(n: int = 2):
+        return src(n).map(shapes.scale(3)).agg(gather_all)
+
+    @flow(name="same")
+    def keywords(n: int = 2):
+        return src(n=n).map(shapes.scale(factor=3)).agg(gather_all)
+
+    assert positional.graph.stages == keywords.graph.stages
+    assert asl.compile_flow(positional.graph) == asl.compile_flow(keywords.graph)
+
+
+def test_positional_args_that_do_not_fit_are_refused_naming_the_parameters() -> None:
+    with raises(r"step 'scale'.*positional argument\(s\) do not fit.*too many.*can set: factor.*'x' receives"):
 
         @flow
-        def positional():
-            return src(3).map(one)
+        def too_many():
+            return src().map(shapes.scale(3, 4))
 
 
 def test_first_step_data_param_unbound_refused() -> None:
@@ -280,7 +321,7 @@ def test_flow_called_directly_refused() -> None:
 
 
 def test_flow_param_used_as_bool_at_definition_refused() -> None:
-    with raises(r"flow parameter 'n' has no value while the flow is being defined"):
+    with raises(r"flow 'branchy'.*flow parameter 'n' is used in a condition.*where it has no value yet"):
 
         @flow
         def branchy(n: int = 3):

@@ -17,10 +17,11 @@ from lokki_sam import names
 from lokki_sam.cli import cli
 from lokki_sam.loader import load_flow
 from tests.flows.shapes import SHAPES
+from tests.support.keys import STACK as KEYS_STACK
 from tests.support.moto_sfn import BUCKET, Cloud, moto_cloud
 
 SHAPES_FILE = str(Path(__file__).resolve().parent / "flows" / "shapes.py")
-STACK = "flows"
+STACK = KEYS_STACK  # the prefix the harness deploys functions under carries this stack name
 
 FAILING = """
 from lokki_sam import flow, step

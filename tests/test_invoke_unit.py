@@ -173,7 +173,7 @@ def test_unknown_profile_lists_the_profiles(isolated: Path) -> None:
     (isolated / "aws-config").write_text("[profile dev]\nregion = us-east-1\n")
     result = invoke_cli("runs", "--stack-name", "s", "--profile", "prod")
     assert result.exit_code == 2
-    assert "AWS profile 'prod' not found" in result.output and "dev" in result.output
+    assert "AWS profile 'prod' (--profile) not found" in result.output and "dev" in result.output
 
 
 def test_unreachable_endpoint_is_named(isolated: Path) -> None:

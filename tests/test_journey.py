@@ -193,11 +193,11 @@ def test_json_runs_and_result(app: App, tmp_path: Path) -> None:
     # The bucket's lifecycle rule expires artifacts; the run is still listed, its result is gone.
     s3 = app.client("s3")
     bucket = next(o for o in stack_outputs(app) if o["OutputKey"] == "ArtifactBucketName")["OutputValue"]
-    keys = s3.list_objects_v2(Bucket=bucket, Prefix=f"lokki/birds/{run_id}/")["Contents"]
+    keys = s3.list_objects_v2(Bucket=bucket, Prefix=f"lokki/{STACK}/birds/{run_id}/")["Contents"]
     s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k["Key"]} for k in keys]})
     expired = app.lokki("result", run_id, "--flow", "src/birds.py")
     assert expired.returncode == 2
-    assert f"the result of run {run_id} is no longer in s3://{bucket}/lokki/birds/{run_id}/" in expired.stderr
+    assert f"the result of run {run_id} is no longer in s3://{bucket}/lokki/{STACK}/birds/{run_id}/" in expired.stderr
     assert "artifact_expiry_days" in expired.stderr
 
 

@@ -173,7 +173,8 @@ def test_failing_step_names_step_item_and_run_id(tmp_path: Path) -> None:
     assert "item 3: RuntimeError: item 3 is bad (step 'fail_on')" in text
     assert "run fail-run" in text and "--resume fail-run" in text
     assert info.value.exit_code == 1
-    failure = json.loads((tmp_path / "fail-run/map-fail_on/failures/00000003.json").read_text())
+    (failure_file,) = (tmp_path / "fail-run").glob("step=fail_on/*/failures/00000003.json")
+    failure = json.loads(failure_file.read_text())
     assert failure["items"] == [3] and failure["error"] == "RuntimeError"
     assert "raise RuntimeError" in failure["traceback"]
     record = json.loads((tmp_path / "fail-run/run.json").read_text())
@@ -380,8 +381,9 @@ def test_resume_errors(tmp_path: Path) -> None:
         run_flow(shapes.map_agg, store=tmp_path, resume="nope")
     with pytest.raises(LokkiError, match=r"run known belongs to flow 'map_agg', not 'linear'"):
         run_flow(shapes.linear, store=tmp_path, resume="known")
-    with pytest.raises(LokkiError, match=r"parameters cannot be changed when resuming"):
+    with pytest.raises(LokkiError, match=r"a resume keeps the run's parameters: n=5 \(given 2\)"):
         run_flow(shapes.map_agg, {"n": 2}, store=tmp_path, resume="known")
+    assert run_flow(shapes.map_agg, {"n": "5"}, store=tmp_path, resume="known").result == 55  # the same value
     with pytest.raises(LokkiError, match=r"run known already exists[\s\S]*--resume known"):
         run_flow(shapes.map_agg, store=tmp_path, run_id="known")
     with pytest.raises(LokkiError, match=r"invalid run id '\.\./x'"):

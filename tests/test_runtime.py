@@ -12,11 +12,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lokki_sam import flow, layout, names, runtime, step
+from lokki_sam import flow, names, runtime, step
 from lokki_sam.errors import LokkiError, ParamError, StoreError
 from lokki_sam.execution import MapIncomplete
 from lokki_sam.store import S3Store
 from tests.conftest import EXAMPLES
+from tests.support.keys import Keys, prefix, stamped
 
 BUCKET = "artifacts"
 
@@ -52,7 +53,7 @@ def env_for(graph_flow: Any, step_name: str, **overrides: str) -> dict[str, str]
         names.ENV_FLOW: graph_flow.name,
         names.ENV_STEP: step_name,
         names.ENV_BUCKET: BUCKET,
-        names.ENV_PREFIX: names.flow_prefix(graph_flow.name),
+        names.ENV_PREFIX: prefix(graph_flow),
     }
     env.update(overrides)
     return env
@@ -69,69 +70,77 @@ def s3() -> Iterator[Any]:
 
 
 def store(s3: Any, graph_flow: Any) -> S3Store:
-    return S3Store(BUCKET, names.flow_prefix(graph_flow.name), s3)
+    return S3Store(BUCKET, prefix(graph_flow), s3)
+
+
+def handle(event: dict[str, Any], env: dict[str, str], s3: Any) -> dict[str, Any]:
+    """What the state machine sends: the event with its stamp (protocol version, fingerprints)."""
+    flow_obj = {"rt_flow": rt_flow, "rt_inline": rt_inline}.get(env.get(names.ENV_FLOW, ""), rt_flow)
+    return runtime.handle(stamped(flow_obj, event), env, s3)
 
 
 # ------------------------------------------------------------------------------- happy paths
 
 
 def test_source_writes_manifest_and_returns_its_location(s3: Any) -> None:
-    out = runtime.handle({"node": "make", "run_id": "r1", "params": {"n": "5"}}, env_for(rt_flow, "make"), s3)
-    assert out == {"Bucket": BUCKET, "Key": "lokki/rt_flow/r1/map-half/manifest.json", "count": 5}
+    out = handle({"node": "make", "run_id": "r1", "params": {"n": "5"}}, env_for(rt_flow, "make"), s3)
+    manifest_key = f"{prefix(rt_flow)}/{Keys(rt_flow, 'r1').manifest('map-half')}"
+    assert out == {"Bucket": BUCKET, "Key": manifest_key, "count": 5}
+    assert manifest_key.startswith("lokki/teststack/rt_flow/r1/step=make/")
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=out["Key"])["Body"].read())
     assert [m["i"] for m in manifest] == [0, 1, 2, 3, 4]
 
 
 def test_batch_and_single_items_and_agg_give_the_local_result(s3: Any) -> None:
     env = env_for(rt_flow, "make")
-    runtime.handle({"node": "make", "run_id": "r2", "params": {"n": 5, "scale": 2}}, env, s3)
-    manifest = store(s3, rt_flow).get_json(layout.manifest("r2", "map-half"))
+    handle({"node": "make", "run_id": "r2", "params": {"n": 5, "scale": 2}}, env, s3)
+    manifest = store(s3, rt_flow).get_json(Keys(rt_flow, "r2").manifest("map-half"))
     ctx = {"run_id": "r2", "params": {"n": 5, "scale": 2}}
     half_env = env_for(rt_flow, "half")
     # An ItemBatcher batch (AWS) ...
     batch = {"Items": [dict(m, **ctx) for m in manifest[:2]], "BatchInput": ctx}
-    assert runtime.handle({"node": "half", "map": "map-half", "input": batch}, half_env, s3)["items"] == 2
+    assert handle({"node": "half", "map": "map-half", "input": batch}, half_env, s3)["items"] == 2
     # ... a batch without BatchInput (context taken from the items) ...
     batch = {"Items": [dict(m, **ctx) for m in manifest[2:4]]}
-    runtime.handle({"node": "half", "map": "map-half", "input": batch}, half_env, s3)
+    handle({"node": "half", "map": "map-half", "input": batch}, half_env, s3)
     # ... and a single item (emulators that ignore ItemBatcher).
-    runtime.handle({"node": "half", "map": "map-half", "input": dict(manifest[4], **ctx)}, half_env, s3)
-    runtime.handle({"node": "add", "run_id": "r2", "params": {"n": 5, "scale": 2}}, env_for(rt_flow, "add"), s3)
-    assert store(s3, rt_flow).get(layout.task_output("r2", "add")) == sum(i * 2 / 2 for i in range(5))
+    handle({"node": "half", "map": "map-half", "input": dict(manifest[4], **ctx)}, half_env, s3)
+    handle({"node": "add", "run_id": "r2", "params": {"n": 5, "scale": 2}}, env_for(rt_flow, "add"), s3)
+    assert store(s3, rt_flow).get(Keys(rt_flow, "r2").task_output("add")) == sum(i * 2 / 2 for i in range(5))
 
 
 def test_agg_refuses_a_map_whose_items_lack_outputs_though_the_engine_went_on(s3: Any) -> None:
     """An engine that reports a Distributed Map as succeeded although items failed (LocalStack)
     must not give a silently shorter result: the agg step fails, naming the missing items."""
     params = {"n": 5}
-    runtime.handle({"node": "make", "run_id": "r7", "params": params}, env_for(rt_flow, "make"), s3)
-    manifest = store(s3, rt_flow).get_json(layout.manifest("r7", "map-half"))
+    handle({"node": "make", "run_id": "r7", "params": params}, env_for(rt_flow, "make"), s3)
+    manifest = store(s3, rt_flow).get_json(Keys(rt_flow, "r7").manifest("map-half"))
     half_env = env_for(rt_flow, "half")
     for item in manifest[:3]:  # items 3 and 4 "failed": they never stored an output
         event = {"node": "half", "map": "map-half", "input": dict(item, run_id="r7", params=params)}
-        runtime.handle(event, half_env, s3)
+        handle(event, half_env, s3)
     with pytest.raises(MapIncomplete, match=r"2 of 5 item\(s\) have no output of step 'half' \(items 3, 4\)"):
-        runtime.handle({"node": "add", "run_id": "r7", "params": params}, env_for(rt_flow, "add"), s3)
-    assert not store(s3, rt_flow).exists(layout.task_output("r7", "add"))
+        handle({"node": "add", "run_id": "r7", "params": params}, env_for(rt_flow, "add"), s3)
+    assert not store(s3, rt_flow).exists(Keys(rt_flow, "r7").task_output("add"))
 
 
 def test_inline_map_source_returns_the_manifest_in_the_state(s3: Any) -> None:
-    out = runtime.handle({"node": "make", "run_id": "r3", "params": {}}, env_for(rt_inline, "make"), s3)
+    out = handle({"node": "make", "run_id": "r3", "params": {}}, env_for(rt_inline, "make"), s3)
     assert out["Items"] == [{"c": 0, "i": 0}, {"c": 0, "i": 1}, {"c": 0, "i": 2}]
 
 
 def test_params_default_and_coerce_like_local_runs(s3: Any) -> None:
     env = env_for(rt_flow, "make")
-    runtime.handle({"node": "make", "run_id": "r4"}, env, s3)  # no params at all: defaults
-    assert store(s3, rt_flow).get(layout.items_chunk("r4", "map-half", 0)) == [0.0, 1.0, 2.0]
-    runtime.handle({"node": "make", "run_id": "r5", "params": {"n": "2", "scale": "0.5"}}, env, s3)
-    assert store(s3, rt_flow).get(layout.items_chunk("r5", "map-half", 0)) == [0.0, 0.5]
+    handle({"node": "make", "run_id": "r4"}, env, s3)  # no params at all: defaults
+    assert store(s3, rt_flow).get(Keys(rt_flow, "r4").items_chunk("map-half", 0)) == [0.0, 1.0, 2.0]
+    handle({"node": "make", "run_id": "r5", "params": {"n": "2", "scale": "0.5"}}, env, s3)
+    assert store(s3, rt_flow).get(Keys(rt_flow, "r5").items_chunk("map-half", 0)) == [0.0, 0.5]
 
 
 def test_handler_reads_the_function_environment(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in env_for(rt_flow, "make").items():
         monkeypatch.setenv(key, value)
-    out = runtime.handler({"node": "make", "run_id": "r6", "params": {"n": 1}}, None)
+    out = runtime.handler(stamped(rt_flow, {"node": "make", "run_id": "r6", "params": {"n": 1}}), None)
     assert out["count"] == 1
 
 
@@ -142,9 +151,12 @@ def test_handler_reads_the_function_environment(s3: Any, monkeypatch: pytest.Mon
     ("event", "message"),
     [
         ({"node": "make", "run_id": "r", "bucket": "other-bucket"}, "refusing bucket 'other-bucket'"),
-        ({"node": "make", "run_id": "r", "prefix": "lokki/other_flow"}, "outside this function's prefix"),
-        ({"node": "make", "run_id": "r", "key": "lokki/rt_flowx/r/make/output.pkl"}, "outside this function's prefix"),
-        ({"node": "make", "run_id": "r", "key": "lokki/rt_flow/../other/x.pkl"}, "refusing store key"),
+        ({"node": "make", "run_id": "r", "prefix": "lokki/teststack/other_flow"}, "outside this function's prefix"),
+        (
+            {"node": "make", "run_id": "r", "key": "lokki/teststack/rt_x/r/m/output.pkl"},
+            "outside this function's prefix",
+        ),
+        ({"node": "make", "run_id": "r", "key": "lokki/teststack/rt_flow/../other/x.pkl"}, "refusing store key"),
         ({"node": "make", "run_id": "../other_flow/r"}, "invalid run id"),
         ({"node": "make", "run_id": "a/b"}, "invalid run id"),
         ({"node": "half", "run_id": "r"}, "this function serves step 'make'"),
@@ -156,34 +168,34 @@ def test_handler_reads_the_function_environment(s3: Any, monkeypatch: pytest.Mon
 )
 def test_refuses_foreign_locations_and_misrouted_events(s3: Any, event: dict[str, Any], message: str) -> None:
     with pytest.raises(LokkiError, match=message):
-        runtime.handle(event, env_for(rt_flow, "make"), s3)
+        handle(event, env_for(rt_flow, "make"), s3)
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0  # nothing was written
 
 
 def test_refuses_unknown_params(s3: Any) -> None:
     with pytest.raises(ParamError, match="unknown parameter"):
-        runtime.handle({"node": "make", "run_id": "r", "params": {"bogus": 1}}, env_for(rt_flow, "make"), s3)
+        handle({"node": "make", "run_id": "r", "params": {"bogus": 1}}, env_for(rt_flow, "make"), s3)
 
 
 def test_refuses_map_step_outside_its_map_and_bad_items(s3: Any) -> None:
     env = env_for(rt_flow, "half")
     with pytest.raises(LokkiError, match="not in map 'map-other'"):
-        runtime.handle({"node": "half", "map": "map-other", "input": {}}, env, s3)
+        handle({"node": "half", "map": "map-other", "input": {}}, env, s3)
     with pytest.raises(LokkiError, match="malformed map item reference"):
-        runtime.handle({"node": "half", "map": "map-half", "input": {"i": "0", "c": 0, "run_id": "r"}}, env, s3)
+        handle({"node": "half", "map": "map-half", "input": {"i": "0", "c": 0, "run_id": "r"}}, env, s3)
     with pytest.raises(LokkiError, match="non-empty 'Items'"):
-        runtime.handle({"node": "half", "map": "map-half", "input": {"Items": []}}, env, s3)
+        handle({"node": "half", "map": "map-half", "input": {"Items": []}}, env, s3)
 
 
 def test_environment_must_be_complete_and_prefix_plain(s3: Any) -> None:
     env = env_for(rt_flow, "make")
     del env[names.ENV_BUCKET]
     with pytest.raises(LokkiError, match="LOKKI_BUCKET not set"):
-        runtime.handle({"node": "make", "run_id": "r"}, env, s3)
+        handle({"node": "make", "run_id": "r"}, env, s3)
     with pytest.raises(StoreError, match="refusing store key"):
-        runtime.handle({"node": "make", "run_id": "r"}, env_for(rt_flow, "make", LOKKI_PREFIX="lokki/../x"), s3)
+        handle({"node": "make", "run_id": "r"}, env_for(rt_flow, "make", LOKKI_PREFIX="lokki/../x"), s3)
     with pytest.raises(LokkiError, match="has no flow 'missing'"):
-        runtime.handle({"node": "make", "run_id": "r"}, env_for(rt_flow, "make", LOKKI_FLOW="missing"), s3)
+        handle({"node": "make", "run_id": "r"}, env_for(rt_flow, "make", LOKKI_FLOW="missing"), s3)
 
 
 # ------------------------------------------------------------------------------- cold start

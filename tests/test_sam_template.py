@@ -4,6 +4,7 @@ transformed by samtranslator, least-privilege IAM, and events the runtime accept
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ import pytest
 
 from lokki_sam import names
 from lokki_sam.compile import asl
+from lokki_sam.execution import RunContext, read_result
+from lokki_sam.local import run_flow
+from lokki_sam.store import LocalStore, S3Store
 from tests.support.sam import (
     ACCOUNT,
     BUCKET,
@@ -70,14 +74,16 @@ def test_every_flow_has_functions_state_machine_and_outputs(apps: dict[str, Any]
             assert fn["Code"] == {"S3Bucket": "deploy-bucket", "S3Key": "code.zip"}  # one shared CodeUri
             env = fn["Environment"]["Variables"]
             assert env[names.ENV_FLOW] == graph.name
-            assert env[names.ENV_PREFIX] == names.flow_prefix(graph.name)
+            assert env[names.ENV_PREFIX] == {"Fn::Sub": names.template_flow_prefix(graph.name)}
             assert env[names.ENV_MODULE] == Path(graph.module).name.split(".")[-1]
         machine = resources[names.state_machine_id(graph.name)]
         assert machine["Type"] == "AWS::StepFunctions::StateMachine"
         subs = machine["Properties"]["DefinitionSubstitutions"]
         assert sorted(subs) == asl.substitution_names(graph)
         for name in subs:
-            if name != names.BUCKET_SUBSTITUTION:
+            if name == names.PREFIX_SUBSTITUTION:
+                assert evaluate(subs[name], resources) == names.flow_prefix(STACK, graph.name)
+            elif name != names.BUCKET_SUBSTITUTION:
                 assert subs[name] == {"Fn::GetAtt": [name.removesuffix("Arn"), "Arn"]}
         assert machine["Properties"]["StateMachineName"] == {"Fn::Sub": f"${{AWS::StackName}}-{graph.name}"}
         definition_file = root / "statemachine" / f"{graph.name}.asl.json"
@@ -115,7 +121,7 @@ def test_existing_bucket_parameter_switches_every_reference(apps: dict[str, Any]
     env = evaluate(cfn["Resources"]["BirdsFlapFunction"]["Properties"]["Environment"], cfn["Resources"], False)
     assert env["Variables"][names.ENV_BUCKET] == "existing-bucket"
     statements = role_statements(cfn, "BirdsFlapFunctionRole", create_bucket=False)
-    assert statements[1]["Resource"] == ["arn:aws:s3:::existing-bucket/lokki/birds/*"]
+    assert statements[1]["Resource"] == [f"arn:aws:s3:::existing-bucket/lokki/{STACK}/birds/*"]
 
 
 def _graphs(root: Path) -> list[Any]:
@@ -129,12 +135,13 @@ def _graphs(root: Path) -> list[Any]:
 def test_function_roles_reach_only_their_flow_prefix(apps: dict[str, Any], app: str) -> None:
     root, _, cfn = apps[app]
     for graph in _graphs(root):
-        prefix = names.flow_prefix(graph.name)
+        prefix = names.flow_prefix(STACK, graph.name)
         for step in graph.steps:
             fid = names.function_id(graph.name, step.name)
             statements = role_statements(cfn, fid + "Role")
             log_group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{fid}LogGroup:*"
-            assert statements[:3] == [
+            own_nodes = [n.id for n in graph.nodes if n.step.name == step.name]
+            assert statements[:4] == [
                 {
                     "Sid": "OwnLogs",
                     "Effect": "Allow",
@@ -142,10 +149,16 @@ def test_function_roles_reach_only_their_flow_prefix(apps: dict[str, Any], app: 
                     "Resource": [log_group],
                 },
                 {
-                    "Sid": "RunArtifacts",
+                    "Sid": "ReadRunArtifacts",
                     "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:PutObject"],
+                    "Action": ["s3:GetObject"],
                     "Resource": [f"arn:aws:s3:::{BUCKET}/{prefix}/*"],
+                },
+                {
+                    "Sid": "WriteOwnArtifacts",
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                    "Resource": [f"arn:aws:s3:::{BUCKET}/{prefix}/*/step={n}/*" for n in own_nodes],
                 },
                 {
                     "Sid": "ListRunArtifacts",
@@ -156,7 +169,7 @@ def test_function_roles_reach_only_their_flow_prefix(apps: dict[str, Any], app: 
                 },
             ]
             # Anything more comes from the step's own `permissions`.
-            assert statements[3:] == [{"Effect": "Allow", **p} for p in _as_lists(step.options.permissions)]
+            assert statements[4:] == [{"Effect": "Allow", **p} for p in _as_lists(step.options.permissions)]
             function = cfn["Resources"][fid]["Properties"]
             assert function["Role"] == {"Fn::GetAtt": [fid + "Role", "Arn"]}
             assert function["LoggingConfig"]["LogGroup"] == {"Ref": fid + "LogGroup"}
@@ -193,11 +206,14 @@ def test_state_machine_role_grants_only_what_the_flow_needs(apps: dict[str, Any]
             assert statements == {}, f"flow {graph.name} without a distributed map needs nothing else"
             continue
         machine = f"{STACK}-{graph.name}"
-        bucket_arn = f"arn:aws:s3:::{BUCKET}/lokki/{graph.name}"
+        bucket_arn = f"arn:aws:s3:::{BUCKET}/{names.flow_prefix(STACK, graph.name)}"
         reader = statements.pop("MapItemReader")
         assert reader["Action"] == ["s3:GetObject"]
         assert reader["Resource"] == [
-            f"{bucket_arn}/*/{m.id}/manifest.json" for m in graph.maps if m.options.mode == "distributed"
+            f"{bucket_arn}/*/step={m.source}/*/{name}"
+            for m in graph.maps
+            if m.options.mode == "distributed"
+            for name in ("manifest.json", "todo/*.json")
         ]
         writer = statements.pop("MapResultWriter")
         assert writer["Action"] == [
@@ -207,10 +223,13 @@ def test_state_machine_role_grants_only_what_the_flow_needs(apps: dict[str, Any]
             "s3:AbortMultipartUpload",
         ]
         definition = json.loads((root / "statemachine" / f"{graph.name}.asl.json").read_text())
+        flow_prefix = names.flow_prefix(STACK, graph.name)
         prefixes = sorted(
-            {s["ResultWriter"]["Parameters"]["Prefix"] for s in definition["States"].values() if "ResultWriter" in s}
+            s["ResultWriter"]["Parameters"]["Prefix"].replace("${ArtifactPrefix}", flow_prefix)
+            for s in definition["States"].values()
+            if "ResultWriter" in s
         )
-        assert prefixes and all(p.startswith(f"lokki/{graph.name}/_") for p in prefixes)
+        assert prefixes and all(p.startswith(f"{flow_prefix}/_") for p in prefixes)
         # The state machine writes only where its ResultWriters write, never over the functions' pickles.
         assert writer["Resource"] == [f"arn:aws:s3:::{BUCKET}/{p}/*" for p in prefixes]
         assert statements.pop("DistributedMapStartChildren")["Resource"] == [
@@ -302,7 +321,7 @@ def test_step_options_and_schedule(tmp_path: Path, write_module: Any) -> None:
     total = cfn["Resources"]["NightlyTotalFunction"]["Properties"]
     assert (total["MemorySize"], total["Timeout"], total["Architectures"]) == (512, 300, ["arm64"])
     assert "MODE" not in total["Environment"]["Variables"]
-    extra = role_statements(cfn, "NightlyFetchFunctionRole")[3]
+    extra = role_statements(cfn, "NightlyFetchFunctionRole")[4]
     assert extra == {
         "Effect": "Allow",
         "Action": ["sqs:SendMessage"],
@@ -311,14 +330,15 @@ def test_step_options_and_schedule(tmp_path: Path, write_module: Any) -> None:
     assert "Tracing" not in {s.get("Sid") for s in role_statements(cfn, "NightlyFetchFunctionRole")}
     rule = next(r for r in cfn["Resources"].values() if r["Type"] == "AWS::Events::Rule")
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 day)"
-    assert json.loads(rule["Properties"]["Targets"][0]["Input"]) == {"limit": 2}
+    # Scheduled runs pass no parameters: the runtime applies the code's defaults (nothing copied).
+    assert json.loads(rule["Properties"]["Targets"][0]["Input"]) == {}
 
 
 # --------------------------------------------------------------------------------- events
 
 
 @pytest.mark.parametrize("app", sorted(APPS))
-def test_events_drive_the_real_runtime(apps: dict[str, Any], app: str) -> None:
+def test_events_drive_the_real_runtime(apps: dict[str, Any], app: str, tmp_path: Path) -> None:
     """Invoke every step's handler with its sample event, in flow order, against S3 (moto)."""
     import boto3
     from moto import mock_aws
@@ -334,6 +354,7 @@ def test_events_drive_the_real_runtime(apps: dict[str, Any], app: str) -> None:
                 continue
             event_dir = root / "events" / graph.name
             expected = {f"{n.id}.json" for n in graph.nodes}
+            expected |= {f"{n.id}.item.json" for m in graph.maps for n in m.nodes}
             expected |= {f"{n.id}.batch.json" for m in graph.maps if m.options.batch_size > 1 for n in m.nodes}
             assert {p.name for p in event_dir.glob("*.json")} == expected
             for node in graph.nodes:
@@ -341,10 +362,77 @@ def test_events_drive_the_real_runtime(apps: dict[str, Any], app: str) -> None:
                 env = evaluate(fn["Environment"]["Variables"], cfn["Resources"])
                 runtime.reset_cache()
                 event = json.loads((event_dir / f"{node.id}.json").read_text())
+                assert event["lokki"] == {
+                    "protocol": 2,
+                    "flow": graph.fingerprints.flow,
+                    "step": graph.fingerprint(node.id),
+                }
                 assert event["node"] == node.id
+                for shape in ("item", "batch"):  # the state machine's exact shapes are accepted too
+                    extra = event_dir / f"{node.id}.{shape}.json"
+                    if extra.exists():
+                        runtime.handle(json.loads(extra.read_text()), env, s3)
                 runtime.handle(event, env, s3)
-                batch = event_dir / f"{node.id}.batch.json"
-                if batch.exists():
-                    runtime.handle(json.loads(batch.read_text()), env, s3)
-            keys = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"lokki/{graph.name}/sample-run/")
-            assert keys.get("KeyCount", 0) > 0
+            # The events, invoked in flow order, ran the whole flow: its result is a local run's.
+            store = S3Store(BUCKET, names.flow_prefix(STACK, graph.name), s3)
+            cloud = read_result(RunContext(graph, store, "sample-run", {}))
+            assert cloud == run_flow(graph, store=tmp_path / graph.name).result
+
+
+# ------------------------------------------------------------------- writes scoped per step and stack
+
+
+def iam_matches(pattern: str, arn: str) -> bool:
+    """IAM resource matching: `*` any run of characters, `?` any one character."""
+    regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.fullmatch(regex, arn) is not None
+
+
+def write_patterns(cfn: dict[str, Any], graph: Any, stack: str = STACK, create_bucket: bool = True) -> dict[str, Any]:
+    """Per step: the S3 resources its function may PutObject to (after the SAM transform)."""
+    out = {}
+    for step in graph.steps:
+        role = names.function_id(graph.name, step.name) + "Role"
+        out[step.name] = [
+            resource
+            for statement in role_statements(cfn, role, create_bucket, stack)
+            if "s3:PutObject" in statement["Action"]
+            for resource in statement["Resource"]
+        ]
+    return out
+
+
+@pytest.mark.parametrize("app", sorted(APPS))
+def test_each_function_may_write_only_its_own_steps_keys(apps: dict[str, Any], app: str, tmp_path: Path) -> None:
+    """Every key a real run writes is writable by exactly one function: the one of the step that
+    writes it, so a buggy or compromised step cannot overwrite another step's outputs."""
+    root, _, cfn = apps[app]
+    checked = 0
+    for graph in _graphs(root):
+        if any(p.required for p in graph.params):
+            continue
+        store = LocalStore(tmp_path / graph.name)
+        run_id = run_flow(graph, store=store).run_id
+        patterns = write_patterns(cfn, graph)
+        prefix = names.flow_prefix(STACK, graph.name)
+        for key in store.list_keys(f"{run_id}/"):
+            if "/step=" not in key:  # run.json and the lock: local runs only
+                continue
+            node = key.split("/step=", 1)[1].split("/", 1)[0]
+            arn = f"arn:aws:s3:::{BUCKET}/{prefix}/{key}"
+            writers = [s for s, resources in patterns.items() if any(iam_matches(r, arn) for r in resources)]
+            assert writers == [graph.node(node).step.name], key
+            checked += 1
+    assert checked
+
+
+def test_two_stacks_sharing_a_bucket_cannot_touch_each_others_artifacts(apps: dict[str, Any]) -> None:
+    root, _, cfn = apps["shapes"]
+    for graph in _graphs(root):
+        prod = names.flow_prefix("prod", graph.name)
+        prod_key = f"arn:aws:s3:::existing-bucket/{prod}/r1/step=x/0123456789abcdef/output.pkl"
+        for step in graph.steps:
+            role = names.function_id(graph.name, step.name) + "Role"
+            for statement in role_statements(cfn, role, create_bucket=False, stack="dev"):
+                if any(a.startswith("s3:") and a != "s3:ListBucket" for a in statement["Action"]):
+                    assert not any(iam_matches(r, prod_key) for r in statement["Resource"]), statement

@@ -26,16 +26,18 @@ STARTER_NAMES = {
     "minimal": ("greet", "shout"),
 }
 IMPORTED = ("annotations", "flow", "main", "step", "re", "Counter", "Path")
-PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
-IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# Patterns are full-matched: `$` alone would also accept an answer ending in a newline.
+PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
+IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 # us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1, cn-north-1, ...
-REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[1-9]$")
-STACK = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[1-9]")
+STACK = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # newlines, form feeds, tabs...: pip would split on them
 SHADOWED = set(getattr(sys, "stdlib_module_names", ())) | {"lokki_sam", "boto3", "botocore", "tests", "test"}
 
 
 def check_identifier(what: str, value: str) -> list[str]:
-    if not IDENTIFIER.match(value):
+    if not IDENTIFIER.fullmatch(value):
         return [f"{what} {value!r} is not a Python identifier (start with a letter; letters, digits and _ only)"]
     if keyword.iskeyword(value) or keyword.issoftkeyword(value):
         return [f"{what} {value!r} is a Python keyword"]
@@ -44,7 +46,7 @@ def check_identifier(what: str, value: str) -> list[str]:
 
 def problems(a: dict) -> list[str]:
     found = []
-    if not PROJECT_NAME.match(a["project_name"]):
+    if not PROJECT_NAME.fullmatch(a["project_name"]):
         found.append(
             f"project_name {a['project_name']!r} must be a folder name: letters, digits, spaces, '-', '_' or '.', "
             "starting with a letter or digit"
@@ -64,15 +66,15 @@ def problems(a: dict) -> list[str]:
         found.append(f"runtime {a['runtime']!r} is not supported; use one of {', '.join(RUNTIMES)}")
     if a["architecture"] not in ARCHITECTURES:
         found.append(f"architecture {a['architecture']!r} is not one of {', '.join(ARCHITECTURES)}")
-    if not REGION.match(a["aws_region"]):
+    if not REGION.fullmatch(a["aws_region"]):
         found.append(f"aws_region {a['aws_region']!r} is not an AWS region name like us-east-1 or eu-west-2")
-    if not STACK.match(a["stack_name"]):
+    if not STACK.fullmatch(a["stack_name"]):
         found.append(
             f"stack_name {a['stack_name']!r} is not a CloudFormation stack name "
             "(start with a letter; letters, digits and -; at most 128 characters)"
         )
-    requirement = a["lokki_sam_requirement"].strip()
-    if "\n" in requirement or not re.search(r"lokki[-_.]sam", requirement, re.IGNORECASE):
+    requirement = a["lokki_sam_requirement"]
+    if CONTROL.search(requirement) or not re.search(r"lokki[-_.]sam", requirement, re.IGNORECASE):
         found.append(
             f"lokki_sam_requirement {requirement!r} must be one pip requirement line naming lokki-sam, "
             "e.g. 'lokki-sam>=0.1' or 'lokki-sam @ git+https://...'"

@@ -13,6 +13,21 @@ from lokki_sam.cli.output import json_result, print_result
 from lokki_sam.cli.state import CliState, handle_errors, pass_state
 
 
+def source_of(flow_obj: Any) -> str:
+    """The file a flow comes from, for messages (its module name if it has none)."""
+    import inspect
+    from pathlib import Path
+
+    try:
+        file = inspect.getsourcefile(flow_obj.func)
+    except TypeError:
+        file = None
+    if not file:
+        return str(flow_obj.graph.module)
+    path = Path(file).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 @click.command("invoke")
 @click.argument("flow_arg", metavar="[FLOW]", required=False)
 @param_option
@@ -32,6 +47,7 @@ def command(
     from lokki_sam.cli.view import ExecutionView
     from lokki_sam.cloud.failure import failure_error
     from lokki_sam.cloud.flows import resolve_flow
+    from lokki_sam.cloud.identity import check_deployed
     from lokki_sam.cloud.invoke import execution_input, start_run, wait
     from lokki_sam.cloud.result import read_output
     from lokki_sam.cloud.stack import deployment
@@ -39,12 +55,14 @@ def command(
     from lokki_sam.params import parse_assignments, resolve_params
 
     aws = pop_aws(kwargs)
-    graph = resolve_flow(flow_arg, state.config).graph
+    flow_obj = resolve_flow(flow_arg, state.config)
+    graph = flow_obj.graph
     where = f"flow '{graph.name}'"
     raw = parse_assignments(params, where=where)
     resolved = resolve_params(graph.params, raw, where=where)  # refuse bad input before touching AWS
     given = execution_input(raw, resolved)
     dep = deployment(state.config, aws)
+    check_deployed(dep, graph, source_of(flow_obj))
     run_id, arn = start_run(dep, graph, given)
     if no_wait:
         if as_json:

@@ -23,20 +23,21 @@ def execute_run(
     quiet: bool = False,
 ) -> None:
     """Run `flow_obj` with the reporter the options ask for and print its result."""
-    from lokki_sam.local import run_flow
+    from lokki_sam.local import run_flow, sigterm_interrupts
     from lokki_sam.progress import JsonReporter, Reporter, RichReporter
 
     config = state.config
     reporter: Reporter = JsonReporter() if as_json else (Reporter() if quiet else RichReporter())
     try:
-        outcome = run_flow(
-            flow_obj,
-            raw_params,
-            store=store or config["store"],
-            resume=resume,
-            reporter=reporter,
-            concurrency=config.get("concurrency"),
-        )
+        with sigterm_interrupts():
+            outcome = run_flow(
+                flow_obj,
+                raw_params,
+                store=store or config["store"],
+                resume=resume,
+                reporter=reporter,
+                concurrency=config.get("concurrency"),
+            )
     finally:
         reporter.close()
     if as_json:

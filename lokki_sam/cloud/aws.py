@@ -50,9 +50,17 @@ def connect(*, region: str | None, profile: str | None, endpoint_url: str | None
 
     try:
         session = boto3.Session(profile_name=profile, region_name=region)
-    except botocore.exceptions.ProfileNotFound:
-        known = ", ".join(boto3.Session().available_profiles) or "none"
-        raise AwsError(f"AWS profile '{profile}' not found", hint=f"profiles in your AWS config: {known}") from None
+    except botocore.exceptions.ProfileNotFound as exc:
+        import botocore.session
+
+        # A plain botocore session lists the profiles without resolving the missing one.
+        known = ", ".join(sorted(botocore.session.Session(profile=None).full_config.get("profiles", {}))) or "none"
+        name = profile or exc.kwargs.get("profile")
+        source = "--profile" if profile else "AWS_PROFILE"
+        raise AwsError(
+            f"AWS profile '{name}' ({source}) not found",
+            hint=f"profiles in your AWS config: {known}; pass --profile NAME or unset AWS_PROFILE",
+        ) from None
     return Aws(session, endpoint_url)
 
 
@@ -66,6 +74,11 @@ def aws_errors(what: str = "") -> Iterator[None]:
         yield
     except bx.NoRegionError:
         raise AwsError("no AWS region configured", hint=REGION_HINT) from None
+    except bx.ProfileNotFound as exc:
+        raise AwsError(
+            f"{prefix}AWS profile '{exc.kwargs.get('profile')}' not found",
+            hint="pass --profile NAME or unset AWS_PROFILE",
+        ) from None
     except (bx.NoCredentialsError, bx.PartialCredentialsError):
         raise AwsError(f"{prefix}no AWS credentials found", hint=CREDENTIALS_HINT) from None
     except bx.EndpointConnectionError as exc:

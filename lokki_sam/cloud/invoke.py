@@ -7,6 +7,7 @@ The execution name is the run id (as in local runs), so the runtime writes every
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -40,6 +41,8 @@ def execution_input(raw: Mapping[str, Any], resolved: Mapping[str, Any]) -> dict
 
 
 def _json_exact(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)  # JSON has no nan/inf: send the text, the runtime coerces it the same way
     if isinstance(value, JSON_NATIVE):
         return True
     if isinstance(value, list):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from lokki_sam import layout
 from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.stack import Deployment
 from lokki_sam.cloud.status import execution_arn
@@ -28,7 +27,7 @@ def read_output(dep: Deployment, graph: FlowGraph, run_id: str, step: str | None
     ctx = RunContext(graph, store, run_id, {})
     what = f"the output of '{stage.id}'" if step else "the result"
     with aws_errors(f"reading {what} of run {run_id}"):
-        if not store.exists(_marker(graph, stage, run_id)):
+        if not store.exists(_marker(ctx, stage)):
             raise _expired(dep, graph, run_id, what)
         try:
             if isinstance(stage, Node) and stage.in_map is not None:  # a step inside a map: its item outputs
@@ -52,16 +51,19 @@ def _stage(graph: FlowGraph, step: str | None) -> Stage:
     return graph.get(step)
 
 
-def _marker(graph: FlowGraph, stage: Stage, run_id: str) -> str:
+def _marker(ctx: RunContext, stage: Stage) -> str:
     """The object whose presence says the stage's output exists."""
+    graph = ctx.graph
     if isinstance(stage, MapBlock):
-        return layout.manifest(run_id, stage.id)
+        return ctx.manifest(stage)
     fed = graph.map_fed_by(stage.id)
     if fed is not None:
-        return layout.manifest(run_id, fed.id)
+        return ctx.manifest(fed)
     if stage.in_map is not None:
-        return layout.manifest(run_id, stage.in_map)
-    return layout.task_output(run_id, stage.id)
+        block = graph.get(stage.in_map)
+        assert isinstance(block, MapBlock)
+        return ctx.manifest(block)
+    return ctx.task_output(stage.id)
 
 
 def _expired(dep: Deployment, graph: FlowGraph, run_id: str, what: str) -> ResultExpired:

@@ -125,8 +125,15 @@ class Deployment:
         return self._clients[service]
 
     def flows(self) -> dict[str, str]:
-        """State machine ARNs by output prefix (the PascalCase flow name)."""
-        return {key[: -len(ARN_SUFFIX)]: arn for key, arn in self.outputs.items() if key.endswith(ARN_SUFFIX)}
+        """State machine ARNs by flow name (the machines are named `<stack>-<flow>`), the spelling
+        every command uses; an output of another shape keeps its output name."""
+        found = {}
+        for key, arn in self.outputs.items():
+            if key.endswith(ARN_SUFFIX):
+                machine = arn.rsplit(":", 1)[-1]
+                name = machine.removeprefix(f"{self.stack_name}-")
+                found[name if name != machine else key[: -len(ARN_SUFFIX)]] = arn
+        return found
 
     def state_machine_arn(self, flow: str) -> str:
         arn = self.outputs.get(names.state_machine_arn_output(flow))
@@ -151,7 +158,7 @@ class Deployment:
         return bucket
 
     def store(self, flow: str) -> S3Store:
-        return S3Store(self.bucket, names.flow_prefix(flow), client=self.client("s3"))
+        return S3Store(self.bucket, names.flow_prefix(self.stack_name, flow), client=self.client("s3"))
 
     def function_name(self, flow: str, step: str) -> str | None:
         """The physical name of a step's Lambda function (None if the stack does not say)."""

@@ -20,7 +20,7 @@ from lokki_sam import names
 from lokki_sam.ir import FlowGraph, MapBlock, Node
 from lokki_sam.names import START_STATE, map_label, result_writer_prefix
 from lokki_sam.options import Retry
-from lokki_sam.protocol import MapEvent, MapSourceResult, TaskEvent
+from lokki_sam.protocol import PROTOCOL_VERSION, MapEvent, MapSourceResult, Stamp, TaskEvent
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 S3_GET_OBJECT = "arn:aws:states:::s3:getObject"
@@ -45,6 +45,7 @@ TRANSIENT_RETRY: dict[str, Any] = {
 NEVER_RETRIED = (
     "ConfigError",
     "FlowDefinitionError",
+    "FlowMismatch",
     "LokkiError",
     "MapIncomplete",
     "MapSourceError",
@@ -52,6 +53,7 @@ NEVER_RETRIED = (
     "ProtocolError",
     "RuntimeConfigError",
     "SerializationError",
+    "StepAborted",
     "StoreError",
 )
 
@@ -62,9 +64,10 @@ ITEMS = "$.items"
 
 
 def substitution_names(graph: FlowGraph) -> list[str]:
-    """Exactly the `${...}` variables the definition uses, sorted (the bucket only with a
-    distributed map): the template must supply each."""
-    subs = {names.BUCKET_SUBSTITUTION} if any(m.options.mode == "distributed" for m in graph.maps) else set()
+    """Exactly the `${...}` variables the definition uses, sorted (the bucket and the flow's
+    prefix only with a distributed map): the template must supply each."""
+    distributed = any(m.options.mode == "distributed" for m in graph.maps)
+    subs = {names.BUCKET_SUBSTITUTION, names.PREFIX_SUBSTITUTION} if distributed else set()
     subs.update(names.function_arn_substitution(graph.name, s.name) for s in graph.steps)
     return sorted(subs)
 
@@ -103,6 +106,10 @@ def compile_flow(graph: FlowGraph) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- tasks
 
 
+def stamp(graph: FlowGraph, node: Node) -> Stamp:
+    return Stamp(PROTOCOL_VERSION, graph.fingerprints.flow, graph.fingerprint(node.id))
+
+
 def _invoke(graph: FlowGraph, node: Node, payload: dict[str, Any]) -> dict[str, Any]:
     arn = "${" + names.function_arn_substitution(graph.name, node.step.name) + "}"
     state: dict[str, Any] = {
@@ -116,7 +123,7 @@ def _invoke(graph: FlowGraph, node: Node, payload: dict[str, Any]) -> dict[str, 
 
 def _task_state(graph: FlowGraph, node: Node) -> dict[str, Any]:
     """A step outside maps. A map source returns the manifest location, kept under $.items."""
-    state = _invoke(graph, node, TaskEvent.asl_template(node.id, RUN_ID, PARAMS))
+    state = _invoke(graph, node, TaskEvent.asl_template(node.id, RUN_ID, PARAMS, stamp(graph, node)))
     fed = graph.map_fed_by(node.id)
     if fed is None:
         state["ResultPath"] = None
@@ -136,7 +143,7 @@ def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
     body: dict[str, Any] = {}
     for i, node in enumerate(block.nodes):
         # The child's input is one item (or a batch); each Task keeps it and passes it on.
-        task = _invoke(graph, node, MapEvent.asl_template(node.id, block.id))
+        task = _invoke(graph, node, MapEvent.asl_template(node.id, block.id, stamp(graph, node)))
         task["ResultPath"] = None
         if i + 1 < len(block.nodes):
             task["Next"] = block.nodes[i + 1].id
@@ -168,7 +175,10 @@ def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
             "Resource": S3_PUT_OBJECT,
             # Static: Step Functions adds a per-Map-Run folder under it. (A path here is
             # evaluated against the map's results by the emulators, not the state input.)
-            "Parameters": {"Bucket": bucket, "Prefix": result_writer_prefix(graph.name, block.id)},
+            "Parameters": {
+                "Bucket": bucket,
+                "Prefix": result_writer_prefix("${" + names.PREFIX_SUBSTITUTION + "}", block.id),
+            },
         }
         state["Label"] = map_label(block.id)
         if opts.batch_size > 1:

@@ -4,13 +4,17 @@ Each event is the payload the state machine sends that step's function, computed
 compiled definition itself (its `Payload` templates resolved against a sample execution), so
 the events always match what `lokki_sam.compile.asl` generates:
 
-- a step outside maps gets `{"node", "run_id", "params"}`;
-- a step inside a map gets `{"node", "map", "input"}` where `input` is one item reference
-  (`events/<flow>/<node>.json`) or, for maps with `batch_size > 1`, a batch
-  `{"Items": [...], "BatchInput": {...}}` (`events/<flow>/<node>.batch.json`).
+- a step outside maps gets `{"node", "run_id", "params", "lokki"}` (`events/<flow>/<node>.json`);
+- a step inside a map gets `{"node", "map", "input", "lokki"}`:
+  - `events/<flow>/<node>.json`: `input` asks for every item of the sample run at once
+    (`{"AllItems": true, ...}`, a shape only sample events use), so invoking every step's
+    `<node>.json` in flow order runs the whole flow;
+  - `<node>.item.json`: exactly what the state machine sends for one item;
+  - `<node>.batch.json` (maps with `batch_size > 1`): exactly what it sends for a batch.
 
 All events of a flow share the run id `sample-run`: invoke the steps in flow order against a
-real (or emulated) bucket and each one finds what the previous one stored.
+real (or emulated) bucket and each one finds what the previous one stored. Parameters take their
+defaults, except secret-looking ones and required ones, which hold a placeholder to replace.
 """
 
 from __future__ import annotations
@@ -21,18 +25,24 @@ from typing import Any
 from lokki_sam.compile import asl
 from lokki_sam.ir import FlowGraph, MapBlock, Node
 from lokki_sam.params import MISSING
+from lokki_sam.protocol import ALL_ITEMS, CHUNK, INDEX
+from lokki_sam.secret_check import name_looks_secret, value_looks_secret
 
 SAMPLE_RUN_ID = "sample-run"
 PLACEHOLDER = "<required: set a value>"
+SECRET_PLACEHOLDER = "<secret: set it here, never in a committed file>"
 
 
 def sample_params(graph: FlowGraph) -> dict[str, Any]:
-    """The execution input of a sample run: every parameter's default (JSON-able ones)."""
+    """The execution input of a sample run: every parameter's default where JSON holds it and it
+    does not look like a secret (those get a placeholder: generated files never carry secrets)."""
     params: dict[str, Any] = {}
     for p in graph.params:
         value = PLACEHOLDER if p.default is MISSING else p.default
+        if p.default is not MISSING and (name_looks_secret(p.name) or value_looks_secret(p.default)):
+            value = SECRET_PLACEHOLDER
         try:
-            json.dumps(value)
+            json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
             value = PLACEHOLDER
         params[p.name] = value
@@ -67,8 +77,11 @@ def _map_events(
 
     out: dict[str, dict[str, Any]] = {}
     batcher = state.get("ItemBatcher")
+    # Every item of the sample run in one invocation: invoking the steps in flow order completes the map.
+    every_item = {k: v for k, v in item(0).items() if k not in (INDEX, CHUNK)} | {ALL_ITEMS: True}
     for node in block.nodes:
-        out[f"{node.id}.json"] = _payload(body[node.id], item(0), context)
+        out[f"{node.id}.json"] = _payload(body[node.id], every_item, context)
+        out[f"{node.id}.item.json"] = _payload(body[node.id], item(0), context)
         if batcher:
             batch = {
                 "Items": [item(i) for i in range(min(2, int(batcher.get("MaxItemsPerBatch", 2))))],

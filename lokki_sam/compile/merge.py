@@ -24,8 +24,9 @@ from lokki_sam.compile.sam import (
     DESCRIPTION_PREFIX,
     MARKER,
     MARKER_KEY,
+    OWNED_PROPERTIES,
     SAM_DERIVED_SUFFIXES,
-    WILDCARD_REASONS,
+    Justified,
     TemplateModel,
     owned_ids,
 )
@@ -50,38 +51,6 @@ TOP_ORDER = (
     "Outputs",
 )
 
-# Properties lokki-sam owns, by resource type: set when generated, removed when not.
-_OWNED_PROPERTIES: dict[str, tuple[str, ...]] = {
-    "AWS::Serverless::Function": (
-        "Description",
-        "Role",
-        "LoggingConfig",
-        "Environment",
-        "Policies",
-        "MemorySize",
-        "Timeout",
-        "Architectures",
-    ),
-    "AWS::IAM::Role": ("Description", "AssumeRolePolicyDocument", "Policies"),
-    "AWS::Serverless::StateMachine": (
-        "Name",
-        "Type",
-        "DefinitionUri",
-        "DefinitionSubstitutions",
-        "Logging",
-        "Tracing",
-        "Policies",
-        "Events.Schedule",  # only its own event: the user's other Events survive
-    ),
-    "AWS::S3::Bucket": (
-        "BucketEncryption",
-        "PublicAccessBlockConfiguration",
-        "OwnershipControls",
-        "LifecycleConfiguration",
-    ),
-    "AWS::S3::BucketPolicy": ("Bucket", "PolicyDocument"),
-    "AWS::Logs::LogGroup": ("LogGroupName", "RetentionInDays"),
-}
 _OWNED_ATTRIBUTES = (
     ("Type",),
     ("Condition",),
@@ -92,7 +61,7 @@ _OWNED_ATTRIBUTES = (
 )
 OWNED_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     kind: (*_OWNED_ATTRIBUTES, *(("Properties", *p.split(".")) for p in props))
-    for kind, props in _OWNED_PROPERTIES.items()
+    for kind, props in OWNED_PROPERTIES.items()
 }
 
 _SCALAR_TAGS = {
@@ -149,9 +118,8 @@ def to_node(value: Any) -> Any:
         node = CommentedMap()
         for k, v in value.items():
             node[k] = to_node(v)
-        reason = WILDCARD_REASONS.get(str(value.get("Sid")))
-        if reason and value.get("Resource") == "*":
-            node.yaml_add_eol_comment(reason, "Resource")
+        if isinstance(value, Justified):  # never by Sid: a user's statement cannot borrow a reason
+            node.yaml_add_eol_comment(value.reason, "Resource")
         return node
     if isinstance(value, list | tuple):
         return CommentedSeq(to_node(v) for v in value)

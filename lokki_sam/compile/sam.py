@@ -7,7 +7,6 @@ writes YAML with short-form tags. Every name comes from `names.py`, so the state
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -39,6 +38,29 @@ WILDCARD_REASONS = {
     "DeliverLogs": "AWS requires '*': the log-delivery APIs take no resource (Step Functions docs, cw-logs)",
     "Tracing": "AWS requires '*': X-Ray trace and sampling APIs have no resource-level permissions",
 }
+
+
+class Justified(dict[str, Json]):
+    """An IAM statement the template shows with the reason for its wildcard (a comment next to it).
+
+    Only statements built as Justified get a comment: a user's Sid can never borrow a reason."""
+
+    def __init__(self, statement: Mapping[str, Json], reason: str) -> None:
+        super().__init__(statement)
+        self.reason = reason
+
+
+def justified(statement: Mapping[str, Json]) -> Json:
+    """A generated statement on "*" with the reason AWS needs it (WILDCARD_REASONS by its Sid)."""
+    return Justified(statement, WILDCARD_REASONS[str(statement["Sid"])])
+
+
+def user_statement(permission: Mapping[str, Json]) -> Json:
+    """A step's own permission as a statement; a wildcard it declared comes with its author's reason."""
+    statement = {"Effect": "Allow", **{k: v for k, v in permission.items() if k != names.WILDCARD_REASON_KEY}}
+    reason = permission.get(names.WILDCARD_REASON_KEY)
+    return Justified(statement, f"wildcard requested by the step's author: {reason}") if reason else statement
+
 
 MAX_FLOW_NAME = 50  # leaves room for a 29-character stack name in the 80-character state machine name
 
@@ -252,6 +274,16 @@ def owned_metadata(resource_type: str) -> dict[str, Json]:
 
 # ----------------------------------------------------------------------------------- bucket
 
+# The properties each emitter below sets: lokki-sam owns exactly these on its resources (set when
+# generated, removed when no longer generated); merge.py keeps every other property of the user's.
+BUCKET_PROPERTIES = (
+    "BucketEncryption",
+    "PublicAccessBlockConfiguration",
+    "OwnershipControls",
+    "LifecycleConfiguration",
+)
+BUCKET_POLICY_PROPERTIES = ("Bucket", "PolicyDocument")
+
 
 def bucket_resources(settings: Settings) -> dict[str, Json]:
     bucket = {
@@ -311,9 +343,21 @@ def bucket_resources(settings: Settings) -> dict[str, Json]:
 
 # -------------------------------------------------------------------------------- functions
 
+FUNCTION_PROPERTIES = (
+    "Description",
+    "Role",
+    "LoggingConfig",
+    "Environment",
+    "MemorySize",
+    "Timeout",
+    "Architectures",
+)
+ROLE_PROPERTIES = ("Description", "AssumeRolePolicyDocument", "Policies")
+LOG_GROUP_PROPERTIES = ("LogGroupName", "RetentionInDays")
+
 
 def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
-    prefix = names.flow_prefix(graph.name)
+    prefix = names.template_flow_prefix(graph.name)
     module = settings.modules.get(graph.name, graph.module)
     out: dict[str, Json] = {}
     for step in graph.steps:
@@ -325,7 +369,7 @@ def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
                 names.ENV_FLOW: graph.name,
                 names.ENV_STEP: step.name,
                 names.ENV_BUCKET: bucket_name(),
-                names.ENV_PREFIX: prefix,
+                names.ENV_PREFIX: sub(prefix),
             }
         )
         fid = names.function_id(graph.name, step.name)
@@ -339,22 +383,35 @@ def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
                 "Resource": get_att(function_log_group_id(fid), "Arn"),
             },
             {
-                "Sid": "RunArtifacts",
+                # Inputs may come from any step of the flow (this stack's prefix only) ...
+                "Sid": "ReadRunArtifacts",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Action": "s3:GetObject",
                 "Resource": s3_arn(f"/{prefix}/*"),
+            },
+            {
+                # ... but the function writes only under its own nodes' directories: a buggy or
+                # compromised step cannot overwrite another step's outputs (layout.node_pattern).
+                "Sid": "WriteOwnArtifacts",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                "Resource": [
+                    s3_arn(f"/{prefix}/{layout.node_pattern(node.id)}")
+                    for node in graph.nodes
+                    if node.step.name == step.name
+                ],
             },
             {
                 "Sid": "ListRunArtifacts",
                 "Effect": "Allow",
                 "Action": "s3:ListBucket",
                 "Resource": s3_arn(),
-                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*"]}},
+                "Condition": {"StringLike": {"s3:prefix": [sub(f"{prefix}/*")]}},
             },
         ]
         if settings.tracing:
             statements.append(tracing_statement())
-        statements.extend({"Effect": "Allow", **dict(p)} for p in opts.permissions)
+        statements.extend(user_statement(p) for p in opts.permissions)
         props: dict[str, Json] = {
             "Description": f"lokki-sam step {graph.name}.{step.name}",
             "Role": get_att(function_role_id(fid), "Arn"),
@@ -418,25 +475,28 @@ def function_log_group_id(function_id: str) -> str:
 
 
 def tracing_statement() -> Json:
-    return {
-        "Sid": "Tracing",
-        "Effect": "Allow",
-        "Action": [
-            "xray:GetSamplingRules",
-            "xray:GetSamplingTargets",
-            "xray:PutTelemetryRecords",
-            "xray:PutTraceSegments",
-        ],
-        "Resource": "*",
-    }
+    return justified(
+        {
+            "Sid": "Tracing",
+            "Effect": "Allow",
+            "Action": [
+                "xray:GetSamplingRules",
+                "xray:GetSamplingTargets",
+                "xray:PutTelemetryRecords",
+                "xray:PutTraceSegments",
+            ],
+            "Resource": "*",
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- state machine
 
 
 def result_writer_prefixes(graph: FlowGraph) -> list[str]:
-    """Where the definition's ResultWriters write: one static prefix per distributed map."""
-    return sorted(names.result_writer_prefix(graph.name, m.id) for m in graph.maps if m.options.mode == "distributed")
+    """Where the definition's ResultWriters write: one prefix per distributed map (Fn::Sub text)."""
+    prefix = names.template_flow_prefix(graph.name)
+    return sorted(names.result_writer_prefix(prefix, m.id) for m in graph.maps if m.options.mode == "distributed")
 
 
 def log_group_id(flow: str) -> str:
@@ -451,19 +511,26 @@ def schedule_input(graph: FlowGraph) -> str:
             where=f"flow '{graph.name}'",
             hint="scheduled runs use the parameters' defaults: give every parameter a default",
         )
-    try:
-        return json.dumps({p.name: p.default for p in graph.params}, sort_keys=True)
-    except (TypeError, ValueError):
-        raise LokkiError(
-            f"flow '{graph.name}' has a schedule but a parameter default is not JSON",
-            where=f"flow '{graph.name}'",
-            hint="use JSON-compatible defaults (numbers, strings, lists, dicts, None)",
-        ) from None
+    # No values: the runtime applies the defaults from the flow's code, so none is copied into the
+    # template (a secret-looking default, a value JSON cannot hold, a stale copy of a changed default).
+    return "{}"
+
+
+STATE_MACHINE_PROPERTIES = (
+    "Name",
+    "Type",
+    "DefinitionUri",
+    "DefinitionSubstitutions",
+    "Logging",
+    "Tracing",
+    "Policies",
+    "Events.Schedule",  # only its own event: the user's other Events survive
+)
 
 
 def state_machine_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
     flow = graph.name
-    prefix = names.flow_prefix(flow)
+    prefix = names.template_flow_prefix(flow)
     sm_id = names.state_machine_id(flow)
     function_ids = [names.function_id(flow, s.name) for s in graph.steps]
     known: dict[str, Json] = {
@@ -471,6 +538,7 @@ def state_machine_resources(graph: FlowGraph, settings: Settings) -> dict[str, J
         for s in graph.steps
     }
     known[names.BUCKET_SUBSTITUTION] = bucket_name()
+    known[names.PREFIX_SUBSTITUTION] = sub(prefix)
     # Exactly the variables the definition uses (asl decides), each with its value.
     substitutions = {name: known[name] for name in asl.substitution_names(graph)}
     statements: list[Json] = [
@@ -489,7 +557,7 @@ def state_machine_resources(graph: FlowGraph, settings: Settings) -> dict[str, J
                 "Sid": "MapItemReader",
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
-                "Resource": [s3_arn(f"/{prefix}/{layout.manifest('*', m.id)}") for m in distributed],
+                "Resource": [s3_arn(f"/{prefix}/{p}") for m in distributed for p in layout.manifest_patterns(m.source)],
             },
             {
                 # The ResultWriter writes (multipart) under its own prefix only: the state machine
@@ -513,22 +581,24 @@ def state_machine_resources(graph: FlowGraph, settings: Settings) -> dict[str, J
             },
         ]
     statements.append(
-        {
-            # https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html documents Resource "*".
-            "Sid": "DeliverLogs",
-            "Effect": "Allow",
-            "Action": [
-                "logs:CreateLogDelivery",
-                "logs:DeleteLogDelivery",
-                "logs:DescribeLogGroups",
-                "logs:DescribeResourcePolicies",
-                "logs:GetLogDelivery",
-                "logs:ListLogDeliveries",
-                "logs:PutResourcePolicy",
-                "logs:UpdateLogDelivery",
-            ],
-            "Resource": "*",
-        }
+        justified(
+            {
+                # https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html documents Resource "*".
+                "Sid": "DeliverLogs",
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogDelivery",
+                    "logs:DeleteLogDelivery",
+                    "logs:DescribeLogGroups",
+                    "logs:DescribeResourcePolicies",
+                    "logs:GetLogDelivery",
+                    "logs:ListLogDeliveries",
+                    "logs:PutResourcePolicy",
+                    "logs:UpdateLogDelivery",
+                ],
+                "Resource": "*",
+            }
+        )
     )
     # With Tracing enabled SAM itself attaches AWSXrayWriteOnlyAccess to this role.
     props: dict[str, Json] = {
@@ -567,6 +637,16 @@ def state_machine_resources(graph: FlowGraph, settings: Settings) -> dict[str, J
     }
     machine = {"Type": "AWS::Serverless::StateMachine", "Metadata": owned_marker(), "Properties": props}
     return {log_group_id(flow): log_group, sm_id: machine}
+
+
+OWNED_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "AWS::Serverless::Function": FUNCTION_PROPERTIES,
+    "AWS::IAM::Role": ROLE_PROPERTIES,
+    "AWS::Serverless::StateMachine": STATE_MACHINE_PROPERTIES,
+    "AWS::S3::Bucket": BUCKET_PROPERTIES,
+    "AWS::S3::BucketPolicy": BUCKET_POLICY_PROPERTIES,
+    "AWS::Logs::LogGroup": LOG_GROUP_PROPERTIES,
+}
 
 
 # -------------------------------------------------------------------------------- names

@@ -81,6 +81,43 @@ def settings(xs: list[int], weights: dict[str, float] | None = None, names: list
     return {"sum": sum(xs) * (weights or {}).get("sum", 1.0), "names": sorted(names or [])}
 
 
+# Steps named like every fixed name of the key layout (and like its directories): the layout must
+# keep them apart by construction.
+@step
+def items(n: int = 3) -> list[int]:
+    return list(range(n))
+
+
+@step
+def manifest(x: int) -> int:
+    return x + 1
+
+
+@step
+def failures(x: int) -> int:
+    return x * 10
+
+
+@step
+def todo(xs: list[int]) -> list[int]:
+    return [*xs, len(xs)]
+
+
+@step
+def output(x: int) -> int:
+    return x - 1
+
+
+@step
+def lock(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@step
+def run(x: int) -> int:
+    return x * 2
+
+
 # ------------------------------------------------------------------------------- flows
 
 
@@ -150,6 +187,11 @@ def passthrough():
     return odd_things().map(identity)
 
 
+@flow
+def layout_names(n: int = 3):
+    return items(n=n).map(manifest).next(failures).agg(todo).map(output).next(run).agg(lock)
+
+
 SHAPES: dict[str, tuple[Any, dict[str, Any], Any]] = {
     "linear": (linear, {"value": 4}, ((4 + 1) * 2) + 1),
     "map_agg": (map_agg, {"n": 5}, sum(x * x for x in range(1, 6))),
@@ -168,6 +210,7 @@ SHAPES: dict[str, tuple[Any, dict[str, Any], Any]] = {
     "batched": (batched, {"n": 250}, sum(x * x for x in range(1, 251))),
     "odd_items": (odd_items, {}, ["bytes", "tuple", "datetime", "Decimal", "set", "NoneType"]),
     "passthrough": (passthrough, {}, odd_things.func()),
+    "layout_names": (layout_names, {"n": 3}, sum(2 * (v - 1) for v in [10, 20, 30, 3])),
 }
 
 

@@ -37,6 +37,7 @@ from lokki_sam import names, runtime
 from lokki_sam.compile import asl
 from lokki_sam.graph import FlowGraph
 from lokki_sam.store import S3Store
+from tests.support.keys import STACK
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -99,7 +100,7 @@ class Cloud:
     def deploy(self, graph: FlowGraph, *, definition: dict[str, Any] | None = None) -> str:
         """Create the flow's functions (unless they exist) and state machine, substitutions
         applied; return its ARN. `definition` replaces the compiled one (tests of emulator gaps)."""
-        subs = {names.BUCKET_SUBSTITUTION: BUCKET}
+        subs = {names.BUCKET_SUBSTITUTION: BUCKET, names.PREFIX_SUBSTITUTION: names.flow_prefix(STACK, graph.name)}
         for step_ in graph.steps:
             function_name = f"{graph.name}-{step_.name}"[:64]
             env = {
@@ -107,7 +108,7 @@ class Cloud:
                 names.ENV_FLOW: graph.name,
                 names.ENV_STEP: step_.name,
                 names.ENV_BUCKET: BUCKET,
-                names.ENV_PREFIX: names.flow_prefix(graph.name),
+                names.ENV_PREFIX: names.flow_prefix(STACK, graph.name),
             }
             try:
                 arn = self.lam.get_function(FunctionName=function_name)["Configuration"]["FunctionArn"]
@@ -164,7 +165,7 @@ class Cloud:
             kwargs["nextToken"] = page["nextToken"]
 
     def store(self, graph: FlowGraph) -> S3Store:
-        return S3Store(BUCKET, names.flow_prefix(graph.name), boto3.client("s3", region_name=REGION))
+        return S3Store(BUCKET, names.flow_prefix(STACK, graph.name), boto3.client("s3", region_name=REGION))
 
 
 @contextmanager

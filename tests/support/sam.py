@@ -90,9 +90,9 @@ def transform(text: str) -> dict[str, Any]:
     return dict(samtranslator.translator.transform.transform(template, {}, _NoManagedPolicies()))
 
 
-def evaluate(value: Any, resources: Mapping[str, Any], create_bucket: bool = True) -> Any:
-    """Resolve intrinsics to the strings a deployed stack would see (fixed account/region/stack)."""
-    pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": STACK}
+def evaluate(value: Any, resources: Mapping[str, Any], create_bucket: bool = True, stack: str = STACK) -> Any:
+    """Resolve intrinsics to the strings a deployed stack would see (fixed account/region; `stack`)."""
+    pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": stack}
 
     def ref(name: str) -> str:
         if name in pseudo:
@@ -157,7 +157,9 @@ def evaluate(value: Any, resources: Mapping[str, Any], create_bucket: bool = Tru
     return go(value)
 
 
-def role_statements(cfn: Mapping[str, Any], role_id: str, create_bucket: bool = True) -> list[dict[str, Any]]:
+def role_statements(
+    cfn: Mapping[str, Any], role_id: str, create_bucket: bool = True, stack: str = STACK
+) -> list[dict[str, Any]]:
     """Every statement of a role's inline policies, intrinsics resolved, Action/Resource as lists."""
     resources = cfn["Resources"]
     role = resources[role_id]
@@ -168,7 +170,7 @@ def role_statements(cfn: Mapping[str, Any], role_id: str, create_bucket: bool = 
     assert managed in ([], ["arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"]), managed
     out = []
     for policy in role["Properties"].get("Policies", []):
-        for statement in evaluate(policy["PolicyDocument"]["Statement"], resources, create_bucket):
+        for statement in evaluate(policy["PolicyDocument"]["Statement"], resources, create_bucket, stack):
             statement = dict(statement)
             for key in ("Action", "Resource"):
                 if isinstance(statement.get(key), str):

@@ -1,0 +1,231 @@
+"""Flow identity: deterministic fingerprints of what determines a flow's results.
+
+A node's fingerprint covers its step's code (the function's source, plus the source of the
+same-module functions and classes it refers to and the values of the simple constants it reads),
+its bound arguments, the declarations of the flow parameters it receives, how it gets its input,
+and the fingerprint of the node that feeds it. So a change anywhere upstream changes every
+fingerprint downstream, and the key layout (`layout.py`) stores each output under its node's
+fingerprint: an output computed by other code or from other inputs can never be found again.
+
+The flow's fingerprint adds the graph's structure, the map and step options and the parameter
+declarations: it is what the state machine sends in every payload and what the runtime compares
+with its own code. Everything is computed from source text, never bytecode, so the generator
+(any Python) and the Lambda runtime (the template's Python) agree.
+
+Not covered: functions and values from other modules (libraries, your own helper modules), data
+the step reads at run time, and module-level values that are not simple constants.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import json
+import textwrap
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any
+
+from lokki_sam.ir import Const, FlowGraph, MapBlock, Node, ParamRef
+from lokki_sam.params import MISSING, Param
+
+LENGTH = 16  # hex characters kept: 64 bits, short in keys and payloads, collision-free in practice
+_SIMPLE = (type(None), bool, int, float, complex, str, bytes)
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """The flow's fingerprint and one per node id."""
+
+    flow: str
+    nodes: Mapping[str, str]
+
+    def changes(self, recorded: Mapping[str, str]) -> dict[str, str]:
+        """How the nodes differ from `recorded` (node id -> fingerprint): id -> new/changed/removed."""
+        out: dict[str, str] = {}
+        for node_id, fp in self.nodes.items():
+            if node_id not in recorded:
+                out[node_id] = "new"
+            elif recorded[node_id] != fp:
+                out[node_id] = "changed"
+        out.update({node_id: "removed" for node_id in recorded if node_id not in self.nodes})
+        return out
+
+
+def describe_changes(changes: Mapping[str, str]) -> str:
+    """`step 'add_title' is new; step 'flap' changed` (in the order given)."""
+    return "; ".join(f"step '{node}' {'is new' if what == 'new' else what}" for node, what in changes.items())
+
+
+def compute(graph: FlowGraph) -> Fingerprints:
+    codes: dict[str, str] = {}
+    nodes: dict[str, str] = {}
+
+    def code(node: Node) -> str:
+        if node.step.name not in codes:
+            codes[node.step.name] = code_fingerprint(node.step.func)
+        return codes[node.step.name]
+
+    def node_fp(node: Node, input_kind: str, upstream: str | None) -> str:
+        bindings = [(key, _binding(value, graph.params)) for key, value in node.bindings]
+        fp = _hash(["node", code(node), bindings, input_kind, upstream])
+        nodes[node.id] = fp
+        return fp
+
+    previous: str | None = None
+    for stage in graph.stages:
+        if isinstance(stage, MapBlock):
+            upstream = nodes[stage.source]
+            for position, node in enumerate(stage.nodes):
+                upstream = node_fp(node, "map item" if position == 0 else "next", upstream)
+            previous = upstream
+        else:
+            fed_by_map = stage.input_from is not None and isinstance(graph.get(stage.input_from), MapBlock)
+            kind = "first" if stage.input_from is None else ("map results" if fed_by_map else "next")
+            previous = node_fp(stage, kind, previous if stage.input_from is not None else None)
+    structure = [
+        [stage.id, [n.id for n in stage.nodes], stage.source, _canonical(stage.options)]
+        if isinstance(stage, MapBlock)
+        else stage.id
+        for stage in graph.stages
+    ]
+    options = {step.name: _canonical(step.options) for step in graph.steps}
+    flow = _hash(["flow", graph.name, [_param(p) for p in graph.params], structure, nodes, options, graph.schedule])
+    return Fingerprints(flow, nodes)
+
+
+# ---------------------------------------------------------------------------------- code
+
+
+def code_fingerprint(func: Callable[..., Any]) -> str:
+    """The step function's source and what it refers to in its own module."""
+    return _hash(["code", _code_parts(func, set())])
+
+
+def _code_parts(obj: Any, seen: set[int]) -> Any:
+    if id(obj) in seen:
+        return ["seen", getattr(obj, "__qualname__", "")]
+    seen.add(id(obj))
+    source = _source(obj)
+    if source is None:  # no source (interactive code): the bytecode, stable for one Python version
+        code = getattr(obj, "__code__", None)
+        return ["bytecode", code.co_code.hex() if code else repr(obj)]
+    module = getattr(obj, "__module__", None)
+    namespace = getattr(obj, "__globals__", None)
+    if namespace is None and module is not None:
+        namespace = vars(inspect.getmodule(obj) or types.ModuleType(module))
+    refs = []
+    for name in sorted(_names_used(source)):
+        value = (namespace or {}).get(name, _NOT_FOUND)
+        if value is _NOT_FOUND:
+            continue
+        # A step called as a plain function is its function.
+        target = value.func if isinstance(getattr(value, "func", None), types.FunctionType) else value
+        if _is_local_code(target, module):
+            refs.append([name, _code_parts(target, seen)])
+        elif _is_simple(value):
+            refs.append([name, _canonical(value)])
+    return [source, refs]
+
+
+_NOT_FOUND = object()
+
+
+def _source(obj: Any) -> str | None:
+    try:
+        text = inspect.getsource(obj)
+    except (OSError, TypeError):
+        return None
+    lines = [line.rstrip() for line in textwrap.dedent(text).splitlines()]
+    return "\n".join(line for line in lines if line)
+
+
+def _names_used(source: str) -> set[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # a lambda's source line, say: its text is still in the hash
+        return set()
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _is_local_code(value: Any, module: str | None) -> bool:
+    return (
+        isinstance(value, types.FunctionType | type)
+        and getattr(value, "__module__", None) == module
+        and module is not None
+    )
+
+
+def _is_simple(value: Any) -> bool:
+    if isinstance(value, _SIMPLE):
+        return True
+    if isinstance(value, tuple | frozenset):
+        return all(_is_simple(v) for v in value)
+    return False
+
+
+# ---------------------------------------------------------------------------- values
+
+
+def _binding(binding: Any, params: tuple[Param, ...]) -> Any:
+    if isinstance(binding, ParamRef):
+        declared = next((p for p in params if p.name == binding.name), None)
+        return ["param", _param(declared) if declared else binding.name]
+    if isinstance(binding, Const):
+        return ["const", _canonical(binding.value)]
+    return ["binding", _canonical(binding)]
+
+
+def _param(param: Param) -> Any:
+    default = None if param.default is MISSING else _canonical(param.default)
+    return [param.name, _type_text(param.annotation), param.default is MISSING, default]
+
+
+def _type_text(annotation: Any) -> str:
+    # Qualified names only: a flow module's own module name may differ between the generator and
+    # the Lambda (how it was imported), its classes must not change the fingerprint for that.
+    if annotation is None:
+        return ""
+    if isinstance(annotation, type):
+        return annotation.__qualname__
+    return repr(annotation)
+
+
+def _canonical(value: Any) -> Any:
+    """A JSON-able, deterministic description of a value (sets sorted, floats exact, objects by fields)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return ["float", value.hex()]
+    if isinstance(value, bytes):
+        return ["bytes", value.hex()]
+    if isinstance(value, list | tuple):
+        return [type(value).__name__, [_canonical(v) for v in value]]
+    if isinstance(value, set | frozenset):
+        return ["set", sorted((_canonical(v) for v in value), key=_dump)]
+    if isinstance(value, Mapping):
+        items = sorted(([_canonical(k), _canonical(v)] for k, v in value.items()), key=_dump)
+        return ["dict", items]
+    if isinstance(value, type):
+        return ["type", value.__qualname__]
+    if isinstance(value, ParamRef):
+        return ["param", value.name]
+    if is_dataclass(value) and not isinstance(value, type):
+        return [_type_text(type(value)), [[f.name, _canonical(getattr(value, f.name))] for f in fields(value)]]
+    state = getattr(value, "__dict__", None)
+    if isinstance(state, dict):
+        return [_type_text(type(value)), _canonical(state)]
+    text = repr(value)
+    if " at 0x" in text:  # an identity repr would differ in every process
+        return [_type_text(type(value))]
+    return [_type_text(type(value)), text]
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _hash(parts: Any) -> str:
+    return hashlib.sha256(_dump(parts).encode()).hexdigest()[:LENGTH]

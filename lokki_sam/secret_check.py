@@ -1,0 +1,41 @@
+"""What looks like a secret: by the name it is stored under, or by the shape of the value.
+
+Used to keep literal secrets out of everything lokki-sam generates (function environments,
+sample events): a name such as `DB_PASS` or a value such as `postgres://user:pw@host/db` must be
+passed as a reference, or at run time, never written into a file.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_NAME = re.compile(
+    r"(?i)(secret|passw(or)?d|(^|_)pass(_|$)|(^|_)pwd(_|$)|token|api_?key|private_?key|access_?key|signing_?key"
+    r"|session_?key|credential|(^|_)auth(_|$)|webhook|(^|_)dsn(_|$)|conn(ection)?_?str)"
+)
+_VALUE = re.compile(
+    r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"  # a URL with a password: postgres://user:pw@host
+    r"|hooks\.slack\.com/services/"  # Slack incoming webhooks
+    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}"  # Slack tokens
+    r"|\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]{8,}|\bsk-(live-|proj-)?[A-Za-z0-9_-]{16,}"  # Stripe, OpenAI-style
+    r"|\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"  # GitHub tokens
+    r"|\b(AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+    r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\."  # JWTs
+)
+
+
+def name_looks_secret(name: str) -> bool:
+    return bool(_NAME.search(name))
+
+
+def value_looks_secret(value: Any) -> bool:
+    """A string (or a string inside a list/tuple/dict) shaped like a credential."""
+    if isinstance(value, str):
+        return bool(_VALUE.search(value))
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(value_looks_secret(v) for v in value)
+    if isinstance(value, dict):
+        return any(value_looks_secret(v) for v in value.values())
+    return False
