@@ -125,6 +125,7 @@ def ensure_packages() -> float:
     if reason:
         raise DockerUnavailable(reason)
     began = time.perf_counter()
+    had_docker0 = Path("/sys/class/net/docker0").exists()
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "apt.lock", "w") as lock:
@@ -133,8 +134,8 @@ def ensure_packages() -> float:
         if missing:
             with services_never_start():
                 _apt(["install", "-y", "--no-install-recommends", *missing], retry_after_update=True)
-    if Path("/sys/class/net/docker0").exists():
-        raise DockerSetupError("docker0 exists after installing docker.io: a system daemon started; stop it")
+    if Path("/sys/class/net/docker0").exists() and not had_docker0:
+        raise DockerSetupError("docker0 appeared while installing docker.io: a system daemon started; stop it")
     return time.perf_counter() - began
 
 
