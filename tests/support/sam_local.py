@@ -18,7 +18,7 @@ Usage:
     with sam_start_lambda(cwd=app, env=env) as endpoint:                 # warm containers, boto3 invokes
         boto3.client("lambda", endpoint_url=endpoint, ...).invoke(FunctionName="Fn", Payload=...)
 
-    python -m tests.support.sam_local local invoke Fn --skip-pull-image --docker-network host   # by hand
+    python dev/sam.py local invoke Fn --skip-pull-image --docker-network host     # by hand (docs/docker.md)
 """
 
 from __future__ import annotations
@@ -303,10 +303,3 @@ def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-if __name__ == "__main__":  # python -m tests.support.sam_local local invoke Fn ... (from the repository's root)
-    apply()
-    from samcli.cli.main import cli
-
-    cli(prog_name="sam")
