@@ -204,8 +204,9 @@ class GraphBuilder:
             return Const(value)
         names = sorted({p.name for p in inside})
         if not is_plain_structure(value):
+            shown = ", ".join(f"'{n}'" for n in names)
             raise FlowDefinitionError(
-                f"argument '{key}' holds flow parameter(s) {', '.join(names)} inside a {type(value).__name__}, "
+                f"argument '{key}' holds flow parameter {shown} inside a {type(value).__name__}, "
                 "which lokki-sam cannot fill in at run time",
                 where=where,
                 hint=f"pass the parameter itself ({key}={names[0]}) or in a list, tuple, set or dict, "

@@ -70,7 +70,9 @@ def compute(graph: FlowGraph) -> Fingerprints:
 
     def node_fp(node: Node, input_kind: str, upstream: str | None) -> str:
         bindings = [(key, _binding(value, graph.params)) for key, value in node.bindings]
-        fp = _hash(["node", code(node), bindings, input_kind, upstream])
+        # Whether a map fans out over the output decides how it is stored (items, or one object).
+        feeds_map = graph.map_fed_by(node.id) is not None
+        fp = _hash(["node", code(node), bindings, input_kind, upstream, feeds_map])
         nodes[node.id] = fp
         return fp
 
@@ -109,15 +111,17 @@ def _code_parts(obj: Any, seen: set[int]) -> Any:
         return ["seen", getattr(obj, "__qualname__", "")]
     seen.add(id(obj))
     source = _source(obj)
-    if source is None:  # no source (interactive code): the bytecode, stable for one Python version
-        code = getattr(obj, "__code__", None)
-        return ["bytecode", code.co_code.hex() if code else repr(obj)]
+    code = getattr(obj, "__code__", None)
+    if source is None and code is None:
+        return ["object", repr(obj)]
     module = getattr(obj, "__module__", None)
     namespace = getattr(obj, "__globals__", None)
     if namespace is None and module is not None:
         namespace = vars(inspect.getmodule(obj) or types.ModuleType(module))
     refs = []
-    for name in sorted(_names_used(source)):
+    # Without source (interactive code) the bytecode stands in: stable for one Python version.
+    used = _names_used(source) if source is not None else set(code.co_names) if code is not None else set()
+    for name in sorted(used):
         value = (namespace or {}).get(name, _NOT_FOUND)
         if value is _NOT_FOUND:
             continue
@@ -127,7 +131,7 @@ def _code_parts(obj: Any, seen: set[int]) -> Any:
             refs.append([name, _code_parts(target, seen)])
         elif _is_simple(value):
             refs.append([name, _canonical(value)])
-    return [source, refs]
+    return [source if source is not None else ["bytecode", code.co_code.hex() if code else ""], refs]
 
 
 _NOT_FOUND = object()

@@ -24,9 +24,32 @@ def split_ref(ref: str) -> tuple[str, str | None]:
     return target, (name or None)
 
 
+FLOW_REF_HINT = "FLOW_REF is path/to/file.py[:flow] or package.module[:flow]"
+
+
+def check_ref(ref: str) -> None:
+    """Refuse FLOW_REFs that cannot name a flow, saying what is wrong with them."""
+    if "::" in ref:
+        fixed = ref.replace("::", ":")
+        raise LokkiError(f"FLOW_REF {ref!r} has '::'", hint=f"one ':' separates the file and the flow: {fixed}")
+    target, _ = split_ref(ref)
+    path = Path(target)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.py"))[:5]
+        raise LokkiError(
+            f"{target} is a folder, not a flow module",
+            hint=f"{FLOW_REF_HINT}; Python files there: {', '.join(found) or 'none'}",
+        )
+    if path.suffix and path.suffix != ".py" and path.is_file():
+        raise LokkiError(f"{target} is not a Python file (.py)", hint=FLOW_REF_HINT)
+
+
 def load_module(target: str) -> ModuleType:
     """Import a module by file path or dotted name; user import errors become LokkiErrors."""
+    check_ref(target)
     is_path = target.endswith(".py") or "/" in target or "\\" in target
+    if not is_path and not all(part.isidentifier() for part in target.split(".")):
+        raise LokkiError(f"{target!r} is neither a .py file nor a module name", hint=FLOW_REF_HINT)
     if is_path:
         path = Path(target)
         if not path.is_file():
@@ -111,6 +134,7 @@ def flows_in(module: ModuleType) -> dict[str, Flow]:
 
 def load_flows(ref: str) -> list[Flow]:
     """All flows FLOW_REF names: one if it names a flow, else every flow in the module."""
+    check_ref(ref)
     target, name = split_ref(ref)
     module = load_module(target)
     found = flows_in(module)

@@ -240,7 +240,10 @@ def _to_sequence(value: Any, container: Any, args: tuple[Any, ...]) -> Any:
 
 def _to_dict(value: Any, args: tuple[Any, ...]) -> dict[Any, Any]:
     if isinstance(value, str):
-        value = _decode_text(value)
+        decoded = _decode_text(value)
+        if decoded is None and value.strip() not in ("null", ""):
+            raise ValueError('not valid JSON (write it like {"a": 1})')
+        value = decoded
     if not isinstance(value, dict):
         raise TypeError('not a JSON object (write it like {"a": 1})')
     if not args:

@@ -139,9 +139,11 @@ def find_placeholders(value: Any) -> list[Placeholder]:
 
 
 def is_plain_structure(value: Any) -> bool:
-    """Lists, tuples, sets and dicts all the way down to their leaves (placeholders included)."""
+    """Lists, tuples, sets and dicts down to leaves that are placeholders or hold none."""
+    if isinstance(value, Placeholder):
+        return True
     if isinstance(value, list | tuple | set | frozenset):
         return type(value) in (list, tuple, set, frozenset) and all(is_plain_structure(v) for v in value)
     if isinstance(value, dict):
         return type(value) is dict and all(is_plain_structure(v) for v in value.values())
-    return True
+    return not find_placeholders(value)

@@ -100,7 +100,7 @@ class RichReporter(Reporter):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)  # lines stay whole in logs
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -110,8 +110,14 @@ class LocalStore(ArtifactStore):
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+        except BaseException as exc:
+            Path(tmp).unlink(missing_ok=True)  # never a torn artifact
+            if isinstance(exc, OSError):  # disk full, file too large: lokki-sam's problem, not the step's
+                raise StoreError(
+                    f"cannot write the artifact: {exc.strerror or exc}",
+                    where=str(path),
+                    hint="free disk space (or raise the file size limit) and resume the run",
+                ) from None
             raise
 
     def get_bytes(self, key: str) -> bytes:

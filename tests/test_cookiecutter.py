@@ -412,6 +412,11 @@ BAD_ANSWERS = [
     ({"aws_region": "mars-1"}, "aws_region 'mars-1' is not an AWS region name"),
     ({"stack_name": "9lives"}, "stack_name '9lives' is not a CloudFormation stack name"),
     ({"lokki_sam_requirement": "requests"}, "lokki_sam_requirement 'requests' must be one pip requirement line"),
+    # Answers are full-matched: a trailing newline (`$` matches before it) is not part of a valid answer,
+    ({"project_slug": "my_flow\n"}, "project_slug 'my_flow\\n' is not a Python identifier"),
+    ({"aws_region": "us-east-1\n"}, "aws_region 'us-east-1\\n' is not an AWS region name"),
+    # and a control character would split one requirement into several pip options.
+    ({"lokki_sam_requirement": "lokki-sam\f--index-url=http://x"}, "must be one pip requirement line"),
 ]
 
 

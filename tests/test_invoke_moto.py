@@ -6,6 +6,7 @@ exception class as the error (as AWS does) and names states in child executions.
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,3 +92,45 @@ def test_failed_map_item_names_step_item_and_exception_class(cloud: Cloud, tmp_p
     assert "error: States.ExceedToleratedFailureThreshold" in result.stderr
     listed = lokki("runs", "--json")
     assert [row["status"] for row in json.loads(listed.stdout)] == ["FAILED"]
+
+
+EDITED = """
+from lokki_sam import flow, step
+
+@step
+def words(n: int = 3) -> list[str]:
+    return ["a", "b", "c"][:n]
+
+@step
+def shout(word: str) -> str:
+    return word.upper()
+
+@flow
+def edited(n: int = 3):
+    return words(n=n).map(shout)
+"""
+
+
+def test_invoke_refuses_a_deployed_flow_that_differs_from_the_file_and_says_what_changed(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    module = tmp_path / "edited_flow.py"
+    module.write_text(textwrap.dedent(EDITED))
+    deploy(cloud, str(module))
+    assert lokki("invoke", str(module)).exit_code == 0  # deployed and local agree
+    # The user adds a step and edits another, but deploys nothing.
+    module.write_text(
+        textwrap.dedent(EDITED)
+        .replace("return word.upper()", "return word.upper() + '!'")
+        .replace("@flow", "@step\ndef add_title(words: list[str]) -> str:\n    return ' '.join(words)\n\n@flow")
+        .replace(".map(shout)", ".map(shout).agg(add_title)")
+    )
+    sys.modules.pop("edited_flow", None)
+    runs_before = len(json.loads(lokki("runs", "--json").stdout))
+    refused = lokki("invoke", str(module))
+    assert refused.exit_code == 2, refused.stderr
+    text = refused.stderr
+    assert "the deployed flow 'edited' differs from" in text and "edited_flow.py" in text
+    assert "step 'shout' changed" in text and "step 'add_title' is new" in text
+    assert "run `lokki-sam generate`, `sam build` and `sam deploy`" in text
+    assert len(json.loads(lokki("runs", "--json").stdout)) == runs_before  # nothing was started

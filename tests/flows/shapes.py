@@ -118,6 +118,11 @@ def run(x: int) -> int:
     return x * 2
 
 
+@step
+def make_route(route: tuple[str, str], via: list[str], labels: dict[str, str]) -> str:
+    return f"{route[0]}->{'->'.join(via)}->{route[1]} {sorted(labels.items())}"
+
+
 # ------------------------------------------------------------------------------- flows
 
 
@@ -188,6 +193,12 @@ def passthrough():
 
 
 @flow
+def routes(origin: str = "a", destination: str = "b"):
+    # Parameters inside a tuple, a list and a dict at the call site: filled in for every run.
+    return make_route(route=(origin, destination), via=[destination, origin], labels={"from": origin})
+
+
+@flow
 def layout_names(n: int = 3):
     return items(n=n).map(manifest).next(failures).agg(todo).map(output).next(run).agg(lock)
 
@@ -211,6 +222,7 @@ SHAPES: dict[str, tuple[Any, dict[str, Any], Any]] = {
     "odd_items": (odd_items, {}, ["bytes", "tuple", "datetime", "Decimal", "set", "NoneType"]),
     "passthrough": (passthrough, {}, odd_things.func()),
     "layout_names": (layout_names, {"n": 3}, sum(2 * (v - 1) for v in [10, 20, 30, 3])),
+    "routes": (routes, {"destination": "z"}, "a->z->a->z [('from', 'a')]"),
 }
 
 
