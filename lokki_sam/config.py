@@ -57,6 +57,7 @@ MAX_LOCAL_CONCURRENCY = 256  # threads per map on one machine; more only costs m
 
 SCHEMA: dict[str, Key] = {
     "flow": Key(str, None, "default FLOW_REF for commands that take one"),
+    "flows": Key(list[str], None, "the project's flow modules: FLOW_REFs, or folders of flow modules (generate)"),
     "store": Key(str, ".lokki/runs", "directory of local run artifacts"),
     "concurrency": Key(
         int, None, "default local map concurrency (a map's own `concurrency` wins)", 1, MAX_LOCAL_CONCURRENCY

@@ -15,7 +15,7 @@ import functools
 import inspect
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, overload
 
 from lokki_sam.build import GraphBuilder, Op, StepCall, call_of
@@ -100,6 +100,7 @@ def step(
     architecture: str | None = None,
     environment: Mapping[str, str] | None = None,
     permissions: list[Mapping[str, Any]] | None = None,
+    requirements: Sequence[str] | str | None = None,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -113,11 +114,14 @@ def step(
     architecture: str | None = None,
     environment: Mapping[str, str] | None = None,
     permissions: list[Mapping[str, Any]] | None = None,
+    requirements: Sequence[str] | str | None = None,
 ) -> Step | Callable[[Callable[..., Any]], Step]:
     """Register a function as a pipeline step: `@step` or `@step(retry=Retry(3), memory=1024)`.
 
     `permissions` are extra IAM policy statements ({"Action": [...], "Resource": ...}) granted to
-    this step's Lambda function; `environment` sets its environment variables.
+    this step's Lambda function; `environment` sets its environment variables; `requirements`
+    (requirement lines, or a requirements file next to the module) are packaged into a layer of
+    this step's function only.
     """
 
     def wrap(f: Callable[..., Any]) -> Step:
@@ -129,6 +133,7 @@ def step(
             architecture=architecture,
             environment=environment,
             permissions=permissions,
+            requirements=requirements,
         )
         return Step(f, options)
 

@@ -188,10 +188,21 @@ def module_in_code_uri(graph: FlowGraph, code_dir: Path, code_uri: str) -> str:
     return ".".join(parts)
 
 
-def plan(graphs: Sequence[FlowGraph], template: Path, config: Config, code_uri: str | None = None) -> Plan:
-    from lokki_sam.compile import asl, events, sam
-    from lokki_sam.compile.merge import previous_flows, render_template
+@dataclass(frozen=True)
+class FlowSource:
+    """A flow to generate and the FLOW_REF it comes from, relative to the template's folder."""
 
+    graph: FlowGraph
+    source: str
+
+
+def plan(flows: Sequence[FlowGraph | FlowSource], template: Path, config: Config, code_uri: str | None = None) -> Plan:
+    """Every file for exactly `flows`: recorded flows not among them are removed (see `select`)."""
+    from lokki_sam.compile import asl, events, layers, sam
+    from lokki_sam.compile.merge import recorded_flows, render_template
+
+    given = [f if isinstance(f, FlowSource) else FlowSource(f, f.module) for f in flows]
+    graphs = [f.graph for f in given]
     root = template.parent
     uri = code_uri or str(config.get("code_uri", "src"))
     code_dir = root / uri
@@ -205,15 +216,20 @@ def plan(graphs: Sequence[FlowGraph], template: Path, config: Config, code_uri: 
         log_retention_days=int(config.get("log_retention_days", 30)),
         tracing=bool(config.get("tracing", False)),
         modules={g.name: module_in_code_uri(g, code_dir, uri) for g in graphs},
+        sources={f.graph.name: f.source for f in given},
     )
     model = sam.build_model(graphs, settings)
     result = Plan(root)
     existing = _read(template)
     result.files[template] = render_template(model, existing, where=str(template))
-    dropped = [f for f in previous_flows(existing, str(template)) if f not in model.flows]
+    dropped = [f for f in recorded_flows(existing, str(template)) if f not in model.flows]
     for flow in dropped:  # a flow removed from the template takes its generated files with it
         result.delete.append(root / "statemachine" / f"{flow}.asl.json")
         result.delete.extend(sorted((root / "events" / flow).glob("*.json")))
+    wanted_layers = layers.layer_files(root, model.dependencies)
+    result.files.update(wanted_layers)
+    # layers/deps-*/ are generated: a dependency set no step declares any more goes
+    result.delete.extend(p for p in sorted(root.glob("layers/deps-*/requirements.txt")) if p not in wanted_layers)
     for graph in graphs:
         result.files[root / "statemachine" / f"{graph.name}.asl.json"] = asl.render(graph)
         event_dir = root / "events" / graph.name
@@ -224,14 +240,137 @@ def plan(graphs: Sequence[FlowGraph], template: Path, config: Config, code_uri: 
     return result
 
 
+@dataclass
+class Selection:
+    """The flows `generate` renders, and what it tells the user about the others."""
+
+    flows: list[FlowSource]
+    removed: list[str] = field(default_factory=list)  # recorded flows dropped (with --prune)
+
+
+def select(refs: Sequence[str], template: Path, config: Config, *, prune: bool = False) -> Selection:
+    """The flows to generate: those `refs` name (else the configured `flow`/`flows`), plus every flow
+    the template already records, loaded again from the FLOW_REF it records, so generating one
+    flow never deletes the others. With `prune`, recorded flows not given are dropped instead."""
+    from lokki_sam.compile.merge import recorded_flows
+    from lokki_sam.loader import load_flows
+
+    root = template.parent
+    asked = list(refs) or configured_refs(config)
+    found: dict[str, FlowSource] = {}
+    for ref in asked:
+        try:
+            loaded = load_flows(ref)
+        except LokkiError as exc:
+            if refs:
+                raise
+            source = config.sources.get("flows") if ref not in (config.get("flow"),) else config.sources.get("flow")
+            raise LokkiError(f"{ref} (from {source}): {exc.message}", where=exc.where, hint=exc.hint) from None
+        for flow_obj in loaded:
+            _add(found, FlowSource(flow_obj.graph, relative_ref(ref, flow_obj.name, root)))
+    recorded = recorded_flows(_read(template), str(template))
+    selection = Selection(list(found.values()))
+    for name, source in recorded.items():
+        if name in found:
+            continue
+        if prune:
+            selection.removed.append(name)
+            continue
+        if source is None:
+            raise LokkiError(
+                f"the template records flow '{name}' but not where it comes from (an older lokki-sam wrote it)",
+                where=str(template),
+                hint="pass its FLOW_REF as well, or `--prune` to remove it from the template",
+            )
+        located = _from_source(source, name, root)
+        if located is None:
+            raise LokkiError(
+                f"flow '{name}', recorded in the template from {source}, is no longer there",
+                where=str(template),
+                hint="run `lokki-sam generate --prune` to remove it from the template (and say what goes), "
+                "or restore it",
+            )
+        _add(found, located)
+    selection.flows = list(found.values())
+    if not selection.flows:
+        raise LokkiError(
+            "no flow to generate",
+            hint='lokki-sam generate path/to/flow.py[:flow] (or set flow = "..." / flows = [...] in lokki.toml)',
+        )
+    return selection
+
+
+def configured_refs(config: Config) -> list[str]:
+    """FLOW_REFs from lokki.toml: `flow`, then `flows` (each a FLOW_REF, or a folder of flow modules)."""
+    refs = [str(config["flow"])] if config.get("flow") else []
+    for entry in config.get("flows") or []:
+        path = Path(entry)
+        if path.is_dir():
+            refs += [str(p) for p in sorted(path.rglob("*.py")) if _defines_a_flow(p)]
+        else:
+            refs.append(str(entry))
+    return list(dict.fromkeys(refs))
+
+
+def _defines_a_flow(path: Path) -> bool:
+    """Cheap check before importing a module of a flows folder: it mentions @flow."""
+    if "__pycache__" in path.parts or path.name.startswith("test_"):
+        return False
+    try:
+        return "@flow" in path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _add(found: dict[str, FlowSource], flow: FlowSource) -> None:
+    other = found.get(flow.graph.name)
+    if other is not None and other.source != flow.source:
+        raise LokkiError(
+            f"two flows are named '{flow.graph.name}': in {other.source} and in {flow.source}",
+            hint="flow names are unique in a template: rename one with @flow(name=...)",
+        )
+    found[flow.graph.name] = flow
+
+
+def relative_ref(ref: str, flow_name: str, root: Path) -> str:
+    """`ref` naming exactly `flow_name`, a file path made relative to the template's folder."""
+    from lokki_sam.loader import split_ref
+
+    target, _ = split_ref(ref)
+    path = Path(target)
+    if target.endswith(".py") or "/" in target:
+        resolved = path.resolve()
+        target = str(resolved.relative_to(root.resolve())) if resolved.is_relative_to(root.resolve()) else str(resolved)
+    return f"{target}:{flow_name}"
+
+
+def _from_source(source: str, name: str, root: Path) -> FlowSource | None:
+    from lokki_sam.loader import load_flows, split_ref
+
+    target, _ = split_ref(source)
+    path = root / target
+    ref = str(path) if target.endswith(".py") else target
+    if target.endswith(".py") and not path.is_file():
+        return None
+    flows = {f.name: f for f in load_flows(ref)}
+    return FlowSource(flows[name].graph, source) if name in flows else None
+
+
 def requirements_warning(code_dir: Path) -> str | None:
+    """The functions get lokki-sam from the generated runtime layer: a requirements.txt that installs
+    it too would shadow the layer's (and run whatever version pip picks)."""
     req = code_dir / "requirements.txt"
     text = _read(req) if req.is_file() else None
-    if text is not None and any(
-        line.strip().lower().replace("_", "-").startswith("lokki-sam") for line in text.splitlines()
-    ):
+    lines = [line.split("#", 1)[0].strip().lower().replace("_", "-") for line in (text or "").splitlines()]
+    if not any(line.startswith("lokki-sam") for line in lines):
         return None
     return (
-        f"warning: {req} does not list lokki-sam: `sam build` will not package lokki-sam with your "
-        "functions and they will fail to import lokki_sam.runtime. Add a line `lokki-sam` to it."
+        f"warning: {req} lists lokki-sam: remove it. The functions get lokki-sam {_version()} from the "
+        "generated runtime layer (layers/lokki-sam/); installing it again would shadow that layer."
     )
+
+
+def _version() -> str:
+    from lokki_sam import __version__
+
+    return __version__

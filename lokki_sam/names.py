@@ -19,6 +19,7 @@ ENV_FLOW = "LOKKI_FLOW"  # flow name
 ENV_STEP = "LOKKI_STEP"  # step name (one function per flow and step)
 ENV_BUCKET = "LOKKI_BUCKET"  # artifact bucket
 ENV_PREFIX = "LOKKI_PREFIX"  # the flow's key prefix in the bucket; the runtime refuses anything outside it
+ENV_VERSION = "LOKKI_VERSION"  # the lokki-sam that generated the template: the runtime must be that one
 
 START_STATE = "Start flow"  # the first state; contains a space: can never collide with a node or map id
 RESULT_WRITER_DIR = "_resultwriter"  # '_' keeps it apart from run ids and node ids

@@ -7,10 +7,11 @@ the checking constructors that `@step` and `.map()` call, so the builder never r
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lokki_sam.dependencies import check_requirements
 from lokki_sam.errors import FlowDefinitionError
 from lokki_sam.names import GENERATED_SIDS, WILDCARD_REASON_KEY
 from lokki_sam.secret_check import name_looks_secret, value_looks_secret
@@ -105,6 +106,9 @@ class StepOptions:
     architecture: str | None = None
     environment: tuple[tuple[str, str], ...] = ()
     permissions: tuple[Mapping[str, Any], ...] = ()
+    # The step's own dependencies: requirement lines, or the path of a requirements file (relative
+    # to the step's module), packaged into a Lambda layer of the functions that need them.
+    requirements: tuple[str, ...] | str = ()
 
     @classmethod
     def create(
@@ -117,6 +121,7 @@ class StepOptions:
         architecture: str | None = None,
         environment: Mapping[str, str] | None = None,
         permissions: list[Mapping[str, Any]] | None = None,
+        requirements: Sequence[str] | str | None = None,
     ) -> StepOptions:
         return cls(
             retry=Retry.parse(retry, where=where),
@@ -125,6 +130,7 @@ class StepOptions:
             architecture=_check_choice(architecture, "architecture", ARCHITECTURES, where),
             environment=_check_environment(environment, where),
             permissions=_check_permissions(permissions, where),
+            requirements=check_requirements(requirements, where),
         )
 
 

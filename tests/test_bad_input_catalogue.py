@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from cookiecutter.exceptions import FailedHookException as HookFailed
 from moto import mock_aws
 
-from lokki_sam import Retry, flow, names, runtime, serialization, step
+from lokki_sam import Retry, flow, runtime, serialization, step
 from lokki_sam.cli import cli
 from lokki_sam.errors import FlowDefinitionError, LokkiError, ParamError, StoreError
 from lokki_sam.loader import load_flow
@@ -34,7 +34,7 @@ from lokki_sam.local import run_flow
 from lokki_sam.serialization import FORMAT_VERSION, MAGIC
 from lokki_sam.store import S3Store
 from tests.conftest import EXAMPLES, REPO
-from tests.support.keys import Keys, prefix, stamped
+from tests.support.keys import Keys, function_env, prefix, stamped
 
 FDE = FlowDefinitionError
 BUCKET = "catalogue-artifacts"
@@ -275,15 +275,7 @@ def edit_record(**changes: Any) -> Callable[[Env], None]:
 
 
 def lambda_env(step_name: str, **overrides: str) -> dict[str, str]:
-    env = {
-        names.ENV_MODULE: __name__,
-        names.ENV_FLOW: catalogue_flow.name,
-        names.ENV_STEP: step_name,
-        names.ENV_BUCKET: BUCKET,
-        names.ENV_PREFIX: prefix(catalogue_flow),
-    }
-    env.update(overrides)
-    return env
+    return function_env(catalogue_flow, step_name, BUCKET, __name__, **overrides)
 
 
 def invoke(event: Any, step_name: str = "cat_items", **overrides: str) -> Callable[[Env], Outcome]:

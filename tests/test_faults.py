@@ -27,13 +27,13 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from lokki_sam import flow, names, runtime, serialization, step
+from lokki_sam import flow, runtime, serialization, step
 from lokki_sam.errors import StoreError
 from lokki_sam.execution import RunContext, read_result
 from lokki_sam.local import FLUSH_SECONDS, MapFailed, run_flow
 from lokki_sam.store import S3Store, s3_client
 from tests.conftest import LOKKI_SAM, lokki_env
-from tests.support.keys import prefix, stamped
+from tests.support.keys import function_env, prefix, stamped
 from tests.support.ministack import free_port
 
 # ============================================================== SIGKILL at seeded points, then resume
@@ -289,13 +289,7 @@ BUCKET = "faults-artifacts"
 
 
 def lambda_env(step_name: str) -> dict[str, str]:
-    return {
-        names.ENV_MODULE: __name__,
-        names.ENV_FLOW: fault_flow.name,
-        names.ENV_STEP: step_name,
-        names.ENV_BUCKET: BUCKET,
-        names.ENV_PREFIX: prefix(fault_flow),
-    }
+    return function_env(fault_flow, step_name, BUCKET, __name__)
 
 
 def bucket_state(s3: Any) -> dict[str, bytes]:

@@ -17,7 +17,7 @@ from lokki_sam.errors import LokkiError, ParamError, StoreError
 from lokki_sam.execution import MapIncomplete
 from lokki_sam.store import S3Store
 from tests.conftest import EXAMPLES
-from tests.support.keys import Keys, prefix, stamped
+from tests.support.keys import Keys, function_env, prefix, stamped
 
 BUCKET = "artifacts"
 
@@ -48,15 +48,7 @@ def rt_inline(n: int = 3):
 
 
 def env_for(graph_flow: Any, step_name: str, **overrides: str) -> dict[str, str]:
-    env = {
-        names.ENV_MODULE: __name__,
-        names.ENV_FLOW: graph_flow.name,
-        names.ENV_STEP: step_name,
-        names.ENV_BUCKET: BUCKET,
-        names.ENV_PREFIX: prefix(graph_flow),
-    }
-    env.update(overrides)
-    return env
+    return function_env(graph_flow, step_name, BUCKET, __name__, **overrides)
 
 
 @pytest.fixture

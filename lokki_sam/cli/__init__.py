@@ -32,6 +32,8 @@ COMMANDS = {
     "invoke": "lokki_sam.cli.invoke",
     "runs": "lokki_sam.cli.runs",
     "result": "lokki_sam.cli.result",
+    "size": "lokki_sam.cli.size",
+    "runtime-layer": "lokki_sam.cli.runtime_layer",
 }
 
 

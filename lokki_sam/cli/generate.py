@@ -17,24 +17,25 @@ from lokki_sam.cli.state import CliState, handle_errors, pass_state
 )
 @click.option("--code-uri", metavar="DIR", help="Functions' CodeUri, relative to the template [default: src].")
 @click.option("--check", is_flag=True, help="Write nothing; print a diff and exit 1 if anything is stale.")
+@click.option("--prune", is_flag=True, help="Remove the flows the template records but FLOW_REF does not name.")
 @pass_state
 @handle_errors
 def command(
-    state: CliState, flow_refs: tuple[str, ...], template: str | None, code_uri: str | None, check: bool
+    state: CliState, flow_refs: tuple[str, ...], template: str | None, code_uri: str | None, check: bool, prune: bool
 ) -> None:
-    """Write or update template.yaml, statemachine/<flow>.asl.json and events/ for the flows.
+    """Write or update template.yaml, statemachine/<flow>.asl.json, events/ and layers/ for the flows.
 
     FLOW_REF is path/to/file.py[:flow] or package.module[:flow]; a module without :flow gives
-    all its flows. Your own resources, parameters, outputs, properties and comments survive.
+    all its flows. Without FLOW_REF: the flows of lokki.toml (`flow`, `flows`). The flows the
+    template already records are regenerated too (from where they came), unless --prune.
+    Your own resources, parameters, outputs, properties and comments survive.
     """
-    from lokki_sam.generate import display, plan, requirements_warning
-    from lokki_sam.loader import load_flows
+    from lokki_sam.generate import display, plan, requirements_warning, select
 
     config = state.config
-    refs = list(flow_refs) or [state.flow_ref(None, "generate")]
-    graphs = [f.graph for ref in refs for f in load_flows(ref)]
     template_path = Path(template or str(config.get("template", "template.yaml")))
-    result = plan(graphs, template_path, config, code_uri)
+    selection = select(flow_refs, template_path, config, prune=prune)
+    result = plan(selection.flows, template_path, config, code_uri)
     if check:
         stale = result.stale()
         if stale:
@@ -48,7 +49,9 @@ def command(
     if warning:
         click.echo(warning, err=True)
     done = result.write()
+    for name in selection.removed:
+        click.echo(f"removed flow '{name}' (--prune): its functions, state machine, events and outputs")
     for line in done:
         click.echo(line)
-    if not done:
+    if not done and not selection.removed:
         click.echo("generated files are up to date")

@@ -58,7 +58,11 @@ _OWNED_ATTRIBUTES = (
     ("UpdateReplacePolicy",),
     ("Metadata", MARKER_KEY),
     ("Metadata", "checkov"),
+    ("Metadata", "BuildMethod"),
+    ("Metadata", "BuildArchitecture"),
 )
+# Lists lokki-sam shares with the user: it owns only the entries that refer to its own resources.
+SHARED_LISTS = ("Layers",)
 OWNED_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     kind: (*_OWNED_ATTRIBUTES, *(("Properties", *p.split(".")) for p in props))
     for kind, props in OWNED_PROPERTIES.items()
@@ -211,15 +215,24 @@ def parse(text: str, where: str) -> CommentedMap:
     return doc
 
 
-def previous_flows(text: str | None, where: str) -> list[str]:
-    """The flows an existing template was generated for (to remove files of dropped flows)."""
+def recorded_flows(text: str | None, where: str) -> dict[str, str | None]:
+    """The flows an existing template was generated for, with the FLOW_REF each came from
+    (relative to the template's folder; None where an older lokki-sam recorded only names)."""
     if text is None or not text.strip():
-        return []
+        return {}
     meta = parse(text, where).get("Metadata")
     entry = meta.get(MARKER_KEY) if isinstance(meta, Mapping) else None
     flows = entry.get("flows") if isinstance(entry, Mapping) else None
-    # Only plausible flow names: the list comes from an editable file and names paths to delete.
-    return [str(f) for f in flows if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(f))] if isinstance(flows, list) else []
+    if isinstance(flows, list):
+        flows = dict.fromkeys(flows)
+    if not isinstance(flows, Mapping):
+        return {}
+    # Only plausible flow names: the record comes from an editable file and names paths to delete.
+    return {
+        str(name): (str(source) if source else None)
+        for name, source in flows.items()
+        if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(name))
+    }
 
 
 def _read_record(doc: CommentedMap, where: str) -> dict[str, list[str]]:
@@ -249,14 +262,16 @@ def _merge(doc: CommentedMap, model: TemplateModel, record: Mapping[str, list[st
         "Outputs": model.outputs,
     }
     _check_clashes(doc, model, record, where)
+    ours = set(model.resources) | set(record.get("Resources", ()))  # refs to these in shared lists are ours
     for section in SECTIONS:
-        _merge_section(doc, section, generated[section], set(record.get(section, ())), where)
-    _merge_globals(doc, model.globals_function, set(record.get("Globals.Function", ())), where)
+        _merge_section(doc, section, generated[section], set(record.get(section, ())), ours, where)
+    _merge_globals(doc, model.globals_function, set(record.get("Globals.Function", ())), ours, where)
     owned = owned_ids(model)
     owned["Globals.Function"] = list(model.globals_function)
     meta = _mapping_at(doc, ("Metadata",), where)
     entry = meta.get(MARKER_KEY)
-    new_entry = to_node({"flows": list(model.flows), "owned": owned})
+    flows = {name: model.sources.get(name, "") for name in model.flows}
+    new_entry = to_node({"flows": flows, "owned": owned})
     if entry is None or to_plain(entry) != to_plain(new_entry):
         meta[MARKER_KEY] = new_entry
 
@@ -314,7 +329,7 @@ def _check_clashes(doc: CommentedMap, model: TemplateModel, record: Mapping[str,
 
 
 def _merge_section(
-    doc: CommentedMap, section: str, generated: Mapping[str, Any], previously: set[str], where: str
+    doc: CommentedMap, section: str, generated: Mapping[str, Any], previously: set[str], ours: set[str], where: str
 ) -> None:
     current = doc.get(section)
     if current is None:
@@ -330,29 +345,45 @@ def _merge_section(
         if logical_id not in current:
             current[logical_id] = to_node(value)
         elif section == "Resources":
-            _merge_resource(current[logical_id], value, f"{where}: Resources.{logical_id}")
+            _merge_resource(current[logical_id], value, ours, f"{where}: Resources.{logical_id}")
         elif to_plain(current[logical_id]) != value:
             current[logical_id] = to_node(value)
 
 
-def _merge_resource(existing: Any, generated: Mapping[str, Any], where: str) -> None:
+def _merge_resource(existing: Any, generated: Mapping[str, Any], ours: set[str], where: str) -> None:
     if not isinstance(existing, CommentedMap):
         raise LokkiError("a generated resource is not a mapping", where=where, hint="delete it; lokki-sam rewrites it")
     paths = OWNED_PATHS[str(generated["Type"])]
     for path in paths:
         new = _get(generated, path)
-        if new is _ABSENT:
+        if path[-1] in SHARED_LISTS:
+            new = _shared_list(_get(existing, path), [] if new is _ABSENT else new, ours)
+        if new is _ABSENT or new == []:
             _delete(existing, path)
         elif to_plain(_get(existing, path)) != new:
             _set(existing, path, to_node(new))
 
 
-def _merge_globals(doc: CommentedMap, generated: Mapping[str, Any], previously: set[str], where: str) -> None:
+def _shared_list(existing: Any, generated: list[Any], ours: set[str]) -> list[Any]:
+    """lokki-sam's entries (refs to its own resources), then the user's own, kept as they are."""
+    current = to_plain(existing) if isinstance(existing, list) else []
+    users = [item for item in current if not (isinstance(item, Mapping) and item.get("Ref") in ours)]
+    return [*generated, *users]
+
+
+def _merge_globals(
+    doc: CommentedMap, generated: Mapping[str, Any], previously: set[str], ours: set[str], where: str
+) -> None:
     function = _mapping_at(doc, ("Globals", "Function"), where)
     for key in list(function):
         if key in previously and key not in generated:
-            del function[key]
+            if key in SHARED_LISTS and _shared_list(function[key], [], ours):
+                function[key] = to_node(_shared_list(function[key], [], ours))
+            else:
+                del function[key]
     for key, value in generated.items():
+        if key in SHARED_LISTS:
+            value = _shared_list(function.get(key), value, ours)
         if key not in function or to_plain(function[key]) != value:
             function[key] = to_node(value)
 

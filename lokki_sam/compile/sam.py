@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lokki_sam import layout, names
-from lokki_sam.compile import asl
+from lokki_sam import __version__, layout, names
+from lokki_sam.compile import asl, layers
 from lokki_sam.errors import LokkiError
 from lokki_sam.ir import FlowGraph
 
@@ -126,6 +126,8 @@ class Settings:
     tracing: bool = False
     # flow name -> dotted module importable from code_uri (defaults to graph.module)
     modules: Mapping[str, str] = field(default_factory=dict)
+    # flow name -> the FLOW_REF it came from, relative to the template (recorded in the template)
+    sources: Mapping[str, str] = field(default_factory=dict)
 
 
 def default_runtime(version: tuple[int, int] | None = None) -> str:
@@ -199,6 +201,9 @@ class TemplateModel:
     resources: dict[str, Json]
     outputs: dict[str, Json]
     flows: tuple[str, ...] = ()
+    sources: Mapping[str, str] = field(default_factory=dict)  # flow -> the FLOW_REF it came from
+    # (flow, step) -> the layer of the step's own dependencies (generate writes its requirements.txt)
+    dependencies: Mapping[tuple[str, str], layers.DependencySet] = field(default_factory=dict)
 
     def as_template(self) -> dict[str, Json]:
         """A complete template with only lokki-sam's parts (what a fresh `generate` writes)."""
@@ -220,11 +225,15 @@ def build_model(graphs: Sequence[FlowGraph], settings: Settings) -> TemplateMode
     check_names(graphs)
     runtime = check_runtime(settings.runtime) if settings.runtime else default_runtime()
     flow_list = ", ".join(g.name for g in graphs)
+    dependencies = layers.dependency_sets(graphs, settings.architecture)
     resources: dict[str, Json] = {}
     resources.update(bucket_resources(settings))
+    resources[layers.RUNTIME_LAYER_ID] = layers.runtime_layer(runtime, owned_marker())
+    for deps in dependencies.values():
+        resources[deps.logical_id] = layers.dependency_layer(deps, runtime, owned_marker())
     outputs: dict[str, Json] = {}
     for graph in graphs:
-        resources.update(function_resources(graph, settings))
+        resources.update(function_resources(graph, settings, dependencies))
         resources.update(state_machine_resources(graph, settings))
         outputs[names.state_machine_arn_output(graph.name)] = {
             "Description": f"ARN of the state machine of flow '{graph.name}'",
@@ -246,6 +255,8 @@ def build_model(graphs: Sequence[FlowGraph], settings: Settings) -> TemplateMode
         "CodeUri": settings.code_uri,
         "MemorySize": settings.memory,
         "Timeout": settings.timeout,
+        # Every function carries the lokki-sam runtime; a step's own dependencies are added per function.
+        "Layers": [ref(layers.RUNTIME_LAYER_ID)],
     }
     if settings.tracing:
         globals_function["Tracing"] = "Active"
@@ -257,6 +268,8 @@ def build_model(graphs: Sequence[FlowGraph], settings: Settings) -> TemplateMode
         resources=resources,
         outputs=outputs,
         flows=tuple(g.name for g in graphs),
+        sources=dict(settings.sources),
+        dependencies=dependencies,
     )
 
 
@@ -348,6 +361,7 @@ FUNCTION_PROPERTIES = (
     "Role",
     "LoggingConfig",
     "Environment",
+    "Layers",  # only the entries lokki-sam adds: a user's own layers in the list are kept
     "MemorySize",
     "Timeout",
     "Architectures",
@@ -356,7 +370,9 @@ ROLE_PROPERTIES = ("Description", "AssumeRolePolicyDocument", "Policies")
 LOG_GROUP_PROPERTIES = ("LogGroupName", "RetentionInDays")
 
 
-def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
+def function_resources(
+    graph: FlowGraph, settings: Settings, dependencies: Mapping[tuple[str, str], layers.DependencySet]
+) -> dict[str, Json]:
     prefix = names.template_flow_prefix(graph.name)
     module = settings.modules.get(graph.name, graph.module)
     out: dict[str, Json] = {}
@@ -370,6 +386,7 @@ def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
                 names.ENV_STEP: step.name,
                 names.ENV_BUCKET: bucket_name(),
                 names.ENV_PREFIX: sub(prefix),
+                names.ENV_VERSION: __version__,
             }
         )
         fid = names.function_id(graph.name, step.name)
@@ -418,6 +435,9 @@ def function_resources(graph: FlowGraph, settings: Settings) -> dict[str, Json]:
             "LoggingConfig": {"LogFormat": "Text", "LogGroup": ref(function_log_group_id(fid))},
             "Environment": {"Variables": variables},
         }
+        deps = dependencies.get((graph.name, step.name))
+        if deps is not None:
+            props["Layers"] = [ref(deps.logical_id)]
         if opts.memory is not None:
             props["MemorySize"] = opts.memory
         if opts.timeout is not None:
@@ -646,6 +666,7 @@ OWNED_PROPERTIES: dict[str, tuple[str, ...]] = {
     "AWS::S3::Bucket": BUCKET_PROPERTIES,
     "AWS::S3::BucketPolicy": BUCKET_POLICY_PROPERTIES,
     "AWS::Logs::LogGroup": LOG_GROUP_PROPERTIES,
+    "AWS::Serverless::LayerVersion": layers.LAYER_PROPERTIES,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lokki_sam import layout, names
+from lokki_sam import __version__, layout, names
 from lokki_sam.compile import asl
 from lokki_sam.ir import FlowGraph, MapBlock, graph_of
 
@@ -64,3 +64,18 @@ class Keys:
     def outputs(self, node: str) -> str:
         """The directory of a node's outputs (map steps: one object per run of items)."""
         return layout.output_dir(self.run, node, self.fp(node))
+
+
+def function_env(flow: Any, step: str, bucket: str, module: str | None = None, **overrides: str) -> dict[str, str]:
+    """The environment `lokki-sam generate` gives a step's function (stack: STACK)."""
+    graph = graph_of(flow)
+    env = {
+        names.ENV_MODULE: module or graph.module,
+        names.ENV_FLOW: graph.name,
+        names.ENV_STEP: step,
+        names.ENV_BUCKET: bucket,
+        names.ENV_PREFIX: prefix(graph),
+        names.ENV_VERSION: __version__,
+    }
+    env.update(overrides)
+    return env

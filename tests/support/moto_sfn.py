@@ -37,7 +37,7 @@ from lokki_sam import names, runtime
 from lokki_sam.compile import asl
 from lokki_sam.graph import FlowGraph
 from lokki_sam.store import S3Store
-from tests.support.keys import STACK
+from tests.support.keys import STACK, function_env
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -103,13 +103,7 @@ class Cloud:
         subs = {names.BUCKET_SUBSTITUTION: BUCKET, names.PREFIX_SUBSTITUTION: names.flow_prefix(STACK, graph.name)}
         for step_ in graph.steps:
             function_name = f"{graph.name}-{step_.name}"[:64]
-            env = {
-                names.ENV_MODULE: graph.module,
-                names.ENV_FLOW: graph.name,
-                names.ENV_STEP: step_.name,
-                names.ENV_BUCKET: BUCKET,
-                names.ENV_PREFIX: names.flow_prefix(STACK, graph.name),
-            }
+            env = function_env(graph, step_.name, BUCKET)
             try:
                 arn = self.lam.get_function(FunctionName=function_name)["Configuration"]["FunctionArn"]
             except self.lam.exceptions.ResourceNotFoundException:
