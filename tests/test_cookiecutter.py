@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -52,6 +53,9 @@ class Variant:
 
 
 WORDS_TOP3 = [["water", 6], ["bread", 4], ["every", 3]]
+# The pre-prompt hook's defaults: the Python running cookiecutter and this machine's architecture.
+HERE_RUNTIME = f"python3.{sys.version_info.minor}"
+HERE_ARCH = "arm64" if platform.machine().lower() in ("arm64", "aarch64") else "x86_64"
 # Together the variants use every choice of every answer that has choices.
 VARIANTS = {
     "defaults": Variant(
@@ -60,11 +64,11 @@ VARIANTS = {
         "my_lokki_flow",
         "birds",
         "birds",
-        "python3.12",
-        "arm64",
+        HERE_RUNTIME,
+        HERE_ARCH,
         "us-east-1",
         "my-lokki-flow",
-        "lokki-sam>=0.1",
+        "lokki-sam",
         ("-p", "limit=2"),
         "flappy goose, flappy duck",
     ),
@@ -92,7 +96,7 @@ VARIANTS = {
         WORDS_TOP3,
     ),
     "minimal": Variant(
-        {"project_name": "tiny.flows", "starter": "minimal", "runtime": "python3.11"},
+        {"project_name": "tiny.flows", "starter": "minimal", "runtime": "python3.11", "architecture": "arm64"},
         "tiny.flows",
         "tiny_flows",
         "pipeline",
@@ -101,7 +105,7 @@ VARIANTS = {
         "arm64",
         "us-east-1",
         "tiny-flows",
-        "lokki-sam>=0.1",
+        "lokki-sam",
         ("-p", "name=Ada"),
         "HELLO ADA!",
     ),
@@ -207,8 +211,11 @@ def test_settings_carry_the_answers(name: str, projects: dict[str, Path]) -> Non
     assert local["confirm_changeset"] is False and local["resolve_s3"] is True
     assert samconfig["default"]["validate"]["parameters"] == {"lint": True}
 
+    # The functions' requirements list only the flow's own (none in a starter): lokki-sam is a layer.
     requirements = (root / "src" / "requirements.txt").read_text().splitlines()
-    assert [line for line in requirements if line and not line.startswith("#")] == [v.requirement]
+    assert [line for line in requirements if line and not line.startswith("#")] == []
+    dev = (root / "requirements-dev.txt").read_text().splitlines()
+    assert v.requirement in dev and "-r src/requirements.txt" in dev
 
     from samtranslator.yaml_helper import yaml_parse
 
@@ -306,33 +313,57 @@ def test_the_hook_offers_only_runtimes_the_generator_supports() -> None:
     assert json.loads((TEMPLATE / "cookiecutter.json").read_text())["runtime"] in runtimes
 
 
-# ------------------------------------------------------------------ sam init + sam build
+# ------------------------------------------- a new user: pip install lokki-sam, sam init, sam build, deploy
+
+CLI_PACKAGES = ("click", "rich", "ruamel", "yaml")
 
 
 @dataclass(frozen=True)
 class BuiltApp:
     root: Path
+    venv: Path  # a fresh venv holding only the lokki-sam wheel, installed without extras
     init: subprocess.CompletedProcess[str]
     build: subprocess.CompletedProcess[str]
+
+    def env(self, home: Path, **extra: str) -> dict[str, str]:
+        """The new user's shell: their venv's lokki-sam first on PATH, the SAM CLI after it."""
+        env = env_for(home, **extra)
+        env["PATH"] = os.pathsep.join([str(self.venv / "bin"), str(BIN), "/usr/local/bin", "/usr/bin", "/bin"])
+        return env
 
 
 @pytest.fixture(scope="module")
 def sam_app(home: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltApp:
-    """`sam init --location` with the wordcount starter, then `sam build` (lokki-sam from a wheel
-    of this checkout, nothing from an index)."""
+    """As a new user: `pip install lokki-sam` (a wheel of this checkout, into a fresh venv, no
+    extras), `sam init --location` with the wordcount starter, then `sam build` with no package
+    index at all (PIP_NO_INDEX=1, no PIP_FIND_LINKS): lokki-sam reaches the functions as its layer."""
     from tests.support.lokki_wheel import build_wheel
 
     tmp = tmp_path_factory.mktemp("sam-init")
-    runtime = f"python3.{sys.version_info.minor}"  # sam build needs this interpreter on PATH
-    context = json.dumps({"starter": "wordcount", "runtime": runtime})
-    args = [SAM, "init", "--location", str(TEMPLATE), "--no-input", "--name", "sam-made", "--extra-context", context]
-    init = run([*args, "-o", str(tmp / "out")], tmp, env_for(home))
-    assert init.returncode == 0, init.stdout + init.stderr
-    root = tmp / "out" / "sam-made"
     wheels = build_wheel(tmp / "wheel")
-    build = run([SAM, "build"], root, env_for(home, PIP_FIND_LINKS=str(wheels), PIP_NO_INDEX="1"))
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    (wheel,) = wheels.glob("lokki_sam-*.whl")
+    install = run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], tmp, env_for(home))
+    assert install.returncode == 0, install.stdout + install.stderr
+    app = BuiltApp(tmp / "out" / "sam-made", venv, None, None)  # type: ignore[arg-type]
+    context = json.dumps({"starter": "wordcount", "runtime": HERE_RUNTIME})
+    args = [SAM, "init", "--location", str(TEMPLATE), "--no-input", "--name", "sam-made", "--extra-context", context]
+    init = run([*args, "-o", str(tmp / "out")], tmp, app.env(home))
+    assert init.returncode == 0, init.stdout + init.stderr
+    build = run([SAM, "build"], app.root, app.env(home, PIP_NO_INDEX="1"))
     assert build.returncode == 0, build.stdout + build.stderr
-    return BuiltApp(root, init, build)
+    return BuiltApp(app.root, venv, init, build)
+
+
+def test_the_plain_install_has_a_working_command_line(sam_app: BuiltApp, home: Path) -> None:
+    from lokki_sam import __version__
+
+    lokki_sam = str(sam_app.venv / "bin" / "lokki-sam")
+    helped = run([lokki_sam, "--help"], sam_app.root, sam_app.env(home))
+    assert helped.returncode == 0 and "generate" in helped.stdout and "invoke" in helped.stdout, helped.stderr
+    version = run([lokki_sam, "--version"], sam_app.root, sam_app.env(home))
+    assert version.returncode == 0 and version.stdout.strip() == f"lokki-sam, version {__version__}"
 
 
 def test_sam_init_location_renders_the_project(sam_app: BuiltApp) -> None:
@@ -342,6 +373,7 @@ def test_sam_init_location_renders_the_project(sam_app: BuiltApp) -> None:
     samconfig = tomllib.loads((root / "samconfig.toml").read_text())
     assert samconfig["local"]["deploy"]["parameters"]["stack_name"] == "sam-made"
     assert (root / "template.yaml").is_file() and (root / "src" / "sam_made" / "data" / "bread.txt").is_file()
+    assert (root / "layers" / "lokki-sam" / "Makefile").is_file()
 
 
 def test_sam_init_project_passes_its_tests_and_sam_validate(sam_app: BuiltApp, home: Path) -> None:
@@ -353,48 +385,60 @@ def test_sam_init_project_passes_its_tests_and_sam_validate(sam_app: BuiltApp, h
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_sam_build_packages_flow_data_and_lokki_sam_once(sam_app: BuiltApp, home: Path, tmp_path: Path) -> None:
+def test_sam_build_packages_the_code_once_and_lokki_sam_only_as_its_layer(
+    sam_app: BuiltApp, home: Path, tmp_path: Path
+) -> None:
+    from lokki_sam import __version__
+
     output = sam_app.build.stdout + sam_app.build.stderr
     assert "Build Succeeded" in output
     # Five functions share one CodeUri and runtime: SAM builds that code once.
     assert output.count("Building codeuri:") == 1, output
-    functions = sorted(p for p in (sam_app.root / ".aws-sam" / "build").iterdir() if p.is_dir())
+    build = sam_app.root / ".aws-sam" / "build"
+    functions = sorted(p for p in build.iterdir() if p.is_dir() and p.name.endswith("Function"))
     assert [p.name for p in functions] == sorted(
         f"Wordcount{step}Function" for step in ("ListDocuments", "Tokenize", "Count", "Merge", "TopWords")
     )
+    layer = build / "LokkiSamRuntimeLayer" / "python"
+    assert f'__version__ = "{__version__}"' in (layer / "lokki_sam" / "__init__.py").read_text()
+    for folder in [*functions, layer]:
+        present = {p.name.split("-")[0].split(".")[0].lower() for p in folder.iterdir()}
+        assert not present & set(CLI_PACKAGES), (folder, present)  # no CLI dependency in a function
     for function in functions:
-        assert (function / "lokki_sam" / "runtime.py").is_file()
+        assert not (function / "lokki_sam").exists()
         assert (function / "sam_made" / "flow.py").is_file()
         assert (function / "sam_made" / "data" / "rivers.txt").is_file()
 
-    # The built package alone runs the flow: no site-packages (-S), so nothing comes from the venv.
+    # Code + layer alone run the flow: no site-packages (-S), so nothing comes from a venv.
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import sys; sys.path[:0] = sys.argv[1:]\n"
         "from lokki_sam.testing import run_flow_in_process\n"
         "from sam_made.flow import wordcount\n"
         "print(run_flow_in_process(wordcount, top=3).result)\n"
     )
-    done = run([sys.executable, "-S", "-c", code, str(functions[0])], tmp_path, env_for(home))
+    done = run([sys.executable, "-S", "-c", code, str(functions[0]), str(layer)], tmp_path, env_for(home))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str([tuple(w) for w in WORDS_TOP3])
 
 
 def test_the_project_deploys_to_the_local_cloud_and_its_flow_runs(sam_app: BuiltApp, home: Path) -> None:
-    """The README's local-cloud journey on ministack (helper harness): `sam deploy --config-env
-    local`, then `lokki-sam invoke --config-env local` prints what `lokki-sam run` prints."""
+    """The README's local-cloud journey on ministack, with the new user's lokki-sam: `sam deploy
+    --config-env local`, then `lokki-sam invoke --config-env local` prints what `lokki-sam run` prints."""
     from tests.support.ministack import Ministack
 
     root = sam_app.root
-    local = run([LOKKI_SAM, "run", "-p", "top=3", "--json", "-q"], root, env_for(home))
+    lokki_sam = str(sam_app.venv / "bin" / "lokki-sam")
+    local = run([lokki_sam, "run", "-p", "top=3", "--json", "-q"], root, sam_app.env(home))
     assert local.returncode == 0, local.stderr
     with Ministack.start(python=f"3.{sys.version_info.minor}") as cloud:
-        env = env_for(home, SAM_CLI_POLL_DELAY="0.5", **cloud.client_env())
+        env = sam_app.env(home, SAM_CLI_POLL_DELAY="0.5", **cloud.client_env())
         deploy = run([SAM, "deploy", "--config-env", "local"], root, env)
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr + cloud.log()[-3000:]
-        invoke = run([LOKKI_SAM, "invoke", "--config-env", "local", "-p", "top=3", "--json"], root, env)
+        invoke = run([lokki_sam, "invoke", "--config-env", "local", "-p", "top=3"], root, env)
         assert invoke.returncode == 0, invoke.stdout + invoke.stderr + cloud.log()[-3000:]
-    cloud_result = json.loads(invoke.stdout)["result"]
-    assert cloud_result == json.loads(local.stdout)["result"] == WORDS_TOP3
+    printed = run([lokki_sam, "run", "-p", "top=3", "-q"], root, sam_app.env(home))
+    assert invoke.stdout == printed.stdout  # invoke prints exactly what run prints
+    assert json.loads(local.stdout)["result"] == WORDS_TOP3
 
 
 # ------------------------------------------------------------------ bad answers, missing lokki-sam
@@ -457,7 +501,7 @@ def test_without_lokki_sam_the_project_is_created_with_instructions(home: Path, 
     done = run(command, tmp_path, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "lokki-sam is not installed here" in done.stderr
-    assert "pip install 'lokki-sam[cli]'" in done.stderr and "lokki-sam generate" in done.stderr
+    assert "pip install lokki-sam" in done.stderr and "lokki-sam generate" in done.stderr
     root = out / "my-lokki-flow"
     assert (root / "src" / "my_lokki_flow" / "flow.py").is_file()
     assert not (root / "template.yaml").exists() and not (root / "_starters").exists()

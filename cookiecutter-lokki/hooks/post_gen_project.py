@@ -16,7 +16,7 @@ from pathlib import Path
 
 # Cookiecutter renders the answers into this raw string as JSON.
 ANSWERS = json.loads(r"""{{ cookiecutter|jsonify }}""")
-INSTALL_HINT = "pip install 'lokki-sam[cli]'"
+INSTALL_HINT = "pip install lokki-sam"
 
 
 def install_starter(root: Path, starter: str, slug: str) -> None:
@@ -31,11 +31,14 @@ def install_starter(root: Path, starter: str, slug: str) -> None:
 
 
 def lokki_sam_command() -> list[str] | None:
-    """The lokki-sam CLI: importable by this Python (with its CLI extra), else on PATH."""
+    """The lokki-sam the user runs (on PATH), else one importable by this Python (the SAM CLI's or
+    cookiecutter's own, which need not have it)."""
+    found = shutil.which("lokki-sam")
+    if found:
+        return [found]
     if importlib.util.find_spec("lokki_sam") and importlib.util.find_spec("click"):
         return [sys.executable, "-c", "from lokki_sam.cli import main; main()"]
-    found = shutil.which("lokki-sam")
-    return [found] if found else None
+    return None
 
 
 def generate(root: Path) -> bool:

@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_generated_files_match_the_flow() -> None:
-    if importlib.util.find_spec("click") is None:
-        pytest.skip("the lokki-sam command line is not installed: pip install 'lokki-sam[cli]'")
+    if importlib.util.find_spec("lokki_sam") is None:
+        pytest.skip("lokki-sam is not installed: pip install -r requirements-dev.txt")
     done = subprocess.run(
         [sys.executable, "-c", "from lokki_sam.cli import main; main()", "generate", "--check"],
         cwd=ROOT,
