@@ -1,0 +1,232 @@
+"""Packaging a project: per-step dependencies in their own layers, several flow modules in one
+template, and the bad input around them. `sam build` is the real SAM CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lokki_sam import __version__, flow, names, runtime, step
+from lokki_sam.compile.layers import RUNTIME_LAYER_ID
+from lokki_sam.errors import FlowDefinitionError
+from tests.support.keys import function_env
+from tests.support.sam import load
+
+BIN = Path(sys.executable).parent
+Lokki = Callable[..., subprocess.CompletedProcess[str]]
+
+DEPENDENT = """
+from lokki_sam import flow, step
+
+@step(requirements=["six==1.16.0"])
+def listing(n: int = 3) -> list[int]:
+    import six  # only this function's package has it
+    return list(six.moves.range(n))
+
+@step(requirements="requirements/pretty.txt")
+def pretty(xs: list[int]) -> str:
+    import tabulate
+    return tabulate.tabulate([xs])
+
+@step(requirements=["SIX == 1.16.0"])  # the same set, spelled otherwise: the same layer
+def again(text: str) -> str:
+    return text
+
+@step
+def plain(text: str) -> int:
+    return len(text)
+
+@flow
+def dependent(n: int = 3):
+    return listing(n=n).next(pretty).next(again).next(plain)
+"""
+
+
+def write_app(root: Path) -> None:
+    (root / "src" / "requirements").mkdir(parents=True)
+    (root / "src" / "dependent.py").write_text(textwrap.dedent(DEPENDENT))
+    (root / "src" / "requirements" / "pretty.txt").write_text("# for pretty\ntabulate==0.9.0\n")
+
+
+def test_each_function_gets_only_its_own_steps_dependencies(tmp_path: Path, lokki: Lokki) -> None:
+    write_app(tmp_path)
+    assert lokki("generate", "src/dependent.py").returncode == 0
+    template = load((tmp_path / "template.yaml").read_text())
+    resources = template["Resources"]
+    deps_layers = {rid: r for rid, r in resources.items() if rid.startswith("LokkiSamDeps")}
+    assert len(deps_layers) == 2  # `listing` and `again` share one set
+
+    def layers_of(step_name: str) -> list[str]:
+        props = resources[names.function_id("dependent", step_name)]["Properties"]
+        return [ref["Ref"] for ref in props.get("Layers", [])]
+
+    assert layers_of("listing") == layers_of("again") and len(layers_of("listing")) == 1
+    assert len(layers_of("pretty")) == 1 and layers_of("pretty") != layers_of("listing")
+    assert layers_of("plain") == []
+    assert template["Globals"]["Function"]["Layers"] == [{"Ref": RUNTIME_LAYER_ID}]
+    requirements = {
+        (tmp_path / r["Properties"]["ContentUri"] / "requirements.txt").read_text().splitlines()[-1]
+        for r in deps_layers.values()
+    }
+    assert requirements == {"six==1.16.0", "tabulate==0.9.0"}
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "AWS_", "LOKKI_"))}
+    env.update(HOME=str(tmp_path / "home"), SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION="us-east-1",
+               PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")  # fmt: skip
+    build = subprocess.run([str(BIN / "sam"), "build"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout + build.stderr
+    built = tmp_path / ".aws-sam" / "build"
+    (six_layer,) = (built / rid / "python" for rid in layers_of("listing"))
+    (tabulate_layer,) = (built / rid / "python" for rid in layers_of("pretty"))
+    assert (six_layer / "six.py").is_file() and not (six_layer / "tabulate.py").exists()
+    assert (tabulate_layer / "tabulate").exists() and not (tabulate_layer / "six.py").exists()
+    for name in ("listing", "pretty", "again", "plain"):  # nobody's code carries a dependency
+        code = built / names.function_id("dependent", name)
+        assert not (code / "six.py").exists() and not (code / "tabulate").exists()
+    sizes = subprocess.run([str(BIN / "lokki-sam"), "size"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert sizes.returncode == 0, sizes.stderr
+    print("\n" + sizes.stdout)
+    lines = {line.split()[0]: line for line in sizes.stdout.splitlines()}
+    assert set(layers_of("pretty")) <= set(lines[names.function_id("dependent", "pretty")].replace(",", " ").split())
+    assert "LokkiSamDeps" not in lines[names.function_id("dependent", "plain")]
+
+
+@pytest.mark.parametrize(
+    ("requirements", "message"),
+    [
+        (["numpy<<2"], "requirement 'numpy<<2' is not a valid requirement"),
+        (["-r other.txt"], "is not a single requirement (pip options"),
+        (["requests\n--index-url=http://x"], "is not a single requirement"),
+        ([""], "is not a valid requirement"),
+        ("", "requirements must be a list of requirement lines or the path of a requirements file"),
+        ([3], "requirements must be a list of strings"),
+    ],
+)
+def test_a_bad_requirement_is_refused_naming_the_step(requirements: Any, message: str) -> None:
+    with pytest.raises(FlowDefinitionError, match=message.replace("(", r"\(")) as caught:
+        step(requirements=requirements)(_fetch)
+    assert "step '_fetch'" in caught.value.render()
+
+
+def _fetch() -> int:
+    return 1
+
+
+def test_a_missing_requirements_file_is_refused_at_generate(tmp_path: Path, lokki: Lokki) -> None:
+    write_app(tmp_path)
+    (tmp_path / "src" / "requirements" / "pretty.txt").unlink()
+    done = lokki("generate", "src/dependent.py")
+    assert done.returncode == 2 and "requirements file" in done.stderr and "pretty.txt not found" in done.stderr
+    assert "step 'pretty'" in done.stderr and not (tmp_path / "template.yaml").exists()
+
+
+# ====================================================================== several flow modules
+
+ALPHA = """
+from lokki_sam import flow, step
+
+@step
+def a_items(n: int = 2) -> list[int]:
+    return list(range(n))
+
+@flow
+def alpha(n: int = 2):
+    return a_items(n=n)
+"""
+BETA = ALPHA.replace("a_items", "b_items").replace("alpha", "beta")
+
+
+def two_modules(root: Path) -> None:
+    (root / "src").mkdir()
+    (root / "src" / "a.py").write_text(textwrap.dedent(ALPHA))
+    (root / "src" / "b.py").write_text(textwrap.dedent(BETA))
+
+
+def recorded(root: Path) -> dict[str, str]:
+    return dict(load((root / "template.yaml").read_text())["Metadata"]["lokki-sam"]["flows"])
+
+
+def test_a_project_of_several_modules_generates_all_and_keeps_them(tmp_path: Path, lokki: Lokki) -> None:
+    two_modules(tmp_path)
+    (tmp_path / "lokki.toml").write_text('flows = ["src/a.py", "src/b.py"]\n')
+    assert lokki("generate").returncode == 0
+    assert recorded(tmp_path) == {"alpha": "src/a.py:alpha", "beta": "src/b.py:beta"}
+    # Generating one module keeps the other (loaded again from where the template says it came).
+    (tmp_path / "lokki.toml").unlink()
+    one = lokki("generate", "src/a.py")
+    assert one.returncode == 0, one.stderr
+    assert recorded(tmp_path) == {"alpha": "src/a.py:alpha", "beta": "src/b.py:beta"}
+    assert (tmp_path / "statemachine" / "beta.asl.json").is_file()
+    # With no argument at all: every flow the template records.
+    again = lokki("generate", "--check")
+    assert again.returncode == 0, again.stdout + again.stderr
+    pruned = lokki("generate", "src/a.py", "--prune")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "removed flow 'beta' (--prune)" in pruned.stdout
+    assert recorded(tmp_path) == {"alpha": "src/a.py:alpha"}
+    assert not (tmp_path / "statemachine" / "beta.asl.json").exists()
+    assert "BetaStateMachine" not in (tmp_path / "template.yaml").read_text()
+
+
+def test_a_folder_of_flows_in_lokki_toml(tmp_path: Path, lokki: Lokki) -> None:
+    two_modules(tmp_path)
+    (tmp_path / "src" / "helpers.py").write_text("VALUE = 1\n")  # no flow: not imported
+    (tmp_path / "lokki.toml").write_text('flows = "src"\n')
+    done = lokki("generate")
+    assert done.returncode == 0, done.stderr
+    assert set(recorded(tmp_path)) == {"alpha", "beta"}
+
+
+def test_a_flow_gone_from_its_module_is_kept_until_pruned(tmp_path: Path, lokki: Lokki) -> None:
+    two_modules(tmp_path)
+    assert lokki("generate", "src/a.py", "src/b.py").returncode == 0
+    before = (tmp_path / "template.yaml").read_text()
+    (tmp_path / "src" / "b.py").unlink()
+    kept = lokki("generate", "src/a.py")
+    assert kept.returncode == 2 and "flow 'beta', recorded in the template from src/b.py:beta" in kept.stderr
+    assert "--prune" in kept.stderr and (tmp_path / "template.yaml").read_text() == before  # nothing lost
+
+
+def test_two_modules_defining_the_same_flow_name_are_refused(tmp_path: Path, lokki: Lokki) -> None:
+    two_modules(tmp_path)
+    (tmp_path / "src" / "b.py").write_text(textwrap.dedent(BETA).replace("def beta", "def alpha"))
+    done = lokki("generate", "src/a.py", "src/b.py")
+    assert done.returncode == 2, done.stderr
+    assert "two flows are named 'alpha': in src/a.py:alpha and in src/b.py:alpha" in done.stderr
+    assert not (tmp_path / "template.yaml").exists()
+
+
+def test_a_module_listed_in_lokki_toml_that_does_not_exist(tmp_path: Path, lokki: Lokki) -> None:
+    two_modules(tmp_path)
+    (tmp_path / "lokki.toml").write_text('flows = ["src/a.py", "src/missing.py"]\n')
+    done = lokki("generate")
+    assert done.returncode == 2 and "src/missing.py (from" in done.stderr and "lokki.toml" in done.stderr
+    assert "file not found" in done.stderr and not (tmp_path / "template.yaml").exists()
+
+
+# ====================================================================== the runtime's version
+
+
+@step
+def versioned_items() -> list[int]:
+    return [1]
+
+
+@flow
+def versioned():
+    return versioned_items()
+
+
+def test_a_function_built_with_another_lokki_sam_is_refused() -> None:
+    env = function_env(versioned, "versioned_items", "bucket", __name__, LOKKI_VERSION="0.0.1")
+    event = {"node": "versioned_items", "run_id": "r1", "params": {}}
+    expected = rf"generated by lokki-sam 0\.0\.1, but this function runs lokki-sam {__version__}"
+    with pytest.raises(runtime.FlowMismatch, match=expected):
+        runtime.handle(event, env, client=object())
