@@ -7,6 +7,7 @@ failure in the middle of `sam build`. Steps with the same set share one Lambda l
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,15 +17,20 @@ from lokki_sam.errors import FlowDefinitionError
 # PEP 508 without its rarer corners: a name, extras, version specifiers or a URL, an env marker.
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 _VERSION = r"(?:===|==|!=|~=|<=|>=|<|>)\s*[A-Za-z0-9_.*+!-]+"
-_REQUIREMENT = re.compile(
+_REQUIREMENT_PATTERN = (
     rf"(?P<name>{_NAME})\s*(?:\[\s*{_NAME}(?:\s*,\s*{_NAME})*\s*\])?\s*"
     rf"(?:(?:{_VERSION})(?:\s*,\s*{_VERSION})*|@\s*\S+)?\s*(?:;\s*[^;]+)?"
 )
 
 
+@functools.cache
+def _requirement() -> re.Pattern[str]:
+    return re.compile(_REQUIREMENT_PATTERN)  # compiled on first use, not at a Lambda's cold start
+
+
 def normalize(requirement: str) -> str:
     """One spelling per requirement, so equal sets share one layer: `NumPy <2.3` -> `numpy<2.3`."""
-    found = _REQUIREMENT.fullmatch(requirement.strip())
+    found = _requirement().fullmatch(requirement.strip())
     assert found is not None
     name = re.sub(r"[-_.]+", "-", found.group("name")).lower()
     rest = requirement.strip()[found.end("name") :]
@@ -57,7 +63,7 @@ def check_line(line: str, where: str) -> str:
             where=where,
             hint="one package per entry, like 'numpy<2.3' or 'pkg @ https://...'; index settings go in pip's config",
         )
-    if not _REQUIREMENT.fullmatch(line.strip()):
+    if not _requirement().fullmatch(line.strip()):
         raise FlowDefinitionError(
             f"requirement {line!r} is not a valid requirement",
             where=where,

@@ -22,9 +22,7 @@ own nodes' directories (`node_pattern`).
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-import secrets
 from collections.abc import Sequence
 
 from lokki_sam.errors import StoreError
@@ -36,6 +34,9 @@ _BATCH_RE = re.compile(r"/(\d{8,})-(\d{8,})\.pkl$")
 
 def new_run_id(flow_name: str) -> str:
     """`<flow>-<UTC time>-<random>`: sortable by start time, unique across machines."""
+    import datetime as dt  # not at import: a Lambda cold start never makes run ids
+    import secrets
+
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     return f"{flow_name}-{stamp}-{secrets.token_hex(3)}"
 

@@ -11,10 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lokki_sam.dependencies import check_requirements
 from lokki_sam.errors import FlowDefinitionError
 from lokki_sam.names import GENERATED_SIDS, WILDCARD_REASON_KEY
-from lokki_sam.secret_check import name_looks_secret, value_looks_secret
 
 ARCHITECTURES = ("x86_64", "arm64")
 EXECUTION_TYPES = ("STANDARD", "EXPRESS")
@@ -130,7 +128,7 @@ class StepOptions:
             architecture=_check_choice(architecture, "architecture", ARCHITECTURES, where),
             environment=_check_environment(environment, where),
             permissions=_check_permissions(permissions, where),
-            requirements=check_requirements(requirements, where),
+            requirements=_check_requirements(requirements, where),
         )
 
 
@@ -206,6 +204,14 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _check_requirements(value: Sequence[str] | str | None, where: str) -> tuple[str, ...] | str:
+    if value is None:
+        return ()
+    from lokki_sam.dependencies import check_requirements  # only flows that declare some pay for it
+
+    return check_requirements(value, where)
+
+
 def _check_range(value: int | None, name: str, low: int, high: int, where: str) -> int | None:
     if value is None:
         return None
@@ -223,6 +229,8 @@ def _check_choice(value: str | None, name: str, choices: tuple[str, ...], where:
 def _check_environment(env: Mapping[str, str] | None, where: str) -> tuple[tuple[str, str], ...]:
     if not env:
         return ()
+    from lokki_sam.secret_check import name_looks_secret, value_looks_secret  # steps with an environment only
+
     for key, value in env.items():
         if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
             raise FlowDefinitionError(f"environment variable name {key!r} is not valid", where=where)

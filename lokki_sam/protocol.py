@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from lokki_sam.errors import LokkiError
 
@@ -58,8 +58,9 @@ class ItemRef:
         return {INDEX: self.index, CHUNK: self.chunk}
 
 
-@dataclass(frozen=True)
-class Stamp:
+# Payload classes are NamedTuples: as immutable and typed as frozen dataclasses, and ten times
+# cheaper to define, which every Lambda cold start pays.
+class Stamp(NamedTuple):
     """What every Task payload carries besides its data: the protocol version, and the flow's and
     the node's fingerprints as the generator computed them (the runtime compares with its own)."""
 
@@ -78,8 +79,7 @@ class Stamp:
         return {"protocol": self.protocol, "flow": self.flow, "step": self.node}
 
 
-@dataclass(frozen=True)
-class TaskEvent:
+class TaskEvent(NamedTuple):
     """What a Task outside any map sends its step's function."""
 
     node: str
@@ -98,8 +98,7 @@ class TaskEvent:
         return {NODE: self.node, RUN_ID: self.run_id, PARAMS: self.params}
 
 
-@dataclass(frozen=True)
-class MapEvent:
+class MapEvent(NamedTuple):
     """What a Task of a map body sends: one item, or a batch of items from the ItemBatcher."""
 
     node: str
@@ -172,17 +171,16 @@ class MapEvent:
         return {NODE: self.node, MAP: self.map, INPUT: value}
 
 
-@dataclass(frozen=True)
-class MapSourceResult:
+class MapSourceResult(NamedTuple):
     """What the step feeding a map returns: where the map's manifest is (and, INLINE, the manifest)."""
 
     bucket: str
     key: str
-    count: int
+    size: int  # the item count (`count` in the payload)
     items: list[dict[str, int]] | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        out: dict[str, Any] = {BUCKET: self.bucket, KEY: self.key, COUNT: self.count}
+        out: dict[str, Any] = {BUCKET: self.bucket, KEY: self.key, COUNT: self.size}
         if self.items is not None:
             out[ITEMS] = self.items
         return out

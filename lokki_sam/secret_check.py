@@ -7,14 +7,15 @@ passed as a reference, or at run time, never written into a file.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
-_NAME = re.compile(
+_NAME_PATTERN = (
     r"(?i)(secret|passw(or)?d|(^|_)pass(_|$)|(^|_)pwd(_|$)|token|api_?key|private_?key|access_?key|signing_?key"
     r"|session_?key|credential|(^|_)auth(_|$)|webhook|(^|_)dsn(_|$)|conn(ection)?_?str)"
 )
-_VALUE = re.compile(
+_VALUE_PATTERN = (
     r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"  # a URL with a password: postgres://user:pw@host
     r"|hooks\.slack\.com/services/"  # Slack incoming webhooks
     r"|\bxox[abprs]-[A-Za-z0-9-]{10,}"  # Slack tokens
@@ -26,14 +27,19 @@ _VALUE = re.compile(
 )
 
 
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)  # on first use: the Lambda runtime imports this module, never calls it
+
+
 def name_looks_secret(name: str) -> bool:
-    return bool(_NAME.search(name))
+    return bool(_compiled(_NAME_PATTERN).search(name))
 
 
 def value_looks_secret(value: Any) -> bool:
     """A string (or a string inside a list/tuple/dict) shaped like a credential."""
     if isinstance(value, str):
-        return bool(_VALUE.search(value))
+        return bool(_compiled(_VALUE_PATTERN).search(value))
     if isinstance(value, list | tuple | set | frozenset):
         return any(value_looks_secret(v) for v in value)
     if isinstance(value, dict):
