@@ -201,9 +201,9 @@ def plan(flows: Sequence[FlowGraph | FlowSource], template: Path, config: Config
     from lokki_sam.compile import asl, events, layers, sam
     from lokki_sam.compile.merge import recorded_flows, render_template
 
-    given = [f if isinstance(f, FlowSource) else FlowSource(f, f.module) for f in flows]
-    graphs = [f.graph for f in given]
     root = template.parent
+    given = [f if isinstance(f, FlowSource) else FlowSource(f, _source_of(f, root)) for f in flows]
+    graphs = [f.graph for f in given]
     uri = code_uri or str(config.get("code_uri", "src"))
     code_dir = root / uri
     settings = sam.Settings(
@@ -330,6 +330,12 @@ def _add(found: dict[str, FlowSource], flow: FlowSource) -> None:
             hint="flow names are unique in a template: rename one with @flow(name=...)",
         )
     found[flow.graph.name] = flow
+
+
+def _source_of(graph: FlowGraph, root: Path) -> str:
+    """The FLOW_REF of a flow given as a graph: its module's file (or module name) and its name."""
+    file = getattr(sys.modules.get(graph.module), "__file__", None)
+    return relative_ref(file or graph.module, graph.name, root)
 
 
 def relative_ref(ref: str, flow_name: str, root: Path) -> str:

@@ -17,6 +17,36 @@ EXAMPLES = REPO / "examples"
 LOKKI_SAM = str(Path(sys.executable).with_name("lokki-sam"))
 
 
+# Tests by cost (markers registered in pyproject.toml). The quick loop, well under a minute:
+#     pytest -n 2 -m "not (cli or emulator or external or journey or docker)"
+# CI runs everything. A module's cost is its heaviest dependency:
+COST_BY_MODULE = {
+    "test_journey": ("journey", "emulator", "external"),
+    "test_invoke_ministack": ("emulator",),
+    "test_invoke_moto": ("emulator",),
+    "test_cloud_equivalence": ("emulator",),
+    "test_faults": ("emulator", "cli"),
+    "test_cookiecutter": ("external", "journey"),
+    "test_sam_build": ("external",),
+    "test_sam_template": ("external",),
+    "test_security_scan": ("external",),
+    "test_packaging": ("external", "cli"),
+    "test_docker_infra": ("docker", "external"),
+    "test_imports": ("cli",),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        for marker in COST_BY_MODULE.get(module, ()):
+            item.add_marker(marker)
+        if "lokki" in getattr(item, "fixturenames", ()):  # runs the lokki-sam command in subprocesses
+            item.add_marker("cli")
+        if "asl_validator" in item.name:  # npm's asl-validator
+            item.add_marker("external")
+
+
 @pytest.fixture(autouse=True)
 def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dummy credentials and a region for every test, so nothing can reach a real AWS account."""

@@ -42,7 +42,7 @@ FLOW_V2 = FLOW_V1.replace(".map(square).agg(total)", ".next(total)")  # square r
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "calc.py").write_text(FLOW_V1)
-    (tmp_path / "src" / "requirements.txt").write_text("lokki-sam\n")
+    (tmp_path / "src" / "requirements.txt").write_text("requests\n")  # the flow's own: lokki-sam is a layer
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))
     return tmp_path
@@ -62,14 +62,15 @@ def test_writes_template_definitions_and_events(app: Path) -> None:
     assert "wrote template.yaml" in out
     for name in ("statemachine/calc.asl.json", "events/calc/fetch.json", "events/calc/square.json"):
         assert (app / name).is_file(), name
-    assert err == ""  # requirements.txt lists lokki-sam: no warning
+    assert err == ""  # requirements.txt lists the flow's own dependencies only: no warning
+    assert (app / "layers" / "lokki-sam" / "Makefile").is_file()
 
 
-def test_warns_when_requirements_lack_lokki_sam(app: Path) -> None:
-    (app / "src" / "requirements.txt").write_text("requests\n")
+def test_warns_when_requirements_still_install_lokki_sam(app: Path) -> None:
+    (app / "src" / "requirements.txt").write_text("requests\nlokki-sam>=0.1  # old projects listed it\n")
     code, _, err = generate("src/calc.py")
     assert code == 0
-    assert "does not list lokki-sam" in err
+    assert "src/requirements.txt lists lokki-sam: remove it" in err and "runtime layer" in err
 
 
 def test_output_is_deterministic_and_idempotent(app: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -119,7 +120,10 @@ def _hand_edit(template: Path) -> str:
         "      Description: lokki-sam step calc.fetch\n      Tags:\n        team: data  # owner\n"
         "      ReservedConcurrentExecutions: 5\n",
     )
-    text = text.replace("Globals:\n  Function:\n", "Globals:\n  Function:\n    Layers:\n      - !Ref MyLayerArn\n")
+    # The user's own layer joins lokki-sam's in the shared Globals list.
+    ours = "    Layers:\n      - !Ref LokkiSamRuntimeLayer\n"
+    assert ours in text
+    text = text.replace(ours, ours + "      - !Ref MyLayerArn\n")
     text = text.replace("\nParameters:\n", "\nParameters:\n  MyLayerArn:\n    Type: String\n")
     template.write_text(text)
     return text
@@ -142,7 +146,7 @@ def test_hand_edits_survive_regeneration(app: Path) -> None:
         "    DependsOn: MyQueue\n",
         "        team: data  # owner\n",
         "      ReservedConcurrentExecutions: 5\n",
-        "      - !Ref MyLayerArn\n",
+        "      - !Ref LokkiSamRuntimeLayer\n      - !Ref MyLayerArn\n",
         "  MyLayerArn:\n    Type: String\n",
     ):
         assert kept in text, kept
@@ -314,10 +318,18 @@ def test_removing_a_flow_removes_its_resources_outputs_and_files(app: Path) -> N
     assert generate("src/two.py")[0] == 0
     assert (app / "statemachine" / "second.asl.json").is_file()
     before = load((app / "template.yaml").read_text())
-    assert before["Metadata"]["lokki-sam"]["flows"] == ["first", "second"]
+    assert before["Metadata"]["lokki-sam"]["flows"] == {"first": "src/two.py:first", "second": "src/two.py:second"}
     forget_module("two")
-    code, out, err = generate("src/two.py:first")
+    kept = generate("src/two.py:first")  # one flow given: the other is regenerated, not dropped
+    assert (
+        kept[0] == 0
+        and load((app / "template.yaml").read_text())["Metadata"]["lokki-sam"]["flows"]
+        == (before["Metadata"]["lokki-sam"]["flows"])
+    )
+    forget_module("two")
+    code, out, err = generate("src/two.py:first", "--prune")
     assert code == 0, err
+    assert "removed flow 'second' (--prune)" in out
     after = load((app / "template.yaml").read_text())
     assert not [rid for rid in after["Resources"] if rid.startswith("Second")]
     assert "SecondStateMachineArn" not in after["Outputs"] and "FirstStateMachineArn" in after["Outputs"]

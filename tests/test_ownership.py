@@ -17,7 +17,7 @@ def tuned(n: int = 2) -> list[int]:
     return list(range(n))
 
 
-@step
+@step(requirements=["six==1.16.0"])  # a step of its own dependencies: its function's Layers
 def echo(x: int) -> int:
     return x
 
