@@ -138,7 +138,7 @@ def download(client: Any, bucket: str, key: str, parse: Callable[[BinaryIO], T],
         except Exception as exc:
             if attempt == READ_ATTEMPTS or not _is_broken_stream(exc):
                 raise StoreUnavailable(
-                    f"reading the object failed after {attempt} attempt(s): {exc}", where=where
+                    f"truncated download: the body broke off in each of {attempt} attempt(s) ({exc})", where=where
                 ) from None
             continue
         if len(data) != size:  # botocore checks this too; never parse a short body
