@@ -231,6 +231,13 @@ def _pool() -> ThreadPoolExecutor:
 
 def load(source: BinaryIO, *, where: str) -> Any:
     """Read an artifact from a binary file, streaming; `where` names it (key or path) in errors."""
+    if isinstance(source, io.BytesIO):  # already in memory (a small object): no streaming reader
+        with source.getbuffer() as view:
+            return loads(view[source.tell() :], where=where)
+    return _load_stream(source, where)
+
+
+def _load_stream(source: BinaryIO, where: str) -> Any:
     header = _read_exact(source, HEADER_SIZE)
     version, codec_id = _check_header(header, where)
     if version == 1:
@@ -257,7 +264,7 @@ def loads(data: bytes | bytearray | memoryview, *, where: str) -> Any:
             return pickle.loads(single)
         except Exception as exc:
             raise StoreError(f"artifact is corrupt or truncated ({type(exc).__name__}: {exc})", where=where) from None
-    return load(io.BytesIO(data), where=where)
+    return _load_stream(io.BytesIO(data), where)
 
 
 def _single_frame(data: memoryview, codec_id: int, where: str) -> bytes | memoryview | None:
