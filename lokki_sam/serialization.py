@@ -35,7 +35,10 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from mmap import mmap
 
 from lokki_sam import codecs
 from lokki_sam.errors import SerializationError, StoreError
@@ -237,7 +240,7 @@ def load(source: BinaryIO, *, where: str) -> Any:
     return _load_stream(source, where)
 
 
-def _load_stream(source: BinaryIO, where: str) -> Any:
+def _load_stream(source: BinaryIO | _Memory, where: str) -> Any:
     header = _read_exact(source, HEADER_SIZE)
     version, codec_id = _check_header(header, where)
     if version == 1:
@@ -253,7 +256,7 @@ def _load_stream(source: BinaryIO, where: str) -> Any:
     return value
 
 
-def loads(data: bytes | bytearray | memoryview, *, where: str) -> Any:
+def loads(data: bytes | bytearray | memoryview | mmap, *, where: str) -> Any:
     """Decode an artifact held in memory; `where` names it (key or path) in errors."""
     version, codec_id = _check_header(bytes(data[:HEADER_SIZE]), where)
     if version == 1:
@@ -264,7 +267,7 @@ def loads(data: bytes | bytearray | memoryview, *, where: str) -> Any:
             return pickle.loads(single)
         except Exception as exc:
             raise StoreError(f"artifact is corrupt or truncated ({type(exc).__name__}: {exc})", where=where) from None
-    return _load_stream(io.BytesIO(data), where)
+    return _load_stream(_Memory(data), where)
 
 
 def _single_frame(data: memoryview, codec_id: int, where: str) -> bytes | memoryview | None:
@@ -307,7 +310,7 @@ def _check_header(header: bytes, where: str) -> tuple[int, int]:
     return version, codec_id
 
 
-def _loads_v1(data: bytes | bytearray | memoryview, where: str) -> Any:
+def _loads_v1(data: bytes | bytearray | memoryview | mmap, where: str) -> Any:
     """Version 1: the whole pickle after the header, raw or zlib-compressed, without a checksum."""
     payload = memoryview(data)[HEADER_SIZE:]
     try:
@@ -325,12 +328,12 @@ class _FrameReader:
     copy); other frames are read, checked and decompressed one at a time.
     """
 
-    def __init__(self, source: BinaryIO, codec_id: int, where: str) -> None:
+    def __init__(self, source: BinaryIO | _Memory, codec_id: int, where: str) -> None:
         self.source = source
         self.codec_id = codec_id
         self.where = where
         self.codec: codecs.Codec | None = None
-        self.data: bytes | bytearray = b""
+        self.data: bytes | bytearray | memoryview = b""
         self.pos = 0
         self.peeked: bytes | None = None
         self.total = 0
@@ -360,7 +363,7 @@ class _FrameReader:
             if self.pos == len(self.data):
                 header = self._header()
                 kind, _, raw_size, _ = FRAME.unpack(header)
-                if kind == KIND_RAW and raw_size <= len(view) - got:
+                if kind == KIND_RAW and raw_size <= len(view) - got and not isinstance(self.source, _Memory):
                     self._frame(header, view[got : got + raw_size])
                     got += raw_size
                     continue
@@ -376,10 +379,11 @@ class _FrameReader:
     def readline(self) -> bytes:
         pieces: list[bytes] = []
         while self.pos < len(self.data) or self._load():
-            end = self.data.find(b"\n", self.pos)
-            stop = len(self.data) if end < 0 else end + 1
-            pieces.append(bytes(self.data[self.pos : stop]))
-            self.pos = stop
+            rest = bytes(self.data[self.pos :])  # protocol 0-3 opcodes only: rare, short
+            end = rest.find(b"\n")
+            stop = len(rest) if end < 0 else end + 1
+            pieces.append(rest[:stop])
+            self.pos += stop
             if end >= 0:
                 break
         return b"".join(pieces)
@@ -409,36 +413,51 @@ class _FrameReader:
     def _load(self) -> bool:
         """Read the next frame into self.data; False (and the end frame kept) at the end frame."""
         header = self._header()
-        kind, stored, raw_size, _ = FRAME.unpack(header)
+        kind, stored, _, _ = FRAME.unpack(header)
         if kind == KIND_END:
             self.peeked = header
             return False
-        body = bytearray(stored if kind == KIND_PACKED else raw_size)
-        self.data = self._frame(header, memoryview(body)) or body
+        if isinstance(self.source, _Memory):  # the frame's bytes are used where they are
+            self.data = self._frame(header, None)
+        else:
+            self._check(header)
+            self.data = self._frame(header, memoryview(bytearray(stored)))
         self.pos = 0
         return True
 
-    def _frame(self, header: bytes, into: memoryview) -> bytes | None:
-        """Read one frame's stored bytes into `into` and check them; a packed frame's raw bytes are
-        returned (decompressed), a raw frame's are `into` itself (None)."""
+    def _check(self, header: bytes) -> None:
+        kind, stored, raw_size, _ = FRAME.unpack(header)
+        if (
+            kind not in (KIND_RAW, KIND_PACKED)
+            or stored > MAX_FRAME_BYTES
+            or raw_size > MAX_FRAME_BYTES
+            or (kind == KIND_RAW and stored != raw_size)
+        ):
+            raise self._broken(f"frame {self.frames + 1} has a bad header")
+
+    def _frame(self, header: bytes, into: memoryview | None) -> bytes | memoryview:
+        """One frame's raw bytes, checked: read into `into` (or, from memory, taken in place) and,
+        if packed, decompressed."""
+        self._check(header)
         kind, stored, raw_size, crc = FRAME.unpack(header)
         number = self.frames + 1
-        if kind not in (KIND_RAW, KIND_PACKED) or stored > MAX_FRAME_BYTES or raw_size > MAX_FRAME_BYTES:
-            raise self._broken(f"frame {number} has a bad header")
-        if kind == KIND_RAW and stored != raw_size:
-            raise self._broken(f"frame {number} has a bad header")
-        if _read_into(self.source, into[:stored]) < stored:
+        if into is None:
+            assert isinstance(self.source, _Memory)
+            into = self.source.take(stored)
+        elif _read_into(self.source, into) < stored:
             raise self._broken(f"it ends inside frame {number}")
-        if zlib.crc32(into[:stored]) != crc:
+        if len(into) < stored:
+            raise self._broken(f"it ends inside frame {number}")
+        if zlib.crc32(into) != crc:
             raise self._broken(f"frame {number} fails its CRC32 check")
         self.frames = number
         self.total += raw_size
         if kind == KIND_RAW:
-            return None
+            return into
         if self.codec is None:
             self.codec = codecs.codec(self.codec_id, where=self.where)
         try:
-            data = self.codec.decompress(into[:stored], raw_size)
+            data = self.codec.decompress(into, raw_size)
         except Exception as exc:
             raise self._broken(f"frame {number} does not decompress: {exc}") from None
         if len(data) != raw_size:
@@ -449,7 +468,28 @@ class _FrameReader:
         return StoreError(f"artifact is corrupt or truncated ({reason})", where=self.where)
 
 
-def _read_exact(source: BinaryIO, size: int) -> bytes:
+class _Memory:
+    """A read-only file over a buffer (bytes, an mmap'd artifact) that can lend frames in place."""
+
+    def __init__(self, buffer: bytes | bytearray | memoryview | Any) -> None:
+        self.view = memoryview(buffer).cast("B")
+        self.pos = 0
+
+    def take(self, size: int) -> memoryview:
+        part = self.view[self.pos : self.pos + size]
+        self.pos += len(part)
+        return part
+
+    def read(self, size: int = -1) -> bytes:
+        return bytes(self.take(len(self.view) if size < 0 else size))
+
+    def readinto(self, buffer: Any) -> int:
+        part = self.take(len(memoryview(buffer).cast("B")))
+        memoryview(buffer).cast("B")[: len(part)] = part
+        return len(part)
+
+
+def _read_exact(source: BinaryIO | _Memory, size: int) -> bytes:
     data = source.read(size)
     while 0 < len(data) < size:
         more = source.read(size - len(data))
@@ -459,10 +499,10 @@ def _read_exact(source: BinaryIO, size: int) -> bytes:
     return data
 
 
-def _read_into(source: BinaryIO, into: memoryview) -> int:
+def _read_into(source: BinaryIO | _Memory, into: memoryview) -> int:
     got = 0
     while got < len(into):
-        n = source.readinto(into[got:])  # type: ignore[attr-defined]  # every binary file has it
+        n = source.readinto(into[got:])  # type: ignore[union-attr]  # every binary file has it
         if not n:
             break
         got += n

@@ -10,8 +10,10 @@ raw for local directories, zstd or else zlib for S3.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import mmap
 import os
 import tempfile
 from abc import ABC, abstractmethod
@@ -149,20 +151,38 @@ class LocalStore(ArtifactStore):
             raise
 
     def get_stream(self, key: str, parse: Callable[[BinaryIO], T]) -> T:
-        path = self._path(key)
-        try:
-            fh = open(path, "rb")  # noqa: SIM115 (closed below; open errors handled apart from parse's)
-        except FileNotFoundError:
-            raise StoreError("artifact not found", where=str(path)) from None
-        except OSError as exc:
-            raise StoreError(f"cannot read the artifact: {exc.strerror or exc}", where=str(path)) from None
-        with fh:
+        with self._open(key) as fh:
             try:
                 if os.fstat(fh.fileno()).st_size <= SMALL_FILE:  # one read: faster than streaming
                     return parse(io.BytesIO(fh.read()))
                 return parse(fh)
             except OSError as exc:
-                raise StoreUnavailable(f"cannot read the artifact: {exc.strerror or exc}", where=str(path)) from None
+                raise StoreUnavailable(f"cannot read the artifact: {exc.strerror or exc}", where=fh.name) from None
+
+    def get(self, key: str) -> Any:
+        """Large artifacts are mapped, not read: frames are unpickled from the page cache in place."""
+        where = self.describe(key)
+        with self._open(key) as fh:
+            try:
+                if os.fstat(fh.fileno()).st_size <= SMALL_FILE:
+                    return serialization.loads(fh.read(), where=where)
+                mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot read the artifact: {exc.strerror or exc}", where=where) from None
+        try:
+            return serialization.loads(mapped, where=where)
+        finally:
+            with contextlib.suppress(BufferError):  # a traceback still holds a view: unmapped when freed
+                mapped.close()
+
+    def _open(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            return open(path, "rb")  # the callers close it
+        except FileNotFoundError:
+            raise StoreError("artifact not found", where=str(path)) from None
+        except OSError as exc:
+            raise StoreError(f"cannot read the artifact: {exc.strerror or exc}", where=str(path)) from None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
