@@ -7,9 +7,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import baseline  # noqa: E402  (after the path it lives on)
+import baseline
 
-from lokki_sam.cli import main  # noqa: E402
+from lokki_sam.cli import main
 
 if __name__ == "__main__":
     baseline.use_baseline()

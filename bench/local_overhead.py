@@ -72,7 +72,10 @@ def main() -> None:
     args = parser.parse_args()
     n, repeat = args.items, args.repeat
     load = os.getloadavg()[0]
-    print(f"machine: {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}; median of {repeat} runs; load {load:.1f}\n")
+    print(
+        f"machine: {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}; median of {repeat} runs; "
+        f"load average {load:.1f}\n"
+    )
     bench_big(repeat)
     if args.big_only:
         return
@@ -109,8 +112,10 @@ def bench_big(repeat: int) -> None:
         gen = statistics.median(best_of_one(lambda kind=kind: bench_flows.blobs(kind=kind)) for _ in range(repeat))
         before = median_run("big_items", params, repeat, BASELINE)
         after = median_run("big_items", params, repeat)
-        print(f"10 x 10 MB {kind:<5} flow (whole process): before {before * 1000:7.0f} ms, after {after * 1000:7.0f} ms"
-              f"   (generating the data alone: {gen * 1000:.0f} ms)")
+        print(
+            f"10 x 10 MB {kind:<5} flow (whole process): before {before * 1000:7.0f} ms, after {after * 1000:7.0f} ms"
+            f"   (generating the data alone: {gen * 1000:.0f} ms)"
+        )
     print("target: the random-hex flow <= 700 ms\n")
 
 

@@ -7,7 +7,7 @@ Large artifacts: `put` then `get` of one bytes object of 10 MB, 100 MB and 1 GB 
 random (incompressible) and compressible (CSV-like text), on LocalStore (a temp dir on disk) and
 S3Store against a moto server in its own process on 127.0.0.1 (an in-memory HTTP emulator: its
 figures measure lokki-sam + boto3 + moto, not S3). Each case runs in a fresh process, so its peak
-RSS (ru_maxrss, printed as MB and as a multiple of the artifact's size) is its own. Rows:
+RSS (VmHWM, printed as MB and as a multiple of the artifact's size) is its own. Rows:
 
   before      the pre-issue-15 path (bench/baseline.py): format 1, zlib 1 when a sample compresses,
               one write/put_object and one read/get_object of the whole byte string
@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import socket
 import subprocess
 import sys
@@ -72,6 +71,14 @@ def make(kind: str, size: int) -> bytes:
 # ------------------------------------------------------------------- one case, in its own process
 
 
+def vm_hwm() -> int:
+    """This process's peak RSS. Not ru_maxrss: Linux carries that across exec from the parent."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def worker(case: dict[str, Any]) -> dict[str, Any]:
     from lokki_sam import serialization
     from lokki_sam.store import ArtifactStore, LocalStore, S3Store, s3_client
@@ -101,7 +108,7 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
         reads.append(time.perf_counter() - began)
     assert len(value) == size
     stored = len(store.get_bytes("big.pkl")) if size <= 100 * MB else None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = vm_hwm()
     return {"write": min(writes), "read": min(reads), "peak": peak, "stored": stored}
 
 

@@ -469,15 +469,31 @@ class _FrameReader:
 
 
 class _Memory:
-    """A read-only file over a buffer (bytes, an mmap'd artifact) that can lend frames in place."""
+    """A read-only file over a buffer (bytes, an mmap'd artifact) that can lend frames in place.
+
+    Over an mmap, the pages read long ago are handed back to the kernel as it goes (they stay in
+    the page cache; touching them again just maps them again): a mapped 1 GB artifact would
+    otherwise add 1 GB to the process's RSS while it is read.
+    """
+
+    RELEASE_EVERY = 32 << 20
 
     def __init__(self, buffer: bytes | bytearray | memoryview | Any) -> None:
         self.view = memoryview(buffer).cast("B")
         self.pos = 0
+        self.mapped = buffer if hasattr(buffer, "madvise") else None
+        self.released = 0
 
     def take(self, size: int) -> memoryview:
         part = self.view[self.pos : self.pos + size]
         self.pos += len(part)
+        if self.mapped is not None and self.pos - self.released > 2 * self.RELEASE_EVERY:
+            import mmap
+
+            upto = self.pos - self.RELEASE_EVERY
+            upto -= upto % mmap.PAGESIZE
+            self.mapped.madvise(mmap.MADV_DONTNEED, self.released, upto - self.released)
+            self.released = upto
         return part
 
     def read(self, size: int = -1) -> bytes:

@@ -8,10 +8,11 @@ they are sent). A failed or interrupted upload is aborted by s3transfer: no part
 visible, and no upload is left behind (unless the process is killed outright: a bucket lifecycle
 rule that aborts incomplete multipart uploads covers that).
 
-Reads start with one plain `get_object`: a small object is read from it (its length checked
-against Content-Length), a large one is fetched by s3transfer with ranged GETs in parallel into a
-temporary file (pinned to the ETag of that first response, so a concurrent overwrite cannot mix
-two versions), then deserialized from the file. Truncated bodies are retried, then reported.
+Reads start with one `get_object` of the first `threshold` bytes: a small object is all there (its
+length checked against Content-Length and Content-Range); a large one is then fetched by
+s3transfer with ranged GETs in parallel into a temporary file (pinned to the ETag of that first
+response, so a concurrent overwrite cannot mix two versions), then deserialized from the file.
+Truncated bodies are retried, then reported.
 
 boto3/botocore/s3transfer are imported here only when a transfer happens (Lambda cold start).
 """
@@ -128,11 +129,12 @@ def download(client: Any, bucket: str, key: str, parse: Callable[[BinaryIO], T],
     where = f"s3://{bucket}/{key}"
     for attempt in range(1, READ_ATTEMPTS + 1):
         with s3_errors("GetObject", where):
-            response = client.get_object(Bucket=bucket, Key=key)
+            response = _first_get(client, bucket, key, settings)
         size = int(response["ContentLength"])
-        if size > settings.threshold:
-            response["Body"].close()  # read nothing of it: the ranged download starts over, in parallel
-            return _download_large(client, bucket, key, size, response.get("ETag"), parse, settings)
+        total = _total_size(response)
+        if total > settings.threshold:
+            response["Body"].close()  # s3transfer fetches it all again, in parallel: 1 range of waste
+            return _download_large(client, bucket, key, total, response.get("ETag"), parse, settings)
         try:
             data = response["Body"].read()
         except Exception as exc:
@@ -141,12 +143,33 @@ def download(client: Any, bucket: str, key: str, parse: Callable[[BinaryIO], T],
                     f"truncated download: the body broke off in each of {attempt} attempt(s) ({exc})", where=where
                 ) from None
             continue
-        if len(data) != size:  # botocore checks this too; never parse a short body
+        if len(data) != size or size != total:  # botocore checks the first; never parse a short body
             if attempt == READ_ATTEMPTS:
-                raise StoreUnavailable(f"truncated download: {len(data)} of {size} bytes", where=where)
+                raise StoreUnavailable(f"truncated download: {len(data)} of {total} bytes", where=where)
             continue
         return parse(io.BytesIO(data))
     raise AssertionError("unreachable")
+
+
+def _first_get(client: Any, bucket: str, key: str, settings: TransferSettings) -> Any:
+    """The first `threshold` bytes: all of a small object, and the size and ETag of a large one,
+    in one request (a whole-object GET would start sending a large object only to be cut off)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{settings.threshold - 1}")
+    except ClientError as exc:
+        if _error_code(exc) != "InvalidRange":
+            raise
+    return client.get_object(Bucket=bucket, Key=key)  # an empty object has no byte 0 to ask for
+
+
+def _total_size(response: dict[str, Any]) -> int:
+    """The object's size: after the '/' of a Content-Range ('bytes 0-99/1234'), else its length."""
+    content_range = response.get("ContentRange")
+    if content_range and "/" in content_range and not content_range.endswith("/*"):
+        return int(content_range.rsplit("/", 1)[1])
+    return int(response["ContentLength"])
 
 
 def _download_large(
