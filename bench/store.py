@@ -14,13 +14,15 @@ RSS (VmHWM, printed as MB and as a multiple of the artifact's size) is its own. 
   after       the store's own path and codec (local: raw; S3: zstd 1, else zlib 1; multipart)
   after raw   S3 with the raw codec: the parallel transfer alone, against before's single request
 
-Ceilings printed beside: memcpy and plain file write+read of 100 MB. Then small objects
-(10,000 x 100 B with put_many/get_many) and the codec table.
+Ceilings printed beside: memcpy and plain file write+read of 100 MB. Then 100 MB through a proxy
+capping each connection at --cap MB/s (a model of S3's per-connection throughput: simulated), small
+objects (10,000 x 100 B with put_many/get_many) and the codec table.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -140,6 +142,51 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("moto server did not start")
 
 
+class CappedProxy:
+    """A TCP proxy on 127.0.0.1 to the moto server that caps each connection at `rate` bytes/s in
+    each direction: a model of S3, where one connection carries ~50-90 MB/s and throughput comes from
+    parallel connections. On bare loopback nothing limits a single connection, so moto alone cannot
+    show what parallel transfers buy (simulated: say so wherever its figures are quoted)."""
+
+    def __init__(self, target_port: int, rate: float) -> None:
+        import threading
+
+        self.target_port, self.rate = target_port, rate
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.threads = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for src, dst in ((client, upstream), (upstream, client)):
+                self.threads.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        began, sent = time.perf_counter(), 0
+        try:
+            while data := src.recv(256 * 1024):
+                dst.sendall(data)
+                sent += len(data)
+                ahead = sent / self.rate - (time.perf_counter() - began)
+                if ahead > 0:
+                    time.sleep(ahead)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(case)], capture_output=True, text=True, check=False
@@ -177,6 +224,34 @@ def bench_large(sizes: list[int], stores: list[str], repeat: int, endpoint: str 
                         f"{r['peak'] / (mb * MB):5.2f}x | {stored}",
                         flush=True,
                     )
+
+
+def bench_capped(endpoint: str, root: str, rate_mb: int) -> None:
+    """Single request (before) vs parallel parts and ranges (after, raw codec) when each connection
+    is capped at `rate_mb` MB/s (CappedProxy: simulated)."""
+    proxy = CappedProxy(int(endpoint.rsplit(":", 1)[1]), rate_mb * MB)
+    print(f"\nS3 (moto) behind a {rate_mb} MB/s-per-connection cap (simulated, see CappedProxy):")
+    try:
+        for mb in (100,):
+            for impl in ("before", "after raw"):
+                case = {
+                    "store": "s3",
+                    "impl": impl,
+                    "kind": "random",
+                    "mb": mb,
+                    "root": root,
+                    "endpoint": f"http://127.0.0.1:{proxy.port}",
+                    "repeat": 1,
+                }
+                r = run_case(case)
+                rt = mb / (r["write"] + r["read"])
+                print(
+                    f"s3 capped {impl:<10} random {mb:>4} MB | write {mb / r['write']:5.0f} MB/s, "
+                    f"read {mb / r['read']:5.0f} MB/s, round trip {rt:5.0f} MB/s",
+                    flush=True,
+                )
+    finally:
+        proxy.close()
 
 
 def bench_ceilings(root: str, repeat: int) -> None:
@@ -271,6 +346,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sizes", default="10,100,1000", help="artifact sizes in MB, comma-separated")
     parser.add_argument("--skip-s3", action="store_true")
+    parser.add_argument("--cap", type=int, default=50, help="MB/s per connection for the capped S3 rows (0: skip)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -294,6 +370,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as root:
             bench_ceilings(root, args.repeat)
             bench_large(sizes, stores, args.repeat, endpoint, root)
+            if endpoint and args.cap:
+                bench_capped(endpoint, root, args.cap)
             bench_small(stores, endpoint, root, args.repeat)
     finally:
         if moto is not None:
