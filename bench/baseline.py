@@ -9,7 +9,9 @@ Current readers still read what it writes.
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import tempfile
 import zlib
 from typing import Any
 
@@ -38,11 +40,13 @@ def loads(data: bytes) -> Any:
 
 
 def local_put_bytes(store: LocalStore, key: str, data: bytes) -> None:
+    """LocalStore.put_bytes as it was (temp file + rename)."""
     path = store._path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".tmp-" + path.name)
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
 
 
 def put(store: ArtifactStore, key: str, obj: Any, *, what: str = "value") -> None:

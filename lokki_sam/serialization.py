@@ -476,7 +476,7 @@ class _Memory:
     otherwise add 1 GB to the process's RSS while it is read.
     """
 
-    RELEASE_EVERY = 32 << 20
+    RELEASE_EVERY = 8 << 20
 
     def __init__(self, buffer: bytes | bytearray | memoryview | Any) -> None:
         self.view = memoryview(buffer).cast("B")
