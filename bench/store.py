@@ -294,10 +294,10 @@ def bench_small(stores: list[str], endpoint: str | None, root: str, repeat: int)
         for impl in ("before", "after"):
             if impl == "before":
                 ArtifactStore.put, ArtifactStore.get = baseline.put, baseline.get  # type: ignore[method-assign]
-            store: ArtifactStore = (
-                LocalStore(os.path.join(root, "small"))
+            store: ArtifactStore = (  # each impl its own fresh place: creating files is not replacing them
+                LocalStore(os.path.join(root, f"small-{impl}"))
                 if store_name == "local"
-                else S3Store("bench", "small", s3_client(endpoint_url=endpoint, region_name="us-east-1"))
+                else S3Store("bench", f"small-{impl}", s3_client(endpoint_url=endpoint, region_name="us-east-1"))
             )
             times = repeat if store_name == "local" else 1
             keys = [k for k, _ in objects]
