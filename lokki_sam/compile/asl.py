@@ -50,6 +50,7 @@ NEVER_RETRIED = (
     "RuntimeConfigError",
     "SerializationError",
     "StoreError",
+    "StoreUnavailable",
 )
 
 # Context every Task needs: the run id (the parent execution's name) and the flow params.
