@@ -160,7 +160,9 @@ class LocalStore(ArtifactStore):
                 raise StoreUnavailable(f"cannot read the artifact: {exc.strerror or exc}", where=fh.name) from None
 
     def get(self, key: str) -> Any:
-        """Large artifacts are mapped, not read: frames are unpickled from the page cache in place."""
+        """Large artifacts are mapped, not read: frames are unpickled from the page cache in place.
+        (Writers never truncate a file in place, they rename a new one over it, so a mapped file
+        cannot shrink under the reader.)"""
         where = self.describe(key)
         with self._open(key) as fh:
             try:
@@ -249,7 +251,7 @@ class S3Store(ArtifactStore):
             with s3_errors("HeadObject", self.describe(key)):
                 self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
         except StoreError as exc:
-            if exc.message == "artifact not found":
+            if exc.message == transfer.NOT_FOUND:
                 return False
             raise
         return True

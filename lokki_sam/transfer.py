@@ -31,6 +31,7 @@ from lokki_sam.errors import StoreError, StoreUnavailable
 
 T = TypeVar("T")
 MB = 1 << 20
+NOT_FOUND = "artifact not found"
 MAX_PARTS = 10_000  # S3's limit per multipart upload
 READ_ATTEMPTS = 3  # a small GET whose body breaks off is sent again this many times in all
 
@@ -238,7 +239,7 @@ def _store_error(exc: Exception, what: str, where: str) -> StoreError:
         return _tmp_error(exc, where, None)
     code = _error_code(exc)
     if code in ("NoSuchKey", "404", "NotFound"):
-        return StoreError("artifact not found", where=where)
+        return StoreError(NOT_FOUND, where=where)
     if code in ("AccessDenied", "403", "NoSuchBucket", "InvalidAccessKeyId", "ExpiredToken"):
         return StoreError(
             f"S3 refused {what}: {exc}",
