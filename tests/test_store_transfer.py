@@ -28,7 +28,7 @@ from botocore.response import StreamingBody
 from moto.server import ThreadedMotoServer
 
 from lokki_sam import serialization
-from lokki_sam.errors import StoreError, StoreUnavailable
+from lokki_sam.errors import SerializationError, StoreError, StoreUnavailable
 from lokki_sam.store import S3Store, s3_client
 from lokki_sam.transfer import TransferSettings
 from tests.support.ministack import free_port
@@ -137,6 +137,18 @@ def test_a_failing_part_aborts_the_upload_no_object_no_upload_left(client: Any, 
     assert "s3://" in str(info.value) and "lokki/big/r/x.pkl" in str(info.value)
     assert st.get("r/x.pkl") == "the old value"  # the previous object stays; nothing partial is visible
     assert no_uploads_left(client)
+
+
+def test_a_large_value_failing_to_serialize_uploads_nothing_and_leaves_no_temp_file(
+    client: Any, tmp_path: Path
+) -> None:
+    st = store(client, TransferSettings(threshold=5 * MB, part_size=5 * MB, tmpdir=str(tmp_path)))
+    sent = Requests(client)
+    with pytest.raises(SerializationError, match="cannot be serialized"):
+        st.put("r/bad.pkl", ["a" * (12 * MB), (i for i in range(3))])  # 12 MB spooled to disk, then it fails
+    assert sent.seen == []  # the spool is complete before any request: nothing started, nothing to abort
+    assert list(tmp_path.iterdir()) == []
+    assert "Contents" not in client.list_objects_v2(Bucket=bucket_of(client))
 
 
 INTERRUPTED = """
