@@ -9,7 +9,6 @@ fall back to zlib; a reader that meets a zstd artifact without it fails naming t
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -23,11 +22,15 @@ ZLIB_LEVEL = 1  # zlib 1 vs 6/9: several times faster for a few % of size (bench
 ZSTD_LEVEL = 1  # zstd 1 vs 3: ~2x faster and a better ratio on our samples (bench/store.py)
 
 
-@dataclass(frozen=True)
 class Codec:
-    id: int
-    name: str
-    module: Any  # zlib, or the zstd module
+    """A codec and its module (zlib, or the zstd module). A plain class: a dataclass costs import time."""
+
+    __slots__ = ("id", "module", "name")
+
+    def __init__(self, codec_id: int, name: str, module: Any) -> None:
+        self.id = codec_id
+        self.name = name
+        self.module = module
 
     def compress(self, data: bytes | bytearray | memoryview) -> bytes:
         if self.id == ZSTD:

@@ -64,8 +64,10 @@ SAMPLE_MAX_RATIO = 0.8  # compress a frame only if a sample of it shrinks by at 
 PARALLEL = os.cpu_count() or 1
 
 
-class Sink(Protocol):
-    def write(self, data: bytes | bytearray | memoryview, /) -> int | None: ...
+if TYPE_CHECKING:  # a Protocol class costs milliseconds of import time: for the type checker only
+
+    class Sink(Protocol):
+        def write(self, data: bytes | bytearray | memoryview, /) -> int | None: ...
 
 
 # ------------------------------------------------------------------------------------ writing

@@ -13,19 +13,20 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import mmap
 import os
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from lokki_sam import codecs, serialization, transfer
+from lokki_sam import codecs, serialization
 from lokki_sam.errors import StoreError, StoreUnavailable
 from lokki_sam.layout import check_key
-from lokki_sam.transfer import TransferSettings, s3_errors
+
+if TYPE_CHECKING:
+    from lokki_sam.transfer import TransferSettings
 
 IO_THREADS = 32
 SMALL_FILE = 1 << 20
@@ -168,6 +169,8 @@ class LocalStore(ArtifactStore):
             try:
                 if os.fstat(fh.fileno()).st_size <= SMALL_FILE:
                     return serialization.loads(fh.read(), where=where)
+                import mmap
+
                 mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             except OSError as exc:
                 raise StoreUnavailable(f"cannot read the artifact: {exc.strerror or exc}", where=where) from None
@@ -224,7 +227,11 @@ class S3Store(ArtifactStore):
             check_key(self.prefix)
         self.client = client if client is not None else s3_client()
         self._codec = codec
-        self.transfer = transfer or TransferSettings()
+        # transfer.py is imported with the first S3 store (a Lambda cold start pays for it then).
+        from lokki_sam import transfer as transfers
+
+        self._transfers = transfers
+        self.transfer = transfer or transfers.TransferSettings()
 
     @property
     def codec(self) -> int:
@@ -241,17 +248,17 @@ class S3Store(ArtifactStore):
         return f"s3://{self.bucket}/{self.full_key(key)}"
 
     def put_stream(self, key: str, fill: Fill) -> None:
-        transfer.upload(self.client, self.bucket, self.full_key(key), fill, self.transfer)
+        self._transfers.upload(self.client, self.bucket, self.full_key(key), fill, self.transfer)
 
     def get_stream(self, key: str, parse: Callable[[BinaryIO], T]) -> T:
-        return transfer.download(self.client, self.bucket, self.full_key(key), parse, self.transfer)
+        return self._transfers.download(self.client, self.bucket, self.full_key(key), parse, self.transfer)
 
     def exists(self, key: str) -> bool:
         try:
-            with s3_errors("HeadObject", self.describe(key)):
+            with self._transfers.s3_errors("HeadObject", self.describe(key)):
                 self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
         except StoreError as exc:
-            if exc.message == transfer.NOT_FOUND:
+            if exc.message == self._transfers.NOT_FOUND:
                 return False
             raise
         return True
@@ -261,7 +268,7 @@ class S3Store(ArtifactStore):
         cut = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
-        with s3_errors("ListObjectsV2", f"s3://{self.bucket}/{full}"):
+        with self._transfers.s3_errors("ListObjectsV2", f"s3://{self.bucket}/{full}"):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
                 keys.extend(obj["Key"][cut:] for obj in page.get("Contents", ()))
         return sorted(keys)
