@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from lokki_sam import flow, step
 
 
@@ -46,3 +48,23 @@ def trivial_map(n: int = 10_000):
 @flow
 def trivial_map_batched(n: int = 10_000):
     return items(n=n).map(inc, batch_size=100).agg(total)
+
+
+@step
+def blobs(n: int = 10, mb: int = 10, kind: str = "hex") -> list[bytes | str]:
+    """n items of `mb` MiB: random bytes, or random hex text (compressible to about half)."""
+    size = mb << 20
+    if kind == "hex":
+        return [os.urandom(size // 2).hex() for _ in range(n)]
+    return [os.urandom(size) for _ in range(n)]
+
+
+@step
+def measure(blob: bytes | str) -> int:
+    return len(blob)
+
+
+@flow
+def big_items(n: int = 10, mb: int = 10, kind: str = "hex"):
+    """The 10 x 10 MB flow of issue 15: 100 MB written as map items, read back by the map."""
+    return blobs(n=n, mb=mb, kind=kind).map(measure).agg(total)

@@ -42,6 +42,13 @@ class StoreError(LokkiError):
     """An artifact is missing, foreign, corrupt or of an unknown format version."""
 
 
+class StoreUnavailable(StoreError):
+    """The store could not be reached or written (S3 failing after its retries, a full disk):
+    nothing is wrong with the input, so exit code 1 and, in Step Functions, retriable."""
+
+    exit_code = EXIT_STEP_FAILED
+
+
 class SerializationError(LokkiError):
     """A step result cannot be pickled."""
 

@@ -126,11 +126,18 @@ def chunk_size(items: Sequence[Any], batch_size: int) -> int:
     """
     if not items:
         return batch_size
-    sample = items[:SIZE_SAMPLE]
+    # Sample up to SIZE_SAMPLE items, but stop once the sample alone fills a chunk: large items
+    # (10 x 10 MB, say) must not be pickled twice just to learn that they are large.
+    sampled = total = 0
     try:
-        per_item = max(1, len(pickle.dumps(sample, protocol=5)) // len(sample))
+        for item in items[:SIZE_SAMPLE]:
+            total += len(pickle.dumps(item, protocol=5))
+            sampled += 1
+            if total >= CHUNK_TARGET_BYTES:
+                break
     except Exception:
         return batch_size  # the real write reports the unpicklable item
+    per_item = max(1, total // sampled)
     wanted = min(CHUNK_MAX_ITEMS, max(1, CHUNK_TARGET_BYTES // per_item))
     return max(batch_size, (wanted // batch_size) * batch_size)
 

@@ -1,36 +1,49 @@
 """Artifact stores: one interface, a local directory and an S3 bucket prefix behind it.
 
 Both speak bytes under relative keys (see layout.py) and share serialization and the
-thread-pooled `get_many`/`put_many` used for map items, batches and aggregations.
+thread-pooled `get_many`/`put_many` used for map items, batches and aggregations. Objects
+stream: `put` serializes straight into the destination (a temp file renamed into place, or an
+S3 spool, see transfer.py) and `get` deserializes straight from it, so a store holds an
+artifact once, not two or three times. Each store has its codec (serialization.py says why):
+raw for local directories, zstd or else zlib for S3.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from lokki_sam import serialization
-from lokki_sam.errors import StoreError
+from lokki_sam import codecs, serialization
+from lokki_sam.errors import StoreError, StoreUnavailable
 from lokki_sam.layout import check_key
 
+if TYPE_CHECKING:
+    from lokki_sam.transfer import TransferSettings
+
 IO_THREADS = 32
+SMALL_FILE = 1 << 20
+T = TypeVar("T")
+Fill = Callable[[Any], None]  # writes an object's bytes to the binary file it is given
 
 
 class ArtifactStore(ABC):
     """Bytes under relative keys, plus (de)serialization helpers shared by every backend."""
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_stream(self, key: str, fill: Fill) -> None:
+        """Write an object by calling `fill(file)`; it appears whole, or not at all if fill raises."""
 
     @abstractmethod
-    def get_bytes(self, key: str) -> bytes:
-        """Return the object's bytes; raise StoreError if it does not exist."""
+    def get_stream(self, key: str, parse: Callable[[BinaryIO], T]) -> T:
+        """Return `parse(file)` over the object's bytes; raise StoreError if it does not exist."""
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
@@ -43,11 +56,25 @@ class ArtifactStore(ABC):
     def describe(self, key: str) -> str:
         """Where `key` lives, for messages (a path or an s3:// URI)."""
 
+    @property
+    @abstractmethod
+    def codec(self) -> int:
+        """The codec `put` writes with (serialization.CODEC_*)."""
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.put_stream(key, lambda fh: fh.write(data))
+
+    def get_bytes(self, key: str) -> bytes:
+        """Return the object's bytes; raise StoreError if it does not exist."""
+        return self.get_stream(key, lambda fh: fh.read())
+
     def put(self, key: str, obj: Any, *, what: str = "value") -> None:
-        self.put_bytes(key, serialization.dumps(obj, what=what))
+        codec = self.codec
+        self.put_stream(key, lambda fh: serialization.dump(obj, fh, codec=codec, what=what))
 
     def get(self, key: str) -> Any:
-        return serialization.loads(self.get_bytes(key), where=self.describe(key))
+        where = self.describe(key)
+        return self.get_stream(key, lambda fh: serialization.load(fh, where=where))
 
     def put_json(self, key: str, obj: Any) -> None:
         self.put_bytes(key, json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
@@ -86,8 +113,13 @@ class ArtifactStore(ABC):
 class LocalStore(ArtifactStore):
     """A directory; writes are atomic (temp file + rename) so a killed run leaves no torn files."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, codec: int = serialization.CODEC_RAW) -> None:
         self.root = Path(root).resolve()
+        self._codec = codec
+
+    @property
+    def codec(self) -> int:
+        return self._codec
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -95,7 +127,7 @@ class LocalStore(ArtifactStore):
     def describe(self, key: str) -> str:
         return str(self._path(key))
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_stream(self, key: str, fill: Fill) -> None:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +140,7 @@ class LocalStore(ArtifactStore):
             ) from None
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                fill(fh)
             os.replace(tmp, path)
         except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)  # never a torn artifact
@@ -120,12 +152,43 @@ class LocalStore(ArtifactStore):
                 ) from None
             raise
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_stream(self, key: str, parse: Callable[[BinaryIO], T]) -> T:
+        with self._open(key) as fh:
+            try:
+                if os.fstat(fh.fileno()).st_size <= SMALL_FILE:  # one read: faster than streaming
+                    return parse(io.BytesIO(fh.read()))
+                return parse(fh)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot read the artifact: {exc.strerror or exc}", where=fh.name) from None
+
+    def get(self, key: str) -> Any:
+        """Large artifacts are mapped, not read: frames are unpickled from the page cache in place.
+        (Writers never truncate a file in place, they rename a new one over it, so a mapped file
+        cannot shrink under the reader.)"""
+        where = self.describe(key)
+        with self._open(key) as fh:
+            try:
+                if os.fstat(fh.fileno()).st_size <= SMALL_FILE:
+                    return serialization.loads(fh.read(), where=where)
+                import mmap
+
+                mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot read the artifact: {exc.strerror or exc}", where=where) from None
+        try:
+            return serialization.loads(mapped, where=where)
+        finally:
+            with contextlib.suppress(BufferError):  # a traceback still holds a view: unmapped when freed
+                mapped.close()
+
+    def _open(self, key: str) -> BinaryIO:
         path = self._path(key)
         try:
-            return path.read_bytes()
+            return open(path, "rb")  # the callers close it
         except FileNotFoundError:
             raise StoreError("artifact not found", where=str(path)) from None
+        except OSError as exc:
+            raise StoreError(f"cannot read the artifact: {exc.strerror or exc}", where=str(path)) from None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -142,9 +205,21 @@ class LocalStore(ArtifactStore):
 
 
 class S3Store(ArtifactStore):
-    """Objects under `s3://bucket/prefix/`; keys can never leave that prefix."""
+    """Objects under `s3://bucket/prefix/`; keys can never leave that prefix.
 
-    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+    `codec`: None picks zstd when installed, else zlib (serialization.py: bytes cost on S3).
+    `transfer`: thresholds, part size and concurrency of large transfers (transfer.py).
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        client: Any = None,
+        *,
+        codec: int | None = None,
+        transfer: TransferSettings | None = None,
+    ) -> None:
         if not bucket or "/" in bucket:
             raise StoreError(f"invalid bucket name {bucket!r}")
         self.bucket = bucket
@@ -152,6 +227,18 @@ class S3Store(ArtifactStore):
         if self.prefix:
             check_key(self.prefix)
         self.client = client if client is not None else s3_client()
+        self._codec = codec
+        # transfer.py is imported with the first S3 store (a Lambda cold start pays for it then).
+        from lokki_sam import transfer as transfers
+
+        self._transfers = transfers
+        self.transfer = transfer or transfers.TransferSettings()
+
+    @property
+    def codec(self) -> int:
+        if self._codec is None:  # resolved on first write: a cold start that only reads imports no zstd
+            self._codec = codecs.best_compressing()
+        return self._codec
 
     def full_key(self, key: str) -> str:
         """The object key in the bucket for a store key (refused if it could leave the prefix)."""
@@ -161,22 +248,18 @@ class S3Store(ArtifactStore):
     def describe(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.full_key(key)}"
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self.full_key(key), Body=data)
+    def put_stream(self, key: str, fill: Fill) -> None:
+        self._transfers.upload(self.client, self.bucket, self.full_key(key), fill, self.transfer)
 
-    def get_bytes(self, key: str) -> bytes:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))
-        except self.client.exceptions.NoSuchKey:
-            raise StoreError("artifact not found", where=self.describe(key)) from None
-        body: bytes = response["Body"].read()
-        return body
+    def get_stream(self, key: str, parse: Callable[[BinaryIO], T]) -> T:
+        return self._transfers.download(self.client, self.bucket, self.full_key(key), parse, self.transfer)
 
     def exists(self, key: str) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
-        except self.client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            with self._transfers.s3_errors("HeadObject", self.describe(key)):
+                self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+        except StoreError as exc:
+            if exc.message == self._transfers.NOT_FOUND:
                 return False
             raise
         return True
@@ -186,8 +269,9 @@ class S3Store(ArtifactStore):
         cut = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
-            keys.extend(obj["Key"][cut:] for obj in page.get("Contents", ()))
+        with self._transfers.s3_errors("ListObjectsV2", f"s3://{self.bucket}/{full}"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                keys.extend(obj["Key"][cut:] for obj in page.get("Contents", ()))
         return sorted(keys)
 
 

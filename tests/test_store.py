@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lokki_sam import layout, run_flow, serialization
+from lokki_sam import codecs, layout, run_flow, serialization
 from lokki_sam.errors import SerializationError, StoreError
 from lokki_sam.store import ArtifactStore, LocalStore, S3Store
 from tests.flows import shapes
@@ -43,6 +43,13 @@ def both(tmp_path: Path, s3_client: Any) -> tuple[LocalStore, S3Store]:
     return LocalStore(tmp_path / "store"), S3Store(BUCKET, "lokki/flow", s3_client)
 
 
+@pytest.fixture
+def same_codec(tmp_path: Path, s3_client: Any) -> tuple[LocalStore, S3Store]:
+    """Both backends writing with one codec: the same keys then hold the very same bytes."""
+    codec = serialization.CODEC_ZLIB
+    return LocalStore(tmp_path / "store", codec=codec), S3Store(BUCKET, "lokki/flow", s3_client, codec=codec)
+
+
 VALUES: list[Any] = [
     b"\x00\xffraw",
     (1, "t"),
@@ -63,12 +70,58 @@ def test_round_trip_keeps_type_and_value(store: ArtifactStore, value: Any) -> No
     assert back == value and type(back) is type(value)
 
 
-def test_compression_chosen_by_content(store: ArtifactStore) -> None:
+FIRST_FRAME_KIND = serialization.HEADER_SIZE  # offset of the first frame's kind byte
+
+
+def test_codec_chosen_per_store_and_compression_by_content(store: ArtifactStore) -> None:
     store.put("r/text.pkl", "abc" * 10_000)
     store.put("r/random.pkl", os.urandom(50_000))
-    assert store.get_bytes("r/text.pkl")[5] == serialization.CODEC_ZLIB
-    assert store.get_bytes("r/random.pkl")[5] == serialization.CODEC_RAW
-    assert len(store.get_bytes("r/text.pkl")) < 2000
+    text, noise = store.get_bytes("r/text.pkl"), store.get_bytes("r/random.pkl")
+    if isinstance(store, LocalStore):  # a local disk is faster than any codec: never compressed
+        assert text[5] == noise[5] == serialization.CODEC_RAW
+        assert len(text) > 30_000
+    else:  # S3: bytes cost; zstd here (the dev extra installs it), zlib without it
+        assert text[5] == noise[5] == serialization.CODEC_ZSTD
+        assert text[FIRST_FRAME_KIND] == serialization.KIND_PACKED and len(text) < 2000
+        assert noise[FIRST_FRAME_KIND] == serialization.KIND_RAW  # random data: not worth compressing
+    assert store.get("r/text.pkl") == "abc" * 10_000
+
+
+@pytest.mark.parametrize("codec", [serialization.CODEC_RAW, serialization.CODEC_ZLIB, serialization.CODEC_ZSTD])
+def test_every_codec_reads_back_in_either_store(both: tuple[LocalStore, S3Store], codec: int) -> None:
+    value = {"text": "lokki " * 400_000, "noise": os.urandom(1_500_000), "n": list(range(1000))}  # 3+ frames
+    for st in both:
+        writer: ArtifactStore
+        if isinstance(st, LocalStore):
+            writer = LocalStore(st.root, codec=codec)
+        else:
+            writer = S3Store(BUCKET, "w", st.client, codec=codec)
+        writer.put("r/v.pkl", value)
+        data = writer.get_bytes("r/v.pkl")
+        assert data[4:6] == bytes((serialization.FORMAT_VERSION, codec))
+        assert writer.get("r/v.pkl") == value
+        assert serialization.loads(data, where="x") == value
+
+
+# Written by lokki-sam before issue 15 (format version 1), bytes as its dumps produced them.
+V1_RAW = bytes.fromhex(
+    "4c4f4b4b01008005953f000000000000007d94288c016b945d94284b014740040000000000008c017894658c0164948c0864"
+    "61746574696d65948c0464617465949394430407e805069485945294752e"
+)
+V1_ZLIB = bytes.fromhex(
+    "4c4f4b4b01017801edd0b1150011004441891a74a11e291a90491541bfee5d0bd2d9f7838d67c53353f857c6776aeb2240"
+    "80000102040810204080000102040810204080000102041e0576be8317fca2"
+)
+
+
+def test_artifacts_of_format_version_1_still_load(store: ArtifactStore) -> None:
+    store.put_bytes("old/raw.pkl", V1_RAW)
+    store.put_bytes("old/zlib.pkl", V1_ZLIB)
+    assert store.get("old/raw.pkl") == {"k": [1, 2.5, "x"], "d": dt.date(2024, 5, 6)}
+    assert store.get("old/zlib.pkl") == "abc" * 2000
+    store.put_bytes("old/cut.pkl", V1_ZLIB[:-4])
+    with pytest.raises(StoreError, match=r"old/cut.pkl: artifact is corrupt or truncated"):
+        store.get("old/cut.pkl")
 
 
 def test_many_json_exists_and_list(store: ArtifactStore) -> None:
@@ -84,8 +137,8 @@ def test_many_json_exists_and_list(store: ArtifactStore) -> None:
     assert store.list_keys("elsewhere/") == []
 
 
-def test_same_keys_and_bytes_in_both_backends(both: tuple[LocalStore, S3Store]) -> None:
-    local, s3 = both
+def test_same_keys_and_bytes_in_both_backends(same_codec: tuple[LocalStore, S3Store]) -> None:
+    local, s3 = same_codec
     for st in (local, s3):
         st.put("r1/step/output.pkl", {"k": [1, 2, 3]})
         st.put_json("r1/run.json", {"flow": "f"})
@@ -127,19 +180,89 @@ def test_truncated_object_refused(store: ArtifactStore) -> None:
         store.get("r/header-only.pkl")
 
 
-def test_truncated_compressed_object_refused(store: ArtifactStore) -> None:
-    data = serialization.dumps("abc" * 10_000)
-    assert data[5] == serialization.CODEC_ZLIB
+@pytest.mark.parametrize("codec", [serialization.CODEC_ZLIB, serialization.CODEC_ZSTD])
+def test_truncated_compressed_object_refused(store: ArtifactStore, codec: int) -> None:
+    data = serialization.dumps("abc" * 10_000, codec=codec)
+    assert data[5] == codec and data[FIRST_FRAME_KIND] == serialization.KIND_PACKED
     store.put_bytes("r/cutz.pkl", data[:-10])
     with pytest.raises(StoreError, match=r"corrupt or truncated"):
         store.get("r/cutz.pkl")
+
+
+def big_artifact(codec: int = serialization.CODEC_RAW) -> bytes:
+    """Several frames: one that compresses, one that does not, many small objects."""
+    value = ["lokki " * 300_000, os.urandom(1_200_000), list(range(200_000))]
+    data = serialization.dumps(value, codec=codec)
+    total, frames = serialization.END.unpack(data[-serialization.END.size :])
+    assert frames >= 3 and total > 2 * serialization.FRAME_BYTES
+    return data
+
+
+@pytest.mark.parametrize("codec", [serialization.CODEC_RAW, serialization.CODEC_ZSTD])
+@pytest.mark.parametrize("where", ["first frame", "middle", "end frame", "frame header"])
+def test_a_flipped_byte_anywhere_is_detected_never_a_wrong_value(store: ArtifactStore, codec: int, where: str) -> None:
+    data = bytearray(big_artifact(codec))
+    offset = {
+        "first frame": serialization.HEADER_SIZE + serialization.FRAME.size + 100,
+        "middle": len(data) // 2,
+        "end frame": len(data) - 5,
+        "frame header": serialization.HEADER_SIZE + 2,
+    }[where]
+    data[offset] ^= 0x40
+    store.put_bytes("r/flipped.pkl", bytes(data))
+    with pytest.raises(StoreError, match=r"corrupt or truncated \((frame \d+|\d+ frame|it ends|bytes after)") as info:
+        store.get("r/flipped.pkl")
+    assert "r/flipped.pkl" in str(info.value)
+
+
+@pytest.mark.parametrize("cut", [1, 13, 1000, serialization.FRAME_BYTES + 7])
+def test_a_multi_frame_artifact_cut_anywhere_is_refused(store: ArtifactStore, cut: int) -> None:
+    data = big_artifact()
+    store.put_bytes("r/cut.pkl", data[:-cut])
+    with pytest.raises(StoreError, match=r"corrupt or truncated \((it ends|frame)"):
+        store.get("r/cut.pkl")
+    store.put_bytes("r/longer.pkl", data + b"\x00")
+    with pytest.raises(StoreError, match=r"bytes after the end frame"):
+        store.get("r/longer.pkl")
+
+
+def test_a_failed_write_leaves_nothing_and_the_old_object_intact(store: ArtifactStore) -> None:
+    store.put("r/x.pkl", "old")
+    with pytest.raises(SerializationError, match="cannot be serialized"):
+        store.put("r/x.pkl", ["a" * 5_000_000, (i for i in range(3))])  # fails after megabytes are written
+    with pytest.raises(SerializationError):
+        store.put("r/new.pkl", ["a" * 5_000_000, (i for i in range(3))])
+    assert store.get("r/x.pkl") == "old"
+    assert not store.exists("r/new.pkl")
+    assert store.list_keys("r/") == ["r/x.pkl"]
+    if isinstance(store, LocalStore):
+        assert sorted(p.name for p in (store.root / "r").iterdir()) == ["x.pkl"]  # no temp file left
+
+
+def test_without_zstd_s3_falls_back_to_zlib_and_zstd_artifacts_name_the_fix(
+    s3_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3 = S3Store(BUCKET, "lokki/flow", s3_client)
+    s3.put("r/z.pkl", "abc" * 10_000)
+    assert s3.get_bytes("r/z.pkl")[5] == serialization.CODEC_ZSTD
+    zstd_header_raw_frames = serialization.dumps(os.urandom(9000), codec=serialization.CODEC_ZSTD)
+    monkeypatch.setattr(codecs, "zstd_module", lambda: None)  # as on Python < 3.14 without backports.zstd
+    plain = S3Store(BUCKET, "lokki/flow", s3_client)
+    plain.put("r/zl.pkl", "abc" * 10_000)
+    assert plain.get_bytes("r/zl.pkl")[5] == serialization.CODEC_ZLIB
+    assert plain.get("r/zl.pkl") == "abc" * 10_000
+    with pytest.raises(StoreError, match=r"compressed with zstd[\s\S]*pip install backports.zstd") as info:
+        plain.get("r/z.pkl")
+    assert f"s3://{BUCKET}/lokki/flow/r/z.pkl" in str(info.value)
+    s3_client.put_object(Bucket=BUCKET, Key="lokki/flow/r/zr.pkl", Body=zstd_header_raw_frames)
+    assert len(plain.get("r/zr.pkl")) == 9000  # zstd in the header, but no frame compressed: readable
 
 
 def test_newer_format_version_refused(store: ArtifactStore) -> None:
     data = bytearray(serialization.dumps([1]))
     data[4] = serialization.FORMAT_VERSION + 1
     store.put_bytes("r/new.pkl", bytes(data))
-    with pytest.raises(StoreError, match=r"format version 2 is newer than this lokki-sam understands[\s\S]*upgrade"):
+    with pytest.raises(StoreError, match=r"format version 3 is newer than this lokki-sam understands[\s\S]*upgrade"):
         store.get("r/new.pkl")
     data[4] = serialization.FORMAT_VERSION
     data[5] = 9
@@ -176,8 +299,8 @@ def test_s3_keys_stay_under_prefix(s3_client: Any) -> None:
 
 
 @pytest.mark.parametrize("name", ["map_agg", "inner_chain", "after_agg", "batched", "passthrough", "open_map_chain"])
-def test_flow_runs_identically_on_both_stores(both: tuple[LocalStore, S3Store], name: str) -> None:
-    local, s3 = both
+def test_flow_runs_identically_on_both_stores(same_codec: tuple[LocalStore, S3Store], name: str) -> None:
+    local, s3 = same_codec
     flow_obj, params, expected = shapes.SHAPES[name]
     a = run_flow(flow_obj, params, store=local, run_id="same-run")
     b = run_flow(flow_obj, params, store=s3, run_id="same-run")

@@ -55,6 +55,7 @@ NEVER_RETRIED = (
     "SerializationError",
     "StepAborted",
     "StoreError",
+    "StoreUnavailable",
 )
 
 # Context every Task needs: the run id (the parent execution's name) and the flow params.

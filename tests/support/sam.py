@@ -87,6 +87,9 @@ def transform(text: str) -> dict[str, Any]:
         if resource["Type"] == "AWS::Serverless::StateMachine":
             name = resource["Properties"]["DefinitionUri"]
             resource["Properties"]["DefinitionUri"] = f"s3://deploy-bucket/{name}"
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            name = resource["Properties"]["ContentUri"]
+            resource["Properties"]["ContentUri"] = f"s3://deploy-bucket/{name}.zip"
     return dict(samtranslator.translator.transform.transform(template, {}, _NoManagedPolicies()))
 
 
