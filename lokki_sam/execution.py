@@ -300,10 +300,28 @@ def read_stage_output(ctx: RunContext, stage: Stage) -> Any:
 
 
 def stage_done(ctx: RunContext, stage: Stage) -> bool:
-    """Whether a step outside a map has stored its output under its current fingerprint."""
+    """Whether a step outside a map has a usable output: stored under its current fingerprint,
+    and written after its input was (as `make` decides). An input written later (a resume that
+    re-ran failed map items, or recomputed the step before) makes the output stale, so nothing
+    computed from an older input is ever reused."""
     assert isinstance(stage, Node)
+    written = output_written(ctx, stage)
+    if written is None:
+        return False
+    if stage.input_from is None:
+        return True
+    source = output_written(ctx, ctx.graph.get(stage.input_from))
+    return source is not None and written > source
+
+
+def output_written(ctx: RunContext, stage: Stage) -> float | None:
+    """When a stage's output was last written (a map: its newest item output), None if absent."""
+    if isinstance(stage, MapBlock):
+        prefix = layout.output_dir(ctx.run_id, stage.last.id, ctx.fp(stage.last.id))
+        times = [t for key, t in ctx.store.list_written(prefix).items() if layout.batch_range(key)]
+        return max(times, default=None)
     fed_map = ctx.graph.map_fed_by(stage.id)
-    return ctx.store.exists(ctx.manifest(fed_map) if fed_map else ctx.task_output(stage.id))
+    return ctx.store.written(ctx.manifest(fed_map) if fed_map else ctx.task_output(stage.id))
 
 
 def read_result(ctx: RunContext) -> Any:

@@ -59,7 +59,7 @@ def load_module(target: str) -> ModuleType:
         if str(search_root) in sys.path:
             sys.path.remove(str(search_root))
         sys.path.insert(0, str(search_root))
-        _forget_other_user_module(module_name, path.resolve())
+        _forget_other_user_module(module_name, path.resolve(), search_root)
     else:
         module_name = target
         if "" not in sys.path and str(Path.cwd()) not in sys.path:
@@ -87,13 +87,20 @@ def load_module(target: str) -> ModuleType:
     return module
 
 
-def _forget_other_user_module(module_name: str, path: Path) -> None:
+def _forget_other_user_module(module_name: str, path: Path, search_root: Path) -> None:
     """Drop a cached module of the same name loaded from another user file (two projects'
-    `flow.py` in one process), so `path` itself is imported. Standard-library and installed
+    `flow.py` in one process), so `path` itself is imported. A module, or a package, already
+    loaded from this very place is kept (its state is the flow's). Standard-library and installed
     modules are never evicted: the check after import refuses those names instead."""
     top = module_name.split(".")[0]
+    own_file = getattr(sys.modules.get(module_name), "__file__", None)
+    if own_file and Path(own_file).resolve() == path:
+        return
     cached_file = getattr(sys.modules.get(top), "__file__", None)
-    if not cached_file or cached_file.startswith(_LIBRARY_DIRS) or Path(cached_file).resolve() == path:
+    if not cached_file or cached_file.startswith(_LIBRARY_DIRS):
+        return
+    expected = search_root / top / "__init__.py" if top != module_name else path
+    if Path(cached_file).resolve() == expected.resolve():
         return
     for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
         del sys.modules[name]

@@ -83,6 +83,23 @@ def state_machine_arn_output(flow: str) -> str:
     return f"{pascal(flow)}StateMachineArn"
 
 
+# A resumed run is a new execution of the same run: `<run id>.resume-<n>`. '.' is in no run id
+# lokki-sam makes, and Step Functions allows it in execution names; the runtime reads the run id
+# back from the execution name, so a resume needs no change to the state machine.
+RESUME_MARK = ".resume-"
+_RESUME_RE = re.compile(r"^(?P<run>.+)\.resume-(?P<n>[1-9][0-9]{0,3})$")
+
+
+def resume_execution_name(run_id: str, attempt: int) -> str:
+    return f"{run_id}{RESUME_MARK}{attempt}"
+
+
+def run_of_execution(name: str) -> tuple[str, int]:
+    """(run id, resume attempt: 0 for the run's first execution) of an execution name."""
+    found = _RESUME_RE.match(name)
+    return (found["run"], int(found["n"])) if found else (name, 0)
+
+
 def map_label(map_id: str) -> str:
     """A Map state's Label (map run ARNs carry it): at most 40 characters, letters, digits, '-' and '_'."""
     cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in map_id)

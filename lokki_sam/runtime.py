@@ -105,13 +105,21 @@ def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, 
         return _run_map_step(graph, store, event, settings.step)
     task = TaskEvent.parse(event)
     node = resolve_node(graph, task.node, settings.step)
-    ctx = _context(graph, store, task.run_id, task.params)
-    count = execution.run_task(ctx, node)
+    ctx, execution_name, attempt = _context(graph, store, task.run_id, task.params)
+    resumed = attempt > 0
+    count = execution.run_task(ctx, node, reuse=resumed)
     fed = graph.map_fed_by(node.id)
     if fed is None:
         return {"node": node.id}
-    manifest = ctx.manifest(fed)
     inline = fed.options.mode == "inline"  # an INLINE map iterates over the state, not an ItemReader
+    if resumed:  # the map runs only the items that have no output yet
+        todo = [ref.to_json() for ref in execution.todo_items(ctx, fed)]
+        manifest = layout.todo_manifest(ctx.run_id, fed.source, ctx.fp(fed.source), execution_name)
+        store.put_json(manifest, todo)
+        return MapSourceResult(
+            settings.bucket, store.full_key(manifest), len(todo), todo if inline else None
+        ).to_payload()
+    manifest = ctx.manifest(fed)
     assert count is not None
     result = MapSourceResult(
         settings.bucket, store.full_key(manifest), count, store.get_json(manifest) if inline else None
@@ -126,7 +134,7 @@ def _run_map_step(graph: FlowGraph, store: S3Store, raw: Mapping[str, Any], step
     if block is None or node not in block.nodes:
         raise RuntimeConfigError(f"step '{node.id}' is not in map '{map_id}' of flow '{graph.name}'")
     event = MapEvent.parse(raw)
-    ctx = _context(graph, store, event.run_id, event.params)
+    ctx, _, _ = _context(graph, store, event.run_id, event.params)
     refs = event.items if event.items is not None else execution.read_manifest(ctx, block)
     execution.run_batch(ctx, block, node, refs)
     return {"node": node.id, "items": len(refs)}
@@ -135,9 +143,12 @@ def _run_map_step(graph: FlowGraph, store: S3Store, raw: Mapping[str, Any], step
 # ------------------------------------------------------------------------- input resolution
 
 
-def _context(graph: FlowGraph, store: S3Store, run_id: Any, params: Any) -> RunContext:
+def _context(graph: FlowGraph, store: S3Store, run_id: Any, params: Any) -> tuple[RunContext, str, int]:
+    """The run's context, the execution's name (the event's `run_id`) and its resume attempt."""
     if not isinstance(run_id, str):
         raise RuntimeConfigError(f"the event's run_id must be a string, got {run_id!r}")
+    execution_name = run_id
+    run_id, attempt = names.run_of_execution(layout.check_run_id(execution_name))
     if params is None:
         params = {}
     if not isinstance(params, Mapping):
@@ -147,7 +158,7 @@ def _context(graph: FlowGraph, store: S3Store, run_id: Any, params: Any) -> RunC
             hint='start the execution with input like {"limit": 3} (or {} for the defaults)',
         )
     resolved = resolve_params(graph.params, params, where=f"execution input of flow '{graph.name}'")
-    return RunContext(graph, store, layout.check_run_id(run_id), resolved)
+    return RunContext(graph, store, layout.check_run_id(run_id), resolved), execution_name, attempt
 
 
 def resolve_node(graph: FlowGraph, node_id: str, step_name: str) -> Node:

@@ -53,6 +53,14 @@ class ArtifactStore(ABC):
         """All keys under `prefix` (which ends with '/'), sorted."""
 
     @abstractmethod
+    def written(self, key: str) -> float | None:
+        """When the object was last written (seconds since the epoch), None if it does not exist."""
+
+    @abstractmethod
+    def list_written(self, prefix: str) -> dict[str, float]:
+        """Every key under `prefix` with when it was last written."""
+
+    @abstractmethod
     def describe(self, key: str) -> str:
         """Where `key` lives, for messages (a path or an s3:// URI)."""
 
@@ -193,15 +201,27 @@ class LocalStore(ArtifactStore):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def written(self, key: str) -> float | None:
+        try:
+            return self._path(key).stat().st_mtime
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def list_keys(self, prefix: str) -> list[str]:
+        return sorted(str(key) for key, _ in self._files(prefix))
+
+    def list_written(self, prefix: str) -> dict[str, float]:
+        return {key: path.stat().st_mtime for key, path in self._files(prefix)}
+
+    def _files(self, prefix: str) -> list[tuple[str, Path]]:
         base = self._path(prefix)
         if not base.is_dir():
             return []
-        return sorted(
-            f"{prefix}{p.relative_to(base).as_posix()}"
+        return [
+            (f"{prefix}{p.relative_to(base).as_posix()}", p)
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".tmp-")
-        )
+        ]
 
 
 class S3Store(ArtifactStore):
@@ -264,15 +284,28 @@ class S3Store(ArtifactStore):
             raise
         return True
 
+    def written(self, key: str) -> float | None:
+        try:
+            with self._transfers.s3_errors("HeadObject", self.describe(key)):
+                head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+        except StoreError as exc:
+            if exc.message == self._transfers.NOT_FOUND:
+                return None
+            raise
+        return float(head["LastModified"].timestamp())
+
     def list_keys(self, prefix: str) -> list[str]:
+        return sorted(self.list_written(prefix))
+
+    def list_written(self, prefix: str) -> dict[str, float]:
         full = self.full_key(prefix.rstrip("/")) + "/"
         cut = len(self.prefix) + 1 if self.prefix else 0
-        keys: list[str] = []
+        found: dict[str, float] = {}
         paginator = self.client.get_paginator("list_objects_v2")
         with self._transfers.s3_errors("ListObjectsV2", f"s3://{self.bucket}/{full}"):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
-                keys.extend(obj["Key"][cut:] for obj in page.get("Contents", ()))
-        return sorted(keys)
+                found.update((obj["Key"][cut:], obj["LastModified"].timestamp()) for obj in page.get("Contents", ()))
+        return found
 
 
 def s3_client(**kwargs: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from lokki_sam import names
 from lokki_sam.cli import cli
 from lokki_sam.cloud.invoke import execution_input, new_execution_name
 from lokki_sam.cloud.logs import _find_class
@@ -112,7 +113,11 @@ def test_execution_input_is_json_of_the_coerced_given_params() -> None:
 def test_execution_names_are_run_ids_within_the_step_functions_limit() -> None:
     assert new_execution_name("birds").startswith("birds-")
     long = new_execution_name("f" * 100)
-    assert len(long) == 80 and long.startswith("f" * 57)
+    # Room is kept for the name of its resumes, `<run id>.resume-<n>`, within the 80 characters.
+    assert len(long) == 68 and long.startswith("f" * 45)
+    assert len(names.resume_execution_name(long, 9999)) == 80
+    assert names.run_of_execution(names.resume_execution_name(long, 12)) == (long, 12)
+    assert names.run_of_execution(long) == (long, 0)
 
 
 def test_arns_and_labels() -> None:

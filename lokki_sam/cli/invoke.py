@@ -31,20 +31,33 @@ def source_of(flow_obj: Any) -> str:
 @click.command("invoke")
 @click.argument("flow_arg", metavar="[FLOW]", required=False)
 @param_option
+@click.option(
+    "--resume", metavar="RUN_ID", help="Continue a failed deployed run: recompute only what did not complete."
+)
 @click.option("--no-wait", is_flag=True, help="Start the run, print its id and return.")
 @click.option("--json", "as_json", is_flag=True, help="JSON progress lines on stderr and a JSON result on stdout.")
 @aws_options
 @pass_state
 @handle_errors
 def command(
-    state: CliState, /, flow_arg: str | None, params: tuple[str, ...], no_wait: bool, as_json: bool, **kwargs: Any
+    state: CliState,
+    /,
+    flow_arg: str | None,
+    params: tuple[str, ...],
+    resume: str | None,
+    no_wait: bool,
+    as_json: bool,
+    **kwargs: Any,
 ) -> None:
     """Run a deployed flow and print its result.
 
     FLOW is path/to/file.py[:flow], package.module[:flow], or the name of a flow in the module
-    set as `flow` in lokki.toml (default: that flow).
+    set as `flow` in lokki.toml (default: that flow). --resume RUN_ID continues a failed run with
+    its own parameters, recomputing only what did not complete (as `lokki-sam run --resume`).
     """
+    from lokki_sam import layout, names
     from lokki_sam.cli.view import ExecutionView
+    from lokki_sam.cloud import resume as resuming
     from lokki_sam.cloud.failure import failure_error
     from lokki_sam.cloud.flows import resolve_flow
     from lokki_sam.cloud.identity import check_deployed
@@ -52,18 +65,29 @@ def command(
     from lokki_sam.cloud.result import read_output
     from lokki_sam.cloud.stack import deployment
     from lokki_sam.cloud.status import diagnose
+    from lokki_sam.errors import ParamError
     from lokki_sam.params import parse_assignments, resolve_params
 
     aws = pop_aws(kwargs)
     flow_obj = resolve_flow(flow_arg, state.config)
     graph = flow_obj.graph
     where = f"flow '{graph.name}'"
+    if resume is not None and params:
+        raise ParamError(
+            "a resumed run keeps the parameters it was started with", where=f"run {resume}", hint="drop -p"
+        )
     raw = parse_assignments(params, where=where)
     resolved = resolve_params(graph.params, raw, where=where)  # refuse bad input before touching AWS
     given = execution_input(raw, resolved)
     dep = deployment(state.config, aws)
     check_deployed(dep, graph, source_of(flow_obj))
-    run_id, arn = start_run(dep, graph, given)
+    if resume is not None:
+        run_id, _ = names.run_of_execution(layout.check_run_id(resume))  # a resume's name means its run
+        name, given = resuming.prepare(dep, graph, run_id)
+        resolved = resolve_params(graph.params, given, where=f"run {run_id}")
+        arn = resuming.start(dep, graph, name, given)
+    else:
+        run_id, arn = start_run(dep, graph, given)
     if no_wait:
         if as_json:
             click.echo(json.dumps({"flow": graph.name, "run_id": run_id, "execution_arn": arn, "status": "running"}))

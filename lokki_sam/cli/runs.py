@@ -23,16 +23,21 @@ def render_table(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         colour = colours.get(row["status"], "white")
         duration = "-" if row["seconds"] is None else f"{row['seconds']:.1f} s"
+        status = row["status"].lower() + (f" (resumed {row['resumes']}x)" if row["resumes"] else "")
         params = json.dumps(row["params"], separators=(",", ":")) if row["params"] else "{}"
         table.add_row(
             *(row["flow"],) * several,
             row["run_id"],
-            f"[{colour}]{row['status'].lower()}[/]",
+            f"[{colour}]{status}[/]",
             row["started"],
             duration,
             params,
         )
-    Console(highlight=False, width=200).print(table)
+    console = Console(highlight=False, width=200)
+    console.print(table)
+    for row in rows:
+        if row["resumable"]:
+            console.print(f"resume {row['run_id']}: {row['resume']}")
 
 
 @click.command("runs")

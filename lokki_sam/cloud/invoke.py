@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lokki_sam import layout
+from lokki_sam import layout, names
 from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.stack import Deployment
 from lokki_sam.cloud.status import TERMINAL, Snapshot, execution_arn, snapshot
 from lokki_sam.ir import FlowGraph
 
-EXECUTION_NAME_MAX = 80
+EXECUTION_NAME_MAX = 80 - len(names.resume_execution_name("", 9999))  # room for `.resume-<n>` on a resume
 POLL_FIRST, POLL_MAX = 0.2, 2.0
 JSON_NATIVE = (str, int, float, bool, type(None))
 

@@ -10,7 +10,6 @@ from typing import Any
 
 from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.stack import Deployment
-from lokki_sam.cloud.status import execution_arn
 from lokki_sam.errors import LokkiError, StoreError
 from lokki_sam.execution import RunContext, batch_results, read_stage_output
 from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
@@ -75,22 +74,15 @@ def _expired(dep: Deployment, graph: FlowGraph, run_id: str, what: str) -> Resul
 
 
 def check_finished(dep: Deployment, graph: FlowGraph, run_id: str) -> dict[str, Any]:
-    """DescribeExecution of the run; an unknown run lists how to find the existing ones."""
-    import botocore.exceptions
+    """DescribeExecution of the run's latest attempt (the run, or its last resume); an unknown
+    run lists how to find the existing ones."""
+    from lokki_sam.cloud.resume import attempts
 
-    sfn = dep.client("stepfunctions")
-    arn = execution_arn(dep.state_machine_arn(graph.name), run_id)
-    with aws_errors(f"run {run_id}"):
-        try:
-            described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
-                raise
-            described = {}
-    if not described:
+    tried = attempts(dep, graph, run_id)
+    if not tried:
         raise LokkiError(
             f"no run {run_id} of flow '{graph.name}' in stack '{dep.stack_name}'",
             hint=f"list runs with `lokki-sam runs {graph.name} --stack-name {dep.stack_name}` "
             "(Step Functions forgets executions 90 days after they end)",
         )
-    return described
+    return tried[-1].described

@@ -6,8 +6,10 @@ import datetime as dt
 import json
 from typing import Any
 
+from lokki_sam import names
 from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.flows import resolve_flow
+from lokki_sam.cloud.resume import RESUMABLE
 from lokki_sam.cloud.stack import Deployment, StackNotFound
 from lokki_sam.config import Config
 
@@ -28,33 +30,49 @@ def state_machines(dep: Deployment, flow_arg: str | None, config: Config) -> dic
 
 
 def list_runs(dep: Deployment, machines: dict[str, str], limit: int) -> list[dict[str, Any]]:
-    """The `limit` newest executions across `machines`, with their input (one DescribeExecution each)."""
+    """The `limit` newest runs across `machines`: a run and its resumes (`<run>.resume-<n>`) are one
+    row with the latest attempt's status; a failed run says how to resume it."""
     sfn = dep.client("stepfunctions")
     found: list[tuple[str, dict[str, Any]]] = []
     for flow, arn in machines.items():
         with aws_errors(f"listing runs of {flow}"):
-            found += [(flow, ex) for ex in sfn.list_executions(stateMachineArn=arn, maxResults=limit)["executions"]]
-    found.sort(key=lambda pair: pair[1]["startDate"], reverse=True)
+            pages = sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=arn, PaginationConfig={"MaxItems": limit * 4}
+            )
+            found += [(flow, ex) for page in pages for ex in page["executions"]]
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for flow, ex in sorted(found, key=lambda pair: pair[1]["startDate"]):
+        run_id, _ = names.run_of_execution(ex["name"])
+        runs.setdefault((flow, run_id), []).append(ex)
+    newest = sorted(runs.items(), key=lambda item: item[1][-1]["startDate"], reverse=True)[:limit]
     rows = []
-    for flow, ex in found[:limit]:
-        with aws_errors(f"run {ex['name']}"):
-            rows.append(_row(flow, ex, sfn.describe_execution(executionArn=ex["executionArn"])))
+    for (flow, run_id), tried in newest:
+        first, latest = tried[0], tried[-1]
+        with aws_errors(f"run {run_id}"):
+            described = sfn.describe_execution(executionArn=first["executionArn"])
+        rows.append(_row(flow, run_id, first, latest, len(tried) - 1, described))
     return rows
 
 
-def _row(flow: str, ex: dict[str, Any], described: dict[str, Any]) -> dict[str, Any]:
-    start, stop = ex.get("startDate"), ex.get("stopDate")
+def _row(
+    flow: str, run_id: str, first: dict[str, Any], latest: dict[str, Any], resumes: int, described: dict[str, Any]
+) -> dict[str, Any]:
+    start, stop = first.get("startDate"), latest.get("stopDate")
     try:
         params = json.loads(described.get("input") or "{}")
     except json.JSONDecodeError:
         params = described.get("input")
+    resumable = latest["status"] in RESUMABLE
     return {
         "flow": flow,
-        "run_id": ex["name"],
-        "status": ex["status"],
+        "run_id": run_id,
+        "status": latest["status"],
         "started": _iso(start),
         "seconds": round((stop - start).total_seconds(), 1) if isinstance(stop, dt.datetime) and start else None,
         "params": params,
+        "resumes": resumes,
+        "resumable": resumable,
+        "resume": f"lokki-sam invoke {flow} --resume {run_id}" if resumable else None,
     }
 
 

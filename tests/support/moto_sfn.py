@@ -122,7 +122,9 @@ class Cloud:
         assert sorted(set(_SUB_RE.findall(text))) == asl.substitution_names(graph)
         text = _SUB_RE.sub(lambda m: subs[m.group(1)], text)
         arn = self.sfn.create_state_machine(
-            name=graph.name, definition=json.dumps(moto_compatible(json.loads(text))), roleArn=self.role_arn
+            name=f"{STACK}-{graph.name}",
+            definition=json.dumps(moto_compatible(json.loads(text))),
+            roleArn=self.role_arn,
         )["stateMachineArn"]
         self.state_machines[graph.name] = arn
         return arn
