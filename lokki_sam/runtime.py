@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lokki_sam import __version__, execution, layout, names
+from lokki_sam import __version__, execution, layout, names, runlog
 from lokki_sam.errors import LokkiError
 from lokki_sam.execution import RunContext
 from lokki_sam.ir import FlowGraph, Node
@@ -89,6 +89,7 @@ def reset_cache() -> None:
 
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
     """Lambda entry point (`lokki_sam.runtime.handler`)."""
+    runlog.configure(os.environ)
     return handle(event, os.environ)
 
 
@@ -101,11 +102,23 @@ def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, 
     graph = load_graph(settings.module, settings.flow)
     check_stamp(graph, Stamp.parse(event))
     store = S3Store(settings.bucket, settings.prefix, client if client is not None else _s3())
+    runlog.METER.attach(store.client)
     if MapEvent.is_map_event(event):
         return _run_map_step(graph, store, event, settings.step)
     task = TaskEvent.parse(event)
     node = resolve_node(graph, task.node, settings.step)
     ctx, execution_name, attempt = _context(graph, store, task.run_id, task.params)
+    with runlog.step_scope(_log_fields(ctx, node, execution_name)) as log:
+        result = _run_task(ctx, node, execution_name, attempt)
+        if "count" in result:
+            log["item_count"] = result["count"]
+        return result
+
+
+def _run_task(ctx: RunContext, node: Node, execution_name: str, attempt: int) -> dict[str, Any]:
+    """A step outside any map; a map source returns where its map finds its items."""
+    graph, store = ctx.graph, ctx.store
+    assert isinstance(store, S3Store)
     resumed = attempt > 0
     count = execution.run_task(ctx, node, reuse=resumed)
     fed = graph.map_fed_by(node.id)
@@ -116,15 +129,24 @@ def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, 
         todo = [ref.to_json() for ref in execution.todo_items(ctx, fed)]
         manifest = layout.todo_manifest(ctx.run_id, fed.source, ctx.fp(fed.source), execution_name)
         store.put_json(manifest, todo)
-        return MapSourceResult(
-            settings.bucket, store.full_key(manifest), len(todo), todo if inline else None
-        ).to_payload()
+        return MapSourceResult(store.bucket, store.full_key(manifest), len(todo), todo if inline else None).to_payload()
     manifest = ctx.manifest(fed)
     assert count is not None
     result = MapSourceResult(
-        settings.bucket, store.full_key(manifest), count, store.get_json(manifest) if inline else None
+        store.bucket, store.full_key(manifest), count, store.get_json(manifest) if inline else None
     )
     return result.to_payload()
+
+
+def _log_fields(ctx: RunContext, node: Node, execution_name: str, **more: Any) -> dict[str, Any]:
+    return {
+        "flow": ctx.graph.name,
+        "run_id": ctx.run_id,
+        "execution": execution_name,
+        "step": node.step.name,
+        "node": node.id,
+        **more,
+    }
 
 
 def _run_map_step(graph: FlowGraph, store: S3Store, raw: Mapping[str, Any], step_name: str) -> dict[str, Any]:
@@ -134,9 +156,11 @@ def _run_map_step(graph: FlowGraph, store: S3Store, raw: Mapping[str, Any], step
     if block is None or node not in block.nodes:
         raise RuntimeConfigError(f"step '{node.id}' is not in map '{map_id}' of flow '{graph.name}'")
     event = MapEvent.parse(raw)
-    ctx, _, _ = _context(graph, store, event.run_id, event.params)
+    ctx, execution_name, _ = _context(graph, store, event.run_id, event.params)
     refs = event.items if event.items is not None else execution.read_manifest(ctx, block)
-    execution.run_batch(ctx, block, node, refs)
+    items = runlog.item_ranges([ref.index for ref in refs])
+    with runlog.step_scope(_log_fields(ctx, node, execution_name, map=map_id, items=items, item_count=len(refs))):
+        execution.run_batch(ctx, block, node, refs)
     return {"node": node.id, "items": len(refs)}
 
 

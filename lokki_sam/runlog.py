@@ -1,0 +1,167 @@
+"""What a deployed step logs: one JSON record when an invocation starts, ends or fails.
+
+Every record carries the run id, the execution (a run's resumes are executions of it), the flow,
+step and node, and for a batch of map items their index ranges; the end record adds the duration,
+the S3 bytes and requests of the invocation and the process's peak memory; a failure adds the
+user's traceback. While a step runs, the user's own `logging` records carry the same fields, so
+`lokki-sam logs RUN_ID --step S --item N` finds them too.
+
+The generated functions set `LoggingConfig.LogFormat: JSON`: Lambda's Python runtime then writes
+each record as one JSON object with these fields. Where the platform ignores LoggingConfig
+(emulators, `sam local invoke`), `configure` installs a formatter writing the same JSON lines.
+`LOKKI_LOG_LEVEL` (config `log_level`) sets the level; Lambda's ApplicationLogLevel filters too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+LOGGER = logging.getLogger("lokki_sam")
+ENV_LOG_LEVEL = "LOKKI_LOG_LEVEL"
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Lambda's ApplicationLogLevel spells two of Python's levels differently.
+LAMBDA_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR", "CRITICAL": "FATAL"}
+STARTED, FINISHED, FAILED = "step started", "step finished", "step failed"
+
+_fields: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("lokki_fields", default=None)
+_configured = _tagging = False
+
+
+def configure(env: Mapping[str, str]) -> None:
+    """Set the level, and write JSON lines where the platform does not (once per process)."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    level = env.get(ENV_LOG_LEVEL, "INFO").upper()
+    LOGGER.setLevel(level if level in LEVELS else "INFO")
+    if env.get("AWS_LAMBDA_LOG_FORMAT", "").upper() != "JSON":
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonLines())
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(LOGGER.level)
+
+
+def _tag_records() -> None:
+    """Give every record made while a step runs (lokki-sam's and the user's) the step's fields."""
+    global _tagging
+    if _tagging:
+        return
+    _tagging = True
+    previous = logging.getLogRecordFactory()
+
+    def record_with_run_fields(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        for key, value in (_fields.get() or {}).items():
+            record.__dict__.setdefault(key, value)
+        return record
+
+    logging.setLogRecordFactory(record_with_run_fields)
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record: the fields Lambda's JSON format writes, and the record's extras."""
+
+    _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "logger": record.name,
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            import traceback
+
+            out["errorType"] = type(record.exc_info[1]).__name__
+            out["errorMessage"] = str(record.exc_info[1])
+            out["stackTrace"] = traceback.format_tb(record.exc_info[2])
+        out.update((k, v) for k, v in record.__dict__.items() if k not in self._STANDARD and k not in out)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+class Meter:
+    """S3 requests and bytes moved by one client, counted from botocore's events (every request,
+    those of s3transfer's threads too). One Lambda process serves one invocation at a time."""
+
+    def __init__(self) -> None:
+        self.requests = self.bytes_read = self.bytes_written = 0
+
+    def reset(self) -> None:
+        self.requests = self.bytes_read = self.bytes_written = 0
+
+    def attach(self, client: Any) -> None:
+        events = getattr(getattr(client, "meta", None), "events", None)
+        if events is None or getattr(client, "_lokki_meter", None) is self:
+            return
+        client._lokki_meter = self
+        events.register("before-send.s3", self._sent)
+        events.register("after-call.s3", self._received)
+
+    def _sent(self, request: Any = None, **_: Any) -> None:
+        self.requests += 1
+        if request is not None and request.method == "PUT":  # PutObject, UploadPart
+            self.bytes_written += int(request.headers.get("Content-Length") or 0)
+
+    def _received(self, parsed: Any = None, model: Any = None, **_: Any) -> None:
+        if model is not None and model.name == "GetObject" and isinstance(parsed, Mapping):
+            self.bytes_read += int(parsed.get("ContentLength") or 0)
+
+    def figures(self) -> dict[str, int]:
+        return {"s3_requests": self.requests, "bytes_read": self.bytes_read, "bytes_written": self.bytes_written}
+
+
+METER = Meter()
+
+
+def item_ranges(indexes: Sequence[int]) -> list[list[int]]:
+    """[[first, last], ...]: a batch's items as contiguous index ranges."""
+    ranges: list[list[int]] = []
+    for index in sorted(set(indexes)):
+        if ranges and index == ranges[-1][1] + 1:
+            ranges[-1][1] = index
+        else:
+            ranges.append([index, index])
+    return ranges
+
+
+@contextlib.contextmanager
+def step_scope(fields: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Log the invocation's start, then its end (with figures) or its failure (with the
+    traceback, re-raised). The yielded dict takes fields known only at the end."""
+    _tag_records()
+    token = _fields.set(dict(fields))
+    METER.reset()
+    started = time.perf_counter()
+    extra: dict[str, Any] = {}
+    try:
+        LOGGER.info(STARTED)
+        yield extra
+    except BaseException as exc:
+        LOGGER.error(FAILED, exc_info=exc, extra={**extra, **_end_figures(started)})
+        raise
+    else:
+        LOGGER.info(FINISHED, extra={**extra, **_end_figures(started)})
+    finally:
+        _fields.reset(token)
+
+
+def _end_figures(started: float) -> dict[str, Any]:
+    return {"seconds": round(time.perf_counter() - started, 3), **METER.figures(), "peak_memory_mb": _peak_mb()}
+
+
+def _peak_mb() -> int | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows; Lambda is Linux
+        return None
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)  # Linux reports KiB
