@@ -32,6 +32,7 @@ COMMANDS = {
     "invoke": "lokki_sam.cli.invoke",
     "runs": "lokki_sam.cli.runs",
     "result": "lokki_sam.cli.result",
+    "emulator": "lokki_sam.cli.emulator",
 }
 
 
