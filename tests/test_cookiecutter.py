@@ -380,19 +380,27 @@ def test_sam_build_packages_flow_data_and_lokki_sam_once(sam_app: BuiltApp, home
 
 
 def test_the_project_deploys_to_the_local_cloud_and_its_flow_runs(sam_app: BuiltApp, home: Path) -> None:
-    """The README's local-cloud journey on ministack (helper harness): `sam deploy --config-env
-    local`, then `lokki-sam invoke --config-env local` prints what `lokki-sam run` prints."""
-    from tests.support.ministack import Ministack
+    """The README's local-cloud journey: `lokki-sam emulator start` (LocalStack, the default),
+    `sam deploy --config-env local`, `lokki-sam invoke --config-env local` prints what
+    `lokki-sam run` prints, `lokki-sam emulator stop`."""
+    from lokki_sam.emulator.process import free_port
+    from tests.support.emulator import exported
 
     root = sam_app.root
     local = run([LOKKI_SAM, "run", "-p", "top=3", "--json", "-q"], root, env_for(home))
     assert local.returncode == 0, local.stderr
-    with Ministack.start(python=f"3.{sys.version_info.minor}") as cloud:
-        env = env_for(home, SAM_CLI_POLL_DELAY="0.5", **cloud.client_env())
-        deploy = run([SAM, "deploy", "--config-env", "local"], root, env)
-        assert deploy.returncode == 0, deploy.stdout + deploy.stderr + cloud.log()[-3000:]
+    started = run([LOKKI_SAM, "emulator", "start", "--port", str(free_port())], root, env_for(home), timeout=900)
+    assert started.returncode == 0, started.stderr
+    assert "localstack 4.14.0 ready on http://127.0.0.1:" in started.stderr
+    try:
+        env = env_for(home, SAM_CLI_POLL_DELAY="0.5", **exported(started.stdout))
+        deploy = run([SAM, "deploy", "--config-env", "local"], root, env, timeout=600)
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
         invoke = run([LOKKI_SAM, "invoke", "--config-env", "local", "-p", "top=3", "--json"], root, env)
-        assert invoke.returncode == 0, invoke.stdout + invoke.stderr + cloud.log()[-3000:]
+        assert invoke.returncode == 0, invoke.stdout + invoke.stderr
+    finally:
+        stopped = run([LOKKI_SAM, "emulator", "stop"], root, env_for(home))
+        assert stopped.returncode == 0, stopped.stderr
     cloud_result = json.loads(invoke.stdout)["result"]
     assert cloud_result == json.loads(local.stdout)["result"] == WORDS_TOP3
 

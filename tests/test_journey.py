@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from lokki_sam.emulator.process import free_port
+from tests.support.emulator import exported
 from tests.support.sam import EXAMPLES, REPO
 
 BIN = Path(sys.executable).parent
@@ -139,9 +140,8 @@ def app(request: pytest.FixtureRequest, wheels: Path, tmp_path_factory: pytest.T
     assert f"{engine} " in started.stderr and " ready on http://127.0.0.1:" in started.stderr
     if engine == "ministack":
         assert f"Python {runtime.group(1)}" in started.stderr
-    exports = dict(item.split("=", 1) for item in started.stdout.strip().removeprefix("export ").split())
     try:
-        deployed = env | exports
+        deployed = env | exported(started.stdout)
         # sam deploy reads the stack name and its options from samconfig.toml, as users run it.
         out = run_tool([str(BIN / "sam"), "deploy"], root, deployed, timeout=900)
         assert f"Successfully created/updated stack - {STACK}" in out
