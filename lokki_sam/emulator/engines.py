@@ -6,6 +6,7 @@ lokki-sam's executor plugin is tested against exactly this version; ministack pi
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ INSTALL_HINT = (
 Progress = Callable[[str], None]
 
 
-class Engine:
+class Engine(abc.ABC):
     name: ClassVar[str]
     version: ClassVar[str]
     requirements: ClassVar[tuple[str, ...]]
@@ -37,8 +38,8 @@ class Engine:
     health_path: ClassVar[str]
     ready_timeout: ClassVar[float] = 60.0
 
-    def default_python(self, cwd: Path) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def default_python(self, cwd: Path) -> str: ...
 
     def check_python(self, version: str) -> None:
         if python.version_tuple(version) < python.version_tuple(self.min_python):
@@ -68,11 +69,11 @@ class Engine:
                 f"cannot install {self.name} {self.version} for Python {version}: {exc.message}", hint=INSTALL_HINT
             ) from None
 
-    def finish(self, venv: Path) -> None:
+    def finish(self, venv: Path) -> None:  # noqa: B027 - most engines need nothing more
         """Extra installs after the requirements, inside the venv build."""
 
-    def command(self, venv: Path) -> list[str]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def command(self, venv: Path) -> list[str]: ...
 
     def environment(self, venv: Path, port: int, workdir: Path) -> dict[str, str]:
         """The engine's environment: the user's, minus credentials and Python settings, plus

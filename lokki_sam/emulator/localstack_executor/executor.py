@@ -72,6 +72,7 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
         self.stopped = threading.Event()
         self.lock = threading.Lock()  # held by an invocation, and by parking (ending an idle worker)
         self.init_ms: float | None = None  # the last cold start, reported once in a REPORT line
+        self.marker = f"\x1elokki-end-{secrets.token_hex(8)}"  # ends each invocation's output
 
     # --------------------------------------------------------------------------- lifecycle
 
@@ -92,9 +93,9 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
         self.api.reset()
         for sub in ("tmp", "home"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
-        env = self.env | {"AWS_LAMBDA_RUNTIME_API": self.api.address, "_LOKKI_LOG_MARKER": self._marker}
+        env = self.env | {"AWS_LAMBDA_RUNTIME_API": self.api.address, "_LOKKI_LOG_MARKER": self.marker}
         began = time.perf_counter()
-        worker = Worker(self.command, env, Path(self.env["LAMBDA_TASK_ROOT"]), self._marker)
+        worker = Worker(self.command, env, Path(self.env["LAMBDA_TASK_ROOT"]), self.marker)
         self.worker = worker
         while not self.api.ready.wait(POLL):
             if worker.exited.is_set() or self.stopped.is_set():
@@ -213,12 +214,6 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
 
     # --------------------------------------------------------------------------- settings
 
-    @property
-    def _marker(self) -> str:
-        if not hasattr(self, "_marker_value"):
-            self._marker_value = f"\x1elokki-end-{secrets.token_hex(8)}"
-        return self._marker_value
-
     def _worker_setup(self, env_vars: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
         cfg = self.function_version.config
         version = runtimes.python_version(cfg.runtime)
@@ -269,9 +264,10 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
         return f"/aws/lambda/{self.function_version.id.function_name}"
 
     def _store_logs(self, logs: str, also_default: bool = True) -> None:
-        """Write `logs` to the configured log group (and /aws/lambda/<function> when LocalStack won't)."""
+        """Write `logs` to the configured log group, and to /aws/lambda/<function> when LocalStack
+        does not (it stores an invocation's logs itself, but not those of a failed start)."""
         stream = f"{dt.date.today():%Y/%m/%d}/[{self.function_version.id.qualifier}]{self.id}"
-        groups = {self._log_group()} | ({self._default_log_group()} if also_default else set())
+        groups = {self._log_group(), self._default_log_group()}
         if not also_default:
             groups.discard(self._default_log_group())
         for group in sorted(groups):
