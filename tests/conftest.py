@@ -17,6 +17,13 @@ EXAMPLES = REPO / "examples"
 LOKKI_SAM = str(Path(sys.executable).with_name("lokki-sam"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Under `pytest -n N`, tests marked xdist_group share one worker (the journey: one build and
+    # one deploy per engine, not one per worker); other tests are spread as by the default "load".
+    if getattr(config.option, "dist", None) == "load":
+        config.option.dist = "loadgroup"
+
+
 @pytest.fixture(autouse=True)
 def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dummy credentials and a region for every test, so nothing can reach a real AWS account."""
