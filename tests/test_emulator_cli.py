@@ -159,7 +159,10 @@ def test_an_engine_that_cannot_be_installed_says_why(emulator: Run, tmp_path: Pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--engine", "ministack", "--python", "3.99"), "no python3.99 found (this interpreter, PATH, pyenv)"),
+        (
+            ("--engine", "ministack", "--python", "3.99"),
+            "cannot run ministack 1.5.33 on Python 3.99: no python3.99 found (this interpreter, PATH, pyenv)",
+        ),
         (("--engine", "localstack", "--python", "3.12"), "localstack 4.14.0 needs Python >= 3.13, not 3.12"),
         (("--python", "three"), "'three' is not a Python version like 3.13"),
     ],
@@ -171,3 +174,36 @@ def test_an_interpreter_that_is_missing_or_too_old_is_named(emulator: Run, args:
 def test_an_unknown_engine_is_a_usage_error(emulator: Run) -> None:
     done = emulator("start", "--engine", "moto")
     assert done.returncode == 2 and "Invalid value for '--engine'" in done.stderr
+
+
+def test_the_logic_imports_no_click_and_every_subcommand_has_help(tmp_path: Path) -> None:
+    modules = ["control", "engines", "plugin", "process", "python", "state", "venvs"]
+    code = "import sys\n" + "".join(f"import lokki_sam.emulator.{m}\n" for m in modules)
+    code += "assert 'click' not in sys.modules, 'click imported'\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for sub in ("start", "stop", "status"):
+        shown = subprocess.run(
+            [LOKKI_SAM, "emulator", sub, "--help"], cwd=tmp_path, env=lokki_env(tmp_path),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert shown.returncode == 0 and f"Usage: lokki-sam emulator {sub}" in shown.stdout, shown.stderr
+
+
+def test_a_start_waits_while_another_start_of_the_engine_holds_its_lock(
+    emulator: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two shells starting one engine at once: the second checks for a running one only after the
+    first has recorded it, so it never starts a second engine."""
+    from lokki_sam.emulator import state
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # the records of the `emulator` fixture's commands
+    for name in ("XDG_STATE_HOME", "LOKKI_SAM_STATE"):
+        monkeypatch.delenv(name, raising=False)
+    command = [LOKKI_SAM, "emulator", "start", "--engine", "ministack", "--port", str(process.free_port())]
+    with state.locked("ministack"):
+        waiting = subprocess.Popen(command, cwd=tmp_path, env=lokki_env(tmp_path), stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        assert waiting.poll() is None and state.load("ministack") is None
+    assert waiting.wait(timeout=120) == 0
+    assert state.load("ministack") is not None

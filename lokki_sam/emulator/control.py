@@ -50,6 +50,11 @@ class Status:
 
 def start(engine_name: str, port: int, python_version: str | None, progress: Callable[[str], None]) -> Started:
     engine = get_engine(engine_name)
+    with state.locked(engine.name):  # two shells starting one engine: the second finds it running
+        return _start(engine, port, python_version, progress)
+
+
+def _start(engine: Engine, port: int, python_version: str | None, progress: Callable[[str], None]) -> Started:
     _check_not_running(engine)
     _check_port(port)
     version = python_version or engine.default_python(Path.cwd())

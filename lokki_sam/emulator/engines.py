@@ -57,7 +57,12 @@ class Engine(abc.ABC):
         return self.requirements
 
     def ensure_venv(self, version: str, progress: Progress) -> Path:
-        interpreter = python.find_python(version)
+        try:
+            interpreter = python.find_python(version)
+        except EmulatorError as exc:
+            raise EmulatorError(
+                f"cannot run {self.name} {self.version} on Python {version}: {exc.message}", hint=exc.hint
+            ) from None
         venv = venvs.cache_root() / self.venv_name(version)
         if not (venv / ".complete").exists():
             progress(f"installing {self.name} {self.version} for Python {version} into {venv} (first use)")

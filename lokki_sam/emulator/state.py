@@ -8,8 +8,10 @@ its start time, so a recycled pid is never taken for the emulator.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,16 @@ class Record:
     def forget(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             record_path(self.engine).unlink()
+
+
+@contextlib.contextmanager
+def locked(engine: str) -> Iterator[None]:
+    """Hold the engine's lock file while its record is checked and written."""
+    folder = emulators_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{engine}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def record_path(engine: str) -> Path:
