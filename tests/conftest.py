@@ -18,10 +18,11 @@ LOKKI_SAM = str(Path(sys.executable).with_name("lokki-sam"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Under `pytest -n N`, tests marked xdist_group share one worker (the journey: one build and
-    # one deploy per engine, not one per worker); other tests are spread as by the default "load".
+    # Under `pytest -n N`, each test file runs on one worker (xdist's loadfile, instead of the
+    # default per-test "load"): the journey builds and deploys each engine's app once, not once
+    # per worker that picks up one of its tests.
     if getattr(config.option, "dist", None) == "load":
-        config.option.dist = "loadgroup"
+        config.option.dist = "loadfile"
 
 
 @pytest.fixture(autouse=True)

@@ -162,3 +162,18 @@ def test_python_versions_are_checked_and_found(monkeypatch: pytest.MonkeyPatch) 
     assert found[python.current()] == sys.executable
     for version, path in found.items():
         assert os.access(path, os.X_OK), version
+
+
+def test_an_installed_lokki_sam_carries_the_executor_it_installs_into_localstack(tmp_path: Path) -> None:
+    """`emulator start` works from a wheel install, not only from a checkout: the plugin's source
+    is package data of lokki_sam, read through importlib.resources."""
+    from tests.support.lokki_wheel import build_wheel
+
+    (wheel,) = build_wheel(tmp_path).glob("lokki_sam-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {
+            name.rsplit("/", 1)[-1]: archive.read(name)
+            for name in archive.namelist()
+            if name.startswith("lokki_sam/emulator/localstack_executor/")
+        }
+    assert shipped == plugin.sources()

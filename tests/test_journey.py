@@ -32,7 +32,6 @@ BIN = Path(sys.executable).parent
 STACK = "lokki-journey"
 BIG_MAP = 500
 ENGINES = ("ministack", "localstack")
-pytestmark = pytest.mark.xdist_group("journey")  # one worker builds and deploys each engine's app once
 
 
 def example_refs() -> list[str]:
