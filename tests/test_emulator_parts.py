@@ -130,7 +130,8 @@ def test_the_localstack_environment_listens_on_loopback_and_selects_the_executor
     assert env["GATEWAY_LISTEN"] == env["LOCALSTACK_HOST"] == "127.0.0.1:4599"
     assert env["LAMBDA_RUNTIME_EXECUTOR"] == plugin.EXECUTOR_NAME
     assert (env["DNS_ADDRESS"], env["DISABLE_EVENTS"]) == ("0", "1")
-    assert env["HOME"] == str(tmp_path / "work" / "home") and env["TMPDIR"] == str(tmp_path / "work" / "tmp")
+    assert env["HOME"] == str(tmp_path / "work" / "home") and env["TMP"] == str(tmp_path / "work" / "tmp")
+    assert "TMPDIR" not in env  # LocalStack warns about it; tempfile reads TMP too
     assert not any(k.startswith(("AWS_ACCESS", "AWS_SECRET", "AWS_SESSION", "VIRTUAL_ENV")) for k in env)
     assert json.loads(env["LOKKI_EMULATOR_PYTHONS"])[python.current()] == sys.executable
     ministack = engines.get_engine("ministack").environment(tmp_path / "venv", 4600, tmp_path / "work")

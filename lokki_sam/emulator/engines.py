@@ -169,6 +169,8 @@ class Localstack(Engine):
             LAMBDA_RUNTIME_EXECUTOR=plugin.EXECUTOR_NAME,
         )
         env.update(plugin.executor_environment(venv))
+        # tempfile reads TMP as well; LocalStack warns about TMPDIR (a deprecated setting of its own).
+        env["TMP"] = env.pop("TMPDIR")
         return env
 
     def healthy(self, body: bytes) -> bool:
