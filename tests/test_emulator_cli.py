@@ -207,3 +207,21 @@ def test_a_start_waits_while_another_start_of_the_engine_holds_its_lock(
         assert waiting.poll() is None and state.load("ministack") is None
     assert waiting.wait(timeout=120) == 0
     assert state.load("ministack") is not None
+
+
+def test_an_engine_that_dies_while_starting_shows_its_log(emulator: Run, tmp_path: Path) -> None:
+    """A stand-in engine (nothing real can be made to die on cue): a cached 'venv' whose ministack
+    prints a line and exits 3."""
+    from lokki_sam.emulator.engines import get_engine
+
+    venv = tmp_path / "cache" / get_engine("ministack").venv_name(PYTHON)
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".complete").write_text("stand-in\n")
+    (venv / "bin" / "ministack").write_text("#!/bin/sh\necho 'cannot bind, giving up'\nexit 3\n")
+    (venv / "bin" / "ministack").chmod(0o755)
+    port = process.free_port()
+    env = lokki_env(tmp_path, LOKKI_SAM_CACHE=str(tmp_path / "cache"))
+    done = emulator("start", "--engine", "ministack", "--port", str(port), env=env)
+    refused(done, f"ministack exited with code 3 while starting on 127.0.0.1:{port}", "| cannot bind, giving up")
+    assert "hint: its log: " in done.stderr
+    assert "ministack: stopped" in emulator("status").stdout  # nothing recorded
