@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Build the example app (template.yaml at the repo root) and deploy it to a local cloud:
-# ministack (dev/ministack.py) or LocalStack (dev/localstack.sh), whichever answers at
-# AWS_ENDPOINT_URL [http://127.0.0.1:4566]. Deploy settings: samconfig.toml, environment "local".
+# Build the repository's example app (template.yaml at the repo root) and deploy it to a local
+# cloud that `lokki-sam emulator start` runs (LocalStack by default, or --engine ministack):
+#   eval "$(lokki-sam emulator start)"     # prints the export line for AWS_ENDPOINT_URL
+#   dev/deploy-local.sh                    # wheel -> sam build -> sam deploy --config-env local
+# Deploy settings: samconfig.toml, environment "local".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +12,11 @@ export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}" AWS_SECRET_ACCESS_KEY="${A
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 export SAM_CLI_TELEMETRY=0 SAM_CLI_POLL_DELAY="${SAM_CLI_POLL_DELAY:-0.5}"
 PYTHON="${PYTHON:-python3}"
+
+curl -s -o /dev/null "$AWS_ENDPOINT_URL" || {
+  echo "nothing answers at $AWS_ENDPOINT_URL: start a local cloud with \`lokki-sam emulator start\`" >&2
+  exit 2
+}
 
 # lokki-sam is not on PyPI yet: sam build installs it (examples/requirements.txt) from a local wheel.
 rm -rf build/wheels

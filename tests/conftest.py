@@ -33,6 +33,10 @@ COST_BY_MODULE = {
     "test_packaging": ("external", "cli"),
     "test_docker_infra": ("docker", "external"),
     "test_imports": ("cli",),
+    "test_emulator_runtime": ("emulator",),
+    "test_emulator_localstack": ("emulator", "external"),
+    "test_emulator_cli": ("emulator", "cli"),
+    "test_resume_moto": ("emulator", "cli"),
 }
 
 
@@ -45,6 +49,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker("cli")
         if "asl_validator" in item.name:  # npm's asl-validator
             item.add_marker("external")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under `pytest -n N`, each test file runs on one worker (xdist's loadfile, instead of the
+    # default per-test "load"): the journey builds and deploys each engine's app once, not once
+    # per worker that picks up one of its tests.
+    if getattr(config.option, "dist", None) == "load":
+        config.option.dist = "loadfile"
 
 
 @pytest.fixture(autouse=True)

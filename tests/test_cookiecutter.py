@@ -422,20 +422,28 @@ def test_sam_build_packages_the_code_once_and_lokki_sam_only_as_its_layer(
 
 
 def test_the_project_deploys_to_the_local_cloud_and_its_flow_runs(sam_app: BuiltApp, home: Path) -> None:
-    """The README's local-cloud journey on ministack, with the new user's lokki-sam: `sam deploy
-    --config-env local`, then `lokki-sam invoke --config-env local` prints what `lokki-sam run` prints."""
-    from tests.support.ministack import Ministack
+    """The README's local-cloud journey with the new user's lokki-sam: `lokki-sam emulator start`
+    (LocalStack, the default), `sam deploy --config-env local`, `lokki-sam invoke --config-env local`
+    prints what `lokki-sam run` prints, `lokki-sam emulator stop`."""
+    from lokki_sam.emulator.process import free_port
+    from tests.support.emulator import exported
 
     root = sam_app.root
     lokki_sam = str(sam_app.venv / "bin" / "lokki-sam")
     local = run([lokki_sam, "run", "-p", "top=3", "--json", "-q"], root, sam_app.env(home))
     assert local.returncode == 0, local.stderr
-    with Ministack.start(python=f"3.{sys.version_info.minor}") as cloud:
-        env = sam_app.env(home, SAM_CLI_POLL_DELAY="0.5", **cloud.client_env())
-        deploy = run([SAM, "deploy", "--config-env", "local"], root, env)
-        assert deploy.returncode == 0, deploy.stdout + deploy.stderr + cloud.log()[-3000:]
+    started = run([lokki_sam, "emulator", "start", "--port", str(free_port())], root, sam_app.env(home), timeout=900)
+    assert started.returncode == 0, started.stderr
+    assert "localstack 4.14.0 ready on http://127.0.0.1:" in started.stderr
+    try:
+        env = sam_app.env(home, SAM_CLI_POLL_DELAY="0.5", **exported(started.stdout))
+        deploy = run([SAM, "deploy", "--config-env", "local"], root, env, timeout=600)
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
         invoke = run([lokki_sam, "invoke", "--config-env", "local", "-p", "top=3"], root, env)
-        assert invoke.returncode == 0, invoke.stdout + invoke.stderr + cloud.log()[-3000:]
+        assert invoke.returncode == 0, invoke.stdout + invoke.stderr
+    finally:
+        stopped = run([lokki_sam, "emulator", "stop"], root, sam_app.env(home))
+        assert stopped.returncode == 0, stopped.stderr
     printed = run([lokki_sam, "run", "-p", "top=3", "-q"], root, sam_app.env(home))
     assert invoke.stdout == printed.stdout  # invoke prints exactly what run prints
     assert json.loads(local.stdout)["result"] == WORDS_TOP3

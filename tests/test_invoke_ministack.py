@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from lokki_sam.emulator.errors import EmulatorError
 from tests.support.ministack import Ministack, find_python
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -39,5 +40,5 @@ def test_listens_on_loopback_only_and_stops_when_the_body_fails(tmp_path: Path) 
 
 def test_find_python_gives_this_interpreter_for_its_version_and_refuses_unknown_ones() -> None:
     assert find_python(PYTHON) == sys.executable
-    with pytest.raises(RuntimeError, match=r"no python3\.1 found"):
+    with pytest.raises(EmulatorError, match=r"no python3\.1 found"):
         find_python("3.1")

@@ -186,6 +186,7 @@ def test_unreachable_endpoint_is_named(isolated: Path) -> None:
     result = invoke_cli("runs", "--stack-name", "s", "--endpoint-url", endpoint)
     assert result.exit_code == 2
     assert f"cannot reach {endpoint}" in result.output
+    assert "lokki-sam emulator start" in result.output
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
-"""The whole SAM journey on a local cloud, no Docker, no AWS account.
+"""The whole SAM journey on both local clouds, no Docker, no AWS account.
 
-Every example flow (plus the 500-item `batched` shape) goes through `lokki-sam generate` ->
-`sam build` -> `sam deploy` (to ministack, whose Lambdas run the real handler code) ->
-`lokki-sam invoke`, whose printed result must equal `lokki-sam run`'s. Also: a failing run
-(exit 1, step and exception shown), `runs`, `result`, an aborted run and an expired result.
-All the flows share one app and one stack: one build and one deploy keep this test short.
+Every example flow (plus the 500-item `batched` shape and the failing flows of
+tests/flows/faulty.py) goes through `lokki-sam generate` -> `sam build` -> `lokki-sam emulator
+start` -> `sam deploy` -> `lokki-sam invoke`, whose printed result must equal `lokki-sam run`'s,
+on ministack and on LocalStack (with lokki-sam's host executor: both run the real handler code).
+Also: failing runs (exit 1, step and exception shown), `runs`, `result`, an aborted run and an
+expired result, and where the engines differ (errors inside DISTRIBUTED maps, Retry on a class).
+All the flows share one app: one build, and one deploy per engine, keep this test short.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.ministack import Ministack
+from lokki_sam.emulator.process import free_port
+from tests.support.emulator import exported
 from tests.support.sam import EXAMPLES, REPO
 
 BIN = Path(sys.executable).parent
 STACK = "lokki-journey"
 BIG_MAP = 500
+ENGINES = ("ministack", "localstack")
 
 
 def example_refs() -> list[str]:
@@ -49,7 +53,11 @@ CASES = [(ref, ()) for ref in example_refs()] + [("src/shapes.py:batched", (f"n=
 class App:
     root: Path
     env: dict[str, str]
-    cloud: Ministack
+    engine: str
+
+    @property
+    def endpoint(self) -> str:
+        return self.env["AWS_ENDPOINT_URL"]
 
     def lokki(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -60,7 +68,7 @@ class App:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, endpoint_url=self.cloud.endpoint, region_name=self.cloud.region)
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=self.env["AWS_DEFAULT_REGION"])
 
 
 def run_tool(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
@@ -71,16 +79,21 @@ def run_tool(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 30
     return proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """The example app, generated and built (no cloud needed yet)."""
-    root = tmp_path_factory.mktemp("journey")
+# LocalStack's ASL grammar has no ItemBatcher: a state machine with a batched map (batch_size > 1)
+# is rejected at creation and the whole stack rolls back. Its app leaves the batched flow out.
+BATCHED = "src/shapes.py:batched"
+NO_ITEMBATCHER = "LocalStack's Step Functions has no ItemBatcher (docs/deploy.md)"
+
+
+def build_app(root: Path, with_batched: bool) -> dict[str, str]:
+    """The example app generated and built in `root` (no cloud needed yet); its environment."""
     src = root / "src"
     src.mkdir()
     for path in EXAMPLES:
         shutil.copy(path, src / path.name)
     shutil.copytree(REPO / "examples" / "data", src / "data")
     shutil.copy(REPO / "tests" / "flows" / "shapes.py", src / "shapes.py")
+    shutil.copy(REPO / "tests" / "flows" / "faulty.py", src / "faulty.py")
     (src / "requirements.txt").write_text("# the functions' own dependencies: none (lokki-sam comes in a layer)\n")
     (root / "samconfig.toml").write_text(
         f'version = 0.1\n\n[default.deploy.parameters]\nstack_name = "{STACK}"\nresolve_s3 = true\n'
@@ -97,30 +110,48 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    modules = [f"src/{p.name}" for p in EXAMPLES] + ["src/shapes.py:batched"]
+    modules = [f"src/{p.name}" for p in EXAMPLES] + [BATCHED] * with_batched + ["src/faulty.py"]
     run_tool([str(BIN / "lokki-sam"), "generate", *modules], root, env)
     run_tool([str(BIN / "sam"), "build"], root, env | {"PIP_NO_INDEX": "1"}, timeout=600)  # lokki-sam: its layer
-    return root, env
+    return env
 
 
-@pytest.fixture(scope="module")
-def app(built: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    """The built app deployed to a fresh ministack (stopped afterwards, also on failure)."""
-    root, env = built
-    runtime = re.search(r"Runtime: python(3\.\d+)", (root / ".aws-sam" / "build" / "template.yaml").read_text())
-    assert runtime, "no python runtime in the built template"
-    with Ministack.start(python=runtime.group(1), workdir=tmp_path_factory.mktemp("ministack")) as cloud:
-        env = env | cloud.client_env()
+@pytest.fixture(scope="module", params=ENGINES)
+def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The app built and deployed to a fresh emulator that `lokki-sam emulator start` runs (and
+    `lokki-sam emulator stop` ends afterwards, also on failure)."""
+    engine = request.param
+    root = tmp_path_factory.mktemp(f"journey-{engine}")
+    env = build_app(root, with_batched=engine != "localstack")
+    # Its Lambdas run under ministack's venv Python: `start` takes it from template.yaml's Runtime.
+    runtime = re.search(r"Runtime: python(3\.\d+)", (root / "template.yaml").read_text())
+    assert runtime, "no python runtime in the template"
+    start = [str(BIN / "lokki-sam"), "emulator", "start", "--engine", engine, "--port", str(free_port())]
+    started = subprocess.run(start, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert started.returncode == 0, started.stderr
+    assert f"{engine} " in started.stderr and " ready on http://127.0.0.1:" in started.stderr
+    if engine == "ministack":
+        assert f"Python {runtime.group(1)}" in started.stderr
+    try:
+        deployed = env | exported(started.stdout)
         # sam deploy reads the stack name and its options from samconfig.toml, as users run it.
-        out = run_tool([str(BIN / "sam"), "deploy"], root, env, timeout=600)
+        out = run_tool([str(BIN / "sam"), "deploy"], root, deployed, timeout=900)
         assert f"Successfully created/updated stack - {STACK}" in out
-        yield App(root, env, cloud)
+        yield App(root, deployed, engine)
+    finally:
+        stopped = subprocess.run(
+            [str(BIN / "lokki-sam"), "emulator", "stop", "--engine", engine], cwd=root, env=env,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert stopped.returncode == 0, stopped.stderr
 
 
 @pytest.mark.parametrize(
     ("ref", "params"), CASES, ids=[f"{r.split(':')[1]}{'-' * bool(p)}{'-'.join(p)}" for r, p in CASES]
 )
 def test_invoke_prints_what_run_prints(app: App, ref: str, params: tuple[str, ...]) -> None:
+    if app.engine == "localstack" and ref == BATCHED:
+        pytest.skip(NO_ITEMBATCHER)
     args = [a for p in params for a in ("-p", p)]
     remote = app.lokki("invoke", ref, *args)
     assert remote.returncode == 0, remote.stderr
@@ -136,13 +167,52 @@ def test_failing_map_item_shows_step_error_and_logs(app: App) -> None:
     remote = app.lokki("invoke", "src/numeric.py:zscores", "-p", "series=1", "-p", "length=0")
     assert remote.returncode == 1, remote.stderr
     assert remote.stdout == ""
-    assert "step: standardise (map item 0)" in remote.stderr
-    assert "StatisticsError: fmean requires at least one data point" in remote.stderr, remote.stderr
-    assert "logs: CloudWatch log group " in remote.stderr
     assert "Traceback" not in remote.stderr
+    if app.engine == "ministack":
+        assert "step: standardise (map item 0)" in remote.stderr
+        assert "StatisticsError: fmean requires at least one data point" in remote.stderr, remote.stderr
+        assert "logs: CloudWatch log group " in remote.stderr
+    else:
+        # LocalStack reports a DISTRIBUTED map whose item failed as SUCCEEDED: the open map's
+        # result, read by invoke, lacks the item, and that read fails naming it.
+        assert "map 'map-fetch_series' is incomplete: 1 of 1 item(s) have no output of step 'standardise'" in (
+            remote.stderr
+        ), remote.stderr
+        assert "(items 0)" in remote.stderr
     local = app.lokki("run", "src/numeric.py:zscores", "-q", "-p", "series=1", "-p", "length=0")
     assert local.returncode == 1
     assert "StatisticsError: fmean requires at least one data point" in local.stderr
+
+
+def test_failing_map_item_before_an_agg(app: App) -> None:
+    remote = app.lokki("invoke", "src/faulty.py:faulty", "-p", "bad=2")
+    assert remote.returncode == 1, remote.stderr
+    assert remote.stdout == "" and "Traceback" not in remote.stderr
+    if app.engine == "ministack":
+        assert "step: check (map item 2)" in remote.stderr, remote.stderr
+        assert "ValueError: item 2 is bad" in remote.stderr
+    else:
+        # The map "succeeds" on LocalStack; the agg step finds item 2 missing and fails the run.
+        assert "step: add\n" in remote.stderr, remote.stderr
+        assert "error: MapIncomplete: " in remote.stderr
+        assert "1 of 4 item(s) have no output of step 'check' (items 2)" in remote.stderr
+    ok = app.lokki("invoke", "src/faulty.py:faulty")
+    assert (ok.returncode, ok.stdout) == (0, "60\n"), ok.stderr
+
+
+def test_retry_matches_where_the_error_is_the_exception_class(app: App) -> None:
+    remote = app.lokki("invoke", "src/faulty.py:refused")
+    assert remote.returncode == 1
+    assert "ValueError: refused, as always" in remote.stderr, remote.stderr
+    run_id = re.search(r"run (refused-\S+) failed", remote.stderr)
+    assert run_id
+    arn = next(o for o in stack_outputs(app) if o["OutputKey"] == "RefusedStateMachineArn")["OutputValue"]
+    execution = arn.replace(":stateMachine:", ":execution:") + f":{run_id.group(1)}"
+    events = app.client("stepfunctions").get_execution_history(executionArn=execution)["events"]
+    errors = [e["taskFailedEventDetails"]["error"] for e in events if e["type"] == "TaskFailed"]
+    # `Retry(exceptions=(ValueError,))` becomes ErrorEquals ["ValueError"]: it matches only where
+    # the error is the class name. ministack reports every Python exception as Runtime.HandlerError.
+    assert errors == (["ValueError", "ValueError"] if app.engine == "localstack" else ["Runtime.HandlerError"])
 
 
 def test_failing_step_outside_maps_and_result_of_the_failed_run(app: App) -> None:
@@ -155,6 +225,13 @@ def test_failing_step_outside_maps_and_result_of_the_failed_run(app: App) -> Non
     again = app.lokki("result", run_id.group(1), "--flow", "src/numeric.py:pi")
     assert again.returncode == 1
     assert "ValueError: samples and chunks must be >= 1" in again.stderr
+    # The function's log (its LoggingConfig.LogGroup) holds the traceback, where invoke says it is.
+    group = re.search(r"logs: CloudWatch log group (\S+)", remote.stderr)
+    assert group, remote.stderr
+    events = app.client("logs").filter_log_events(logGroupName=group.group(1))["events"]
+    assert any("samples and chunks must be >= 1" in e["message"] for e in events)
+    logs = run_tool([str(BIN / "sam"), "logs", "-n", "PiPlanChunksFunction", "--stack-name", STACK], app.root, app.env)
+    assert "ValueError: samples and chunks must be >= 1" in logs
 
 
 def test_bad_params_are_refused_before_starting(app: App) -> None:

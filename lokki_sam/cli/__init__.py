@@ -34,6 +34,7 @@ COMMANDS = {
     "result": "lokki_sam.cli.result",
     "size": "lokki_sam.cli.size",
     "runtime-layer": "lokki_sam.cli.runtime_layer",
+    "emulator": "lokki_sam.cli.emulator",
 }
 
 

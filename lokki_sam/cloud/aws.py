@@ -84,7 +84,8 @@ def aws_errors(what: str = "") -> Iterator[None]:
     except bx.EndpointConnectionError as exc:
         raise AwsError(
             f"{prefix}cannot reach {exc.kwargs.get('endpoint_url', 'the AWS endpoint')}",
-            hint="check --endpoint-url / AWS_ENDPOINT_URL, and that the local cloud is running (dev/ministack.sh)",
+            hint="check --endpoint-url / AWS_ENDPOINT_URL, and that the local cloud is running "
+            "(`lokki-sam emulator status`; start one with `lokki-sam emulator start`)",
         ) from None
     except bx.ClientError as exc:
         error = exc.response.get("Error", {})

@@ -1,0 +1,101 @@
+"""lokki-sam's LocalStack Lambda executor, installed into LocalStack's venv as a tiny wheel.
+
+The plugin's source is `lokki_sam/emulator/localstack_executor/` (shipped inside lokki-sam).
+It must import in LocalStack's venv, which has no lokki-sam, so it is copied there as a package
+of its own, `lokki_sam_localstack`. A wheel (written here with zipfile, no build backend needed)
+is the cleanest carrier: pip records its files, so a newer lokki-sam replaces them (and `pip
+uninstall lokki-sam-localstack` removes them), and its `entry_points.txt` is how LocalStack
+finds executors (plux reads the namespace `localstack.lambda.runtime_executor`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+from lokki_sam import __version__
+from lokki_sam.emulator import python, venvs
+from lokki_sam.emulator.errors import EmulatorError
+
+EXECUTOR_NAME = "lokki-host"  # LAMBDA_RUNTIME_EXECUTOR
+DIST = "lokki_sam_localstack"
+SOURCE_PACKAGE = "lokki_sam.emulator.localstack_executor"
+ENTRY_POINTS = f"[localstack.lambda.runtime_executor]\n{EXECUTOR_NAME} = {DIST}.plugin:HostExecutorPlugin\n"
+MARKER = ".lokki-executor"
+
+
+def sources() -> dict[str, bytes]:
+    """The plugin's modules by file name."""
+    root = resources.files(SOURCE_PACKAGE)
+    return {f.name: f.read_bytes() for f in root.iterdir() if f.name.endswith(".py")}
+
+
+def plugin_version() -> str:
+    """lokki-sam's version plus a digest of the sources: an edited checkout reinstalls too."""
+    digest = hashlib.sha256()
+    for name, data in sorted(sources().items()):
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    return f"{__version__}+{digest.hexdigest()[:12]}"
+
+
+def build_wheel(folder: Path) -> Path:
+    version = plugin_version()
+    info = f"{DIST}-{version}.dist-info"
+    files = {f"{DIST}/{name}": data for name, data in sorted(sources().items())}
+    files[f"{info}/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: lokki-sam-localstack\nVersion: {version}\n"
+        "Summary: lokki-sam's host Lambda runtime executor for LocalStack (installed by `lokki-sam emulator`)\n"
+    ).encode()
+    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: lokki-sam\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{info}/entry_points.txt"] = ENTRY_POINTS.encode()
+    record = [f"{path},sha256={_digest(data)},{len(data)}" for path, data in files.items()]
+    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+    wheel = folder / f"{DIST}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return wheel
+
+
+def _digest(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def install(venv: Path) -> None:
+    """Install (or replace) the plugin in LocalStack's venv unless this exact version is there."""
+    version = plugin_version()
+    marker = venv / MARKER
+    if marker.is_file() and marker.read_text().strip() == version:
+        return
+    with venvs.locked(f"{venv.name}-executor"), tempfile.TemporaryDirectory(prefix="lokki-executor-") as tmp:
+        if marker.is_file() and marker.read_text().strip() == version:
+            return
+        wheel = build_wheel(Path(tmp))
+        args = ["install", "--quiet", "--no-deps", "--no-index", "--force-reinstall", str(wheel)]
+        venvs.pip(venv, args, EmulatorError)
+        marker.write_text(version + "\n")
+
+
+def runtime_path(venv: Path) -> Path:
+    """Where boto3 for the functions is installed (AWS's runtime provides it the same way)."""
+    return venv / "lambda-runtime"
+
+
+def executor_environment(venv: Path) -> dict[str, str]:
+    """Settings the executor reads in the LocalStack process."""
+    return {
+        "LOKKI_EMULATOR_PYTHONS": json.dumps(python.discover_all()),  # python3.X per function runtime
+        "LOKKI_EMULATOR_RUNTIME_PATH": str(runtime_path(venv)),
+        "LOKKI_EMULATOR_MAX_IDLE_WORKERS": os.environ.get("LOKKI_EMULATOR_MAX_IDLE_WORKERS", str(max_idle_workers())),
+    }
+
+
+def max_idle_workers() -> int:
+    """Idle function workers kept warm at most: each is a Python process holding its imports."""
+    return max(2, 2 * (os.cpu_count() or 1))

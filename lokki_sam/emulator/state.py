@@ -1,0 +1,90 @@
+"""Which emulators lokki-sam started: one small JSON record per engine, in a per-user state dir.
+
+`$LOKKI_SAM_STATE`, else `$XDG_STATE_HOME/lokki-sam`, else `~/.local/state/lokki-sam` (from
+$HOME, so a test's private HOME has its own records). A record names the process by pid *and*
+its start time, so a recycled pid is never taken for the emulator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+def state_root() -> Path:
+    configured = os.environ.get("LOKKI_SAM_STATE")
+    if configured:
+        return Path(configured)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "lokki-sam"
+
+
+def emulators_dir() -> Path:
+    return state_root() / "emulators"
+
+
+def workdir(engine: str) -> Path:
+    """The engine's files while it runs: log, HOME, TMPDIR (Lambda code), data."""
+    return emulators_dir() / engine
+
+
+@dataclass(frozen=True)
+class Record:
+    engine: str
+    version: str
+    pid: int  # also the process group id: the engine leads its own session
+    started: float  # the process's start time (seconds since boot, /proc), to tell a recycled pid
+    since: float  # wall-clock start (epoch seconds), for `status`
+    port: int
+    python: str  # the interpreter version of the engine's venv
+    venv: str
+    log: str
+    workdir: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def save(self) -> None:
+        path = record_path(self.engine)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(".tmp")
+        temp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        temp.replace(path)  # atomic: `status` never reads half a record
+
+    def forget(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            record_path(self.engine).unlink()
+
+
+@contextlib.contextmanager
+def locked(engine: str) -> Iterator[None]:
+    """Hold the engine's lock file while its record is checked and written."""
+    folder = emulators_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{engine}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def record_path(engine: str) -> Path:
+    return emulators_dir() / f"{engine}.json"
+
+
+def load(engine: str) -> Record | None:
+    """The engine's record, or None (none, or unreadable: then it is removed)."""
+    path = record_path(engine)
+    try:
+        raw: Any = json.loads(path.read_text())
+        return Record(**raw)
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError):
+        path.unlink(missing_ok=True)  # a damaged record names no process we could stop safely
+        return None
