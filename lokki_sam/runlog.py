@@ -42,10 +42,11 @@ def configure(env: Mapping[str, str]) -> None:
     _configured = True
     level = env.get(ENV_LOG_LEVEL, "INFO").upper()
     LOGGER.setLevel(level if level in LEVELS else "INFO")
-    if env.get("AWS_LAMBDA_LOG_FORMAT", "").upper() != "JSON":
+    root = logging.getLogger()
+    platform_json = env.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON" and bool(root.handlers)
+    if not platform_json:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(JsonLines())
-        root = logging.getLogger()
         root.handlers[:] = [handler]
         root.setLevel(LOGGER.level)
 
@@ -91,7 +92,8 @@ class JsonLines(logging.Formatter):
 
 class Meter:
     """S3 requests and bytes moved by one client, counted from botocore's events (every request,
-    those of s3transfer's threads too). One Lambda process serves one invocation at a time."""
+    those of s3transfer's threads too). Process-wide: a Lambda process serves one invocation at a
+    time (where invocations share a process, as in tests, their figures mix)."""
 
     def __init__(self) -> None:
         self.requests = self.bytes_read = self.bytes_written = 0
@@ -110,7 +112,10 @@ class Meter:
     def _sent(self, request: Any = None, **_: Any) -> None:
         self.requests += 1
         if request is not None and request.method == "PUT":  # PutObject, UploadPart
-            self.bytes_written += int(request.headers.get("Content-Length") or 0)
+            # A checksummed streaming upload (aws-chunked) states the payload's own length apart.
+            headers = request.headers
+            length = headers.get("X-Amz-Decoded-Content-Length") or headers.get("Content-Length") or 0
+            self.bytes_written += int(length)
 
     def _received(self, parsed: Any = None, model: Any = None, **_: Any) -> None:
         if model is not None and model.name == "GetObject" and isinstance(parsed, Mapping):
@@ -147,7 +152,8 @@ def step_scope(fields: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         LOGGER.info(STARTED)
         yield extra
     except BaseException as exc:
-        LOGGER.error(FAILED, exc_info=exc, extra={**extra, **_end_figures(started)})
+        failure = {"error": f"{type(exc).__name__}: {exc}"}  # what a text search finds
+        LOGGER.error(FAILED, exc_info=exc, extra={**extra, **failure, **_end_figures(started)})
         raise
     else:
         LOGGER.info(FINISHED, extra={**extra, **_end_figures(started)})

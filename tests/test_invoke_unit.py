@@ -15,8 +15,8 @@ from click.testing import CliRunner, Result
 
 from lokki_sam import names
 from lokki_sam.cli import cli
+from lokki_sam.cloud.exception_log import _find_class
 from lokki_sam.cloud.invoke import execution_input, new_execution_name
-from lokki_sam.cloud.logs import _find_class
 from lokki_sam.cloud.stack import read_samconfig, resolve_target
 from lokki_sam.cloud.status import execution_arn, map_label, parse_cause
 from lokki_sam.config import load_config
@@ -145,6 +145,10 @@ def test_exception_class_from_a_traceback_in_the_log() -> None:
     assert _find_class(lines, "fmean requires at least one data point") == "StatisticsError"
     assert _find_class(lines, "other") == "ValueError"
     assert _find_class(lines, "missing") is None
+    # LogFormat JSON: Lambda's runtime and lokki-sam's write records naming the class.
+    record = {"level": "ERROR", "message": "step failed", "errorType": "mod.BadInput", "errorMessage": "no rows"}
+    assert _find_class([json.dumps(record), "not json {"], "no rows") == "BadInput"
+    assert _find_class([json.dumps(record)], "other rows") is None
 
 
 # ---------------------------------------------------------------- errors before or at AWS

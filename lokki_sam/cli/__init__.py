@@ -32,6 +32,7 @@ COMMANDS = {
     "invoke": "lokki_sam.cli.invoke",
     "runs": "lokki_sam.cli.runs",
     "result": "lokki_sam.cli.result",
+    "logs": "lokki_sam.cli.logs",
     "size": "lokki_sam.cli.size",
     "runtime-layer": "lokki_sam.cli.runtime_layer",
     "emulator": "lokki_sam.cli.emulator",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from lokki_sam.cloud.aws import aws_errors
+from lokki_sam.cloud.exception_log import GENERIC_ERRORS, exception_class
 from lokki_sam.cloud.locate import failed_item
-from lokki_sam.cloud.logs import GENERIC_ERRORS, exception_class
 from lokki_sam.cloud.stack import Deployment
 from lokki_sam.cloud.status import Failure
 from lokki_sam.errors import LokkiError, StepFailed

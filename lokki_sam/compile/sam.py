@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lokki_sam import __version__, layout, names
+from lokki_sam import __version__, layout, names, runlog
 from lokki_sam.compile import asl, layers
 from lokki_sam.errors import LokkiError
 from lokki_sam.ir import FlowGraph
@@ -124,6 +124,7 @@ class Settings:
     artifact_expiry_days: int = 30
     log_retention_days: int = 30
     tracing: bool = False
+    log_level: str = "INFO"  # the runtime's (runlog.LEVELS)
     # flow name -> dotted module importable from code_uri (defaults to graph.module)
     modules: Mapping[str, str] = field(default_factory=dict)
     # flow name -> the FLOW_REF it came from, relative to the template (recorded in the template)
@@ -387,6 +388,7 @@ def function_resources(
                 names.ENV_BUCKET: bucket_name(),
                 names.ENV_PREFIX: sub(prefix),
                 names.ENV_VERSION: __version__,
+                runlog.ENV_LOG_LEVEL: settings.log_level,  # where the platform ignores LoggingConfig
             }
         )
         fid = names.function_id(graph.name, step.name)
@@ -432,7 +434,13 @@ def function_resources(
         props: dict[str, Json] = {
             "Description": f"lokki-sam step {graph.name}.{step.name}",
             "Role": get_att(function_role_id(fid), "Arn"),
-            "LoggingConfig": {"LogFormat": "Text", "LogGroup": ref(function_log_group_id(fid))},
+            # JSON: Lambda writes each of the runtime's records (runlog.py) as one JSON object.
+            "LoggingConfig": {
+                "LogFormat": "JSON",
+                "ApplicationLogLevel": runlog.LAMBDA_LEVELS[settings.log_level],
+                "SystemLogLevel": "INFO",
+                "LogGroup": ref(function_log_group_id(fid)),
+            },
             "Environment": {"Variables": variables},
         }
         deps = dependencies.get((graph.name, step.name))

@@ -1,11 +1,14 @@
 """A failed step's exception class from its Lambda log, when the execution history does not name it.
 
+The log is JSON records (the functions' LogFormat) or, on platforms that ignore it, text lines.
+
 AWS reports a Python exception's class as the Task error; some emulators report every one as
 `Runtime.HandlerError` and only the function's log (the traceback) names the class.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -41,7 +44,23 @@ def _recent_lines(logs: Any, group: str) -> list[str]:
 
 def _find_class(lines: list[str], message: str) -> str | None:
     for line in reversed(lines):
+        record = _json_record(line)
+        if record is not None:  # a JSON log record (LogFormat JSON): Lambda's or lokki-sam's runtime's
+            error_type, error_message = record.get("errorType"), record.get("errorMessage")
+            if isinstance(error_type, str) and str(error_message).strip() == message.strip():
+                return error_type.rsplit(".", 1)[-1]
+            continue
         found = _CLASS_LINE.match(line)
         if found and found.group(2).strip() == message.strip() and not found.group(1).startswith("File"):
             return found.group(1).rsplit(".", 1)[-1]
     return None
+
+
+def _json_record(line: str) -> dict[str, Any] | None:
+    if not line.lstrip().startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
