@@ -135,7 +135,7 @@ def _map_limits(
             "bytes",
             map_size.manifest_bytes <= prices.MAX_READER_BYTES,
             "split the source's list over several runs or maps",
-            "limit as given in the issue, not confirmed by the AWS pages read",
+            "limit from lokki-sam's issue 12, unconfirmed in AWS docs",
         )
     )
     if block.options.execution_type == "EXPRESS":

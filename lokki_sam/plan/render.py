@@ -41,7 +41,7 @@ def _number(value: float) -> str:
 
 def _limit_line(limit: Limit) -> str:
     value = "unknown" if limit.value is None else f"{_number(limit.value)} {limit.unit}"
-    text = f"  {MARKS[limit.ok]} {limit.check}: {value} (limit {_number(limit.limit)}) [{limit.where}]"
+    text = f"  {MARKS[limit.ok]} {limit.check}: {value} (limit {_number(limit.limit)} {limit.unit}) [{limit.where}]"
     if limit.note:
         text += f"; {limit.note}"
     if limit.ok is not True and limit.fix:
