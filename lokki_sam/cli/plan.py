@@ -37,11 +37,12 @@ def command(
     config_env: str,
     as_json: bool,
 ) -> None:
-    """For one run with these parameters: Lambda invocations, state transitions, S3 requests,
-    GB-seconds (--measure) and list-price USD, per stage; then the service limits it would hit.
+    """Before deploying: what one run costs and which service limits it would hit.
 
-    Map sizes come from running the steps before each map locally, or from --items. Exits 1 when
-    a limit is exceeded, 2 on bad input."""
+    Per stage, for a run with these parameters: Lambda invocations, state transitions, S3
+    requests, GB-seconds (--measure) and list-price USD (us-east-1). Map sizes come from running
+    the steps before each map locally, or from --items. Exits 1 when a limit is exceeded, 2 on
+    bad input."""
     from lokki_sam.loader import load_flow
     from lokki_sam.params import parse_assignments
     from lokki_sam.plan import make_plan, render
