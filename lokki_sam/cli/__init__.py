@@ -29,6 +29,7 @@ COMMANDS = {
     "run": "lokki_sam.cli.run",
     "generate": "lokki_sam.cli.generate",
     "graph": "lokki_sam.cli.graph",
+    "plan": "lokki_sam.cli.plan",
     "invoke": "lokki_sam.cli.invoke",
     "runs": "lokki_sam.cli.runs",
     "result": "lokki_sam.cli.result",

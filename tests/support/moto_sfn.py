@@ -54,9 +54,15 @@ _SUB_RE = re.compile(r"\$\{([A-Za-z0-9]+)\}")
 
 @dataclass
 class Counters:
+    """What the runtime and the Distributed Maps did: Lambda invocations, the handler's S3 requests,
+    and the child executions the maps started with the states they entered (moto keeps child
+    histories out of the API: `_map_run` reads them from the interpreter's event manager)."""
+
     invocations: int = 0
     s3_requests: int = 0
     by_function: dict[str, int] = field(default_factory=dict)
+    child_executions: int = 0
+    child_states_entered: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count_invocation(self, function: str) -> None:
@@ -67,6 +73,11 @@ class Counters:
     def count_s3(self, **_: Any) -> None:
         with self.lock:
             self.s3_requests += 1
+
+    def count_children(self, children: int, event_types: list[str]) -> None:
+        with self.lock:
+            self.child_executions += children
+            self.child_states_entered += sum(1 for t in event_types if t.endswith("StateEntered"))
 
 
 @dataclass
@@ -172,7 +183,7 @@ def moto_cloud() -> Iterator[Cloud]:
         stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         cloud = Cloud()
         stack.enter_context(mock.patch.object(LambdaFunction, "_invoke_lambda", _make_invoke(cloud)))
-        stack.enter_context(_patch_map_run())
+        stack.enter_context(_patch_map_run(cloud.counters))
         runtime.reset_cache()
         yield cloud
         runtime.reset_cache()
@@ -273,7 +284,7 @@ def exceeds_tolerance(failed: int, total: int, count: int | None, percentage: fl
     return percentage is not None and total > 0 and failed * 100 / total > percentage
 
 
-def _patch_map_run() -> Any:
+def _patch_map_run(counters: Counters) -> Any:
     from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent,
@@ -306,7 +317,11 @@ def _patch_map_run() -> Any:
             ]
             sizes = [len(batch["Items"]) for batch in items]
         env.stack.append(items)
-        original(self, env, eval_input)
+        try:
+            original(self, env, eval_input)
+        finally:  # every child's events land in the map run's own event manager
+            history = env.event_manager.get_event_history()
+            counters.count_children(len(items), [str(getattr(e["type"], "value", e["type"])) for e in history])
         outputs = env.stack[-1]
         failed = sum(n for n, out in zip(sizes, outputs, strict=True) if out is None)
         if exceeds_tolerance(failed, sum(sizes), spec["count"], spec["percentage"]):
