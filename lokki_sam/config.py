@@ -66,6 +66,7 @@ SCHEMA: dict[str, Key] = {
     "code_uri": Key(str, "src", "CodeUri of the generated functions (the directory holding the flow modules)"),
     "runtime": Key(str, None, "Lambda runtime, e.g. python3.12 (default: the generator's Python)"),
     "architecture": Key(str, "arm64", "default Lambda architecture (x86_64 or arm64)", choices=("x86_64", "arm64")),
+    "package": Key(str, "zip", "default packaging of the functions: zip or image", choices=("zip", "image")),
     "memory": Key(int, 512, "default Lambda memory in MB (Lambda: 128 to 10240)", 128, 10240),
     "timeout": Key(int, 300, "default Lambda timeout in seconds (Lambda: at most 900)", 1, 900),
     "artifact_expiry_days": Key(int, 30, "days before run artifacts expire in the bucket", 1),

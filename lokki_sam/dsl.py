@@ -11,6 +11,7 @@ Outside a flow definition a step is just its function: `flap("goose")` returns "
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import inspect
 import re
@@ -21,7 +22,7 @@ from typing import Any, overload
 from lokki_sam.build import GraphBuilder, Op, StepCall, call_of
 from lokki_sam.errors import FlowDefinitionError, LokkiError
 from lokki_sam.ir import FlowGraph
-from lokki_sam.options import MapOptions, Retry, StepOptions
+from lokki_sam.options import MapOptions, Retry, StepOptions, check_package
 from lokki_sam.params import params_from_signature
 from lokki_sam.placeholder import Placeholder
 
@@ -101,6 +102,7 @@ def step(
     environment: Mapping[str, str] | None = None,
     permissions: list[Mapping[str, Any]] | None = None,
     requirements: Sequence[str] | str | None = None,
+    package: str | None = None,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -115,13 +117,14 @@ def step(
     environment: Mapping[str, str] | None = None,
     permissions: list[Mapping[str, Any]] | None = None,
     requirements: Sequence[str] | str | None = None,
+    package: str | None = None,
 ) -> Step | Callable[[Callable[..., Any]], Step]:
     """Register a function as a pipeline step: `@step` or `@step(retry=Retry(3), memory=1024)`.
 
     `permissions` are extra IAM policy statements ({"Action": [...], "Resource": ...}) granted to
     this step's Lambda function; `environment` sets its environment variables; `requirements`
     (requirement lines, or a requirements file next to the module) are packaged into a layer of
-    this step's function only.
+    this step's function only; `package="image"` builds its function as a container image.
     """
 
     def wrap(f: Callable[..., Any]) -> Step:
@@ -134,6 +137,7 @@ def step(
             environment=environment,
             permissions=permissions,
             requirements=requirements,
+            package=package,
         )
         return Step(f, options)
 
@@ -213,15 +217,22 @@ class Chain:
 
 
 class Flow:
-    """A flow registered with `@flow`; `graph` is built (and validated) at decoration time."""
+    """A flow registered with `@flow`; `graph` is built (and validated) at decoration time.
 
-    def __init__(self, func: Callable[..., Any], name: str | None, schedule: str | None) -> None:
+    `@flow(package="image")` makes container images the default packaging of its steps (a step's
+    own `package` wins; without either, config `package`)."""
+
+    def __init__(
+        self, func: Callable[..., Any], name: str | None, schedule: str | None, package: str | None = None
+    ) -> None:
         self.func = func
         self.name = name or func.__name__
         self.schedule = schedule
         functools.update_wrapper(self, func)
         try:
             self.graph = build_graph(func, self.name, schedule)
+            if package is not None:  # the default packaging of the flow's steps (compile/images.py)
+                self.graph = dataclasses.replace(self.graph, package=check_package(package, f"flow '{self.name}'"))
         except LokkiError as exc:
             if func.__module__ != "__main__":
                 raise
@@ -244,7 +255,9 @@ def flow(func: Callable[..., Any], /) -> Flow: ...
 
 
 @overload
-def flow(*, name: str | None = None, schedule: str | None = None) -> Callable[[Callable[..., Any]], Flow]: ...
+def flow(
+    *, name: str | None = None, schedule: str | None = None, package: str | None = None
+) -> Callable[[Callable[..., Any]], Flow]: ...
 
 
 def flow(
@@ -253,6 +266,7 @@ def flow(
     *,
     name: str | None = None,
     schedule: str | None = None,
+    package: str | None = None,
 ) -> Flow | Callable[[Callable[..., Any]], Flow]:
     """Declare a flow: `@flow` or `@flow(name="nightly", schedule="rate(1 day)")`.
 
@@ -268,7 +282,7 @@ def flow(
         raise FlowDefinitionError(f"flow name {name!r} must start with a letter and use letters, digits and _")
 
     def wrap(f: Callable[..., Any]) -> Flow:
-        return Flow(f, name, schedule)
+        return Flow(f, name, schedule, package)
 
     return wrap(func) if func is not None else wrap
 

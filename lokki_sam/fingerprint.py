@@ -93,7 +93,7 @@ def compute(graph: FlowGraph) -> Fingerprints:
         else stage.id
         for stage in graph.stages
     ]
-    options = {step.name: _canonical(step.options) for step in graph.steps}
+    options = {step.name: _step_options(step.options) for step in graph.steps}
     flow = _hash(["flow", graph.name, [_param(p) for p in graph.params], structure, nodes, options, graph.schedule])
     return Fingerprints(flow, nodes)
 
@@ -195,6 +195,16 @@ def _type_text(annotation: Any) -> str:
     if isinstance(annotation, type):
         return annotation.__qualname__
     return repr(annotation)
+
+
+# How a function is packaged changes nothing a run computes: switching a step to an image keeps
+# the flow's fingerprint (and its resumable runs); and so fingerprints predate the option.
+_NOT_FINGERPRINTED = ("package",)
+
+
+def _step_options(options: Any) -> Any:
+    kind, pairs = _canonical(options)
+    return [kind, [pair for pair in pairs if pair[0] not in _NOT_FINGERPRINTED]]
 
 
 def _canonical(value: Any) -> Any:

@@ -14,10 +14,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lokki_sam.config import Config
 from lokki_sam.errors import LokkiError
 from lokki_sam.ir import FlowGraph
+
+if TYPE_CHECKING:
+    from lokki_sam.compile import sam
 
 
 @dataclass
@@ -27,6 +31,19 @@ class Plan:
     root: Path
     files: dict[Path, str] = field(default_factory=dict)
     delete: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # files lokki-sam would write but keeps (yours now)
+    image_steps: list[str] = field(default_factory=list)  # `flow.step` of every image-packaged step
+    bundles: dict[Path, str] = field(default_factory=dict)  # folders reported as one line, with what they hold
+
+    def own(self, path: Path, text: str, owned: bool) -> None:
+        """Write `path` while it is lokki-sam's (`owned`), else keep it and say so."""
+        if owned:
+            self.files[path] = text
+        else:
+            self.notes.append(
+                f"kept {display(path, self.root)}: it no longer starts with lokki-sam's marker line, so it is "
+                "yours and generate leaves it as it is (put the line back to have it rewritten)"
+            )
 
     def stale(self) -> list[Path]:
         changed = [p for p, text in self.files.items() if _read(p) != text]
@@ -83,12 +100,42 @@ class Plan:
         done = []
         for tmp, path in staged:
             os.replace(tmp, path)
-            done.append(f"wrote {display(path, self.root)}")
+        done += self._summary("wrote", [path for _, path in staged])
+        removed = []
         for path in self.delete:
             if path.exists():
                 path.unlink()
-                done.append(f"removed {display(path, self.root)}")
-        return done
+                removed.append(path)
+                _remove_empty_parents(path.parent, self.root)
+        return done + self._summary("removed", removed)
+
+    def _summary(self, verb: str, paths: list[Path]) -> list[str]:
+        """One line per file, but one per `bundles` folder (the runtime copy is dozens of files)."""
+        lines: list[str] = []
+        counted: dict[Path, int] = {}
+        for path in paths:
+            folder = next((b for b in self.bundles if path.is_relative_to(b)), None)
+            if folder is None:
+                lines.append(f"{verb} {display(path, self.root)}")
+            else:
+                if folder not in counted:
+                    lines.append(folder.as_posix())  # placeholder, filled below
+                counted[folder] = counted.get(folder, 0) + 1
+        for folder, count in counted.items():
+            at = lines.index(folder.as_posix())
+            lines[at] = f"{verb} {display(folder, self.root)}/ ({count} file(s): {self.bundles[folder]})"
+        return lines
+
+
+def _remove_empty_parents(folder: Path, root: Path) -> None:
+    """A generated folder emptied by deletions goes too (never `root` or anything above it)."""
+    current = folder
+    while current != root and current.is_relative_to(root):
+        try:
+            current.rmdir()
+        except OSError:  # not empty (or not ours to remove)
+            return
+        current = current.parent
 
 
 def _make_dirs(folder: Path, root: Path) -> list[Path]:
@@ -210,6 +257,7 @@ def plan(flows: Sequence[FlowGraph | FlowSource], template: Path, config: Config
         code_uri=uri,
         runtime=config.get("runtime"),
         architecture=str(config.get("architecture", "arm64")),
+        package=str(config.get("package", "zip")),
         memory=int(config.get("memory", 512)),
         timeout=int(config.get("timeout", 300)),
         artifact_expiry_days=int(config.get("artifact_expiry_days", 30)),
@@ -227,10 +275,15 @@ def plan(flows: Sequence[FlowGraph | FlowSource], template: Path, config: Config
     for flow in dropped:  # a flow removed from the template takes its generated files with it
         result.delete.append(root / "statemachine" / f"{flow}.asl.json")
         result.delete.extend(sorted((root / "events" / flow).glob("*.json")))
-    wanted_layers = layers.layer_files(root, model.dependencies)
+    wanted_layers = layers.layer_files(root, model.dependencies, layers.RUNTIME_LAYER_ID in model.resources)
+    makefile = root / layers.RUNTIME_LAYER_DIR / "Makefile"
+    if makefile not in wanted_layers and makefile.is_file():  # no zip function: no runtime layer
+        result.delete.append(makefile)
     result.files.update(wanted_layers)
     # layers/deps-*/ are generated: a dependency set no step declares any more goes
     result.delete.extend(p for p in sorted(root.glob("layers/deps-*/requirements.txt")) if p not in wanted_layers)
+    result.files[root / "events" / events.ENV_FILE] = events.render_event(events.local_env(graphs))
+    image_files(result, model, uri, code_dir)
     for graph in graphs:
         result.files[root / "statemachine" / f"{graph.name}.asl.json"] = asl.render(graph)
         event_dir = root / "events" / graph.name
@@ -239,6 +292,56 @@ def plan(flows: Sequence[FlowGraph | FlowSource], template: Path, config: Config
         if event_dir.is_dir():  # events/<flow>/ is generated: drop events of removed steps
             result.delete.extend(sorted(p for p in event_dir.glob("*.json") if p not in wanted))
     return result
+
+
+def image_files(result: Plan, model: sam.TemplateModel, code_uri: str, code_dir: Path) -> None:
+    """The files of image steps (compile/images.py): a Dockerfile (and requirements.txt) per image,
+    the runtime copy and the .dockerignore; those of images no step uses any more go."""
+    from lokki_sam.compile import images
+    from lokki_sam.packaging import runtime_files
+
+    root = result.root
+    runtime_dir = root / images.RUNTIME_DIR
+    result.bundles[runtime_dir] = f"the lokki-sam {_version()} runtime of image steps"
+    by_image = images.steps_by_image(model.images)
+    result.image_steps = sorted(step for steps in by_image.values() for step in steps)
+    wanted: set[Path] = set()
+    if by_image:
+        flow_requirements = lists_packages(code_dir / "requirements.txt")
+        for image, steps in by_image.items():
+            path = root / image.dockerfile
+            text = images.dockerfile(image, model.runtime, code_uri, steps, flow_requirements)
+            result.own(path, text, images.owned(_read(path)))
+            if image.requirements:
+                result.files[root / image.directory / "requirements.txt"] = images.requirements_file(image)
+            wanted |= {path, root / image.directory / "requirements.txt"}
+        ignore = root / ".dockerignore"
+        result.own(ignore, images.dockerignore(code_uri), images.owned(_read(ignore)))
+        result.files[runtime_dir / "README.md"] = images.runtime_readme()
+        for relative, source in runtime_files().items():
+            result.files[runtime_dir / relative] = source.read_text(encoding="utf-8")
+    elif images.owned(_read(root / ".dockerignore")) and (root / ".dockerignore").exists():
+        result.delete.append(root / ".dockerignore")
+    # What earlier runs wrote for images no step uses now: lokki-sam's files go, yours stay.
+    for folder in sorted(p for p in (root / images.IMAGES_DIR).glob("*") if p.is_dir()):
+        if folder == root / images.RUNTIME_DIR:
+            continue
+        dockerfile = folder / "Dockerfile"
+        if dockerfile in wanted or not images.owned(_read(dockerfile) if dockerfile.is_file() else None):
+            continue
+        for path in (dockerfile, folder / "requirements.txt"):
+            if path.is_file() and path not in wanted and images.owned(_read(path)):
+                result.delete.append(path)
+    if (root / images.RUNTIME_DIR).is_dir():
+        result.delete.extend(
+            p for p in sorted((root / images.RUNTIME_DIR).rglob("*")) if p.is_file() and p not in result.files
+        )
+
+
+def lists_packages(requirements: Path) -> bool:
+    """Whether a requirements.txt has any line but comments (an image then runs pip on it)."""
+    text = _read(requirements) if requirements.is_file() else None
+    return any(line.strip() and not line.strip().startswith("#") for line in (text or "").splitlines())
 
 
 @dataclass

@@ -115,6 +115,7 @@ class FlowGraph:
     stages: tuple[Stage, ...]
     schedule: str | None = None
     description: str = ""
+    package: str | None = None  # the flow's default packaging for its steps (@flow(package=...))
 
     @cached_property
     def _index(self) -> dict[str, Stage]:

@@ -20,6 +20,9 @@ ENV_STEP = "LOKKI_STEP"  # step name (one function per flow and step)
 ENV_BUCKET = "LOKKI_BUCKET"  # artifact bucket
 ENV_PREFIX = "LOKKI_PREFIX"  # the flow's key prefix in the bucket; the runtime refuses anything outside it
 ENV_VERSION = "LOKKI_VERSION"  # the lokki-sam that generated the template: the runtime must be that one
+# An S3 endpoint for the runtime's own client, declared empty in every function so that
+# `sam local invoke --env-vars events/env.json` can point it at a local S3; empty: AWS's endpoint.
+ENV_ENDPOINT_URL = "LOKKI_ENDPOINT_URL"
 
 START_STATE = "Start flow"  # the first state; contains a space: can never collide with a node or map id
 RESULT_WRITER_DIR = "_resultwriter"  # '_' keeps it apart from run ids and node ids

@@ -17,6 +17,7 @@ from lokki_sam.names import GENERATED_SIDS, WILDCARD_REASON_KEY
 ARCHITECTURES = ("x86_64", "arm64")
 EXECUTION_TYPES = ("STANDARD", "EXPRESS")
 MAP_MODES = ("distributed", "inline")
+PACKAGES = ("zip", "image")  # how a step's function is packaged: a zip with layers, or a container image
 # Environment variables that look like secrets (by name or value) must hold a reference, never the value.
 _SECRET_REFERENCE_RE = re.compile(r"^(/[A-Za-z0-9_.\-/]+|arn:aws[a-z-]*:(ssm|secretsmanager):\S+)$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -107,6 +108,8 @@ class StepOptions:
     # The step's own dependencies: requirement lines, or the path of a requirements file (relative
     # to the step's module), packaged into a Lambda layer of the functions that need them.
     requirements: tuple[str, ...] | str = ()
+    # "zip" or "image" (a container image: no 250 MB limit); None: the flow's, else config `package`.
+    package: str | None = None
 
     @classmethod
     def create(
@@ -120,6 +123,7 @@ class StepOptions:
         environment: Mapping[str, str] | None = None,
         permissions: list[Mapping[str, Any]] | None = None,
         requirements: Sequence[str] | str | None = None,
+        package: str | None = None,
     ) -> StepOptions:
         return cls(
             retry=Retry.parse(retry, where=where),
@@ -129,6 +133,7 @@ class StepOptions:
             environment=_check_environment(environment, where),
             permissions=_check_permissions(permissions, where),
             requirements=_check_requirements(requirements, where),
+            package=check_package(package, where),
         )
 
 
@@ -210,6 +215,17 @@ def _check_requirements(value: Sequence[str] | str | None, where: str) -> tuple[
     from lokki_sam.dependencies import check_requirements  # only flows that declare some pay for it
 
     return check_requirements(value, where)
+
+
+def check_package(value: str | None, where: str) -> str | None:
+    """A step's or flow's `package`: "zip", "image" or None (inherit)."""
+    if value is not None and value not in PACKAGES:
+        raise FlowDefinitionError(
+            f"package must be one of {', '.join(PACKAGES)}, got {value!r}",
+            where=where,
+            hint='package="image" builds the function as a container image (no 250 MB limit); "zip" is the default',
+        )
+    return value
 
 
 def _check_range(value: int | None, name: str, low: int, high: int, where: str) -> int | None:

@@ -7,6 +7,7 @@ lean and import nothing they do not use.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,21 @@ def build_runtime_layer(target: Path, expected_version: str) -> Path:
         shutil.rmtree(destination)
     shutil.copytree(source, destination, ignore=_ignore(source))
     return destination
+
+
+def runtime_files() -> dict[str, Path]:
+    """The runtime part of the installed package, by path relative to its folder (`lokki_sam/...`):
+    what the layer holds, and what `generate` copies into the Docker context of image steps."""
+    source = Path(lokki_sam.__file__).resolve().parent
+    ignore = _ignore(source)
+    found: dict[str, Path] = {}
+    for folder, dirs, files in os.walk(source):
+        skipped = ignore(folder, [*dirs, *files])
+        dirs[:] = sorted(d for d in dirs if d not in skipped)
+        for name in sorted(f for f in files if f not in skipped):
+            path = Path(folder) / name
+            found[(Path("lokki_sam") / path.relative_to(source)).as_posix()] = path
+    return dict(sorted(found.items()))
 
 
 def _ignore(root: Path) -> Callable[[str, list[str]], set[str]]:

@@ -275,4 +275,7 @@ def _find_flow(module: Any, flow_name: str) -> FlowGraph:
 
 @functools.cache
 def _s3() -> Any:
-    return s3_client()
+    # Only a non-empty LOKKI_ENDPOINT_URL is passed on: the template declares it empty, and an empty
+    # endpoint_url given to boto3 would not mean "the default".
+    endpoint = os.environ.get(names.ENV_ENDPOINT_URL, "").strip()
+    return s3_client(endpoint_url=endpoint) if endpoint else s3_client()

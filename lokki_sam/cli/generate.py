@@ -36,6 +36,8 @@ def command(
     template_path = Path(template or str(config.get("template", "template.yaml")))
     selection = select(flow_refs, template_path, config, prune=prune)
     result = plan(selection.flows, template_path, config, code_uri)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     if check:
         stale = result.stale()
         if stale:
@@ -48,6 +50,9 @@ def command(
     warning = requirements_warning(template_path.parent / (code_uri or str(config.get("code_uri", "src"))))
     if warning:
         click.echo(warning, err=True)
+    docker = docker_note(result.image_steps)
+    if docker:
+        click.echo(docker, err=True)
     done = result.write()
     for name in selection.removed:
         click.echo(f"removed flow '{name}' (--prune): its functions, state machine, events and outputs")
@@ -55,3 +60,18 @@ def command(
         click.echo(line)
     if not done and not selection.removed:
         click.echo("generated files are up to date")
+
+
+def docker_note(steps: list[str]) -> str | None:
+    """Image steps are built by `sam build` with Docker: say so now when no daemon answers here."""
+    import os
+
+    from lokki_sam.compile.images import docker_problem
+
+    problem = docker_problem(os.environ) if steps else None
+    if problem is None:
+        return None
+    return (
+        f"note: {len(steps)} step(s) are container images, which `sam build` builds with Docker, but {problem}: "
+        "start Docker (or set DOCKER_HOST) before `sam build` (docs/docker.md)"
+    )

@@ -20,8 +20,10 @@ defaults, except secret-looking ones and required ones, which hold a placeholder
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from lokki_sam import names
 from lokki_sam.compile import asl
 from lokki_sam.ir import FlowGraph, MapBlock, Node
 from lokki_sam.params import MISSING
@@ -29,6 +31,12 @@ from lokki_sam.protocol import ALL_ITEMS, CHUNK, INDEX
 from lokki_sam.secret_check import name_looks_secret, value_looks_secret
 
 SAMPLE_RUN_ID = "sample-run"
+# events/env.json, for `sam local invoke --env-vars`: a bucket in a local S3 at the port of
+# `lokki-sam emulator start`, and the prefix of stack "local" (SAM's AWS::StackName under sam local).
+ENV_FILE = "env.json"
+LOCAL_BUCKET = "lokki-sam-local"
+LOCAL_ENDPOINT = "http://127.0.0.1:4566"
+LOCAL_STACK = "local"
 PLACEHOLDER = "<required: set a value>"
 SECRET_PLACEHOLDER = "<secret: set it here, never in a committed file>"
 
@@ -130,3 +138,18 @@ def _path(path: str, state_input: Any, context: dict[str, Any]) -> Any:
 
 def render_event(event: dict[str, Any]) -> str:
     return json.dumps(event, indent=2, sort_keys=True) + "\n"
+
+
+def local_env(graphs: Sequence[FlowGraph]) -> dict[str, dict[str, str]]:
+    """events/env.json: per function, what `sam local invoke` cannot know (it resolves the bucket to
+    the literal logical ID `ArtifactBucket`, and Lambda's S3 is not a local one). SAM's --env-vars
+    overrides only variables the template declares: every function declares these three."""
+    out: dict[str, dict[str, str]] = {}
+    for graph in graphs:
+        for step in graph.steps:
+            out[names.function_id(graph.name, step.name)] = {
+                names.ENV_BUCKET: LOCAL_BUCKET,
+                names.ENV_ENDPOINT_URL: LOCAL_ENDPOINT,
+                names.ENV_PREFIX: names.flow_prefix(LOCAL_STACK, graph.name),
+            }
+    return dict(sorted(out.items()))

@@ -20,6 +20,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.tag import Tag
 
+from lokki_sam.compile.images import METADATA_KEYS, ZIP_ONLY_GLOBALS
 from lokki_sam.compile.sam import (
     DESCRIPTION_PREFIX,
     MARKER,
@@ -60,6 +61,8 @@ _OWNED_ATTRIBUTES = (
     ("Metadata", "checkov"),
     ("Metadata", "BuildMethod"),
     ("Metadata", "BuildArchitecture"),
+    ("IgnoreGlobals",),  # image functions (compile/images.py)
+    *(("Metadata", key) for key in METADATA_KEYS),  # SAM's image build: Dockerfile, DockerContext, DockerTag
 )
 # Lists lokki-sam shares with the user: it owns only the entries that refer to its own resources.
 SHARED_LISTS = ("Layers",)
@@ -266,6 +269,7 @@ def _merge(doc: CommentedMap, model: TemplateModel, record: Mapping[str, list[st
     for section in SECTIONS:
         _merge_section(doc, section, generated[section], set(record.get(section, ())), ours, where)
     _merge_globals(doc, model.globals_function, set(record.get("Globals.Function", ())), ours, where)
+    _ignore_zip_globals(doc, model)
     owned = owned_ids(model)
     owned["Globals.Function"] = list(model.globals_function)
     meta = _mapping_at(doc, ("Metadata",), where)
@@ -274,6 +278,26 @@ def _merge(doc: CommentedMap, model: TemplateModel, record: Mapping[str, list[st
     new_entry = to_node({"flows": flows, "owned": owned})
     if entry is None or to_plain(entry) != to_plain(new_entry):
         meta[MARKER_KEY] = new_entry
+
+
+def _ignore_zip_globals(doc: CommentedMap, model: TemplateModel) -> None:
+    """Image functions ignore exactly the zip-only Globals.Function keys the merged template has: a
+    user's own Layers or Runtime there counts too, and samtranslator refuses an IgnoreGlobals entry
+    that Globals lacks."""
+    function = doc.get("Globals", {}).get("Function") or {}
+    present = [key for key in ZIP_ONLY_GLOBALS if key in function]
+    resources = doc["Resources"]
+    for logical_id, value in model.resources.items():
+        if value.get("Properties", {}).get("PackageType") != "Image":
+            continue
+        node = resources[logical_id]
+        if not present:
+            node.pop("IgnoreGlobals", None)
+        elif to_plain(node.get("IgnoreGlobals")) != present:
+            if "IgnoreGlobals" not in node:  # next to Metadata, before Properties (as a fresh template has it)
+                at = list(node).index("Properties") if "Properties" in node else len(node)
+                node.insert(at, "IgnoreGlobals", None)
+            node["IgnoreGlobals"] = to_node(present)
 
 
 def _check_transform(doc: CommentedMap, where: str) -> None:
@@ -381,11 +405,16 @@ def _merge_globals(
                 function[key] = to_node(_shared_list(function[key], [], ours))
             else:
                 del function[key]
+    previous_key: str | None = None
     for key, value in generated.items():
         if key in SHARED_LISTS:
             value = _shared_list(function.get(key), value, ours)
-        if key not in function or to_plain(function[key]) != value:
+        if key not in function:  # in the model's order: after the generated key before it
+            at = list(function).index(previous_key) + 1 if previous_key in function else 0
+            function.insert(at, key, to_node(value))
+        elif to_plain(function[key]) != value:
             function[key] = to_node(value)
+        previous_key = key
 
 
 # -------------------------------------------------------------------------------- helpers

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lokki_sam import __version__, layout, names, runlog
-from lokki_sam.compile import asl, layers
+from lokki_sam.compile import asl, images, layers
 from lokki_sam.errors import LokkiError
 from lokki_sam.ir import FlowGraph
 
@@ -119,6 +119,7 @@ class Settings:
     code_uri: str = "src"
     runtime: str | None = None
     architecture: str = "arm64"
+    package: str = images.ZIP  # config `package`: how steps without their own (or their flow's) are packaged
     memory: int = 512
     timeout: int = 300
     artifact_expiry_days: int = 30
@@ -205,6 +206,9 @@ class TemplateModel:
     sources: Mapping[str, str] = field(default_factory=dict)  # flow -> the FLOW_REF it came from
     # (flow, step) -> the layer of the step's own dependencies (generate writes its requirements.txt)
     dependencies: Mapping[tuple[str, str], layers.DependencySet] = field(default_factory=dict)
+    # (flow, step) -> the image of an image-packaged step (generate writes its Dockerfile)
+    images: Mapping[tuple[str, str], images.ImageSet] = field(default_factory=dict)
+    runtime: str = ""
 
     def as_template(self) -> dict[str, Json]:
         """A complete template with only lokki-sam's parts (what a fresh `generate` writes)."""
@@ -226,15 +230,28 @@ def build_model(graphs: Sequence[FlowGraph], settings: Settings) -> TemplateMode
     check_names(graphs)
     runtime = check_runtime(settings.runtime) if settings.runtime else default_runtime()
     flow_list = ", ".join(g.name for g in graphs)
-    dependencies = layers.dependency_sets(graphs, settings.architecture)
+    image_sets = images.image_sets(graphs, settings.package, settings.architecture)
+    for image, steps in images.steps_by_image(image_sets).items():
+        images.base_image(runtime, image.architecture, steps)  # refuses a runtime without a base image
+    if image_sets:
+        images.context_path(settings.code_uri)  # the Docker context must hold the code
+    dependencies = {
+        key: deps
+        for key, deps in layers.dependency_sets(graphs, settings.architecture).items()
+        if key not in image_sets  # an image installs its requirements itself
+    }
+    has_zip = any((g.name, s.name) not in image_sets for g in graphs for s in g.steps)
     resources: dict[str, Json] = {}
     resources.update(bucket_resources(settings))
-    resources[layers.RUNTIME_LAYER_ID] = layers.runtime_layer(runtime, owned_marker())
+    if has_zip:  # only zip functions carry the runtime layer (an image has the runtime inside)
+        resources[layers.RUNTIME_LAYER_ID] = layers.runtime_layer(runtime, owned_marker())
     for deps in dependencies.values():
         resources[deps.logical_id] = layers.dependency_layer(deps, runtime, owned_marker())
+    globals_function = function_globals(settings, runtime, has_zip)
+    ignored = [key for key in images.ZIP_ONLY_GLOBALS if key in globals_function]
     outputs: dict[str, Json] = {}
     for graph in graphs:
-        resources.update(function_resources(graph, settings, dependencies))
+        resources.update(function_resources(graph, settings, dependencies, image_sets, runtime, ignored))
         resources.update(state_machine_resources(graph, settings))
         outputs[names.state_machine_arn_output(graph.name)] = {
             "Description": f"ARN of the state machine of flow '{graph.name}'",
@@ -250,17 +267,6 @@ def build_model(graphs: Sequence[FlowGraph], settings: Settings) -> TemplateMode
         }
     }
     conditions = {CREATE_BUCKET_CONDITION: {"Fn::Equals": [ref(BUCKET_PARAMETER), ""]}}
-    globals_function: dict[str, Json] = {
-        "Runtime": runtime,
-        "Handler": names.HANDLER,
-        "CodeUri": settings.code_uri,
-        "MemorySize": settings.memory,
-        "Timeout": settings.timeout,
-        # Every function carries the lokki-sam runtime; a step's own dependencies are added per function.
-        "Layers": [ref(layers.RUNTIME_LAYER_ID)],
-    }
-    if settings.tracing:
-        globals_function["Tracing"] = "Active"
     return TemplateModel(
         description=f"{DESCRIPTION_PREFIX} {flow_list}",
         parameters=parameters,
@@ -271,7 +277,24 @@ def build_model(graphs: Sequence[FlowGraph], settings: Settings) -> TemplateMode
         flows=tuple(g.name for g in graphs),
         sources=dict(settings.sources),
         dependencies=dependencies,
+        images=image_sets,
+        runtime=runtime,
     )
+
+
+def function_globals(settings: Settings, runtime: str, has_zip: bool) -> dict[str, Json]:
+    """Globals.Function: what every function shares. Runtime, Handler, CodeUri and the runtime layer
+    only when some function is a zip (image functions ignore them: IgnoreGlobals, images.py)."""
+    out: dict[str, Json] = {}
+    if has_zip:
+        out.update({"Runtime": runtime, "Handler": names.HANDLER, "CodeUri": settings.code_uri})
+    out.update({"MemorySize": settings.memory, "Timeout": settings.timeout})
+    if has_zip:
+        # Every zip function carries the lokki-sam runtime; a step's own dependencies are added per function.
+        out["Layers"] = [ref(layers.RUNTIME_LAYER_ID)]
+    if settings.tracing:
+        out["Tracing"] = "Active"
+    return out
 
 
 def owned_marker() -> dict[str, str]:
@@ -358,6 +381,7 @@ def bucket_resources(settings: Settings) -> dict[str, Json]:
 # -------------------------------------------------------------------------------- functions
 
 FUNCTION_PROPERTIES = (
+    "PackageType",  # Image for image steps (absent: Zip)
     "Description",
     "Role",
     "LoggingConfig",
@@ -372,7 +396,12 @@ LOG_GROUP_PROPERTIES = ("LogGroupName", "RetentionInDays")
 
 
 def function_resources(
-    graph: FlowGraph, settings: Settings, dependencies: Mapping[tuple[str, str], layers.DependencySet]
+    graph: FlowGraph,
+    settings: Settings,
+    dependencies: Mapping[tuple[str, str], layers.DependencySet],
+    image_sets: Mapping[tuple[str, str], images.ImageSet] | None = None,
+    runtime: str = "",
+    ignored_globals: Sequence[str] = (),
 ) -> dict[str, Json]:
     prefix = names.template_flow_prefix(graph.name)
     module = settings.modules.get(graph.name, graph.module)
@@ -389,6 +418,7 @@ def function_resources(
                 names.ENV_PREFIX: sub(prefix),
                 names.ENV_VERSION: __version__,
                 runlog.ENV_LOG_LEVEL: settings.log_level,  # where the platform ignores LoggingConfig
+                names.ENV_ENDPOINT_URL: "",  # declared so that sam local --env-vars can set it (runtime.py)
             }
         )
         fid = names.function_id(graph.name, step.name)
@@ -431,7 +461,9 @@ def function_resources(
         if settings.tracing:
             statements.append(tracing_statement())
         statements.extend(user_statement(p) for p in opts.permissions)
-        props: dict[str, Json] = {
+        image = (image_sets or {}).get((graph.name, step.name))
+        props: dict[str, Json] = {"PackageType": "Image"} if image else {}
+        props |= {
             "Description": f"lokki-sam step {graph.name}.{step.name}",
             "Role": get_att(function_role_id(fid), "Arn"),
             # JSON: Lambda writes each of the runtime's records (runlog.py) as one JSON object.
@@ -485,11 +517,14 @@ def function_resources(
                 ],
             },
         }
-        out[fid] = {
-            "Type": "AWS::Serverless::Function",
-            "Metadata": owned_metadata("AWS::Serverless::Function"),
-            "Properties": props,
-        }
+        function: dict[str, Json] = {"Type": "AWS::Serverless::Function"}
+        function["Metadata"] = owned_metadata("AWS::Serverless::Function")
+        if image is not None:
+            function["Metadata"].update(image.metadata(runtime))
+            if ignored_globals:  # merge.py keeps it equal to the zip-only keys Globals really has
+                function["IgnoreGlobals"] = list(ignored_globals)
+        function["Properties"] = props
+        out[fid] = function
     return out
 
 

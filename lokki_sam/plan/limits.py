@@ -220,6 +220,7 @@ def environment(graph: FlowGraph, step: str, target: Deployment) -> dict[str, st
             names.ENV_BUCKET: target.bucket,
             names.ENV_PREFIX: names.flow_prefix(target.stack, graph.name),
             names.ENV_VERSION: __version__,
+            names.ENV_ENDPOINT_URL: "",
         }
     )
     return variables
