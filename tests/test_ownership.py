@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from lokki_sam import Retry, flow, step
-from lokki_sam.compile import merge, sam
+from lokki_sam.compile import images, layers, merge, sam
 from lokki_sam.ir import FlowGraph
 from tests.flows.shapes import SHAPES
 
@@ -22,20 +22,32 @@ def echo(x: int) -> int:
     return x
 
 
+@step(package="image", requirements=["six==1.16.0"])  # a container image: PackageType, Docker metadata
+def boxed(xs: list[int]) -> int:
+    return sum(xs)
+
+
 @flow(name="scheduled", schedule="rate(1 day)")
 def scheduled(n: int = 2):
-    return tuned(n=n).map(echo)
+    return tuned(n=n).map(echo).agg(boxed)
 
 
 def graphs() -> list[FlowGraph]:
     return [flow_obj.graph for flow_obj, _, _ in SHAPES.values()] + [scheduled.graph]
 
 
+CONFIGURATIONS = (
+    sam.Settings(),
+    sam.Settings(tracing=True, runtime="python3.12", memory=1024),
+    sam.Settings(package="image"),  # every function an image: no zip Globals, no IgnoreGlobals
+)
+
+
 def emitted_paths() -> dict[str, set[str]]:
     """Property paths (`Events.Schedule` for events) of every resource type, over configurations
     that between them switch on every optional property."""
     found: dict[str, set[str]] = defaultdict(set)
-    for settings in (sam.Settings(), sam.Settings(tracing=True, runtime="python3.12", memory=1024)):
+    for settings in CONFIGURATIONS:
         model = sam.build_model(graphs(), settings)
         for resource in model.resources.values():
             for key, value in resource.get("Properties", {}).items():
@@ -64,3 +76,35 @@ def test_merge_obeys_the_declared_lists() -> None:
     for kind, owned in sam.OWNED_PROPERTIES.items():
         paths: Any = merge.OWNED_PATHS[kind]
         assert {".".join(p[1:]) for p in paths if p[0] == "Properties"} == set(owned)
+
+
+def test_every_emitted_attribute_and_metadata_key_is_owned() -> None:
+    """Resource attributes (IgnoreGlobals, Condition...) and Metadata keys (SAM's Docker and layer
+    build settings) are owned too: merge.py rewrites exactly those and keeps a user's others."""
+    owned = {path for path in merge._OWNED_ATTRIBUTES}
+    seen: set[tuple[str, ...]] = set()
+    for settings in CONFIGURATIONS:
+        for resource in sam.build_model(graphs(), settings).resources.values():
+            for key, value in resource.items():
+                if key == "Metadata":
+                    seen.update(("Metadata", k) for k in value)
+                elif key != "Properties":
+                    seen.add((key,))
+    assert seen <= owned, f"emitted but not owned: {sorted(seen - owned)}"
+    assert {("IgnoreGlobals",), ("Metadata", "Dockerfile"), ("Metadata", "DockerTag")} <= seen
+
+
+def test_image_and_zip_globals() -> None:
+    """Image functions ignore the zip-only Globals (samtranslator refuses Runtime, Handler and Layers on
+    them); with no zip function those keys, and the runtime layer, are not generated at all."""
+    mixed = sam.build_model(graphs(), sam.Settings())
+    assert set(images.ZIP_ONLY_GLOBALS) <= set(mixed.globals_function)
+    boxed_fn = mixed.resources["ScheduledBoxedFunction"]
+    assert boxed_fn["IgnoreGlobals"] == ["CodeUri", "Handler", "Layers", "Runtime"]
+    assert boxed_fn["Properties"]["PackageType"] == "Image" and "Layers" not in boxed_fn["Properties"]
+    assert "PackageType" not in mixed.resources["ScheduledTunedFunction"]["Properties"]
+    only_images = sam.build_model(graphs(), sam.Settings(package="image"))
+    assert not set(images.ZIP_ONLY_GLOBALS) & set(only_images.globals_function)
+    assert layers.RUNTIME_LAYER_ID not in only_images.resources
+    assert not [r for r in only_images.resources.values() if "IgnoreGlobals" in r]
+    assert not only_images.dependencies  # a step's requirements go into its image, not a layer

@@ -21,6 +21,7 @@ from tests.support.sam import (
     BUCKET,
     EXAMPLES,
     REGION,
+    PACKAGING_FILE,
     SHAPES_FILE,
     STACK,
     evaluate,
@@ -35,7 +36,7 @@ from tests.support.sam import (
 
 pytestmark = pytest.mark.usefixtures("unload_modules")
 
-APPS = {p.stem: [p] for p in EXAMPLES} | {"shapes": [SHAPES_FILE]}
+APPS = {p.stem: [p] for p in EXAMPLES} | {"shapes": [SHAPES_FILE], "packaging": [PACKAGING_FILE]}
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,12 @@ def test_every_flow_has_functions_state_machine_and_outputs(apps: dict[str, Any]
         function_ids = {names.function_id(graph.name, s.name) for s in graph.steps}
         for fid in function_ids:
             fn = resources[fid]["Properties"]
-            assert fn["Handler"] == names.HANDLER
-            assert fn["Code"] == {"S3Bucket": "deploy-bucket", "S3Key": "code.zip"}  # one shared CodeUri
+            if fn.get("PackageType") == "Image":  # no Runtime, Handler or Layers from Globals (IgnoreGlobals)
+                assert not {"Handler", "Runtime", "Layers"} & set(fn), fn
+                assert fn["Code"] == {"ImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/stack-{fid.lower()}:latest"}
+            else:
+                assert fn["Handler"] == names.HANDLER
+                assert fn["Code"] == {"S3Bucket": "deploy-bucket", "S3Key": "code.zip"}  # one shared CodeUri
             env = fn["Environment"]["Variables"]
             assert env[names.ENV_FLOW] == graph.name
             assert env[names.ENV_PREFIX] == {"Fn::Sub": names.template_flow_prefix(graph.name)}

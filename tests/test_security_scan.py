@@ -1,7 +1,8 @@
 """Security scan of every generated template: checkov (CloudFormation + secrets), IAM wildcards, the bucket.
 
 Templates: the repository's own template.yaml, one app per example, one with every shape of
-tests/flows/shapes.py, one with tracing on and one flow using a secret by reference.
+tests/flows/shapes.py, one with tracing on, one flow using a secret by reference, and zip and
+container-image functions in one app (tests/flows/packaging.py).
 Policy: zero failed checkov checks. checkov's open-source run reports no severities, so
 "no HIGH/CRITICAL" is not decidable offline; zero failures is the stricter rule. The only
 accepted findings are the ones lokki_sam/compile/sam.py writes into the template itself
@@ -27,7 +28,17 @@ import pytest
 from lokki_sam import names
 from lokki_sam.compile.sam import CHECKOV_SKIPS, WILDCARD_REASONS
 from tests.support.checkov import CheckovReport, CheckovUnavailable, scan
-from tests.support.sam import EXAMPLES, REGION, SHAPES_FILE, forget_module, load, make_app, role_statements, transform
+from tests.support.sam import (
+    EXAMPLES,
+    PACKAGING_FILE,
+    REGION,
+    SHAPES_FILE,
+    forget_module,
+    load,
+    make_app,
+    role_statements,
+    transform,
+)
 
 pytestmark = pytest.mark.usefixtures("unload_modules")
 
@@ -90,6 +101,7 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     apps: dict[str, tuple[list[Path], dict[str, Any]]] = {p.stem: ([p], {}) for p in EXAMPLES}
     apps["shapes"] = ([SHAPES_FILE], {})
     apps["shapes-tracing"] = ([SHAPES_FILE], {"tracing": "true"})
+    apps["packaging"] = ([PACKAGING_FILE], {})  # zip and container-image functions in one flow
     secret_dir = tmp_path_factory.mktemp("secret-src")
     (secret_dir / "with_secret.py").write_text(SECRET_FLOW)
     apps["secret-reference"] = ([secret_dir / "with_secret.py"], {})

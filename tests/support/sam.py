@@ -22,6 +22,7 @@ from lokki_sam.generate import plan
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.py") if not p.name.startswith("_"))
 SHAPES_FILE = REPO / "tests" / "flows" / "shapes.py"
+PACKAGING_FILE = REPO / "tests" / "flows" / "packaging.py"  # zip and image steps in one flow
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -82,8 +83,13 @@ class _NoManagedPolicies:
 def transform(text: str) -> dict[str, Any]:
     """samtranslator, in-process, after replacing local paths with s3:// URIs (as `sam package` does)."""
     template = load(text)
-    template["Globals"]["Function"]["CodeUri"] = "s3://deploy-bucket/code.zip"
-    for resource in template["Resources"].values():
+    if "CodeUri" in template["Globals"]["Function"]:  # absent when every function is an image
+        template["Globals"]["Function"]["CodeUri"] = "s3://deploy-bucket/code.zip"
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function" and resource["Properties"].get("PackageType") == "Image":
+            # what `sam deploy --resolve-image-repos` sets: the image pushed to the function's repository
+            uri = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/stack-{logical_id.lower()}:latest"
+            resource["Properties"]["ImageUri"] = uri
         if resource["Type"] == "AWS::Serverless::StateMachine":
             name = resource["Properties"]["DefinitionUri"]
             resource["Properties"]["DefinitionUri"] = f"s3://deploy-bucket/{name}"
