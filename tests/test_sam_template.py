@@ -20,8 +20,8 @@ from tests.support.sam import (
     ACCOUNT,
     BUCKET,
     EXAMPLES,
-    REGION,
     PACKAGING_FILE,
+    REGION,
     SHAPES_FILE,
     STACK,
     evaluate,
@@ -73,7 +73,8 @@ def test_every_flow_has_functions_state_machine_and_outputs(apps: dict[str, Any]
             fn = resources[fid]["Properties"]
             if fn.get("PackageType") == "Image":  # no Runtime, Handler or Layers from Globals (IgnoreGlobals)
                 assert not {"Handler", "Runtime", "Layers"} & set(fn), fn
-                assert fn["Code"] == {"ImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/stack-{fid.lower()}:latest"}
+                repository = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/stack-{fid.lower()}"
+                assert fn["Code"] == {"ImageUri": f"{repository}:latest"}
             else:
                 assert fn["Handler"] == names.HANDLER
                 assert fn["Code"] == {"S3Bucket": "deploy-bucket", "S3Key": "code.zip"}  # one shared CodeUri
