@@ -197,8 +197,9 @@ def _type_text(annotation: Any) -> str:
     return repr(annotation)
 
 
-# How a function is packaged changes nothing a run computes: switching a step to an image keeps
-# the flow's fingerprint (and its resumable runs); and so fingerprints predate the option.
+# How a function is packaged changes nothing a run computes: the option is left out, so the
+# fingerprints of flows written before it existed stay, and so do those of a flow packaged as
+# images by config or `@flow(package=...)` (a step's own decorator is part of its source anyway).
 _NOT_FINGERPRINTED = ("package",)
 
 
