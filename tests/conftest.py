@@ -32,6 +32,7 @@ COST_BY_MODULE = {
     "test_security_scan": ("external",),
     "test_packaging": ("external", "cli"),
     "test_docker_infra": ("docker", "external"),
+    "test_sam_local": ("docker", "external", "emulator"),
     "test_imports": ("cli",),
     "test_emulator_runtime": ("emulator",),
     "test_emulator_localstack": ("emulator", "external"),

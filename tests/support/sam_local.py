@@ -303,3 +303,46 @@ def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+_WRAPPER = """#!{python}
+# `sam` for documented command lines run by the tests: the real SAM CLI with the host-network shim;
+# `sam local invoke` also gets the flags an offline daemon without a bridge network needs.
+import json, subprocess, sys, time
+sys.path.insert(0, {repo!r})
+from tests.support.sam_local import LOCAL_FLAGS, sam_command
+args = sys.argv[1:]
+extra = LOCAL_FLAGS if args[:2] in (["local", "invoke"], ["local", "start-lambda"]) else []
+began = time.perf_counter()
+proc = subprocess.run([*sam_command(), *args, *extra], capture_output=True, text=True)
+sys.stdout.write(proc.stdout)
+sys.stderr.write(proc.stderr)
+with open({log!r}, "a") as fh:
+    record = dict(args=args, returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr,
+                  seconds=time.perf_counter() - began)
+    fh.write(json.dumps(record) + "\\n")
+sys.exit(proc.returncode)
+"""
+LOCAL_FLAGS = ["--skip-pull-image", "--docker-network", "host"]
+
+
+def install_sam_wrapper(bin_dir: Path, log: Path) -> Path:
+    """A `sam` executable in `bin_dir` (put that first on PATH) for running documented commands as they
+    are written: it runs this interpreter's SAM CLI with the shim, adds LOCAL_FLAGS to `sam local invoke`
+    and appends each run to `log` as a JSON line (args, returncode, stdout, stderr, seconds)."""
+    check_version()
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / "sam"
+    path.write_text(_WRAPPER.format(python=sys.executable, repo=str(REPO), log=str(log)))
+    path.chmod(0o755)
+    return path
+
+
+def sam_runs(log: Path) -> list[dict[str, Any]]:
+    """The runs an install_sam_wrapper `sam` recorded, each with its parsed `payload` (last JSON line)."""
+    if not log.exists():
+        return []
+    runs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    for run in runs:
+        run["payload"] = _last_json(run["stdout"])
+    return runs
