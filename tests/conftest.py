@@ -33,6 +33,7 @@ COST_BY_MODULE = {
     "test_packaging": ("external", "cli"),
     "test_docker_infra": ("docker", "external"),
     "test_sam_local": ("docker", "external", "emulator"),
+    "test_sam_guided": ("emulator", "external"),
     "test_imports": ("cli",),
     "test_emulator_runtime": ("emulator",),
     "test_emulator_localstack": ("emulator", "external"),
