@@ -357,6 +357,15 @@ def step_option(**options: Any) -> Callable[[Env], None]:
     return build
 
 
+def flow_package(package: str) -> Callable[[Env], None]:
+    def build(e: Env) -> None:
+        @flow(package=package)
+        def packed():
+            return cat_items().map(cat_double)
+
+    return build
+
+
 def cookiecutter(**answers: str) -> Callable[[Env], Outcome]:
     """Render the project template in-process (hooks run as subprocesses, as under `sam init`)."""
 
@@ -569,6 +578,22 @@ CASES: list[Case] = [
         2,
         app("Transform: AWS::Serverless-2016-10-31\nResources: {}\n"),
     ),
+    Case(
+        "template",
+        "image steps with CodeUri outside the Docker context",
+        cli_run("generate", "--template", "sub/template.yaml", "--code-uri", "../src", "src/calc.py"),
+        ("image steps need the functions' CodeUri inside the template's folder",),
+        2,
+        write_files(**{"src__calc.py": APP_FLOW, "lokki.toml": 'package = "image"\n', "sub__README": "here\n"}),
+    ),
+    Case(
+        "config",
+        "unknown package",
+        cli_run("generate", "src/calc.py"),
+        ("lokki.toml", "'package' must be one of zip, image, got 'Image'"),
+        2,
+        write_files(**{"src__calc.py": APP_FLOW, "lokki.toml": 'package = "Image"\n'}),
+    ),
     # --- flow API
     Case("flow API", "nested map", api(nested_map), ("nested maps) is not supported",), FlowDefinitionError),
     Case("flow API", "flow returns an int", api(flow_returning(3)), ("flow 'bad_return'",), FlowDefinitionError),
@@ -590,6 +615,8 @@ CASES: list[Case] = [
         FlowDefinitionError,
     ),
     Case("flow API", "memory 64 MB", api(step_option(memory=64)), ("memory must be an integer from",), LokkiError),
+    Case("flow API", "unknown package", api(step_option(package="docker")), ("package must be one of zip",), FDE),
+    Case("flow API", "flow package", api(flow_package("oci")), ("flow 'packed'", "package must be one of"), FDE),
     Case("flow API", "timeout 1000 s", api(step_option(timeout=1000)), ("timeout must be an integer from",), FDE),
     Case(
         "flow API",
