@@ -187,11 +187,12 @@ def test_the_project_has_the_chosen_starter_and_generated_sam_files(name: str, p
     assert f"lokki-sam run {' '.join(v.run_args)}" in readme
     assert "sam deploy --guided" in readme and "lokki-sam invoke" in readme
     assert "{{" not in readme and "{%" not in readme
-    # The README's `sam local invoke` names a function of the template and an event that exists.
-    invoke = re.search(r"sam local invoke (\w+) -e (\S+?)`", readme)
+    # The README's `sam local invoke` names a function of the template, an event and env.json that exist.
+    invoke = re.search(r"sam local invoke (\w+) -e (\S+) --env-vars (\S+?)`", readme)
     assert invoke, readme
     assert f"\n  {invoke[1]}:\n    Type: AWS::Serverless::Function" in (root / "template.yaml").read_text()
-    assert (root / invoke[2]).is_file()
+    assert (root / invoke[2]).is_file() and (root / invoke[3]).is_file()
+    assert invoke[1] in json.loads((root / invoke[3]).read_text())
 
 
 @pytest.mark.parametrize("name", VARIANTS)
