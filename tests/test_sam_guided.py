@@ -1,5 +1,6 @@
-"""`sam deploy --guided`, the way a user first deploys: its prompts answered through a pseudo-terminal
-(pexpect) with the answers docs/deploy.md recommends, against ministack on 127.0.0.1.
+"""`sam deploy` the way users first run it, against ministack on 127.0.0.1: `--guided`, its prompts
+answered through a pseudo-terminal (pexpect) with the answers docs/deploy.md recommends; and what
+`--resolve-image-repos` does for image steps, up to the push.
 
 The prompts and answers come from the table after `<!-- sam-deploy-guided -->`; a prompt SAM asks that
 the table does not list fails the test (the docs must cover every question). The samconfig.toml SAM
@@ -120,3 +121,36 @@ class _Collect:
 
     def flush(self) -> None:
         pass
+
+
+def test_resolve_image_repos_gives_each_image_function_a_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sam deploy --resolve-image-repos` up to the push: SAM's own sync_ecr_stack (what the flag runs)
+    on a generated template with zip and image steps creates the companion stack on ministack with one
+    ECR repository per image function and none for the zip ones. The push itself would go to
+    `<account>.dkr.ecr.<region>.amazonaws.com` (SAM accepts only ECR URIs): not tried here."""
+    import boto3
+    from samcli.lib.bootstrap.companion_stack.companion_stack_manager import sync_ecr_stack
+
+    from tests.support.sam import PACKAGING_FILE
+
+    app = tmp_path / "app"
+    (app / "src").mkdir(parents=True)
+    shutil.copy(PACKAGING_FILE, app / "src" / "packaging.py")
+    env = lokki_env(tmp_path, LOKKI_RUNTIME="python3.11")
+    done = subprocess.run([LOKKI_SAM, "generate", "src/packaging.py"], cwd=app, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with Ministack.start(python="3.11", workdir=tmp_path / "ministack") as cloud:
+        for name, value in cloud.client_env().items():
+            monkeypatch.setenv(name, value)
+        boto3.client("s3").create_bucket(Bucket="deploy-artifacts")
+        template = str(app / "template.yaml")
+        repositories = sync_ecr_stack(template, "packed-dev", "us-east-1", "deploy-artifacts", "packed-dev", {})
+        images = {"MixedSquareFunction", "MixedDescribeFunction", "BoxedSquareFunction", "BoxedTotalFunction"}
+        assert set(repositories) == images  # MixedSizesFunction, MixedShoutFunction, BoxedCountUpFunction: zips
+        summaries = boto3.client("cloudformation").list_stacks()["StackSummaries"]
+        stacks = {s["StackName"]: s["StackStatus"] for s in summaries}
+        assert [status for name, status in stacks.items() if name.endswith("-CompanionStack")] == ["CREATE_COMPLETE"]
+        names = {r["repositoryUri"] for r in boto3.client("ecr").describe_repositories()["repositories"]}
+        assert names == set(repositories.values())
