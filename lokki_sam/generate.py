@@ -110,21 +110,19 @@ class Plan:
         return done + self._summary("removed", removed)
 
     def _summary(self, verb: str, paths: list[Path]) -> list[str]:
-        """One line per file, but one per `bundles` folder (the runtime copy is dozens of files)."""
-        lines: list[str] = []
-        counted: dict[Path, int] = {}
+        """One line per file, but one per `bundles` folder (the runtime copy is dozens of files),
+        at the place of its first file."""
+        entries: dict[Path, int] = {}  # a file (count 0) or a bundle folder (its number of files)
         for path in paths:
             folder = next((b for b in self.bundles if path.is_relative_to(b)), None)
-            if folder is None:
-                lines.append(f"{verb} {display(path, self.root)}")
-            else:
-                if folder not in counted:
-                    lines.append(folder.as_posix())  # placeholder, filled below
-                counted[folder] = counted.get(folder, 0) + 1
-        for folder, count in counted.items():
-            at = lines.index(folder.as_posix())
-            lines[at] = f"{verb} {display(folder, self.root)}/ ({count} file(s): {self.bundles[folder]})"
-        return lines
+            key = folder or path
+            entries[key] = entries.get(key, 0) + (folder is not None)
+        return [
+            f"{verb} {display(key, self.root)}/ ({count} file(s): {self.bundles[key]})"
+            if key in self.bundles
+            else f"{verb} {display(key, self.root)}"
+            for key, count in entries.items()
+        ]
 
 
 def _remove_empty_parents(folder: Path, root: Path) -> None:
