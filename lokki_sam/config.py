@@ -62,8 +62,8 @@ LOG_RETENTION_DAYS = (
 )
 MAX_LOCAL_CONCURRENCY = 256  # threads per map on one machine; more only costs memory and contention
 
-# Upstream lokki's level names, the one vocabulary of `log_level` (local runs: progress.py VERBOSITY;
-# the Lambda runtime reads the same key). Stored upper-case.
+# Upstream lokki's level names: the one vocabulary of `log_level` for every reader of the key
+# (local runs map them in progress.LEVELS). Stored upper-case.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("human", "json")
 
@@ -110,6 +110,7 @@ SCHEMA: dict[str, Key] = {
         None,
         "an existing S3 bucket for run artifacts: the default of the template's ExistingArtifactBucket "
         "parameter (none: the stack creates one)",
+        normalize=lambda v: v or None,  # upstream's default is "": no bucket
         check=bucket_name_problem,
     ),
     "log_level": Key(
@@ -264,7 +265,7 @@ def _check(name: str, raw: Any, *, where: str, from_text: bool, shown: str | Non
     if key.choices and value not in key.choices:
         choices = ", ".join(map(str, key.choices))
         raise ConfigError(f"{label} must be one of {choices}, got {raw!r}", where=where, hint=key.help)
-    problem = key.check(value) if key.check is not None else None
+    problem = key.check(value) if key.check is not None and value is not None else None
     if problem is not None:
         raise ConfigError(f"{label} is not valid ({value!r}): {problem}", where=where, hint=key.help)
     return value

@@ -333,6 +333,12 @@ def test_bad_upstream_settings(tmp_path: Path, text: str, env: dict[str, str], m
         load_config(tmp_path, environ=env)
 
 
+def test_upstreams_empty_artifact_bucket_means_none(tmp_path: Path) -> None:
+    (tmp_path / "lokki.toml").write_text('[aws]\nartifact_bucket = ""\n')
+    assert load_config(tmp_path, environ={}).get("artifact_bucket") is None
+    assert load_config(tmp_path, environ={"LOKKI_ARTIFACT_BUCKET": ""}).get("artifact_bucket") is None
+
+
 def test_the_same_value_in_both_spellings_is_no_conflict(tmp_path: Path) -> None:
     (tmp_path / "lokki.toml").write_text("memory = 1024\n[lambda]\nmemory = 1024\n")
     assert load_config(tmp_path, environ={})["memory"] == 1024
