@@ -14,13 +14,11 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lokki_sam.errors import ConfigError
 from lokki_sam.params import coerce, type_name
-
-if TYPE_CHECKING:
-    from lokki_sam.upstream_config import Upstream
+from lokki_sam.upstream_config import SECTIONS, Upstream
 
 
 @dataclass(frozen=True)
@@ -144,8 +142,6 @@ class Config:
 
 
 def load_config(root: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    from lokki_sam.upstream_config import SECTIONS, Upstream
-
     root = Path(root or Path.cwd())
     environ = os.environ if environ is None else environ
     values = {name: key.default for name, key in SCHEMA.items()}
