@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from lokki_sam.dsl import Flow, Step, flow, step
 from lokki_sam.ir import FlowGraph
-from lokki_sam.options import Retry
+from lokki_sam.options import Retry, RetryConfig
 
 if TYPE_CHECKING:
     from lokki_sam.local import RunOutcome, run_flow
@@ -31,4 +31,16 @@ def main(target: Flow) -> None:
     flow_main(target)
 
 
-__all__ = ["Flow", "FlowGraph", "Retry", "RunOutcome", "Step", "__version__", "flow", "main", "run_flow", "step"]
+__all__ = [
+    "Flow",
+    "FlowGraph",
+    "Retry",
+    "RetryConfig",
+    "RunOutcome",
+    "Step",
+    "__version__",
+    "flow",
+    "main",
+    "run_flow",
+    "step",
+]

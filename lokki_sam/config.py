@@ -1,20 +1,25 @@
 """Project configuration: `lokki.toml`, or `[tool.lokki]` in pyproject.toml, then LOKKI_* overrides.
 
 Every key is declared in SCHEMA with its type; unknown keys and ill-typed values are errors that
-name the file (or variable) and the key.
+name the file (or variable) and the key. Upstream lokki's sections (`[aws]`, `[lambda]`,
+`[logging]`, ...) are read too (`upstream_config.py`): into these keys where they mean something
+here, else into `Config.warnings`, which a command prints once.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lokki_sam import runlog
 from lokki_sam.errors import ConfigError
 from lokki_sam.params import coerce, type_name
+from lokki_sam.upstream_config import SECTIONS, Upstream
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,8 @@ class Key:
     minimum: int | None = None
     maximum: int | None = None
     choices: tuple[Any, ...] = ()
+    normalize: Callable[[Any], Any] | None = None  # applied before the choices are checked
+    check: Callable[[Any], str | None] | None = None  # a reason the value is invalid, or None
 
 
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
@@ -54,6 +61,28 @@ LOG_RETENTION_DAYS = (
 )
 MAX_LOCAL_CONCURRENCY = 256  # threads per map on one machine; more only costs memory and contention
 
+# Upstream lokki's level names: the one vocabulary of `log_level` for every reader of the key
+# (local runs map them in progress.LEVELS, deployed functions in runlog). Stored upper-case.
+LOG_LEVELS = runlog.LEVELS
+LOG_FORMATS = ("human", "json")
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """Why `name` is not a valid S3 general purpose bucket name (S3's naming rules), or None."""
+    if not 3 <= len(name) <= 63:
+        return "a bucket name has 3 to 63 characters"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", name):
+        return "a bucket name uses lowercase letters, digits, '.' and '-', and starts and ends with a letter or digit"
+    if ".." in name:
+        return "a bucket name has no two adjacent periods"
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
+        return "a bucket name is not an IP address"
+    if name.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or name.endswith(("-s3alias", "--ol-s3", ".mrap")):
+        return (
+            "names starting with xn--, sthree- or amzn-s3-demo-, or ending in -s3alias, --ol-s3 or .mrap are reserved"
+        )
+    return None
+
 
 SCHEMA: dict[str, Key] = {
     "flow": Key(str, None, "default FLOW_REF for commands that take one"),
@@ -76,6 +105,26 @@ SCHEMA: dict[str, Key] = {
     "tracing": Key(bool, False, "X-Ray tracing for the generated functions and state machines"),
     "stack_name": Key(str, None, "deployed stack for invoke/runs/result (else samconfig.toml)"),
     "region": Key(str, None, "AWS region for invoke/runs/result"),
+    "artifact_bucket": Key(
+        str,
+        None,
+        "an existing S3 bucket for run artifacts: the default of the template's ExistingArtifactBucket "
+        "parameter (none: the stack creates one)",
+        normalize=lambda v: v or None,  # upstream's default is "": no bucket
+        check=bucket_name_problem,
+    ),
+    "log_level": Key(
+        str,
+        "INFO",
+        "what local runs report and deployed functions log: DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)",
+        choices=LOG_LEVELS,
+        normalize=lambda v: v.upper(),
+    ),
+    "log_format": Key(str, "human", "local run progress as human lines or JSON lines (stderr)", choices=LOG_FORMATS),
+    "progress_interval": Key(
+        int, 10, "report a map's progress in lines each time this percentage of its items finishes", 1, 100
+    ),
+    "show_timestamps": Key(bool, False, "start each human progress line with the time"),
 }
 
 
@@ -83,6 +132,8 @@ SCHEMA: dict[str, Key] = {
 class Config:
     values: Mapping[str, Any]
     sources: Mapping[str, str] = field(default_factory=dict)
+    # Upstream lokki settings that mean nothing here, each saying what replaces it (printed once).
+    warnings: tuple[str, ...] = ()
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -97,26 +148,73 @@ def load_config(root: str | os.PathLike[str] | None = None, environ: Mapping[str
     environ = os.environ if environ is None else environ
     values = {name: key.default for name, key in SCHEMA.items()}
     sources = {name: "default" for name in SCHEMA}
-    table, source = _read_table(root)
+    table, source, path, prefix = _read_table(root)
+    in_file: dict[str, Any] = {}
+    upstream = Upstream()
     for name, raw in table.items():
-        if name not in SCHEMA:
-            raise ConfigError(f"unknown key '{name}'", where=source, hint=f"known keys: {', '.join(sorted(SCHEMA))}")
-        values[name] = _check(name, raw, where=source, from_text=False)
-        sources[name] = source
+        if name in SCHEMA:
+            in_file[name] = _check(name, raw, where=source, from_text=False)
+        elif name and name in SECTIONS and isinstance(raw, dict):
+            upstream.read_table(raw, name, where=path, prefix=prefix)
+        elif name in SECTIONS[""]:
+            upstream.read_key("", name, raw, where=source)
+        elif name and name in SECTIONS:
+            raise ConfigError(f"[{prefix}{name}] must be a table (a section of upstream lokki's config)", where=path)
+        else:
+            raise ConfigError(
+                f"unknown key '{name}'",
+                where=source,
+                hint=f"known keys: {', '.join(sorted(SCHEMA))}; "
+                f"and upstream lokki's sections: {', '.join(f'[{s}]' for s in SECTIONS if s)}",
+            )
+    _merge(in_file, upstream, where=path, from_text=False)
+    values.update(in_file)
+    sources.update(dict.fromkeys(in_file, source))
+    sources.update({s.key: f"{path} {s.label}" for s in upstream.settings})
+    in_env: dict[str, Any] = {}
+    env_upstream = Upstream()
     for name in SCHEMA:
         var = f"LOKKI_{name.upper()}"
         if var in environ:
-            values[name] = _check(name, environ[var], where=f"environment variable {var}", from_text=True)
-            sources[name] = var
-    return Config(values, sources)
+            in_env[name] = _check(name, environ[var], where=f"environment variable {var}", from_text=True)
+    env_upstream.read_environment(environ)
+    _merge(in_env, env_upstream, where="environment", from_text=True)
+    values.update(in_env)
+    sources.update({name: f"LOKKI_{name.upper()}" for name in in_env})
+    sources.update({s.key: s.label for s in env_upstream.settings})
+    return Config(values, sources, (*upstream.warnings(path), *env_upstream.warnings("environment")))
 
 
-def _read_table(root: Path) -> tuple[dict[str, Any], str]:
+def _merge(level: dict[str, Any], upstream: Upstream, *, where: str, from_text: bool) -> None:
+    """Add the keys upstream settings give to one level's values (the file's, or the environment's).
+    The same key given twice there with different values, as lokki-sam's key and in upstream's
+    spelling (`timeout` and `[lambda] timeout`), is an error naming both."""
+    given = {name: name if where != "environment" else f"LOKKI_{name.upper()}" for name in level}
+    for setting in upstream.settings:
+        place = f"environment variable {setting.label}" if where == "environment" else f"{where} {setting.label}"
+        value = (
+            setting.value
+            if setting.converted
+            else _check(setting.key, setting.value, where=place, from_text=from_text, shown=setting.label)
+        )
+        if setting.key in level and level[setting.key] != value:
+            raise ConfigError(
+                f"'{setting.key}' is set twice, to different values: {given[setting.key]} = "
+                f"{level[setting.key]!r} and {setting.label} = {value!r}",
+                where=where,
+                hint=f"keep one of them ({setting.label} is upstream lokki's spelling of {setting.key})",
+            )
+        level[setting.key] = value
+        given[setting.key] = setting.label
+
+
+def _read_table(root: Path) -> tuple[dict[str, Any], str, str, str]:
+    """The config table, where it came from (for messages), its file and its section prefix."""
     lokki_toml = root / "lokki.toml"
     pyproject = root / "pyproject.toml"
     if lokki_toml.is_file():
         data = _parse(lokki_toml)
-        return data, str(lokki_toml)
+        return data, str(lokki_toml), str(lokki_toml), ""
     if pyproject.is_file():
         data = _parse(pyproject)
         tool = data.get("tool", {})
@@ -125,8 +223,8 @@ def _read_table(root: Path) -> tuple[dict[str, Any], str]:
         table = tool.get("lokki", {})
         if not isinstance(table, dict):
             raise ConfigError("[tool.lokki] must be a table", where=str(pyproject))
-        return table, f"{pyproject} [tool.lokki]"
-    return {}, "defaults"
+        return table, f"{pyproject} [tool.lokki]", str(pyproject), "tool.lokki."
+    return {}, "defaults", "defaults", ""
 
 
 def _parse(path: Path) -> dict[str, Any]:
@@ -143,22 +241,29 @@ def _parse(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read it: {exc.strerror or exc}", where=str(path)) from None
 
 
-def _check(name: str, raw: Any, *, where: str, from_text: bool) -> Any:
+def _check(name: str, raw: Any, *, where: str, from_text: bool, shown: str | None = None) -> Any:
+    """`raw` as key `name`'s value; messages call it `shown` (an upstream spelling) when given."""
     key = SCHEMA[name]
+    label = shown or f"'{name}'"
     # TOML is typed: a quoted "4" or "yes" for an int/bool key is a mistake, not a value to coerce.
     if not from_text and key.type in (int, bool) and isinstance(raw, bool | str) and type(raw) is not key.type:
-        raise ConfigError(f"'{name}' must be {type_name(key.type)}, got {raw!r}", where=where, hint=key.help)
+        raise ConfigError(f"{label} must be {type_name(key.type)}, got {raw!r}", where=where, hint=key.help)
     if not from_text and key.type is str and not isinstance(raw, str):
-        raise ConfigError(f"'{name}' must be a string, got {raw!r}", where=where)
+        raise ConfigError(f"{label} must be a string, got {raw!r}", where=where)
     try:
         value = coerce(raw, key.type)
     except (TypeError, ValueError):
-        raise ConfigError(f"'{name}' must be {type_name(key.type)}, got {raw!r}", where=where, hint=key.help) from None
+        raise ConfigError(f"{label} must be {type_name(key.type)}, got {raw!r}", where=where, hint=key.help) from None
+    if key.normalize is not None:
+        value = key.normalize(value)
     if key.minimum is not None and value < key.minimum:
-        raise ConfigError(f"'{name}' must be at least {key.minimum}, got {value!r}", where=where, hint=key.help)
+        raise ConfigError(f"{label} must be at least {key.minimum}, got {value!r}", where=where, hint=key.help)
     if key.maximum is not None and value > key.maximum:
-        raise ConfigError(f"'{name}' must be at most {key.maximum}, got {value!r}", where=where, hint=key.help)
+        raise ConfigError(f"{label} must be at most {key.maximum}, got {value!r}", where=where, hint=key.help)
     if key.choices and value not in key.choices:
-        shown = ", ".join(map(str, key.choices))
-        raise ConfigError(f"'{name}' must be one of {shown}, got {value!r}", where=where, hint=key.help)
+        choices = ", ".join(map(str, key.choices))
+        raise ConfigError(f"{label} must be one of {choices}, got {raw!r}", where=where, hint=key.help)
+    problem = key.check(value) if key.check is not None and value is not None else None
+    if problem is not None:
+        raise ConfigError(f"{label} is not valid ({value!r}): {problem}", where=where, hint=key.help)
     return value

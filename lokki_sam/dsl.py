@@ -171,6 +171,29 @@ def _as_call(target: Any, kwargs: Mapping[str, Any], method: str) -> StepCall:
     )
 
 
+MAP_OPTIONS = (
+    "concurrency",
+    "batch_size",
+    "tolerated_failure",
+    "tolerated_failure_count",
+    "mode",
+    "execution_type",
+)
+
+
+def _check_map_kwargs(step_: Step, kwargs: Mapping[str, Any], where: str) -> None:
+    """`.map(step, k=v)` binds k on the step: a name that is neither its parameter nor a map
+    option is most likely a misspelt option, so say both."""
+    for key in sorted(kwargs):
+        if not step_.accepts(key):
+            raise FlowDefinitionError(
+                f".map() has no option '{key}' and step '{step_.name}' has no parameter '{key}'",
+                where=where,
+                hint=f"map options: {', '.join(MAP_OPTIONS)}; the step's parameters: "
+                f"{', '.join(step_.signature.parameters) or 'none'}",
+            )
+
+
 class Chain:
     """An immutable sequence of step calls under construction inside a `@flow` function."""
 
@@ -183,7 +206,7 @@ class Chain:
 
     def map(
         self,
-        target: Step | Chain,
+        target: Step | Chain | Sequence[Step | Chain],
         *,
         concurrency: int | None = None,
         batch_size: int = 1,
@@ -191,11 +214,48 @@ class Chain:
         tolerated_failure_count: int | None = None,
         mode: str = "distributed",
         execution_type: str = "STANDARD",
+        concurrency_limit: int | None = None,
+        direct_pass: bool = False,
+        **kwargs: Any,
     ) -> Chain:
-        """Fan out: run `target` on every item of this chain's output (which must be a list)."""
-        call = _as_call(target, {}, "map")
+        """Fan out: run `target` on every item of this chain's output (which must be a list).
+
+        Upstream lokki's spellings mean the same here: a list of steps is a per-item chain
+        (`.map([a, b])` is `.map(a).next(b)`), `concurrency_limit` is `concurrency`, other keyword
+        arguments bind to the step (as `.next(step, k=v)` does), and `direct_pass=False` is accepted.
+        """
+        flow_where = f"flow '{_DEFINING.get()}'"
+        targets = list(target) if isinstance(target, list | tuple) else [target]
+        if not targets:
+            raise FlowDefinitionError(".map() got an empty list of steps", where=flow_where, hint=".map([a, b])")
+        if kwargs and len(targets) > 1:
+            raise FlowDefinitionError(
+                f".map() got a list of steps and keyword arguments ({', '.join(sorted(kwargs))}): "
+                "it cannot tell which step they are for",
+                where=flow_where,
+                hint="bind them on the step they belong to: .map([a(k=1), b])",
+            )
+        call = _as_call(targets[0], kwargs, "map")
+        where = f"{flow_where}, .map({call.step.name})"
+        _check_map_kwargs(call.step, kwargs, where)
+        if concurrency_limit is not None:  # upstream lokki's name for MaxConcurrency
+            if concurrency is not None and concurrency != concurrency_limit:
+                raise FlowDefinitionError(
+                    f"concurrency={concurrency!r} and concurrency_limit={concurrency_limit!r} disagree",
+                    where=where,
+                    hint="concurrency_limit is upstream lokki's name for concurrency: give only concurrency",
+                )
+            concurrency = concurrency_limit
+        if direct_pass is not False:
+            raise FlowDefinitionError(
+                "direct_pass (upstream lokki: keep a map body's values in memory between its steps) is not "
+                "supported: lokki-sam stores each body step's output per item, so a failed run resumes "
+                "from the last finished step",
+                where=where,
+                hint="remove direct_pass; batch_size=N runs N items per Lambda invocation instead of one",
+            )
         options = MapOptions.create(
-            where=f"flow '{_DEFINING.get()}', .map({call.step.name})",
+            where=where,
             concurrency=concurrency,
             batch_size=batch_size,
             tolerated_failure=tolerated_failure,
@@ -203,7 +263,8 @@ class Chain:
             mode=mode,
             execution_type=execution_type,
         )
-        return Chain((*self.ops, Op("map", call, options)))
+        rest = tuple(Op("next", _as_call(t, {}, "map")) for t in targets[1:])
+        return Chain((*self.ops, Op("map", call, options), *rest))
 
     def agg(self, target: Step | Chain, **kwargs: Any) -> Chain:
         """Fan in: run `target` once on the list of the open map's item results."""
@@ -270,14 +331,9 @@ def flow(
 ) -> Flow | Callable[[Callable[..., Any]], Flow]:
     """Declare a flow: `@flow` or `@flow(name="nightly", schedule="rate(1 day)")`.
 
-    `schedule` is an EventBridge expression (`rate(...)` or `cron(...)`); scheduled runs use the
-    parameters' defaults.
+    `schedule` is an EventBridge expression (`rate(...)` or `cron(...)`, checked here: see
+    `schedule.py`); scheduled runs use the parameters' defaults.
     """
-    if schedule is not None and not re.match(r"^(rate|cron)\(.+\)$", schedule):
-        raise FlowDefinitionError(
-            f"schedule {schedule!r} is not an EventBridge expression",
-            hint='use "rate(1 day)" or "cron(0 6 * * ? *)"',
-        )
     if name is not None and not _NAME_RE.match(name):
         raise FlowDefinitionError(f"flow name {name!r} must start with a letter and use letters, digits and _")
 
@@ -291,6 +347,10 @@ def build_graph(func: Callable[..., Any], name: str, schedule: str | None) -> Fl
     where = f"flow '{name}'"
     if not _NAME_RE.match(name):
         raise FlowDefinitionError("flow names must start with a letter and use letters, digits and _", where=where)
+    if schedule is not None:
+        from lokki_sam.schedule import check_schedule  # only scheduled flows pay for it (cold start)
+
+        check_schedule(schedule, where=where)
     params = params_from_signature(func)
     placeholders = {p.name: Placeholder(p.name) for p in params}
     token = _DEFINING.set(name)

@@ -262,6 +262,7 @@ def plan(flows: Sequence[FlowGraph | FlowSource], template: Path, config: Config
         log_retention_days=int(config.get("log_retention_days", 30)),
         tracing=bool(config.get("tracing", False)),
         log_level=str(config.get("log_level") or "INFO").upper(),
+        artifact_bucket=str(config.get("artifact_bucket", "")),
         modules={g.name: module_in_code_uri(g, code_dir, uri) for g in graphs},
         sources={f.graph.name: f.source for f in given},
     )

@@ -93,6 +93,21 @@ class Retry:
         raise FlowDefinitionError(f"retry must be a Retry, an int or a dict, got {type(value).__name__}", where=where)
 
 
+def RetryConfig(
+    retries: int = 0,
+    delay: float = 1.0,
+    backoff: float = 1.0,
+    max_delay: float = 60.0,
+    exceptions: type[BaseException] | Sequence[type[BaseException]] = (Exception,),
+) -> Retry:
+    """Upstream lokki's `RetryConfig`, with its field names and defaults (no retry, a constant
+    1 s wait, at most 60 s): the same policy as a `Retry`. `retries` counts retries after the
+    first attempt there too; retry n waits min(delay * backoff**(n-1), max_delay). Unlike
+    upstream, `backoff` must be at least 1 (a Step Functions BackoffRate)."""
+    chosen = (exceptions,) if isinstance(exceptions, type) else tuple(exceptions)
+    return Retry(retries=retries, interval=delay, backoff=backoff, max_delay=max_delay, exceptions=chosen)
+
+
 @dataclass(frozen=True)
 class StepOptions:
     """Per-step settings used by the runners (retry) and the SAM renderer (the rest).

@@ -423,8 +423,12 @@ def test_bad_names() -> None:
         flow(name="9lives")
     with raises(r"flow name 'has-dash' must start with a letter"):
         flow(name="has-dash")
-    with raises(r"schedule 'every day' is not an EventBridge expression.*rate\(1 day\)"):
-        flow(schedule="every day")
+    with raises(r"flow 'daily': schedule 'every day' is not an EventBridge expression.*rate\(1 day\)"):
+
+        @flow(schedule="every day")
+        def daily():
+            return src()
+
     with raises(r"step '_private'.*step names must start with a letter"):
 
         @step

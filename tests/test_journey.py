@@ -85,6 +85,48 @@ BATCHED = "src/shapes.py:batched"
 NO_ITEMBATCHER = "LocalStack's Step Functions has no ItemBatcher (docs/deploy.md)"
 
 
+# A flow whose map items 1, 5 and 9 fail while a flag file exists; every call leaves a file in
+# calls/ (the Lambdas are host processes on both engines), so a test counts what ran where.
+RESUMABLE = """
+import uuid
+from pathlib import Path
+
+from lokki_sam import flow, step
+
+STATE = Path("{state}")
+
+
+def called(what: str) -> None:
+    (STATE / "calls").mkdir(parents=True, exist_ok=True)
+    (STATE / "calls" / f"{{what}}.{{uuid.uuid4().hex}}").touch()
+
+
+@step
+def numbers(n: int = 12) -> list[int]:
+    called("numbers")
+    return list(range(n))
+
+
+@step
+def fragile(x: int) -> int:
+    called(f"fragile-{{x}}")
+    if x % 4 == 1 and (STATE / "flag").exists():
+        raise RuntimeError(f"item {{x}} is not ready")
+    return x * x
+
+
+@step
+def total(xs: list[int]) -> int:
+    called("total")
+    return sum(xs)
+
+
+@flow
+def resumable(n: int = 12):
+    return numbers(n=n).map(fragile).agg(total)
+"""
+
+
 def build_app(root: Path, with_batched: bool) -> dict[str, str]:
     """The example app generated and built in `root` (no cloud needed yet); its environment."""
     src = root / "src"
@@ -94,6 +136,7 @@ def build_app(root: Path, with_batched: bool) -> dict[str, str]:
     shutil.copytree(REPO / "examples" / "data", src / "data")
     shutil.copy(REPO / "tests" / "flows" / "shapes.py", src / "shapes.py")
     shutil.copy(REPO / "tests" / "flows" / "faulty.py", src / "faulty.py")
+    (src / "resumable.py").write_text(RESUMABLE.format(state=root / "resume-state"))
     (src / "requirements.txt").write_text("# the functions' own dependencies: none (lokki-sam comes in a layer)\n")
     (root / "samconfig.toml").write_text(
         f'version = 0.1\n\n[default.deploy.parameters]\nstack_name = "{STACK}"\nresolve_s3 = true\n'
@@ -110,7 +153,7 @@ def build_app(root: Path, with_batched: bool) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    modules = [f"src/{p.name}" for p in EXAMPLES] + [BATCHED] * with_batched + ["src/faulty.py"]
+    modules = [f"src/{p.name}" for p in EXAMPLES] + [BATCHED] * with_batched + ["src/faulty.py", "src/resumable.py"]
     run_tool([str(BIN / "lokki-sam"), "generate", *modules], root, env)
     run_tool([str(BIN / "sam"), "build"], root, env | {"PIP_NO_INDEX": "1"}, timeout=600)  # lokki-sam: its layer
     return env
@@ -304,5 +347,78 @@ def test_unknown_stack_and_flow_list_what_exists(app: App) -> None:
     assert "no stack 'nope'" in stack.stderr and STACK in stack.stderr
     flow = app.lokki("runs", "nope")
     assert flow.returncode == 2
-    deployed = ["batched"] * (app.engine != "localstack") + ["birds", "faulty", "pi", "refused", "wordcount", "zscores"]
+    deployed = ["batched"] * (app.engine != "localstack") + ["birds", "faulty", "pi", "refused", "resumable"]
+    deployed += ["wordcount", "zscores"]
     assert f"flows deployed there: {', '.join(deployed)}" in flow.stderr, flow.stderr  # flow names, as everywhere
+
+
+# ------------------------------------------------------------------------ resume and logs
+
+
+def calls(app: App) -> list[str]:
+    folder = app.root / "resume-state" / "calls"
+    found = sorted(p.name.split(".")[0] for p in folder.iterdir()) if folder.is_dir() else []
+    shutil.rmtree(folder, ignore_errors=True)
+    return found
+
+
+def test_a_failed_run_resumes_recomputing_only_what_failed_and_its_logs_are_its_own(app: App) -> None:
+    flag = app.root / "resume-state" / "flag"
+    flag.parent.mkdir(exist_ok=True)
+    flag.touch()
+    calls(app)
+    failed = app.lokki("invoke", "src/resumable.py", "--json")
+    assert failed.returncode == 1, failed.stderr
+    run_id = json.loads(failed.stderr.splitlines()[0])["run_id"]
+    assert {"fragile-1", "fragile-5", "fragile-9"} <= set(calls(app))
+    listed = {r["run_id"]: r for r in json.loads(app.lokki("runs", "resumable", "--json").stdout)}
+    assert listed[run_id]["resumable"] and listed[run_id]["resume"].endswith(f"--resume {run_id}")
+
+    flag.unlink()  # the cause is fixed
+    resumed = app.lokki("invoke", "src/resumable.py", "--resume", run_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    # Only the failed items and the step after the map ran again: the source was reused.
+    assert calls(app) == ["fragile-1", "fragile-5", "fragile-9", "total"]
+    local = app.lokki("run", "src/resumable.py", "-q", "--json", "--store", str(app.root / "local-runs"))
+    assert json.loads(resumed.stdout)["result"] == json.loads(local.stdout)["result"] == sum(x * x for x in range(12))
+    again = app.lokki("invoke", "src/resumable.py", "--resume", run_id)
+    assert again.returncode == 2 and "succeeded: nothing to resume" in again.stderr
+
+    other = app.lokki("invoke", "src/resumable.py", "--json", "-p", "n=2")
+    assert other.returncode == 0, other.stderr
+    other_id = json.loads(other.stdout)["run_id"]
+    records = logs(app, run_id)
+    assert {r["run_id"] for r in records} == {run_id}  # nothing of the other run
+    assert {r["execution"] for r in records} == {run_id, f"{run_id}.resume-1"}
+    assert {r["node"] for r in records} == {"numbers", "fragile", "total"}
+    # (On LocalStack the map "succeeds" with failed items, and `total` fails on the missing ones.)
+    failures = [r for r in records if r["message"] == "step failed" and r["node"] == "fragile"]
+    assert sorted(r["items"][0][0] for r in failures) == [1, 5, 9], failures
+    assert all("RuntimeError: item" in r["error"] and r["execution"] == run_id for r in failures)
+    item = logs(app, run_id, "--step", "fragile", "--item", "5")
+    assert [(r["message"], r["execution"]) for r in item if r["message"] != "step started"] == [
+        ("step failed", run_id),
+        ("step finished", f"{run_id}.resume-1"),
+    ]
+    finished = [r for r in records if r["message"] == "step finished"]
+    assert all(r["seconds"] >= 0 and r["s3_requests"] > 0 for r in finished)
+    assert {r["log_group"] for r in records} > set()
+    assert {r["run_id"] for r in logs(app, other_id)} == {other_id}
+    text = app.lokki("logs", run_id, "--flow", "src/resumable.py", "--step", "fragile", "--item", "9")
+    assert "ERROR   fragile items 9  step failed" in text.stdout and "RuntimeError: item 9 is not ready" in text.stdout
+    none = app.lokki("logs", run_id, "--flow", "src/resumable.py", "--step", "nope")
+    assert none.returncode == 2 and "flow 'resumable' has no step 'nope'" in none.stderr
+
+
+def logs(app: App, run_id: str, *args: str) -> list[dict[str, Any]]:
+    """The run's records, waiting a little for log events to arrive."""
+    deadline = time.monotonic() + 20
+    while True:
+        out = app.lokki("logs", run_id, "--flow", "src/resumable.py", "--json", *args)
+        assert out.returncode == 0, out.stderr
+        records = [json.loads(line) for line in out.stdout.splitlines()]
+        if (records and any(r["message"] == "step finished" and r["node"] == "total" for r in records)) or (
+            args or time.monotonic() > deadline
+        ):
+            return records
+        time.sleep(1)

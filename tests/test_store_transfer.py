@@ -219,6 +219,7 @@ def test_a_download_truncated_every_time_fails_naming_the_object(client: Any, si
     assert f"s3://{bucket_of(client)}/lokki/big/r/t.pkl" in str(info.value)
 
 
+@pytest.mark.emulator  # ~18 s: boto3's adaptive rate limiter waits after the injected SlowDowns
 def test_throttling_mid_transfer_is_retried(client: Any, no_backoff: list[float]) -> None:
     """SlowDown/InternalError on part uploads and ranged reads: botocore retries, s3transfer goes on."""
     st = store(client)

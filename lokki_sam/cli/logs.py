@@ -66,8 +66,10 @@ def command(
     as_json: bool,
     **kwargs: Any,
 ) -> None:
-    """Print a deployed run's log records: every step's start, end (duration, S3 bytes) and
-    failure (traceback), and the steps' own logging, across the run and its resumes."""
+    """A deployed run's log records, from all its flow's functions.
+
+    Every step's start, end (duration, S3 bytes) and failure (traceback), and the steps' own
+    logging, across the run and its resumes."""
     from lokki_sam import layout, names
     from lokki_sam.cloud.flows import flow_for_run
     from lokki_sam.cloud.run_logs import run_records

@@ -36,6 +36,9 @@ def run_options(command: F) -> F:
                 "--json", "as_json", is_flag=True, help="JSON log lines on stderr and a JSON result on stdout."
             ),
             click.option("-q", "--quiet", is_flag=True, help="Print only the result."),
+            click.option(
+                "-v", "--verbose", is_flag=True, help="Report more: each step's start, map progress per batch."
+            ),
         ],
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,6 +11,33 @@ from lokki_sam.cli.options import param_option, run_options
 from lokki_sam.cli.output import json_result, print_result
 from lokki_sam.cli.state import CliState, handle_errors, pass_state
 from lokki_sam.dsl import Flow
+from lokki_sam.errors import LokkiError
+
+if TYPE_CHECKING:
+    from lokki_sam.progress import Reporter
+
+
+def run_reporter(state: CliState, *, as_json: bool, quiet: bool, verbose: bool) -> Reporter:
+    """The reporter the options and the config ask for. Flags win: --json (JSON lines, and -q is
+    ignored as before), -q (nothing), -v (DEBUG); then main(flow)'s --log-level/--log-format; then
+    the config's log_level, log_format, progress_interval and show_timestamps."""
+    from lokki_sam.progress import DEBUG, LEVELS, QUIET, make_reporter
+
+    if quiet and verbose:
+        raise LokkiError("-q (print only the result) and -v (report more) contradict each other", hint="give one")
+    config = state.config
+    level = LEVELS[state.log_level or config["log_level"]]
+    if verbose:
+        level = DEBUG
+    elif quiet and not as_json:
+        level = QUIET
+    log_format = "json" if as_json else state.log_format or config["log_format"]
+    reporter = make_reporter(
+        log_format, level, progress_interval=config["progress_interval"], timestamps=config["show_timestamps"]
+    )
+    for warning in state.held_warnings():
+        reporter.config_warning(warning)
+    return reporter
 
 
 def execute_run(
@@ -21,13 +48,13 @@ def execute_run(
     store: str | None,
     as_json: bool,
     quiet: bool = False,
+    verbose: bool = False,
 ) -> None:
     """Run `flow_obj` with the reporter the options ask for and print its result."""
     from lokki_sam.local import run_flow, sigterm_interrupts
-    from lokki_sam.progress import JsonReporter, Reporter, RichReporter
 
     config = state.config
-    reporter: Reporter = JsonReporter() if as_json else (Reporter() if quiet else RichReporter())
+    reporter = run_reporter(state, as_json=as_json, quiet=quiet, verbose=verbose)
     try:
         with sigterm_interrupts():
             outcome = run_flow(
@@ -68,11 +95,13 @@ def command(
     store: str | None,
     as_json: bool,
     quiet: bool,
+    verbose: bool,
 ) -> None:
     """Run a flow locally. FLOW_REF is path/to/file.py[:flow] or package.module[:flow]."""
     from lokki_sam.loader import load_flow
     from lokki_sam.params import parse_assignments
 
+    state.hold_warnings()  # config warnings go through the run's reporter
     flow_obj = load_flow(state.flow_ref(flow_ref, "run"))
     raw = parse_assignments(params, where=f"flow '{flow_obj.name}'")
-    execute_run(state, flow_obj, raw, resume, store, as_json, quiet)
+    execute_run(state, flow_obj, raw, resume, store, as_json, quiet, verbose)

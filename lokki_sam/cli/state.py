@@ -20,12 +20,32 @@ class CliState:
 
     def __init__(self) -> None:
         self._config: Config | None = None
+        self._held: list[str] | None = None
+        # Logging settings given on the command line of `main(flow)` (upstream lokki's
+        # `python flow.py --log-level DEBUG run`): they win over the config's.
+        self.log_level: str | None = None
+        self.log_format: str | None = None
 
     @property
     def config(self) -> Config:
+        """The project config, loaded on first use; its warnings are printed then, once (or held)."""
         if self._config is None:
             self._config = load_config()
+            for warning in self._config.warnings:
+                if self._held is not None:
+                    self._held.append(warning)
+                else:
+                    click.echo(f"warning: {warning}", err=True)
         return self._config
+
+    def hold_warnings(self) -> None:
+        """Keep the config's warnings for the run's reporter (JSON lines stay JSON; -q silences them)."""
+        if self._held is None:
+            self._held = []
+
+    def held_warnings(self) -> list[str]:
+        held, self._held = self._held or [], []
+        return held
 
     def flow_ref(self, flow_ref: str | None, command: str) -> str:
         """FLOW_REF as given, else the configured `flow`."""

@@ -50,13 +50,13 @@ def run_records(
         function = dep.function_name(graph.name, step_name)
         if function is None:
             continue
+        # LoggingConfig.LogGroup, and Lambda's default group (where some emulators write regardless).
         for group in dict.fromkeys((dep.log_group(function), f"/aws/lambda/{function}")):
             for event in _events(dep, group, run_id, start, stop):
                 record = _record(event.get("message", ""))
                 if record is not None and _wanted(record, run_id, step, item):
-                    found.setdefault(event.get("eventId") or f"{group}:{len(found)}", LogRecord(
-                        int(event.get("timestamp", 0)), group, record
-                    ))  # fmt: skip
+                    # Keyed by the text: a platform writing to both groups (LocalStack) shows each once.
+                    found.setdefault(event["message"], LogRecord(int(event.get("timestamp", 0)), group, record))
     return sorted(found.values(), key=lambda r: r.timestamp_ms)
 
 

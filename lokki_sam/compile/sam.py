@@ -126,6 +126,8 @@ class Settings:
     log_retention_days: int = 30
     tracing: bool = False
     log_level: str = "INFO"  # the runtime's (runlog.LEVELS)
+    # Default of the ExistingArtifactBucket parameter (config artifact_bucket); "" creates a bucket.
+    artifact_bucket: str = ""
     # flow name -> dotted module importable from code_uri (defaults to graph.module)
     modules: Mapping[str, str] = field(default_factory=dict)
     # flow name -> the FLOW_REF it came from, relative to the template (recorded in the template)
@@ -261,7 +263,7 @@ def build_model(graphs: Sequence[FlowGraph], settings: Settings) -> TemplateMode
     parameters = {
         BUCKET_PARAMETER: {
             "Type": "String",
-            "Default": "",
+            "Default": settings.artifact_bucket,
             "AllowedPattern": "^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
             "Description": "Name of an existing S3 bucket for run artifacts; empty creates one in the stack",
         }
