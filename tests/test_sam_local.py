@@ -227,6 +227,9 @@ def test_image_variant_builds_one_image_for_all_steps_without_cli_parts(
     uris = set(re.findall(r"ImageUri: (\S+)", built))
     assert len(uris) == 1 and len(re.findall(r"ImageUri: ", built)) == 3, uris
     (image,) = uris
+    sizes = subprocess.run([LOKKI_SAM, "size"], cwd=image_run.app, env=sam_env, capture_output=True, text=True)
+    assert sizes.returncode == 0, sizes.stderr
+    assert sizes.stdout.count("container image (10 GB limit") == 3, sizes.stdout
     probe = (
         "import importlib.util as u, json, pathlib, lokki_sam, lokki_sam.runtime;"
         "root = pathlib.Path(lokki_sam.__file__).parent;"
@@ -285,6 +288,7 @@ def test_a_flow_mixing_zip_and_image_steps(
         [LOKKI_SAM, "generate", "src/packaging.py"], cwd=app, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
+    assert "Docker" not in done.stderr  # generate's check found the daemon (DOCKER_HOST) answering
     began = time.perf_counter()
     build = run_sam(["build"], cwd=app, env=env)
     TIMINGS["mixed: sam build (2 flows: 3 zip functions, 4 image functions sharing 1 image)"] = (
