@@ -14,7 +14,10 @@ from click.testing import CliRunner
 
 from lokki_sam import flow, names, runtime, step
 from lokki_sam.cli import cli
-from lokki_sam.compile import events, images
+
+# sam and merge imported here, before any test: `unload_modules` drops what a test imports first, and
+# a re-imported sam.Justified would no longer be the class merge.py checks for (its comments vanish).
+from lokki_sam.compile import events, images, merge, sam
 from lokki_sam.config import load_config
 from lokki_sam.errors import ConfigError, FlowDefinitionError, LokkiError
 from lokki_sam.packaging import CLI_ONLY, runtime_files
@@ -65,6 +68,9 @@ def generate(*args: str) -> tuple[int, str, str]:
         result = CliRunner(mix_stderr=False).invoke(cli, ["generate", *args])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.stdout, result.stderr
+
+
+assert merge.Justified is sam.Justified
 
 
 def resources(app: Path) -> dict[str, Any]:
@@ -300,8 +306,7 @@ def test_a_runtime_without_a_base_image_and_code_outside_the_context(
 ) -> None:
     with pytest.raises(LokkiError, match=r"runtime 'python3.9' has no Lambda base image .*image step\(s\) calc.show"):
         images.base_image("python3.9", "x86_64", ["calc.show"])
-    import lokki_sam.compile.sam as sam  # Lambda adds a Python before AWS publishes its base image:
-
+    # Lambda adds a Python before AWS publishes its base image:
     monkeypatch.setattr(sam, "LAMBDA_PYTHONS", (*sam.LAMBDA_PYTHONS, "python3.99"))
     (app / "lokki.toml").write_text('runtime = "python3.99"\n')
     code, _, err = generate("src/calc.py")
@@ -340,7 +345,7 @@ def test_env_json_and_every_function_declares_the_variables_it_sets(app: Path) -
     for fid in functions:
         assert env[fid] == {
             names.ENV_BUCKET: events.LOCAL_BUCKET,
-            names.ENV_ENDPOINT_URL: "http://127.0.0.1:4566",
+            names.ENV_ENDPOINT_URL: "http://host.docker.internal:4566",
             names.ENV_PREFIX: "lokki/local/calc",
         }
         # --env-vars overrides only declared variables: each is in the template, the endpoint empty.

@@ -8,7 +8,8 @@
   `--env-vars events/env.json`, and `lokki-sam emulator stop`. The harness changes only what this
   machine needs: the port 4566 becomes a free one (in the commands and in the generated env.json),
   and `sam` is the real SAM CLI with the host-network shim and `--skip-pull-image --docker-network
-  host` (tests/support/sam_local.py: no registry, no bridge network).
+  host --add-host host.docker.internal:127.0.0.1` (tests/support/sam_local.py: no registry, no bridge
+  network; the name Docker Desktop gives the machine is its loopback under host networking).
 - A flow mixing zip and image steps (tests/flows/packaging.py) runs step by step on a moto S3 server.
 
 Each run asserts that no payload has `errorType` (SAM exits 0 when a function fails) and that the
@@ -141,7 +142,7 @@ def run_documented_sequence(
             if line.startswith("lokki-sam generate"):  # the generated endpoint names the documented port
                 env_file = app / "events" / events.ENV_FILE
                 text = env_file.read_text()
-                assert f"http://127.0.0.1:{DOC_PORT}" in text and events.LOCAL_ENDPOINT.endswith(DOC_PORT)
+                assert f"http://host.docker.internal:{DOC_PORT}" in text and events.LOCAL_ENDPOINT.endswith(DOC_PORT)
                 env_file.write_text(text.replace(f":{DOC_PORT}", f":{port}"))
         run.runs = sam_runs(log)
         s3 = boto3.client(  # module scope: the autouse dummy credentials are not set yet

@@ -31,11 +31,13 @@ from lokki_sam.protocol import ALL_ITEMS, CHUNK, INDEX
 from lokki_sam.secret_check import name_looks_secret, value_looks_secret
 
 SAMPLE_RUN_ID = "sample-run"
-# events/env.json, for `sam local invoke --env-vars`: a bucket in a local S3 at the port of
-# `lokki-sam emulator start`, and the prefix of stack "local" (SAM's AWS::StackName under sam local).
+# events/env.json, for `sam local invoke --env-vars`: a bucket in a local S3 on the machine, at the
+# port of `lokki-sam emulator start`, and the prefix of stack "local" (SAM's AWS::StackName under
+# sam local). The function runs in a container: host.docker.internal is the machine (Docker Desktop
+# defines it; elsewhere `--add-host host.docker.internal:host-gateway`, as SAM does for its own emulators).
 ENV_FILE = "env.json"
 LOCAL_BUCKET = "lokki-sam-local"
-LOCAL_ENDPOINT = "http://127.0.0.1:4566"
+LOCAL_ENDPOINT = "http://host.docker.internal:4566"
 LOCAL_STACK = "local"
 PLACEHOLDER = "<required: set a value>"
 SECRET_PLACEHOLDER = "<secret: set it here, never in a committed file>"

@@ -313,6 +313,7 @@ sys.path.insert(0, {repo!r})
 from tests.support.sam_local import LOCAL_FLAGS, sam_command
 args = sys.argv[1:]
 extra = LOCAL_FLAGS if args[:2] in (["local", "invoke"], ["local", "start-lambda"]) else []
+extra = extra + ["--add-host", "host.docker.internal:127.0.0.1"] if extra else extra
 began = time.perf_counter()
 proc = subprocess.run([*sam_command(), *args, *extra], capture_output=True, text=True)
 sys.stdout.write(proc.stdout)
@@ -329,7 +330,9 @@ LOCAL_FLAGS = ["--skip-pull-image", "--docker-network", "host"]
 def install_sam_wrapper(bin_dir: Path, log: Path) -> Path:
     """A `sam` executable in `bin_dir` (put that first on PATH) for running documented commands as they
     are written: it runs this interpreter's SAM CLI with the shim, adds LOCAL_FLAGS to `sam local invoke`
-    and appends each run to `log` as a JSON line (args, returncode, stdout, stderr, seconds)."""
+    (and `--add-host host.docker.internal:127.0.0.1`: the name Docker Desktop defines for the machine is
+    its loopback under host networking) and appends each run to `log` as a JSON line (args, returncode,
+    stdout, stderr, seconds)."""
     check_version()
     bin_dir.mkdir(parents=True, exist_ok=True)
     path = bin_dir / "sam"
