@@ -123,6 +123,7 @@ class _Collect:
         pass
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # samtranslator's validator, run in-process here
 def test_resolve_image_repos_gives_each_image_function_a_repository(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
