@@ -41,8 +41,8 @@ class Plan:
             self.files[path] = text
         else:
             self.notes.append(
-                f"kept {display(path, self.root)}: it no longer starts with lokki-sam's marker line, so it is "
-                "yours and generate leaves it as it is (put the line back to have it rewritten)"
+                f"kept {display(path, self.root)}: it does not start with lokki-sam's marker line, so it is "
+                "yours and generate leaves it as it is (delete it, or put the line back, to have it rewritten)"
             )
 
     def stale(self) -> list[Path]:

@@ -225,7 +225,7 @@ def test_an_edited_dockerfile_is_rewritten_while_it_keeps_the_marker_and_kept_wi
     path.write_text(mine)  # without the first line: the user's file now
     code, out, err = generate("src/calc.py")
     assert code == 0 and path.read_text() == mine
-    assert f"note: kept images/{key}/Dockerfile: it no longer starts with lokki-sam's marker line" in err
+    assert f"note: kept images/{key}/Dockerfile: it does not start with lokki-sam's marker line" in err
     code, _, err = generate("--check", "src/calc.py")
     assert code == 0, err  # a kept file is never stale
     (app / ".dockerignore").write_text("# mine\n*\n!src\n!images\n")
