@@ -22,7 +22,7 @@ from typing import Any, overload
 from lokki_sam.build import GraphBuilder, Op, StepCall, call_of
 from lokki_sam.errors import FlowDefinitionError, LokkiError
 from lokki_sam.ir import FlowGraph
-from lokki_sam.options import MapOptions, Retry, StepOptions, check_package
+from lokki_sam.options import MapOptions, Retry, StepOptions, check_package, lambda_sizing_from_upstream
 from lokki_sam.params import params_from_signature
 from lokki_sam.placeholder import Placeholder
 
@@ -103,6 +103,10 @@ def step(
     permissions: list[Mapping[str, Any]] | None = None,
     requirements: Sequence[str] | str | None = None,
     package: str | None = None,
+    job_type: str = "lambda",
+    vcpu: int | None = None,
+    memory_mb: int | None = None,
+    timeout_seconds: int | None = None,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -118,6 +122,10 @@ def step(
     permissions: list[Mapping[str, Any]] | None = None,
     requirements: Sequence[str] | str | None = None,
     package: str | None = None,
+    job_type: str = "lambda",
+    vcpu: int | None = None,
+    memory_mb: int | None = None,
+    timeout_seconds: int | None = None,
 ) -> Step | Callable[[Callable[..., Any]], Step]:
     """Register a function as a pipeline step: `@step` or `@step(retry=Retry(3), memory=1024)`.
 
@@ -125,14 +133,26 @@ def step(
     this step's Lambda function; `environment` sets its environment variables; `requirements`
     (requirement lines, or a requirements file next to the module) are packaged into a layer of
     this step's function only; `package="image"` builds its function as a container image.
+    Upstream lokki's `memory_mb`/`timeout_seconds` mean `memory`/`timeout`; its `job_type="batch"`
+    and `vcpu` (AWS Batch) are refused with what to write instead.
     """
 
     def wrap(f: Callable[..., Any]) -> Step:
-        options = StepOptions.create(
-            where=f"step '{getattr(f, '__name__', f)}'",
-            retry=retry,
+        where = f"step '{getattr(f, '__name__', f)}'"
+        sized_memory, sized_timeout = lambda_sizing_from_upstream(
+            where,
             memory=memory,
             timeout=timeout,
+            job_type=job_type,
+            vcpu=vcpu,
+            memory_mb=memory_mb,
+            timeout_seconds=timeout_seconds,
+        )
+        options = StepOptions.create(
+            where=where,
+            retry=retry,
+            memory=sized_memory,
+            timeout=sized_timeout,
             architecture=architecture,
             environment=environment,
             permissions=permissions,

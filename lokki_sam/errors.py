@@ -19,6 +19,9 @@ class LokkiError(Exception):
         self.hint = hint
         super().__init__(self.render())
 
+    def __str__(self) -> str:  # `where` may be filled in after construction (the loader adds the line)
+        return self.render()
+
     def render(self) -> str:
         text = f"{self.where}: {self.message}" if self.where else self.message
         if self.hint:

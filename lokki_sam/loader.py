@@ -66,8 +66,9 @@ def load_module(target: str) -> ModuleType:
             sys.path.insert(0, str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
-    except LokkiError as exc:
-        exc.where = exc.where or f"module {module_name}"
+    except LokkiError as exc:  # a flow or step declared wrongly: name the user's line too
+        line = _user_line(exc)
+        exc.where = ": ".join(part for part in (line, exc.where) if part) or f"module {module_name}"
         raise
     except ModuleNotFoundError as exc:
         if not is_path and exc.name and module_name.startswith(exc.name):
@@ -106,13 +107,18 @@ def _forget_other_user_module(module_name: str, path: Path, search_root: Path) -
         del sys.modules[name]
 
 
-def _import_failed(module_name: str, exc: BaseException) -> LokkiError:
+def _user_line(exc: BaseException) -> str | None:
+    """`file:line` of the innermost frame of the user's own code in exc's traceback."""
     frames = traceback.extract_tb(exc.__traceback__)
     user = [f for f in frames if "importlib" not in f.filename and "lokki_sam" not in f.filename]
     # Point at the user's own line, not at the stdlib or a library it called.
     own = [f for f in user if not f.filename.startswith(_LIBRARY_DIRS)]
     user = own or user
-    where = f"{user[-1].filename}:{user[-1].lineno}" if user else module_name
+    return f"{user[-1].filename}:{user[-1].lineno}" if user else None
+
+
+def _import_failed(module_name: str, exc: BaseException) -> LokkiError:
+    where = _user_line(exc) or module_name
     return LokkiError(
         f"importing {module_name} failed: {type(exc).__name__}: {exc}",
         where=where,

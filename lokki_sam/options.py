@@ -243,6 +243,47 @@ def check_package(value: str | None, where: str) -> str | None:
     return value
 
 
+def lambda_sizing_from_upstream(
+    where: str,
+    *,
+    memory: int | None,
+    timeout: int | None,
+    job_type: str,
+    vcpu: int | None,
+    memory_mb: int | None,
+    timeout_seconds: int | None,
+) -> tuple[int | None, int | None]:
+    """(memory, timeout) from upstream lokki's `@step` sizing options, which size a Lambda step
+    under upstream's names; AWS Batch (`job_type="batch"`, `vcpu`) has no counterpart here."""
+    if job_type == "batch":
+        raise FlowDefinitionError(
+            "job_type='batch' asks for an AWS Batch job: lokki-sam runs every step on AWS Lambda",
+            where=where,
+            hint="remove job_type (and vcpu) and size the Lambda function: @step(memory=..., timeout=...) "
+            "up to 10240 MB and 900 s; package='image' for dependencies beyond a zip's 250 MB",
+        )
+    if job_type != "lambda":
+        raise FlowDefinitionError(f"job_type must be 'lambda', got {job_type!r}", where=where)
+    if vcpu is not None:
+        raise FlowDefinitionError(
+            "vcpu has no meaning on AWS Lambda: its CPU grows with memory (one vCPU at 1769 MB)",
+            where=where,
+            hint="remove vcpu and set memory=... instead",
+        )
+    for ours, ours_name, theirs, theirs_name in (
+        (memory, "memory", memory_mb, "memory_mb"),
+        (timeout, "timeout", timeout_seconds, "timeout_seconds"),
+    ):
+        if ours is not None and theirs is not None:
+            raise FlowDefinitionError(
+                f"{ours_name} and {theirs_name} are one setting (upstream lokki's name and ours): give one",
+                where=where,
+            )
+    memory_mb = _check_range(memory_mb, "memory_mb", 128, 10240, where)
+    timeout_seconds = _check_range(timeout_seconds, "timeout_seconds", 1, 900, where)
+    return (memory if memory is not None else memory_mb, timeout if timeout is not None else timeout_seconds)
+
+
 def _check_range(value: int | None, name: str, low: int, high: int, where: str) -> int | None:
     if value is None:
         return None

@@ -633,6 +633,21 @@ CASES: list[Case] = [
         FDE,
     ),
     Case("flow API", "architecture sparc", api(step_option(architecture="sparc")), ("architecture",), LokkiError),
+    Case(
+        "flow API",
+        "upstream AWS Batch step",
+        api(step_option(job_type="batch", vcpu=2)),
+        ("job_type='batch' asks for an AWS Batch job", "@step(memory=..., timeout=...)"),
+        FDE,
+    ),
+    Case("flow API", "upstream vcpu on Lambda", api(step_option(vcpu=4)), ("vcpu has no meaning on AWS Lambda",), FDE),
+    Case(
+        "flow API",
+        "memory and memory_mb",
+        api(step_option(memory=512, memory_mb=1024)),
+        ("memory and memory_mb are one setting",),
+        FDE,
+    ),
     # --- cookiecutter answers (distinct from tests/test_cookiecutter.py's rows)
     Case("cookiecutter", "slug lokki_sam", cookiecutter(project_slug="lokki_sam"), ("would shadow",), HookFailed),
     Case(

@@ -162,9 +162,43 @@ def test_upstream_ci_pipeline_is_refused_for_its_parameter_no_step_reads() -> No
         ported("ci_pipeline")
 
 
-def test_upstream_batch_step_options_are_refused_at_import_naming_the_option() -> None:
-    with pytest.raises(LokkiError, match=r"lambda_batch_pipeline\.py:\d+: .*unexpected keyword argument 'job_type'"):
+def test_upstream_batch_step_is_refused_at_import_with_what_to_write_instead() -> None:
+    with pytest.raises(LokkiError, match=r"lambda_batch_pipeline\.py:\d+: step 'process_batch': job_type='batch'") as e:
         ported("lambda_batch_pipeline")
+    assert "runs every step on AWS Lambda" in str(e.value) and "@step(memory=..., timeout=...)" in str(e.value)
+
+
+def test_upstream_batch_step_through_the_cli_exits_2_without_a_traceback(lokki: Any) -> None:
+    result = lokki("run", str(UPSTREAM / "lambda_batch_pipeline.py"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "step 'process_batch': job_type='batch'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_upstream_lambda_sizing_names_size_the_function_in_the_template(write_module: Any) -> None:
+    """Upstream sized Lambda steps with memory_mb/timeout_seconds (and job_type="lambda", its
+    default): the same function settings as lokki-sam's memory/timeout."""
+    path = write_module(
+        "sized",
+        """
+        from lokki_sam import flow, step
+
+        @step(job_type="lambda", memory_mb=2048, timeout_seconds=300)
+        def heavy() -> int:
+            return 2
+
+        @step(memory=2048, timeout=300)
+        def same(x: int) -> int:
+            return x + 1
+
+        @flow
+        def sized():
+            return heavy().next(same)
+        """,
+    )
+    (f,) = load_flows(str(path))
+    heavy, same = (f.graph.node(name).step.options for name in ("heavy", "same"))
+    assert (heavy.memory, heavy.timeout) == (same.memory, same.timeout) == (2048, 300)
+    assert run_flow(f, {}, store=path.parent / "runs").result == 3
 
 
 def test_upstream_flights_example_needs_pandas_duckdb_and_fast_flights(tmp_path: Path) -> None:
