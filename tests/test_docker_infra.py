@@ -19,11 +19,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from tests.support.docker_daemon import DockerDaemon, bridge_networks
 from tests.support.lambda_image import PYTHON, LambdaImages, host_architecture
-from tests.support.sam_local import InvokeResult, free_port, run_sam, sam_local_invoke, sam_start_lambda
+from tests.support.moto_server import moto_endpoint
+from tests.support.sam_local import InvokeResult, run_sam, sam_local_invoke, sam_start_lambda
 
 pytest_plugins = ["tests.support.docker_fixtures"]
 pytestmark = pytest.mark.docker
@@ -147,13 +147,8 @@ def app(sam_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 @pytest.fixture(scope="module")
 def moto_s3() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_endpoint() as url:
+        yield url
 
 
 def invoke(function: str, app: Path, env: dict[str, str], label: str, **kwargs: Any) -> InvokeResult:

@@ -25,7 +25,6 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
 from lokki_sam import flow, runtime, serialization, step
 from lokki_sam.errors import StoreError
@@ -34,7 +33,7 @@ from lokki_sam.local import FLUSH_SECONDS, MapFailed, run_flow
 from lokki_sam.store import S3Store, s3_client
 from tests.conftest import LOKKI_SAM, lokki_env
 from tests.support.keys import function_env, prefix, stamped
-from tests.support.ministack import free_port
+from tests.support.moto_server import moto_endpoint
 
 # ============================================================== SIGKILL at seeded points, then resume
 
@@ -199,13 +198,8 @@ class S3Faults:
 
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_endpoint() as url:
+        yield url
 
 
 @pytest.fixture

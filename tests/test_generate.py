@@ -8,10 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from lokki_sam.cli import cli
-from tests.support.sam import EXAMPLES, forget_module, lint, load, restored_sys_path
+from tests.support.sam import EXAMPLES, forget_module, generate_in_process, lint, load
 
 pytestmark = pytest.mark.usefixtures("unload_modules")
 
@@ -49,11 +47,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def generate(*args: str) -> tuple[int, str, str]:
-    forget_module("calc")
-    with restored_sys_path():
-        result = CliRunner(mix_stderr=False).invoke(cli, ["generate", *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return generate_in_process("calc", *args)
 
 
 def test_writes_template_definitions_and_events(app: Path) -> None:

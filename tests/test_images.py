@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from lokki_sam import flow, names, runtime, step
-from lokki_sam.cli import cli
 
 # sam and merge imported here, before any test: `unload_modules` drops what a test imports first, and
 # a re-imported sam.Justified would no longer be the class merge.py checks for (its comments vanish).
@@ -21,7 +19,7 @@ from lokki_sam.compile import events, images, merge, sam
 from lokki_sam.config import load_config
 from lokki_sam.errors import ConfigError, FlowDefinitionError, LokkiError
 from lokki_sam.packaging import CLI_ONLY, runtime_files
-from tests.support.sam import forget_module, lint, load, restored_sys_path, transform
+from tests.support.sam import generate_in_process, lint, load, transform
 
 pytestmark = pytest.mark.usefixtures("unload_modules")
 
@@ -63,11 +61,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def generate(*args: str) -> tuple[int, str, str]:
-    forget_module("calc")
-    with restored_sys_path():
-        result = CliRunner(mix_stderr=False).invoke(cli, ["generate", *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return generate_in_process("calc", *args)
 
 
 assert merge.Justified is sam.Justified

@@ -32,7 +32,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from lokki_sam import names
 from lokki_sam.compile import events
@@ -42,6 +41,7 @@ from lokki_sam.store import S3Store
 from tests.conftest import LOKKI_SAM, REPO
 from tests.support.emulator import exported
 from tests.support.lambda_image import PYTHON, host_architecture
+from tests.support.moto_server import moto_endpoint
 from tests.support.sam import PACKAGING_FILE, forget_module, restored_sys_path
 from tests.support.sam_local import free_port, install_sam_wrapper, run_sam, sam_local_invoke, sam_runs
 
@@ -268,13 +268,8 @@ def test_image_variant_builds_one_image_for_all_steps_without_cli_parts(
 
 @pytest.fixture(scope="module")
 def moto_s3() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_endpoint() as url:
+        yield url
 
 
 def test_a_flow_mixing_zip_and_image_steps(

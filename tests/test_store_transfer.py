@@ -25,13 +25,13 @@ from unittest import mock
 
 import pytest
 from botocore.response import StreamingBody
-from moto.server import ThreadedMotoServer
 
 from lokki_sam import serialization
 from lokki_sam.errors import SerializationError, StoreError, StoreUnavailable
 from lokki_sam.store import S3Store, s3_client
 from lokki_sam.transfer import TransferSettings
 from tests.support.ministack import free_port
+from tests.support.moto_server import moto_endpoint
 from tests.test_faults import S3Faults
 
 MB = 1 << 20
@@ -40,13 +40,8 @@ SMALL_PARTS = TransferSettings(threshold=5 * MB, part_size=5 * MB, concurrency=4
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_endpoint() as url:
+        yield url
 
 
 @pytest.fixture

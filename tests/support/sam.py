@@ -65,6 +65,20 @@ def restored_sys_path() -> Iterator[None]:
         sys.path[:] = saved
 
 
+def generate_in_process(module: str, *args: str) -> tuple[int, str, str]:
+    """`lokki-sam generate ARGS` through click's runner, after forgetting the flow `module`
+    (a test edits it between calls): (exit code, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from lokki_sam.cli import cli
+
+    forget_module(module)
+    with restored_sys_path():
+        result = CliRunner(mix_stderr=False).invoke(cli, ["generate", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
 def lint(text: str) -> list[str]:
     """cfn-lint findings of every level (errors, warnings, informational)."""
     matches = cfnlint.api.lint(text, config=cfnlint.api.ManualArgs(regions=[REGION], include_checks=["I"]))
