@@ -152,21 +152,26 @@ def run_documented_sequence(
         graph = load_graph(app / "examples" / "birds.py")
         store = S3Store(events.LOCAL_BUCKET, names.flow_prefix(events.LOCAL_STACK, "birds"), s3)
         run.stored_result = read_result(RunContext(graph, store, events.SAMPLE_RUN_ID, {}))
-        local = subprocess.run(
-            [LOKKI_SAM, "run", "examples/birds.py", "--json", "--store", str(app / ".lokki")],
-            cwd=app,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert local.returncode == 0, local.stderr
-        run.expected_result = json.loads(local.stdout)["result"]
+        run.expected_result = local_result("examples/birds.py", app, env)
         yield run
     finally:
         for line in stop:  # the documented last line, also when a step failed
             proc = run_line(line, env, app)
             assert proc.returncode == 0, proc.stderr
+
+
+def local_result(flow_ref: str, app: Path, env: dict[str, str]) -> Any:
+    """What `lokki-sam run FLOW_REF --json` returns in app."""
+    local = subprocess.run(
+        [LOKKI_SAM, "run", flow_ref, "--json", "--store", str(app / ".lokki")],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert local.returncode == 0, local.stderr
+    return json.loads(local.stdout)["result"]
 
 
 def load_graph(path: Path) -> Any:
@@ -316,14 +321,5 @@ def test_a_flow_mixing_zip_and_image_steps(
     assert kinds == ["zip", "image", "image", "zip"]
     store = S3Store(events.LOCAL_BUCKET, names.flow_prefix(events.LOCAL_STACK, "mixed"), s3)
     stored = read_result(RunContext(graph, store, events.SAMPLE_RUN_ID, {}))
-    local = subprocess.run(
-        [LOKKI_SAM, "run", "src/packaging.py:mixed", "--json", "--store", str(app / ".lokki")],
-        cwd=app,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert local.returncode == 0, local.stderr
-    assert stored == json.loads(local.stdout)["result"] == "4 SQUARES, SUM 30"
+    assert stored == local_result("src/packaging.py:mixed", app, env) == "4 SQUARES, SUM 30"
     forget_module("packaging")
