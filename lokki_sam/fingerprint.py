@@ -1,8 +1,9 @@
 """Flow identity: deterministic fingerprints of what determines a flow's results.
 
 A node's fingerprint covers its step's code (the function's source, plus the source of the
-same-module functions and classes it refers to and the values of the simple constants it reads),
-its bound arguments, the declarations of the flow parameters it receives, how it gets its input,
+functions and classes it refers to in its own module, the values of the constants it reads, plain
+values or containers of them, and the other modules of the user's project it uses: see
+`_is_project_module`), its bound arguments, the declarations of the flow parameters it receives, how it gets its input,
 and the fingerprint of the node that feeds it. So a change anywhere upstream changes every
 fingerprint downstream, and the key layout (`layout.py`) stores each output under its node's
 fingerprint: an output computed by other code or from other inputs can never be found again.
@@ -12,8 +13,9 @@ declarations: it is what the state machine sends in every payload and what the r
 with its own code. Everything is computed from source text, never bytecode, so the generator
 (any Python) and the Lambda runtime (the template's Python) agree.
 
-Not covered: functions and values from other modules (libraries, your own helper modules), data
-the step reads at run time, and module-level values that are not simple constants.
+Not covered: libraries (the standard library, installed distributions, lokki-sam), modules from
+outside the project's folder, data the step reads at run time, and module-level objects other than
+plain values and containers of them (instances, compiled patterns, open clients).
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ import ast
 import hashlib
 import inspect
 import json
+import sys
 import textwrap
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from lokki_sam.ir import Const, FlowGraph, MapBlock, Node, ParamRef
@@ -102,11 +107,11 @@ def compute(graph: FlowGraph) -> Fingerprints:
 
 
 def code_fingerprint(func: Callable[..., Any]) -> str:
-    """The step function's source and what it refers to in its own module."""
-    return _hash(["code", _code_parts(func, set())])
+    """The step function's source and what it refers to in its own module and project."""
+    return _hash(["code", _code_parts(func, set(), _project_root(func))])
 
 
-def _code_parts(obj: Any, seen: set[int]) -> Any:
+def _code_parts(obj: Any, seen: set[int], root: Path | None) -> Any:
     if id(obj) in seen:
         return ["seen", getattr(obj, "__qualname__", "")]
     seen.add(id(obj))
@@ -125,16 +130,137 @@ def _code_parts(obj: Any, seen: set[int]) -> Any:
         value = (namespace or {}).get(name, _NOT_FOUND)
         if value is _NOT_FOUND:
             continue
-        # A step called as a plain function is its function.
-        target = value.func if isinstance(getattr(value, "func", None), types.FunctionType) else value
-        if _is_local_code(target, module):
-            refs.append([name, _code_parts(target, seen)])
-        elif _is_simple(value):
-            refs.append([name, _canonical(value)])
+        part = _reference_parts(value, module, seen, root)
+        if part is not _SKIP:
+            refs.append([name, part])
     return [source if source is not None else ["bytecode", code.co_code.hex() if code else ""], refs]
 
 
+def _reference_parts(value: Any, module: str | None, seen: set[int], root: Path | None) -> Any:
+    """What a name a step's code reads contributes: code of its module or project, a module of
+    the project, a plain value or a container of such; `_SKIP` for anything else (libraries)."""
+    # A step called as a plain function is its function.
+    target = value.func if isinstance(getattr(value, "func", None), types.FunctionType) else value
+    if isinstance(target, types.FunctionType | type):
+        own = module is not None and getattr(target, "__module__", None) == module
+        if own or _is_project_module(sys.modules.get(getattr(target, "__module__", "") or ""), root):
+            return _code_parts(target, seen, root)
+        return _SKIP
+    if isinstance(value, types.ModuleType):
+        return _module_parts(value, seen, root) if _is_project_module(value, root) else _SKIP
+    return _value_parts(value, module, seen, root)
+
+
+def _value_parts(value: Any, module: str | None, seen: set[int], root: Path | None) -> Any:
+    """A plain value, or a list/tuple/set/dict of plain values and the project's functions (a
+    dispatch table), described exactly; `_SKIP` for anything else."""
+    if isinstance(value, _SIMPLE):
+        return _canonical(value)
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        if id(value) in seen:  # a container that holds itself
+            return ["seen", type(value).__name__]
+        seen.add(id(value))
+        pairs = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
+        described = []
+        for key, item in pairs:
+            key_part = _value_parts(key, module, seen, root)
+            item_part = _reference_parts(item, module, seen, root)
+            if key_part is _SKIP or item_part is _SKIP:
+                return _SKIP
+            described.append([key_part, item_part])
+        if isinstance(value, set | frozenset | dict):
+            described.sort(key=_dump)
+        return [type(value).__name__, described]
+    return _SKIP
+
+
+def _module_parts(module: types.ModuleType, seen: set[int], root: Path | None) -> Any:
+    """A project module a step uses (`import helpers`): its file's bytes, and those of the project
+    modules it imports (`import x`, `from x import y`, `from . import y`), transitively."""
+    if id(module) in seen:
+        return ["seen", module.__name__]
+    seen.add(id(module))
+    data = Path(module.__file__ or "").read_bytes()
+    refs = []
+    for name in sorted(_imported_modules(data, module)):
+        imported = sys.modules.get(name)
+        if _is_project_module(imported, root):
+            refs.append([name, _module_parts(imported, seen, root)])  # type: ignore[arg-type]
+    return ["module", hashlib.sha256(data).hexdigest(), refs]
+
+
+def _imported_modules(source: bytes, module: types.ModuleType) -> set[str]:
+    """Names of the modules `source` imports (and of the submodules `from package import name` may mean)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    package = module.__package__ or ""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}".strip(".") if base else parent
+            names.add(base)
+            names.update(f"{base}.{alias.name}".strip(".") for alias in node.names)
+    return {name for name in names if name}
+
+
 _NOT_FOUND = object()
+_SKIP = object()
+
+
+def _project_root(func: Callable[..., Any]) -> Path | None:
+    """The folder the step's module is imported from: CodeUri's copy in the Lambda, the flow's
+    folder (or above its package) locally. Other modules below it are the user's own code."""
+    module = sys.modules.get(getattr(func, "__module__", "") or "")
+    file = getattr(module, "__file__", None)
+    if module is None or not file or _is_library_name(module.__name__):
+        return None
+    path = Path(file).resolve()
+    depth = module.__name__.count(".") + (path.name == "__init__.py")
+    return path.parents[depth] if depth < len(path.parents) else None
+
+
+def _is_project_module(module: types.ModuleType | None, root: Path | None) -> bool:
+    """A module of the user's project: below the step module's folder, and neither the standard
+    library, lokki-sam, nor an installed distribution. In the Lambda, `sam build` installs the
+    requirements next to the code, with their .dist-info; locally they are in site-packages.
+    Both are libraries, so the generator and the runtime agree on what is the project's."""
+    file = getattr(module, "__file__", None)
+    if module is None or root is None or not file or _is_library_name(module.__name__):
+        return False
+    path = Path(file).resolve()
+    if not path.is_relative_to(root) or {"site-packages", "dist-packages"} & set(path.parts):
+        return False
+    top = module.__name__.split(".")[0]
+    return top not in _installed_top_levels(str(root))
+
+
+def _is_library_name(name: str) -> bool:
+    top = name.split(".")[0]
+    return top in sys.stdlib_module_names or top == "lokki_sam" or top in sys.builtin_module_names
+
+
+@cache
+def _installed_top_levels(folder: str) -> frozenset[str]:
+    """Import names of the distributions installed in `folder` (pip --target, as sam build does)."""
+    tops: set[str] = set()
+    for meta in [*Path(folder).glob("*.dist-info"), *Path(folder).glob("*.egg-info")]:
+        top_level = meta / "top_level.txt"
+        if top_level.is_file():
+            tops.update(line.strip() for line in top_level.read_text().splitlines() if line.strip())
+        record = meta / "RECORD"
+        if record.is_file():
+            for line in record.read_text().splitlines():
+                first = line.split(",", 1)[0].split("/", 1)[0]
+                if first and first != ".." and not first.endswith((".dist-info", ".data")):
+                    tops.add(first.removesuffix(".py"))
+    return frozenset(tops)
 
 
 def _source(obj: Any) -> str | None:
@@ -152,22 +278,6 @@ def _names_used(source: str) -> set[str]:
     except SyntaxError:  # a lambda's source line, say: its text is still in the hash
         return set()
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-
-
-def _is_local_code(value: Any, module: str | None) -> bool:
-    return (
-        isinstance(value, types.FunctionType | type)
-        and getattr(value, "__module__", None) == module
-        and module is not None
-    )
-
-
-def _is_simple(value: Any) -> bool:
-    if isinstance(value, _SIMPLE):
-        return True
-    if isinstance(value, tuple | frozenset):
-        return all(_is_simple(v) for v in value)
-    return False
 
 
 # ---------------------------------------------------------------------------- values

@@ -149,6 +149,106 @@ def test_resume_after_a_new_required_parameter_is_refused_saying_what_changed(tm
     assert "missing required parameter 'bonus'" in refused.stderr and "start a new run" in refused.stderr
 
 
+PROJECT_FLOW = """
+@step
+def nums() -> list[int]:
+    called("nums")
+    return [1, 2, 3]
+
+@step
+def weigh(x: int) -> int:
+    called(f"weigh-{x}")
+    return {use}
+
+@step
+def total(xs: list[int]) -> int:
+    called("total")
+    return sum(xs)
+
+@flow
+def project():
+    return nums().map(weigh).agg(total)
+"""
+
+
+@pytest.mark.parametrize(
+    ("imports", "use", "edited_file", "before", "after"),
+    [
+        ("WEIGHTS = {1: 10, 2: 20, 3: 30}", "WEIGHTS[x]", "project.py", "2: 20", "2: 200"),
+        ("LABELS = [('a', 1), ('b', 2)]\nN = len(LABELS)", "x * LABELS[-1][1]", "project.py", "2)]", "5)]"),
+        ("from helpers import scale", "scale(x)", "helpers.py", "x * FACTOR", "x * FACTOR + 1"),
+        ("import helpers", "helpers.scale(x)", "helpers.py", "x * FACTOR", "x * FACTOR + 1"),
+        ("from pkg.calc import scale", "scale(x)", "pkg/calc.py", "x * 2", "x * 7"),
+        ("import helpers", "helpers.scale(x)", "factors.py", "FACTOR = 2", "FACTOR = 7"),
+        ("from helpers import scale", "scale(x)", "factors.py", "FACTOR = 2", "FACTOR = 7"),
+    ],
+    ids=["dict-constant", "list-constant", "from-module", "module", "package", "module-imports", "from-imports"],
+)
+def test_resume_after_editing_project_code_outside_the_step_recomputes_what_uses_it(
+    tmp_path: Path, lokki: Lokki, imports: str, use: str, edited_file: str, before: str, after: str
+) -> None:
+    """A step's results depend on more than its own lines: the constants it reads (containers
+    too) and the project's other modules it calls, however imported. Editing any of them between
+    runs makes a resume recompute, so it gives what a fresh run gives."""
+    (tmp_path / "factors.py").write_text("FACTOR = 2\n")
+    (tmp_path / "helpers.py").write_text("from factors import FACTOR\n\ndef scale(x):\n    return x * FACTOR\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "calc.py").write_text("def scale(x):\n    return x * 2\n")
+    path = tmp_path / "project.py"
+    path.write_text(COUNTING + imports + "\n" + textwrap.dedent(PROJECT_FLOW).replace("{use}", use))
+    first = lokki("run", str(path), "--store", "runs", "--json")
+    assert first.returncode == 0, first.stderr
+    calls(tmp_path)
+    edited = tmp_path / edited_file
+    assert before in edited.read_text()
+    edited.write_text(edited.read_text().replace(before, after))
+    resumed = lokki("run", str(path), "--store", "runs", "--resume", run_id_of(first), "--json")
+    fresh = lokki("run", str(path), "--store", "fresh", "--json")
+    assert resumed.returncode == fresh.returncode == 0, resumed.stderr + fresh.stderr
+    assert json.loads(resumed.stdout)["result"] == json.loads(fresh.stdout)["result"]
+    assert json.loads(resumed.stdout)["result"] != json.loads(first.stdout)["result"]
+    # The resume reused `nums` (untouched) and recomputed the items and the total.
+    assert calls(tmp_path) == sorted(["weigh-1", "weigh-2", "weigh-3", "total"] * 2 + ["nums"])
+
+
+def test_libraries_are_not_project_code_wherever_they_are_installed(tmp_path: Path) -> None:
+    """The generator sees a library in site-packages; the Lambda sees it next to the code, where
+    `sam build` installed it with its .dist-info. Both must give the flow one fingerprint, and an
+    installed library is not hashed as the user's code in either place."""
+    import importlib
+
+    from lokki_sam.loader import load_flows
+
+    flow_source = (
+        "import tinylib\nfrom lokki_sam import flow, step\n\n@step\ndef one() -> int:\n"
+        "    return tinylib.VALUE\n\n@flow\ndef uses_lib():\n    return one()\n"
+    )
+    fingerprints = []
+    for layout in ("elsewhere", "next-to-the-code"):
+        code = tmp_path / layout / "code"
+        lib_home = code if layout == "next-to-the-code" else tmp_path / layout / "site"
+        (lib_home / "tinylib").mkdir(parents=True)
+        (lib_home / "tinylib" / "__init__.py").write_text(f"VALUE = 1\nWHERE = {layout!r}\n")
+        meta = lib_home / "tinylib-1.0.dist-info"
+        meta.mkdir()
+        (meta / "RECORD").write_text("tinylib/__init__.py,,\ntinylib-1.0.dist-info/RECORD,,\n")
+        code.mkdir(exist_ok=True)
+        (code / "uses_lib.py").write_text(flow_source)
+        sys.path.insert(0, str(lib_home))
+        try:
+            for name in ("tinylib", "uses_lib"):
+                sys.modules.pop(name, None)
+            importlib.invalidate_caches()
+            (found,) = load_flows(str(code / "uses_lib.py"))
+            fingerprints.append(found.graph.fingerprints.flow)
+        finally:
+            sys.path.remove(str(lib_home))
+            for name in ("tinylib", "uses_lib"):
+                sys.modules.pop(name, None)
+    assert fingerprints[0] == fingerprints[1]
+
+
 def test_a_step_reading_a_module_constant_or_helper_changes_when_they_do(write_module: Any) -> None:
     import importlib
 
