@@ -29,6 +29,8 @@ from lokki_sam.placeholder import Placeholder
 _DEFINING: contextvars.ContextVar[str | None] = contextvars.ContextVar("lokki_defining", default=None)
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# Step and flow names become CloudFormation logical IDs and ASL state names: ASCII only.
+_NAME_RULE = "must start with an ASCII letter and use only a-z, A-Z, 0-9 and _"
 
 
 # ------------------------------------------------------------------------------------ steps
@@ -49,7 +51,7 @@ class Step:
         where = f"step '{self.name}'"
         if not _NAME_RE.match(self.name):
             raise FlowDefinitionError(
-                "step names must start with a letter and use letters, digits and _",
+                f"step names {_NAME_RULE}",
                 where=where,
             )
         if inspect.iscoroutinefunction(func) or inspect.isgeneratorfunction(func):
@@ -355,7 +357,7 @@ def flow(
     `schedule.py`); scheduled runs use the parameters' defaults.
     """
     if name is not None and not _NAME_RE.match(name):
-        raise FlowDefinitionError(f"flow name {name!r} must start with a letter and use letters, digits and _")
+        raise FlowDefinitionError(f"flow name {name!r} {_NAME_RULE}")
 
     def wrap(f: Callable[..., Any]) -> Flow:
         return Flow(f, name, schedule, package)
@@ -366,7 +368,7 @@ def flow(
 def build_graph(func: Callable[..., Any], name: str, schedule: str | None) -> FlowGraph:
     where = f"flow '{name}'"
     if not _NAME_RE.match(name):
-        raise FlowDefinitionError("flow names must start with a letter and use letters, digits and _", where=where)
+        raise FlowDefinitionError(f"flow names {_NAME_RULE}", where=where)
     if schedule is not None:
         from lokki_sam.schedule import check_schedule  # only scheduled flows pay for it (cold start)
 

@@ -419,9 +419,9 @@ def test_bad_step_options(options: dict[str, Any], message: str) -> None:
 
 
 def test_bad_names() -> None:
-    with raises(r"flow name '9lives' must start with a letter"):
+    with raises(r"flow name '9lives' must start with an ASCII letter"):
         flow(name="9lives")
-    with raises(r"flow name 'has-dash' must start with a letter"):
+    with raises(r"flow name 'has-dash' must start with an ASCII letter"):
         flow(name="has-dash")
     with raises(r"flow 'daily': schedule 'every day' is not an EventBridge expression.*rate\(1 day\)"):
 
@@ -429,10 +429,16 @@ def test_bad_names() -> None:
         def daily():
             return src()
 
-    with raises(r"step '_private'.*step names must start with a letter"):
+    with raises(r"step '_private'.*step names must start with an ASCII letter"):
 
         @step
         def _private() -> int:
+            return 1
+
+    with raises(r"step 'größe'.*only a-z, A-Z, 0-9 and _"):  # a Python identifier, not a CloudFormation name
+
+        @step
+        def größe() -> int:
             return 1
 
 
