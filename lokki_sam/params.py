@@ -177,8 +177,32 @@ def coerce(value: Any, tp: Any) -> Any:
     if isinstance(tp, type):
         if isinstance(value, tp):
             return value
+        if _is_iso_type(tp):
+            return _from_iso(value, tp)
         return tp(value)
     return value
+
+
+def _is_iso_type(tp: type) -> bool:
+    import datetime as dt  # only flows with such parameters pay for the import
+
+    return issubclass(tp, dt.date | dt.time)
+
+
+def _from_iso(value: Any, tp: Any) -> Any:
+    """A date, datetime or time from ISO 8601 text (`2026-01-31`, `2026-01-31T09:00:00+00:00`, `09:30`),
+    as given to -p and as sent to the cloud."""
+    import datetime as dt
+
+    if not isinstance(value, str):
+        raise TypeError(f"expected ISO 8601 text, got {type(value).__name__}")
+    if tp is dt.date and "T" in value:  # a datetime's text is not a date: never drop its time silently
+        raise ValueError("a date is YYYY-MM-DD (this has a time)")
+    try:
+        return tp.fromisoformat(value.strip())
+    except ValueError:
+        example = {dt.datetime: "2026-01-31T09:00:00", dt.time: "09:30:00"}.get(tp, "2026-01-31")
+        raise ValueError(f"not an ISO 8601 {tp.__name__} (like {example})") from None
 
 
 def _to_bool(value: Any) -> bool:

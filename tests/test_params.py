@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 import pytest
@@ -35,6 +36,12 @@ from lokki_sam.params import MISSING, Param, coerce, params_from_signature, pars
         ("fast", Literal["fast", "slow"], "fast"),
         ("2", Literal[1, 2], 2),
         ("anything", None, "anything"),
+        ("2026-01-31", dt.date, dt.date(2026, 1, 31)),
+        ("2026-01-31T09:30:00+00:00", dt.datetime, dt.datetime(2026, 1, 31, 9, 30, tzinfo=dt.UTC)),
+        ("2026-01-31", dt.datetime, dt.datetime(2026, 1, 31)),
+        ("09:30", dt.time, dt.time(9, 30)),
+        ("2026-01-31", dt.date | None, dt.date(2026, 1, 31)),
+        ("2026-01-31,2026-02-01", list[dt.date], [dt.date(2026, 1, 31), dt.date(2026, 2, 1)]),
     ],
 )
 def test_coerce_from_cli_text(text: str, tp: Any, expected: Any) -> None:
@@ -76,6 +83,11 @@ def test_coerce_from_json_values(value: Any, tp: Any, expected: Any) -> None:
         ("1,2,3", tuple[int, int]),
         ("medium", Literal["fast", "slow"]),
         ("x", int | None),
+        ("2026-13-01", dt.date),
+        ("31.1.2026", dt.date),
+        ("2026-01-31T09:30", dt.date),  # a datetime's text: its time is never dropped silently
+        (20260131, dt.date),
+        ("25:00", dt.time),
     ],
 )
 def test_coerce_rejects(value: Any, tp: Any) -> None:
@@ -141,3 +153,10 @@ def test_parse_assignments() -> None:
         parse_assignments(["novalue"], where="w")
     with pytest.raises(ParamError, match=r"parameter 'a' given twice"):
         parse_assignments(["a=1", "a=2"], where="w")
+
+
+def test_an_ill_formed_date_names_the_parameter_and_the_format() -> None:
+    with pytest.raises(
+        ParamError, match=r"parameter 'day' expects date, got '31/01/2026' \(not an ISO 8601 date \(like 2026-01-31\)\)"
+    ):
+        resolve_params((Param("day", dt.date),), {"day": "31/01/2026"}, where="flow 'f'")

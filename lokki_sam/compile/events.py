@@ -26,7 +26,7 @@ from typing import Any
 from lokki_sam import names
 from lokki_sam.compile import asl
 from lokki_sam.ir import FlowGraph, MapBlock, Node
-from lokki_sam.params import MISSING
+from lokki_sam.params import MISSING, same_value
 from lokki_sam.protocol import ALL_ITEMS, CHUNK, INDEX
 from lokki_sam.secret_check import name_looks_secret, value_looks_secret
 
@@ -45,17 +45,19 @@ SECRET_PLACEHOLDER = "<secret: set it here, never in a committed file>"
 
 def sample_params(graph: FlowGraph) -> dict[str, Any]:
     """The execution input of a sample run: every parameter's default where JSON holds it and it
-    does not look like a secret (those get a placeholder: generated files never carry secrets)."""
+    does not look like a secret (those get a placeholder: generated files never carry secrets).
+    A default JSON cannot hold exactly (a date, a tuple, nan) is left out: the runtime applies it."""
     params: dict[str, Any] = {}
     for p in graph.params:
         value = PLACEHOLDER if p.default is MISSING else p.default
         if p.default is not MISSING and (name_looks_secret(p.name) or value_looks_secret(p.default)):
             value = SECRET_PLACEHOLDER
         try:
-            json.dumps(value, allow_nan=False)
+            exact = same_value(json.loads(json.dumps(value, allow_nan=False)), value)
         except (TypeError, ValueError):
-            value = PLACEHOLDER
-        params[p.name] = value
+            exact = False
+        if exact:
+            params[p.name] = value
     return params
 
 

@@ -119,6 +119,22 @@ def run(x: int) -> int:
 
 
 @step
+def days_until(day: dt.date, at: dt.datetime | None = None) -> list[str]:
+    start = (at or dt.datetime(2026, 1, 1, tzinfo=dt.UTC)).date()
+    return [(start + dt.timedelta(days=k)).isoformat() for k in range((day - start).days + 1)]
+
+
+@step
+def weekday(iso: str) -> str:
+    return dt.date.fromisoformat(iso).strftime("%a")
+
+
+@step
+def week(names: list[str]) -> str:
+    return " ".join(names)
+
+
+@step
 def make_route(route: tuple[str, str], via: list[str], labels: dict[str, str]) -> str:
     return f"{route[0]}->{'->'.join(via)}->{route[1]} {sorted(labels.items())}"
 
@@ -199,6 +215,12 @@ def routes(origin: str = "a", destination: str = "b"):
 
 
 @flow
+def dated(day: dt.date = dt.date(2026, 1, 3), at: dt.datetime | None = None):
+    # Dates and datetimes as parameters: ISO text on the command line and in the execution input.
+    return days_until(day=day, at=at).map(weekday).agg(week)
+
+
+@flow
 def layout_names(n: int = 3):
     return items(n=n).map(manifest).next(failures).agg(todo).map(output).next(run).agg(lock)
 
@@ -223,6 +245,7 @@ SHAPES: dict[str, tuple[Any, dict[str, Any], Any]] = {
     "passthrough": (passthrough, {}, odd_things.func()),
     "layout_names": (layout_names, {"n": 3}, sum(2 * (v - 1) for v in [10, 20, 30, 3])),
     "routes": (routes, {"destination": "z"}, "a->z->a->z [('from', 'a')]"),
+    "dated": (dated, {"day": "2026-03-02", "at": "2026-02-27T23:30:00+00:00"}, "Fri Sat Sun Mon"),
 }
 
 
