@@ -44,11 +44,15 @@ class RunContext:
     params: Mapping[str, Any]
     # Local runs read each items chunk once; a Lambda invocation reads its own chunk.
     chunk_cache: dict[str, list[Any]] = field(default_factory=dict)
+    # Reading a run made by another version of the flow (same steps): that version's node fingerprints.
+    fingerprints: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         layout.check_run_id(self.run_id)
 
     def fp(self, node_id: str) -> str:
+        if self.fingerprints is not None:
+            return self.fingerprints[node_id]
         return self.graph.fingerprint(node_id)
 
     def task_output(self, node_id: str) -> str:

@@ -134,3 +134,33 @@ def test_invoke_refuses_a_deployed_flow_that_differs_from_the_file_and_says_what
     assert "step 'shout' changed" in text and "step 'add_title' is new" in text
     assert "run `lokki-sam generate`, `sam build` and `sam deploy`" in text
     assert len(json.loads(lokki("runs", "--json").stdout)) == runs_before  # nothing was started
+
+
+def test_result_of_a_run_is_read_as_it_was_made_after_the_file_changed(cloud: Cloud, tmp_path: Path) -> None:
+    """A user fetches an earlier run's result after editing the flow (not deployed): the outputs
+    are stored under the fingerprints of the version that ran, so they are read with those,
+    not reported as expired. A file whose flow has another shape cannot read them: said so."""
+    module = tmp_path / "edited_flow.py"
+    module.write_text(textwrap.dedent(EDITED))
+    deploy(cloud, str(module))
+    ran = lokki("invoke", str(module), "--json")
+    assert ran.exit_code == 0, ran.stderr
+    run_id = json.loads(ran.stdout)["run_id"]
+    module.write_text(textwrap.dedent(EDITED).replace("return word.upper()", "return word.lower() + '?'"))
+    sys.modules.pop("edited_flow", None)
+    fetched = lokki("result", run_id, "--flow", str(module))
+    assert fetched.exit_code == 0, fetched.stderr
+    assert json.loads(fetched.stdout) == ["A", "B", "C"]  # what the run made, not what the file would
+    assert "made by the deployed version of flow 'edited'" in fetched.stderr
+    assert "step 'shout' changed" in fetched.stderr
+    one_step = lokki("result", run_id, "--flow", str(module), "--step", "words")
+    assert one_step.exit_code == 0 and json.loads(one_step.stdout) == ["a", "b", "c"]
+    module.write_text(
+        textwrap.dedent(EDITED)
+        .replace("@flow", "@step\ndef join(ws: list[str]) -> str:\n    return ''.join(ws)\n\n@flow")
+        .replace(".map(shout)", ".map(shout).agg(join)")
+    )
+    sys.modules.pop("edited_flow", None)
+    reshaped = lokki("result", run_id, "--flow", str(module))
+    assert reshaped.exit_code == 2, reshaped.stdout + reshaped.stderr
+    assert "step 'join' is new" in reshaped.stderr and "expired" not in reshaped.stderr

@@ -39,7 +39,7 @@ def command(
     from lokki_sam import layout
     from lokki_sam.cloud.failure import failure_error
     from lokki_sam.cloud.flows import flow_for_run
-    from lokki_sam.cloud.result import check_finished, read_output
+    from lokki_sam.cloud.result import check_finished, read_output, version_of_run
     from lokki_sam.cloud.stack import deployment
     from lokki_sam.cloud.status import diagnose
     from lokki_sam.errors import LokkiError
@@ -55,7 +55,14 @@ def command(
     if step is None and status != "SUCCEEDED":
         failure = diagnose(dep.client("stepfunctions"), described["executionArn"], status)
         raise failure_error(dep, flow_obj.graph, run_id, failure, described["executionArn"])
-    value = read_output(dep, flow_obj.graph, run_id, step)
+    made_by = version_of_run(dep, flow_obj.graph, described["executionArn"])
+    if made_by is not None:
+        click.echo(
+            f"note: run {run_id} was made by the deployed version of flow '{flow_obj.graph.name}', "
+            f"not by the file's ({made_by.changes}): read as that version stored it",
+            err=True,
+        )
+    value = read_output(dep, flow_obj.graph, run_id, step, made_by)
     if output is not None:
         write_output(value, output)
         click.echo(f"wrote {output}", err=True)

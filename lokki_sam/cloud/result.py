@@ -6,6 +6,8 @@ flow's prefix of the stack's artifact bucket; the run id is the execution name.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from lokki_sam.cloud.aws import aws_errors
@@ -19,11 +21,14 @@ class ResultExpired(LokkiError):
     """The run exists but its artifacts are gone (the bucket's lifecycle rule expired them)."""
 
 
-def read_output(dep: Deployment, graph: FlowGraph, run_id: str, step: str | None = None) -> Any:
-    """The run's result, or the output of `step` (a step or map id)."""
+def read_output(
+    dep: Deployment, graph: FlowGraph, run_id: str, step: str | None = None, made_by: RunVersion | None = None
+) -> Any:
+    """The run's result, or the output of `step` (a step or map id). `made_by` (`version_of_run`)
+    reads a run made by another version of the flow, under that version's fingerprints."""
     stage = _stage(graph, step)
     store = dep.store(graph.name)
-    ctx = RunContext(graph, store, run_id, {})
+    ctx = RunContext(graph, store, run_id, {}, fingerprints=made_by.nodes if made_by else None)
     what = f"the output of '{stage.id}'" if step else "the result"
     with aws_errors(f"reading {what} of run {run_id}"):
         if not store.exists(_marker(ctx, stage)):
@@ -39,6 +44,48 @@ def read_output(dep: Deployment, graph: FlowGraph, run_id: str, step: str | None
             if "not found" in exc.message:
                 raise _expired(dep, graph, run_id, what) from None
             raise
+
+
+@dataclass(frozen=True)
+class RunVersion:
+    """The version of a flow a run was made by, when it is not the file's: its node fingerprints,
+    and how the file differs (`step 'shout' changed`)."""
+
+    nodes: dict[str, str]
+    changes: str
+
+
+def version_of_run(dep: Deployment, graph: FlowGraph, execution_arn: str) -> RunVersion | None:
+    """The flow version the execution ran, when it is not the file's (None: it is, or the
+    definition carries no fingerprints). A file whose flow has other steps cannot read the run:
+    outputs are found by fingerprint, and that version's steps are not this file's."""
+    from lokki_sam.cloud.identity import DeployedFlowDiffers, deployed_fingerprints
+    from lokki_sam.fingerprint import describe_changes
+
+    sfn = dep.client("stepfunctions")
+    with aws_errors(f"reading the definition execution {execution_arn} ran"):
+        try:
+            definition = sfn.describe_state_machine_for_execution(executionArn=execution_arn).get("definition")
+        except sfn.exceptions.ClientError:  # an emulator without it: the deployed definition
+            definition = sfn.describe_state_machine(stateMachineArn=dep.state_machine_arn(graph.name))["definition"]
+    try:
+        ran = deployed_fingerprints(json.loads(definition or "{}"))
+    except json.JSONDecodeError:
+        ran = None
+    local = graph.fingerprints
+    if ran is None or ran.flow == local.flow:
+        return None
+    changes = local.changes(ran.nodes)
+    what = describe_changes(changes) if changes else "its structure, options or parameters changed"
+    if set(ran.nodes) != set(local.nodes):
+        raise DeployedFlowDiffers(
+            f"run of flow '{graph.name}' made by a version with other steps than the file's ({what}): "
+            "its outputs cannot be read through this file",
+            where=f"stack '{dep.stack_name}'",
+            hint="read it with the version of the flow file that was deployed when the run started "
+            "(e.g. from version control), or pass --flow that file",
+        )
+    return RunVersion(dict(ran.nodes), what)
 
 
 def _stage(graph: FlowGraph, step: str | None) -> Stage:
