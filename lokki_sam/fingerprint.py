@@ -21,6 +21,7 @@ plain values and containers of them (instances, compiled patterns, open clients)
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import inspect
 import json
@@ -139,8 +140,11 @@ def _code_parts(obj: Any, seen: set[int], root: Path | None) -> Any:
 def _reference_parts(value: Any, module: str | None, seen: set[int], root: Path | None) -> Any:
     """What a name a step's code reads contributes: code of its module or project, a module of
     the project, a plain value or a container of such; `_SKIP` for anything else (libraries)."""
-    # A step called as a plain function is its function.
+    # A step called as a plain function is its function; a decorated one (lru_cache, wraps) its own.
     target = value.func if isinstance(getattr(value, "func", None), types.FunctionType) else value
+    if not isinstance(target, types.ModuleType | type) and callable(target) and hasattr(target, "__wrapped__"):
+        with contextlib.suppress(ValueError):  # a cycle of __wrapped__
+            target = inspect.unwrap(target)
     if isinstance(target, types.FunctionType | type):
         own = module is not None and getattr(target, "__module__", None) == module
         if own or _is_project_module(sys.modules.get(getattr(target, "__module__", "") or ""), root):
@@ -175,25 +179,33 @@ def _value_parts(value: Any, module: str | None, seen: set[int], root: Path | No
 
 
 def _module_parts(module: types.ModuleType, seen: set[int], root: Path | None) -> Any:
-    """A project module a step uses (`import helpers`): its file's bytes, and those of the project
-    modules it imports (`import x`, `from x import y`, `from . import y`), transitively."""
+    """A project module a step uses (`import helpers`): its file's bytes (a package's: every .py
+    file in it, submodules imported later included), and those of the project modules it imports
+    (`import x`, `from x import y`, `from . import y`), transitively."""
     if id(module) in seen:
         return ["seen", module.__name__]
     seen.add(id(module))
-    data = Path(module.__file__ or "").read_bytes()
+    file = Path(module.__file__ or "")
+    files = sorted(file.parent.rglob("*.py")) if file.name == "__init__.py" else [file]
+    digest = hashlib.sha256()
+    imported: set[str] = set()
+    for path in files:
+        data = path.read_bytes()
+        digest.update(f"{path.relative_to(file.parent)}\0{len(data)}\0".encode() + data)
+        imported |= _imported_modules(data, module)
     refs = []
-    for name in sorted(_imported_modules(data, module)):
-        imported = sys.modules.get(name)
-        if _is_project_module(imported, root):
-            refs.append([name, _module_parts(imported, seen, root)])  # type: ignore[arg-type]
-    return ["module", hashlib.sha256(data).hexdigest(), refs]
+    for name in sorted(imported):
+        other = sys.modules.get(name)
+        if other is not None and other is not module and _is_project_module(other, root):
+            refs.append([name, _module_parts(other, seen, root)])
+    return ["module", digest.hexdigest(), refs]
 
 
 def _imported_modules(source: bytes, module: types.ModuleType) -> set[str]:
     """Names of the modules `source` imports (and of the submodules `from package import name` may mean)."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError):  # not Python source (a sourceless .pyc)
         return set()
     package = module.__package__ or ""
     names: set[str] = set()

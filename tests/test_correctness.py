@@ -181,8 +181,13 @@ def project():
         ("from pkg.calc import scale", "scale(x)", "pkg/calc.py", "x * 2", "x * 7"),
         ("import helpers", "helpers.scale(x)", "factors.py", "FACTOR = 2", "FACTOR = 7"),
         ("from helpers import scale", "scale(x)", "factors.py", "FACTOR = 2", "FACTOR = 7"),
+        ("from helpers import cached", "cached(x)", "helpers.py", "x * FACTOR", "x * FACTOR + 1"),
+        ("import pkg.calc", "pkg.calc.scale(x)", "pkg/calc.py", "x * 2", "x * 7"),
     ],
-    ids=["dict-constant", "list-constant", "from-module", "module", "package", "module-imports", "from-imports"],
+    ids=[
+        *("dict-constant", "list-constant", "from-module", "module", "package", "module-imports", "from-imports"),
+        *("decorated-function", "package-by-name"),
+    ],
 )
 def test_resume_after_editing_project_code_outside_the_step_recomputes_what_uses_it(
     tmp_path: Path, lokki: Lokki, imports: str, use: str, edited_file: str, before: str, after: str
@@ -191,7 +196,10 @@ def test_resume_after_editing_project_code_outside_the_step_recomputes_what_uses
     too) and the project's other modules it calls, however imported. Editing any of them between
     runs makes a resume recompute, so it gives what a fresh run gives."""
     (tmp_path / "factors.py").write_text("FACTOR = 2\n")
-    (tmp_path / "helpers.py").write_text("from factors import FACTOR\n\ndef scale(x):\n    return x * FACTOR\n")
+    (tmp_path / "helpers.py").write_text(
+        "import functools\nfrom factors import FACTOR\n\ndef scale(x):\n    return x * FACTOR\n\n"
+        "@functools.lru_cache\ndef cached(x):\n    return x * FACTOR\n"
+    )
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
     (tmp_path / "pkg" / "calc.py").write_text("def scale(x):\n    return x * 2\n")
