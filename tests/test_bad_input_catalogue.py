@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from click.testing import CliRunner
 from cookiecutter.exceptions import FailedHookException as HookFailed
-from moto import mock_aws
 
 from lokki_sam import Retry, flow, runtime, serialization, step
 from lokki_sam.cli import cli
@@ -35,6 +33,7 @@ from lokki_sam.serialization import FORMAT_VERSION, MAGIC
 from lokki_sam.store import S3Store
 from tests.conftest import EXAMPLES, REPO
 from tests.support.keys import Keys, function_env, prefix, stamped
+from tests.support.moto_s3 import SharedS3, shared_s3
 
 FDE = FlowDefinitionError
 BUCKET = "catalogue-artifacts"
@@ -905,20 +904,21 @@ def snapshot(e: Env) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[Any]:
+def shared() -> Iterator[SharedS3]:
     """One moto S3 for the whole table (starting moto per row costs more than all rows together)."""
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+    with shared_s3() as s3:
+        yield s3
 
 
 @pytest.fixture
 def env(
-    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], unload_modules: None
+    shared: SharedS3,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    unload_modules: None,
 ) -> Iterator[Env]:
-    for obj in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    s3 = shared.fresh(BUCKET)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)

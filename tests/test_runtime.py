@@ -8,9 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from lokki_sam import flow, names, runtime, step
 from lokki_sam.errors import LokkiError, ParamError, StoreError
@@ -18,6 +16,7 @@ from lokki_sam.execution import MapIncomplete
 from lokki_sam.store import S3Store
 from tests.conftest import EXAMPLES
 from tests.support.keys import Keys, function_env, prefix, stamped
+from tests.support.moto_s3 import SharedS3, shared_s3
 
 BUCKET = "artifacts"
 
@@ -51,14 +50,18 @@ def env_for(graph_flow: Any, step_name: str, **overrides: str) -> dict[str, str]
     return function_env(graph_flow, step_name, BUCKET, __name__, **overrides)
 
 
+@pytest.fixture(scope="module")
+def _s3() -> Iterator[SharedS3]:
+    with shared_s3() as s3:
+        yield s3
+
+
 @pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        runtime.reset_cache()
-        yield client
-        runtime.reset_cache()
+def s3(_s3: SharedS3) -> Iterator[Any]:
+    client = _s3.fresh(BUCKET)
+    runtime.reset_cache()
+    yield client
+    runtime.reset_cache()
 
 
 def store(s3: Any, graph_flow: Any) -> S3Store:

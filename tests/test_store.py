@@ -10,24 +10,26 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from lokki_sam import codecs, layout, run_flow, serialization
 from lokki_sam.errors import SerializationError, StoreError
 from lokki_sam.store import ArtifactStore, LocalStore, S3Store
 from tests.flows import shapes
+from tests.support.moto_s3 import SharedS3, shared_s3
 
 BUCKET = "lokki-test-bucket"
 
 
+@pytest.fixture(scope="module")
+def _s3() -> Iterator[SharedS3]:
+    with shared_s3() as s3:
+        yield s3
+
+
 @pytest.fixture
-def s3_client() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+def s3_client(_s3: SharedS3) -> Any:
+    return _s3.fresh(BUCKET)
 
 
 @pytest.fixture(params=["local", "s3"])
