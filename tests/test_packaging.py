@@ -50,6 +50,21 @@ def dependent(n: int = 3):
 """
 
 
+def sam_env(root: Path) -> dict[str, str]:
+    """The environment `sam build` runs in: no pip settings of ours, a HOME of the test's, and this venv first."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "AWS_", "LOKKI_"))}
+    env.update(HOME=str(root / "home"), SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION="us-east-1",
+               PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")  # fmt: skip
+    return env
+
+
+def sam_build(root: Path, env: dict[str, str]) -> Path:
+    """Run the real `sam build` in root; the build folder."""
+    build = subprocess.run([str(BIN / "sam"), "build"], cwd=root, env=env, capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout + build.stderr
+    return root / ".aws-sam" / "build"
+
+
 def write_app(root: Path) -> None:
     (root / "src" / "requirements").mkdir(parents=True)
     (root / "src" / "dependent.py").write_text(textwrap.dedent(DEPENDENT))
@@ -78,12 +93,8 @@ def test_each_function_gets_only_its_own_steps_dependencies(tmp_path: Path, lokk
     }
     assert requirements == {"six==1.16.0", "tabulate==0.9.0"}
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "AWS_", "LOKKI_"))}
-    env.update(HOME=str(tmp_path / "home"), SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION="us-east-1",
-               PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")  # fmt: skip
-    build = subprocess.run([str(BIN / "sam"), "build"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert build.returncode == 0, build.stdout + build.stderr
-    built = tmp_path / ".aws-sam" / "build"
+    env = sam_env(tmp_path)
+    built = sam_build(tmp_path, env)
     (six_layer,) = (built / rid / "python" for rid in layers_of("listing"))
     (tabulate_layer,) = (built / rid / "python" for rid in layers_of("pretty"))
     assert (six_layer / "six.py").is_file() and not (six_layer / "tabulate.py").exists()
@@ -263,12 +274,8 @@ def test_built_functions_compute_the_fingerprint_their_state_machine_sends(tmp_p
     assert lokki("generate", "src/project.py").returncode == 0
     definition = (tmp_path / "statemachine" / "project.asl.json").read_text()
     (stamp,) = set(re.findall(r'"flow": "([0-9a-f]{16})"', definition))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "AWS_", "LOKKI_"))}
-    env.update(HOME=str(tmp_path / "home"), SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION="us-east-1",
-               PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")  # fmt: skip
-    build = subprocess.run([str(BIN / "sam"), "build"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert build.returncode == 0, build.stdout + build.stderr
-    built = tmp_path / ".aws-sam" / "build"
+    env = sam_env(tmp_path)
+    built = sam_build(tmp_path, env)
     layer = built / RUNTIME_LAYER_ID / "python"
     for name in ("words", "loud"):
         code = built / names.function_id("project", name)
