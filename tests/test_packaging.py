@@ -274,8 +274,7 @@ def test_built_functions_compute_the_fingerprint_their_state_machine_sends(tmp_p
     assert lokki("generate", "src/project.py").returncode == 0
     definition = (tmp_path / "statemachine" / "project.asl.json").read_text()
     (stamp,) = set(re.findall(r'"flow": "([0-9a-f]{16})"', definition))
-    env = sam_env(tmp_path)
-    built = sam_build(tmp_path, env)
+    built = sam_build(tmp_path, sam_env(tmp_path))
     layer = built / RUNTIME_LAYER_ID / "python"
     for name in ("words", "loud"):
         code = built / names.function_id("project", name)
