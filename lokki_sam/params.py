@@ -6,6 +6,7 @@ Step Functions run and the defaults of a scheduled run, so a value means the sam
 
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 import types
@@ -179,8 +180,26 @@ def coerce(value: Any, tp: Any) -> Any:
             return value
         if _is_iso_type(tp):
             return _from_iso(value, tp)
-        return tp(value)
+        if isinstance(tp, enum.EnumMeta):
+            return _to_enum(value, tp)
+        try:
+            return tp(value)
+        except (ValueError, TypeError):
+            raise
+        except Exception as exc:  # a constructor's own error (Decimal("abc"): InvalidOperation)
+            raise ValueError(f"not a valid {tp.__name__}") from exc
     return value
+
+
+def _to_enum(value: Any, tp: Any) -> Any:
+    """A member by its value (`-p mode=fast`, or the value's text: `-p level=2`), else by its name."""
+    for member in tp:
+        if member.value == value or (isinstance(value, str) and str(member.value) == value):
+            return member
+    if isinstance(value, str) and value in tp.__members__:
+        return tp[value]
+    choices = ", ".join(repr(m.value) for m in tp)
+    raise ValueError(f"must be one of {choices} (or a name: {', '.join(tp.__members__)})")
 
 
 def _is_iso_type(tp: type) -> bool:
@@ -290,17 +309,31 @@ def to_record(params: Mapping[str, Any], *, where: str) -> dict[str, Any]:
     for name, value in params.items():
         try:
             encoded = _encode(value)
-            exact = same_value(_decode(json.loads(json.dumps(encoded, allow_nan=False))), value)
+            exact = same_value(_decode(json.loads(json.dumps(encoded, allow_nan=False))), _plain(value))
         except (TypeError, ValueError):
             exact = False
         if not exact:
             raise ParamError(
                 f"parameter '{name}' = {value!r} ({type(value).__name__}) cannot be recorded exactly in the run record",
                 where=where,
-                hint="use values of JSON types, tuples, sets, Decimal, Path, bytes or datetimes",
+                hint="use values of JSON types, tuples, sets, Decimal, Path, bytes, datetimes or Enum members",
             )
         out[name] = encoded
     return out
+
+
+def _plain(value: Any) -> Any:
+    """`value` as `from_record` gives it back: an Enum member as its value (resolving the
+    parameters again turns it into the member of the declared type)."""
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, set | frozenset):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -327,6 +360,8 @@ def _encode(value: Any) -> Any:
     import math
     import pathlib
 
+    if isinstance(value, enum.Enum):  # before int and str: an IntEnum or StrEnum member is one
+        return {"$enum": _encode(value.value)}
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -379,6 +414,7 @@ def _decode(value: Any) -> Any:
             "$bytes": base64.b64decode,
             "$datetime": dt.datetime.fromisoformat,
             "$date": dt.date.fromisoformat,
+            "$enum": _decode,  # the member's value: resolving the parameters makes it the member
         }
         if tag in decoders:
             return decoders[tag](inner)

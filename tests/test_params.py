@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
+from decimal import Decimal
 from typing import Any, Literal
 
 import pytest
 
 from lokki_sam.errors import ParamError
-from lokki_sam.params import MISSING, Param, coerce, params_from_signature, parse_assignments, resolve_params
+from lokki_sam.params import (
+    MISSING,
+    Param,
+    coerce,
+    from_record,
+    params_from_signature,
+    parse_assignments,
+    resolve_params,
+    to_record,
+)
+
+
+class Mode(enum.Enum):
+    FAST = "fast"
+    SLOW = "slow"
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
 
 
 @pytest.mark.parametrize(
@@ -42,6 +63,12 @@ from lokki_sam.params import MISSING, Param, coerce, params_from_signature, pars
         ("09:30", dt.time, dt.time(9, 30)),
         ("2026-01-31", dt.date | None, dt.date(2026, 1, 31)),
         ("2026-01-31,2026-02-01", list[dt.date], [dt.date(2026, 1, 31), dt.date(2026, 2, 1)]),
+        ("slow", Mode, Mode.SLOW),
+        ("SLOW", Mode, Mode.SLOW),
+        ("2", Level, Level.HIGH),
+        ("LOW", Level, Level.LOW),
+        ("fast,slow", list[Mode], [Mode.FAST, Mode.SLOW]),
+        ("2.50", Decimal, Decimal("2.50")),
     ],
 )
 def test_coerce_from_cli_text(text: str, tp: Any, expected: Any) -> None:
@@ -88,6 +115,9 @@ def test_coerce_from_json_values(value: Any, tp: Any, expected: Any) -> None:
         ("2026-01-31T09:30", dt.date),  # a datetime's text: its time is never dropped silently
         (20260131, dt.date),
         ("25:00", dt.time),
+        ("medium", Mode),
+        ("3", Level),
+        ("abc", Decimal),  # Decimal's own InvalidOperation: a clear error, never a traceback
     ],
 )
 def test_coerce_rejects(value: Any, tp: Any) -> None:
@@ -160,3 +190,13 @@ def test_an_ill_formed_date_names_the_parameter_and_the_format() -> None:
         ParamError, match=r"parameter 'day' expects date, got '31/01/2026' \(not an ISO 8601 date \(like 2026-01-31\)\)"
     ):
         resolve_params((Param("day", dt.date),), {"day": "31/01/2026"}, where="flow 'f'")
+
+
+def test_enum_parameters_are_recorded_and_resolved_back_to_the_members() -> None:
+    params = (Param("mode", Mode), Param("levels", list[Level]))
+    resolved = resolve_params(params, {"mode": "SLOW", "levels": "1,HIGH"}, where="flow 'f'")
+    assert resolved == {"mode": Mode.SLOW, "levels": [Level.LOW, Level.HIGH]}
+    record = to_record(resolved, where="flow 'f'")
+    assert record == {"mode": {"$enum": "slow"}, "levels": [{"$enum": 1}, {"$enum": 2}]}
+    again = resolve_params(params, from_record(record), where="run r")
+    assert again == resolved and type(again["mode"]) is Mode and type(again["levels"][1]) is Level

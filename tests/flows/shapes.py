@@ -7,6 +7,7 @@ computed here by plain Python, independently of lokki-sam.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from decimal import Decimal
 from typing import Any
 
@@ -118,6 +119,17 @@ def run(x: int) -> int:
     return x * 2
 
 
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+@step
+def repeat_level(level: Level) -> list[int]:
+    assert isinstance(level, Level)  # the member, not its value or name, in both engines
+    return [int(level)] * 3
+
+
 @step
 def days_until(day: dt.date, at: dt.datetime | None = None) -> list[str]:
     start = (at or dt.datetime(2026, 1, 1, tzinfo=dt.UTC)).date()
@@ -221,6 +233,12 @@ def dated(day: dt.date = dt.date(2026, 1, 3), at: dt.datetime | None = None):
 
 
 @flow
+def enum_params(level: Level = Level.LOW):
+    # An Enum parameter: by value or name on the command line, its name's text in the execution input.
+    return repeat_level(level=level).map(square).agg(total)
+
+
+@flow
 def layout_names(n: int = 3):
     return items(n=n).map(manifest).next(failures).agg(todo).map(output).next(run).agg(lock)
 
@@ -246,6 +264,7 @@ SHAPES: dict[str, tuple[Any, dict[str, Any], Any]] = {
     "layout_names": (layout_names, {"n": 3}, sum(2 * (v - 1) for v in [10, 20, 30, 3])),
     "routes": (routes, {"destination": "z"}, "a->z->a->z [('from', 'a')]"),
     "dated": (dated, {"day": "2026-03-02", "at": "2026-02-27T23:30:00+00:00"}, "Fri Sat Sun Mon"),
+    "enum_params": (enum_params, {"level": "HIGH"}, 3 * 2**2),
 }
 
 
