@@ -25,7 +25,7 @@ from lokki_sam.config import MAX_LOCAL_CONCURRENCY
 from lokki_sam.errors import LokkiError, ParamError, StepFailed, StoreError
 from lokki_sam.execution import RunContext
 from lokki_sam.ir import FlowGraph, MapBlock, Node, graph_of
-from lokki_sam.params import from_record, resolve_params, same_value, to_record
+from lokki_sam.params import as_text, from_record, resolve_params, same_value, to_record
 from lokki_sam.progress import Reporter, item_span
 from lokki_sam.protocol import ItemRef
 from lokki_sam.retry import call_with_retry
@@ -211,7 +211,7 @@ class LocalRunner:
             wanted = resolve_params(self.graph.params, {**recorded, **given}, where=where)
             differ = [name for name in given if not same_value(wanted.get(name), params.get(name))]
             if differ:
-                shown = ", ".join(f"{n}={params[n]!r} (given {wanted[n]!r})" for n in differ)
+                shown = ", ".join(f"{n}={as_text(params[n])} (given {as_text(wanted[n])})" for n in differ)
                 raise ParamError(
                     f"a resume keeps the run's parameters: {shown}",
                     where=where,

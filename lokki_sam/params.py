@@ -295,6 +295,18 @@ def _to_dict(value: Any, args: tuple[Any, ...]) -> dict[Any, Any]:
     return {coerce(k, key_type): coerce(v, value_type) for k, v in value.items()}
 
 
+def as_text(value: Any) -> str:
+    """A parameter value as a user would type it: `2026-01-31` for a date, `fast` for an Enum
+    member, repr() for everything else (strings quoted, so `'3'` and `3` stay apart)."""
+    import datetime as dt
+
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return repr(value)
+
+
 # ------------------------------------------------------------------------------ run records
 
 

@@ -23,6 +23,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from lokki_sam.params import as_text
+
 
 def escape(text: str) -> str:
     """`text` shown as it is by rich (a "[lambda]" in it is no markup tag)."""
@@ -203,7 +205,7 @@ class RichReporter(Reporter):
 
     def run_started(self, flow: str, run_id: str, params: dict[str, Any], resumed: bool) -> None:
         verb = "resuming" if resumed else "running"
-        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        shown = ", ".join(f"{k}={as_text(v)}" for k, v in params.items())
         self._print(INFO, f"[bold]{verb}[/] flow [cyan]{flow}[/] ({shown or 'no parameters'}) run [green]{run_id}[/]")
 
     def config_warning(self, message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from lokki_sam.ir import FlowGraph, MapBlock, Node
+from lokki_sam.params import as_text
 
 FORMATS = ("mermaid", "dot", "text")
 
@@ -40,7 +41,7 @@ def _signature(graph: FlowGraph) -> str:
         params.append(
             p.name
             + (f": {p.type_name}" if p.effective_type is not None else "")
-            + ("" if p.required else f" = {p.default!r}")
+            + ("" if p.required else f" = {as_text(p.default)}")
         )
     return f"{graph.name}({', '.join(params)})"
 

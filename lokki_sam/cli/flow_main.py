@@ -22,6 +22,7 @@ from lokki_sam.cli.state import CliState, handle_errors, report_error
 from lokki_sam.config import LOG_FORMATS, LOG_LEVELS
 from lokki_sam.dsl import Flow
 from lokki_sam.errors import LokkiError
+from lokki_sam.params import as_text
 
 # The run options' names (`--store`, `-q`...) and the keyword arguments they arrive as.
 RUN_OPTION_NAMES = {"resume", "store", "json", "as_json", "quiet", "q", "verbose", "v", "help", "h"}
@@ -101,7 +102,7 @@ def flow_main(flow_obj: Flow, argv: list[str] | None = None) -> None:
 
     command: Callable[..., Any] = handle_errors(run_single)
     for param in reversed(flow_obj.graph.params):
-        help_text = f"{param.type_name}" + ("" if param.required else f" [default: {_as_text(param.default)}]")
+        help_text = f"{param.type_name}" + ("" if param.required else f" [default: {as_text(param.default)}]")
         flag = param.name.replace("_", "-")
         if param.effective_type is bool:  # --include-returns / --no-include-returns
             option = click.option(f"--{flag}/--no-{flag}", param.name, default=None, help=help_text)
@@ -113,15 +114,3 @@ def flow_main(flow_obj: Flow, argv: list[str] | None = None) -> None:
     for name in REPLACED_COMMANDS:
         group.add_command(_replaced_command(name, flow_obj))
     group(args=argv, prog_name=sys.argv[0] if argv is None else flow_obj.name)
-
-
-def _as_text(value: Any) -> str:
-    """A default as the option's text would give it: `2026-01-31` for a date, `fast` for an Enum member."""
-    import datetime as dt
-    import enum
-
-    if isinstance(value, enum.Enum):
-        return str(value.value)
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    return repr(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lokki_sam.params import as_text
 from lokki_sam.plan import Plan, prices
 from lokki_sam.plan.limits import Limit
 from lokki_sam.plan.model import StageCount
@@ -50,7 +51,7 @@ def _limit_line(limit: Limit) -> str:
 
 
 def text(plan: Plan) -> str:
-    params = ", ".join(f"{k}={v!r}" for k, v in plan.params.items()) or "no parameters"
+    params = ", ".join(f"{k}={as_text(v)}" for k, v in plan.params.items()) or "no parameters"
     lines = [f"plan: flow '{plan.graph.name}' ({params}), one run"]
     for map_id, size in plan.sizes.items():
         source = plan.graph.get(map_id).source  # type: ignore[union-attr]
