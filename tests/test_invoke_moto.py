@@ -67,11 +67,12 @@ def lokki(*args: str) -> Result:
     return CliRunner(mix_stderr=False).invoke(cli, [*args, "--stack-name", STACK], catch_exceptions=False)
 
 
-@pytest.mark.parametrize("shape", ["map_agg", "params_by_name", "batched", "linear"])
+@pytest.mark.parametrize("shape", ["map_agg", "params_by_name", "batched", "linear", "dated", "enum_params"])
 def test_invoke_prints_the_expected_result(cloud: Cloud, shape: str) -> None:
     _, params, expected = SHAPES[shape]
     deploy(cloud, f"{SHAPES_FILE}:{shape}")
-    args = [a for name, value in params.items() for a in ("-p", f"{name}={json.dumps(value)}")]
+    texts = {name: value if isinstance(value, str) else json.dumps(value) for name, value in params.items()}
+    args = [a for name, text in texts.items() for a in ("-p", f"{name}={text}")]
     result = lokki("invoke", f"{SHAPES_FILE}:{shape}", "--json", *args)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
