@@ -1,21 +1,22 @@
 """Flow identity: deterministic fingerprints of what determines a flow's results.
 
-A node's fingerprint covers its step's code (the function's source, plus the source of the
-functions and classes it refers to in its own module, the values of the constants it reads, plain
-values or containers of them, and the other modules of the user's project it uses: see
-`_is_project_module`), its bound arguments, the declarations of the flow parameters it receives, how it gets its input,
-and the fingerprint of the node that feeds it. So a change anywhere upstream changes every
-fingerprint downstream, and the key layout (`layout.py`) stores each output under its node's
-fingerprint: an output computed by other code or from other inputs can never be found again.
+A node's fingerprint covers its step's code: the function's source, plus the source of the
+functions and classes it refers to, the module-level statements that bind or change the variables
+it reads (their text, not their values: `TABLE = os.environ.get("TABLE")` has another value in
+the Lambda), and the other modules of the user's project it uses (see `_is_project_module`). It
+also covers its bound arguments, the declarations of the flow parameters it receives, how it gets
+its input, and the fingerprint of the node that feeds it. So a change anywhere upstream changes
+every fingerprint downstream, and the key layout (`layout.py`) stores each output under its
+node's fingerprint: an output computed by other code or from other inputs can never be found again.
 
 The flow's fingerprint adds the graph's structure, the map and step options and the parameter
 declarations: it is what the state machine sends in every payload and what the runtime compares
-with its own code. Everything is computed from source text, never bytecode, so the generator
-(any Python) and the Lambda runtime (the template's Python) agree.
+with its own code. Everything is computed from source text, never bytecode or values, so the
+generator (any Python, any machine) and the Lambda runtime (the template's Python) agree.
 
 Not covered: libraries (the standard library, installed distributions, lokki-sam), modules from
-outside the project's folder, data the step reads at run time, and module-level objects other than
-plain values and containers of them (instances, compiled patterns, open clients).
+outside the project's folder, and what code reads at run time or import time (files, services,
+environment variables).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lokki_sam.ir import Const, FlowGraph, MapBlock, Node, ParamRef
 from lokki_sam.params import MISSING, Param
@@ -112,7 +113,7 @@ def code_fingerprint(func: Callable[..., Any]) -> str:
     return _hash(["code", _code_parts(func, set(), _project_root(func))])
 
 
-def _code_parts(obj: Any, seen: set[int], root: Path | None) -> Any:
+def _code_parts(obj: Any, seen: set[Any], root: Path | None) -> Any:
     if id(obj) in seen:
         return ["seen", getattr(obj, "__qualname__", "")]
     seen.add(id(obj))
@@ -131,15 +132,48 @@ def _code_parts(obj: Any, seen: set[int], root: Path | None) -> Any:
         value = (namespace or {}).get(name, _NOT_FOUND)
         if value is _NOT_FOUND:
             continue
-        part = _reference_parts(value, module, seen, root)
+        part = _name_parts(name, value, module, seen, root)
         if part is not _SKIP:
             refs.append([name, part])
     return [source if source is not None else ["bytecode", code.co_code.hex() if code else ""], refs]
 
 
-def _reference_parts(value: Any, module: str | None, seen: set[int], root: Path | None) -> Any:
-    """What a name a step's code reads contributes: code of its module or project, a module of
-    the project, a plain value or a container of such; `_SKIP` for anything else (libraries)."""
+def _name_parts(name: str, value: Any, module: str | None, seen: set[Any], root: Path | None) -> Any:
+    """A global name code reads: a function, class or project module by its source; a variable
+    by the module-level statements that bind it (`TABLE = os.environ.get("TABLE", "dev")`), never
+    by its value, which may differ between the generator and the Lambda (its environment, its
+    files). Without the module's source, plain values stand in."""
+    part = _reference_parts(value, module, seen, root)
+    if part is not _VARIABLE:
+        return part
+    namespace_module = sys.modules.get(module or "")
+    bindings = _bindings_of(namespace_module)
+    if bindings is None or name not in bindings:
+        return _value_parts(value, module, seen, root)
+    if (module, name) in seen:
+        return ["seen", name]
+    seen.add((module, name))
+    parts = []
+    for binding in bindings[name]:
+        if binding.imports is not None:  # `from helpers import CONFIG`: the project module it comes from
+            source_module = sys.modules.get(_absolute(binding.imports, namespace_module))
+            if _is_project_module(source_module, root):
+                parts.append(["from", _module_parts(source_module, seen, root)])  # type: ignore[arg-type]
+                continue
+        refs = []
+        for used in binding.loads:
+            used_value = vars(namespace_module).get(used, _NOT_FOUND) if namespace_module else _NOT_FOUND
+            if used_value is not _NOT_FOUND and used != name:
+                used_part = _name_parts(used, used_value, module, seen, root)
+                if used_part is not _SKIP:
+                    refs.append([used, used_part])
+        parts.append([binding.text, refs])
+    return ["variable", parts]
+
+
+def _reference_parts(value: Any, module: str | None, seen: set[Any], root: Path | None) -> Any:
+    """The code or project module `value` is (its parts), `_SKIP` for a library's, `_VARIABLE`
+    for anything that is not code (the caller describes it)."""
     # A step called as a plain function is its function; a decorated one (lru_cache, wraps) its own.
     target = value.func if isinstance(getattr(value, "func", None), types.FunctionType) else value
     if not isinstance(target, types.ModuleType | type) and callable(target) and hasattr(target, "__wrapped__"):
@@ -152,10 +186,10 @@ def _reference_parts(value: Any, module: str | None, seen: set[int], root: Path 
         return _SKIP
     if isinstance(value, types.ModuleType):
         return _module_parts(value, seen, root) if _is_project_module(value, root) else _SKIP
-    return _value_parts(value, module, seen, root)
+    return _VARIABLE
 
 
-def _value_parts(value: Any, module: str | None, seen: set[int], root: Path | None) -> Any:
+def _value_parts(value: Any, module: str | None, seen: set[Any], root: Path | None) -> Any:
     """A plain value, or a list/tuple/set/dict of plain values and the project's functions (a
     dispatch table), described exactly; `_SKIP` for anything else."""
     if isinstance(value, _SIMPLE):
@@ -169,6 +203,8 @@ def _value_parts(value: Any, module: str | None, seen: set[int], root: Path | No
         for key, item in pairs:
             key_part = _value_parts(key, module, seen, root)
             item_part = _reference_parts(item, module, seen, root)
+            if item_part is _VARIABLE:
+                item_part = _value_parts(item, module, seen, root)
             if key_part is _SKIP or item_part is _SKIP:
                 return _SKIP
             described.append([key_part, item_part])
@@ -178,7 +214,7 @@ def _value_parts(value: Any, module: str | None, seen: set[int], root: Path | No
     return _SKIP
 
 
-def _module_parts(module: types.ModuleType, seen: set[int], root: Path | None) -> Any:
+def _module_parts(module: types.ModuleType, seen: set[Any], root: Path | None) -> Any:
     """A project module a step uses (`import helpers`): its file's bytes (a package's: every .py
     file in it, submodules imported later included), and those of the project modules it imports
     (`import x`, `from x import y`, `from . import y`), transitively."""
@@ -224,6 +260,82 @@ def _imported_modules(source: bytes, module: types.ModuleType) -> set[str]:
 
 _NOT_FOUND = object()
 _SKIP = object()
+_VARIABLE = object()
+
+
+class Binding(NamedTuple):
+    """A module-level statement that binds or changes a name: its text, the names it reads, and
+    for an import the (level, module) it imports from."""
+
+    text: str
+    loads: tuple[str, ...]
+    imports: tuple[int, str] | None
+
+
+def _bindings_of(module: types.ModuleType | None) -> dict[str, tuple[Binding, ...]] | None:
+    file = getattr(module, "__file__", None)
+    if not file or not file.endswith(".py"):
+        return None
+    try:
+        source = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return _parse_bindings(source)
+
+
+@cache
+def _parse_bindings(source: str) -> dict[str, tuple[Binding, ...]] | None:
+    """Every name used at module level (in if/try/with/for blocks too, not in functions or
+    classes) -> the statements naming it, in order: what binds it, and what changes it in place.
+    The text is the source's own (never ast.unparse, whose output differs between Pythons)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    found: dict[str, list[Binding]] = {}
+
+    def add(name: str, binding: Binding) -> None:
+        found.setdefault(name, []).append(binding)
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for stmt in statements:
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                continue
+            text = ast.get_source_segment(source, stmt) or ""
+            if isinstance(stmt, ast.Import | ast.ImportFrom):
+                for alias in stmt.names:
+                    bound = alias.asname or alias.name.split(".")[0]
+                    if isinstance(stmt, ast.ImportFrom):
+                        add(bound, Binding(text, (), (stmt.level, stmt.module or "")))
+                    else:
+                        add(bound, Binding(text, (), (0, alias.name if alias.asname else bound)))
+            elif isinstance(stmt, ast.If | ast.While | ast.Try | ast.For | ast.AsyncFor | ast.With | ast.AsyncWith):
+                if isinstance(stmt, ast.For | ast.AsyncFor | ast.With | ast.AsyncWith):  # the loop or `as` names
+                    heads = [stmt.target] if isinstance(stmt, ast.For | ast.AsyncFor) else stmt.items
+                    loads = tuple(sorted(_loaded_names(stmt)))
+                    for name in sorted({n.id for head in heads for n in ast.walk(head) if isinstance(n, ast.Name)}):
+                        add(name, Binding(text, loads, None))
+                for block in (stmt.body, getattr(stmt, "orelse", []), getattr(stmt, "finalbody", [])):
+                    visit(block)
+                for handler in getattr(stmt, "handlers", []):
+                    visit(handler.body)
+            else:  # every statement naming it: `X = ...`, `X += ...`, `X["k"] = ...`, `X.update(...)`
+                loads = tuple(sorted(_loaded_names(stmt)))
+                for name in sorted({n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)}):
+                    add(name, Binding(text, loads, None))
+
+    visit(tree.body)
+    return {name: tuple(bindings) for name, bindings in found.items()}
+
+
+def _absolute(imports: tuple[int, str], module: types.ModuleType | None) -> str:
+    """The absolute name of the module `from <level dots><name> import ...` reads, in `module`."""
+    level, name = imports
+    if not level:
+        return name
+    package = getattr(module, "__package__", None) or ""
+    parent = package.rsplit(".", level - 1)[0] if level > 1 else package
+    return f"{parent}.{name}".strip(".") if name else parent
 
 
 def _project_root(func: Callable[..., Any]) -> Path | None:
@@ -289,6 +401,10 @@ def _names_used(source: str) -> set[str]:
         tree = ast.parse(source)
     except SyntaxError:  # a lambda's source line, say: its text is still in the hash
         return set()
+    return _loaded_names(tree)
+
+
+def _loaded_names(tree: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
 

@@ -183,10 +183,12 @@ def project():
         ("from helpers import scale", "scale(x)", "factors.py", "FACTOR = 2", "FACTOR = 7"),
         ("from helpers import cached", "cached(x)", "helpers.py", "x * FACTOR", "x * FACTOR + 1"),
         ("import pkg.calc", "pkg.calc.scale(x)", "pkg/calc.py", "x * 2", "x * 7"),
+        ("SETTINGS = {}\nSETTINGS['k'] = 2", "x * SETTINGS['k']", "project.py", "['k'] = 2", "['k'] = 5"),
+        ("BASE = 2\nDERIVED = [BASE * i for i in range(4)]", "DERIVED[x]", "project.py", "BASE = 2", "BASE = 3"),
     ],
     ids=[
         *("dict-constant", "list-constant", "from-module", "module", "package", "module-imports", "from-imports"),
-        *("decorated-function", "package-by-name"),
+        *("decorated-function", "package-by-name", "changed-in-place", "derived-constant"),
     ],
 )
 def test_resume_after_editing_project_code_outside_the_step_recomputes_what_uses_it(
@@ -218,6 +220,31 @@ def test_resume_after_editing_project_code_outside_the_step_recomputes_what_uses
     assert json.loads(resumed.stdout)["result"] != json.loads(first.stdout)["result"]
     # The resume reused `nums` (untouched) and recomputed the items and the total.
     assert calls(tmp_path) == sorted(["weigh-1", "weigh-2", "weigh-3", "total"] * 2 + ["nums"])
+
+
+def test_a_constant_read_from_the_environment_gives_one_fingerprint_in_every_environment(tmp_path: Path) -> None:
+    """`TABLE = os.environ.get("TABLE", "dev")` has one value where `generate` runs and another in
+    the Lambda (its Environment). The statement is the flow's code, its value is not: the same
+    fingerprint in both places (else every deployed run would be refused), another after an edit."""
+    path = tmp_path / "envflow.py"
+    path.write_text(
+        "import os\nfrom lokki_sam import flow, step\n\nTABLE = os.environ.get('TABLE', 'dev')\n"
+        "HOME_DIR = os.path.expanduser('~')\n\n@step\ndef which() -> str:\n    return TABLE + HOME_DIR\n\n"
+        "@flow\ndef envflow():\n    return which()\n"
+    )
+    probe = "from lokki_sam.loader import load_flows; print(load_flows('envflow.py')[0].graph.fingerprints.flow)"
+
+    def fingerprint(**env: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], cwd=tmp_path, env=lokki_env(tmp_path, **env), capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    local = fingerprint(HOME=str(tmp_path))
+    assert fingerprint(TABLE="prod-table", HOME="/home/sbx_user1051") == local
+    path.write_text(path.read_text().replace("'dev'", "'development'"))
+    assert fingerprint(HOME=str(tmp_path)) != local
 
 
 def test_libraries_are_not_project_code_wherever_they_are_installed(tmp_path: Path) -> None:
@@ -269,7 +296,8 @@ def test_a_step_reading_a_module_constant_or_helper_changes_when_they_do(write_m
     try:
         module = importlib.import_module("consts")
         first = code_fingerprint(module.scaled)
-        module.FACTOR = 3  # a simple constant the step reads is part of its code
+        path.write_text(path.read_text().replace("FACTOR = 2", "FACTOR = 3"))  # a constant the step reads
+        module = importlib.reload(module)
         by_constant = code_fingerprint(module.scaled)
         path.write_text(path.read_text().replace("x + 1", "x + 2"))  # so is a same-module helper it calls
         module = importlib.reload(module)

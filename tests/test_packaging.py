@@ -245,9 +245,12 @@ def test_a_function_built_with_another_lokki_sam_is_refused() -> None:
 
 
 PROJECT = """
+import os
 import six  # src/requirements.txt: `sam build` installs it next to the code, with its .dist-info
 from lokki_sam import flow, step
 from wording import shout  # the project's own module
+
+PREFIX = os.environ.get("WORD_PREFIX", "")  # the Lambda's environment differs from the generator's
 
 @step
 def words() -> list[str]:
@@ -255,7 +258,7 @@ def words() -> list[str]:
 
 @step
 def loud(xs: list[str]) -> str:
-    return shout(" ".join(xs))
+    return PREFIX + shout(" ".join(xs))
 
 @flow
 def project():
@@ -264,9 +267,10 @@ def project():
 
 
 def test_built_functions_compute_the_fingerprint_their_state_machine_sends(tmp_path: Path, lokki: Lokki) -> None:
-    """The generator sees six in site-packages and wording.py in src/; a built function sees both
-    in its own folder (six with its .dist-info). Each built function must still compute the flow
-    fingerprint the state machine stamps on its payloads, or every deployed run would be refused."""
+    """The generator sees six in site-packages, wording.py in src/ and no WORD_PREFIX; a built
+    function sees both modules in its own folder (six with its .dist-info) and its own environment.
+    Each built function must still compute the flow fingerprint the state machine stamps on its
+    payloads, or every deployed run would be refused."""
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "project.py").write_text(textwrap.dedent(PROJECT))
     (tmp_path / "src" / "wording.py").write_text("def shout(text):\n    return text.upper() + '!'\n")
@@ -285,7 +289,13 @@ def test_built_functions_compute_the_fingerprint_their_state_machine_sends(tmp_p
             "assert six.__file__.startswith(sys.path[0]) and wording.__file__.startswith(sys.path[0]); "
             "print(graph.fingerprints.flow)"
         )
-        done = subprocess.run([sys.executable, "-I", "-S", "-c", probe], cwd=code, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", probe],
+            cwd=code,
+            env={"WORD_PREFIX": "prod-", "PATH": os.environ["PATH"]},
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == stamp
     (tmp_path / "src" / "wording.py").write_text("def shout(text):\n    return text.upper() + '!!'\n")
