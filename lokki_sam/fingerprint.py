@@ -3,7 +3,7 @@
 A node's fingerprint covers its step's code: the function's source, plus the source of the
 functions and classes it refers to, the module-level statements that bind or change the variables
 it reads (their text, not their values: `TABLE = os.environ.get("TABLE")` has another value in
-the Lambda), and the other modules of the user's project it uses (see `_is_project_module`). It
+the Lambda), the values in the closure of a function a factory made, and the other modules of the user's project it uses (see `_is_project_module`). It
 also covers its bound arguments, the declarations of the flow parameters it receives, how it gets
 its input, and the fingerprint of the node that feeds it. So a change anywhere upstream changes
 every fingerprint downstream, and the key layout (`layout.py`) stores each output under its
@@ -135,6 +135,18 @@ def _code_parts(obj: Any, seen: set[Any], root: Path | None) -> Any:
         part = _name_parts(name, value, module, seen, root)
         if part is not _SKIP:
             refs.append([name, part])
+    # A function made by a factory (`make(3)`) reads the factory's arguments from its closure:
+    # their values are as much its code as its source (plain values exactly, code by its parts).
+    for name, cell in zip(code.co_freevars if code else (), getattr(obj, "__closure__", None) or (), strict=False):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # a cell not filled yet
+            continue
+        part = _reference_parts(value, module, seen, root)
+        if part is _VARIABLE:
+            part = _value_parts(value, module, seen, root)
+        if part is not _SKIP:
+            refs.append(["closure", name, part])
     return [source if source is not None else ["bytecode", code.co_code.hex() if code else ""], refs]
 
 

@@ -185,10 +185,11 @@ def project():
         ("import pkg.calc", "pkg.calc.scale(x)", "pkg/calc.py", "x * 2", "x * 7"),
         ("SETTINGS = {}\nSETTINGS['k'] = 2", "x * SETTINGS['k']", "project.py", "['k'] = 2", "['k'] = 5"),
         ("BASE = 2\nDERIVED = [BASE * i for i in range(4)]", "DERIVED[x]", "project.py", "BASE = 2", "BASE = 3"),
+        ("def make(k):\n    return lambda x: x * k\nby_two = make(2)", "by_two(x)", "project.py", "make(2)", "make(5)"),
     ],
     ids=[
         *("dict-constant", "list-constant", "from-module", "module", "package", "module-imports", "from-imports"),
-        *("decorated-function", "package-by-name", "changed-in-place", "derived-constant"),
+        *("decorated-function", "package-by-name", "changed-in-place", "derived-constant", "closure"),
     ],
 )
 def test_resume_after_editing_project_code_outside_the_step_recomputes_what_uses_it(
@@ -220,6 +221,36 @@ def test_resume_after_editing_project_code_outside_the_step_recomputes_what_uses
     assert json.loads(resumed.stdout)["result"] != json.loads(first.stdout)["result"]
     # The resume reused `nums` (untouched) and recomputed the items and the total.
     assert calls(tmp_path) == sorted(["weigh-1", "weigh-2", "weigh-3", "total"] * 2 + ["nums"])
+
+
+def test_resume_after_changing_a_step_factorys_argument_recomputes_the_step(tmp_path: Path, lokki: Lokki) -> None:
+    """A step made by a factory (`triple = make(3)`) has the same source for every argument: the
+    values in its closure are part of its code."""
+    source = """
+    def make(k):
+        @step
+        def scale(x: int) -> int:
+            called(f"scale-{x}")
+            return x * k
+        return scale
+
+    @step
+    def nums() -> list[int]:
+        return [1, 2]
+
+    triple = make(3)
+
+    @flow
+    def factory():
+        return nums().map(triple)
+    """
+    path = write(tmp_path / "factory.py", source)
+    first = lokki("run", str(path), "--store", "runs", "--json")
+    assert first.returncode == 0 and json.loads(first.stdout)["result"] == [3, 6], first.stderr
+    write(path, source.replace("make(3)", "make(4)"))
+    resumed = lokki("run", str(path), "--store", "runs", "--resume", run_id_of(first), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["result"] == [4, 8]  # never the stale [3, 6]
 
 
 def test_a_constant_read_from_the_environment_gives_one_fingerprint_in_every_environment(tmp_path: Path) -> None:
