@@ -2,17 +2,20 @@
 
 A node's fingerprint covers its step's code: the function's source, plus the source of the
 functions and classes it refers to, the module-level statements that bind or change the variables
-it reads (their text, not their values: `TABLE = os.environ.get("TABLE")` has another value in
-the Lambda), the values in the closure of a function a factory made, and the other modules of the user's project it uses (see `_is_project_module`). It
-also covers its bound arguments, the declarations of the flow parameters it receives, how it gets
-its input, and the fingerprint of the node that feeds it. So a change anywhere upstream changes
-every fingerprint downstream, and the key layout (`layout.py`) stores each output under its
-node's fingerprint: an output computed by other code or from other inputs can never be found again.
+it reads (their text, not their values: `TABLE = os.environ.get("TABLE")` has another value in the
+Lambda), the values in the closure of a function a factory made (by value: a machine-dependent one
+makes the runtime refuse payloads, loudly), and the other modules of the user's project it uses
+(see `_is_project_module`). It also covers its bound arguments, the declarations of the flow
+parameters it receives, how it gets its input, and the fingerprint of the node that feeds it. So a
+change anywhere upstream changes every fingerprint downstream, and the key layout (`layout.py`)
+stores each output under its node's fingerprint: an output computed by other code or from other
+inputs can never be found again.
 
 The flow's fingerprint adds the graph's structure, the map and step options and the parameter
 declarations: it is what the state machine sends in every payload and what the runtime compares
-with its own code. Everything is computed from source text, never bytecode or values, so the
-generator (any Python, any machine) and the Lambda runtime (the template's Python) agree.
+with its own code. Everything is computed from source text, never bytecode, and from values only
+where no text holds them (closures, code without source), so the generator (any Python, any
+machine) and the Lambda runtime (the template's Python) agree.
 
 Not covered: libraries (the standard library, installed distributions, lokki-sam), modules from
 outside the project's folder, and what code reads at run time or import time (files, services,

@@ -224,7 +224,8 @@ def check_stamp(graph: FlowGraph, stamp: Stamp) -> None:
             f"the state machine was generated from another version of flow '{graph.name}' "
             f"(fingerprint {stamp.flow}) than this function's code ({own})",
             where=f"flow '{graph.name}'",
-            hint=fix,
+            hint=fix + "; if they were, a value a step factory keeps in its closure differs here "
+            "(a path or an environment variable given to make(...)): read it inside the step instead",
         )
 
 
