@@ -20,6 +20,7 @@ from lokki_sam.graph import Flow
 from lokki_sam.loader import load_flows
 from lokki_sam.params import resolve_params
 from tests.conftest import EXAMPLES
+from tests.flows.modes import glue, inline_chain, letters, twice
 from tests.flows.shapes import SHAPES
 from tests.support.moto_sfn import Cloud, Execution, moto_cloud
 
@@ -244,33 +245,13 @@ def test_harness_tolerance_matches_the_local_runner(failed: int, total: int, cou
 # --------------------------------------------------------------------- map modes and child types
 
 
-@step
-def letters(n: int = 5) -> list[str]:
-    return [chr(ord("a") + i) for i in range(n)]
-
-
-@step
-def twice(s: str) -> str:
-    return s * 2
-
-
-@step
-def glue(parts: list[str]) -> str:
-    return "-".join(parts)
-
-
-@flow
-def inline_mode(n: int = 5):
-    return letters(n=n).map(twice, mode="inline", concurrency=2).next(twice).agg(glue)
-
-
 @flow
 def express_children(n: int = 5):
     return letters(n=n).map(twice, execution_type="EXPRESS", batch_size=2).agg(glue)
 
 
 def test_inline_map_gives_the_local_result(cloud: Cloud, tmp_path: Path) -> None:
-    _, result, local = run_both(cloud, inline_mode, {"n": 4}, tmp_path)
+    _, result, local = run_both(cloud, inline_chain, {"n": 4}, tmp_path)
     assert result == local == "aaaa-bbbb-cccc-dddd"
 
 

@@ -28,6 +28,7 @@ from lokki_sam.ir import FlowGraph
 from lokki_sam.plan import Plan, PlanError, make_plan, parse_items, prices, render
 from lokki_sam.plan.sizing import manifest_bytes
 from lokki_sam.store import LocalStore
+from tests.flows.modes import glue, inline_chain, inline_open, letters, twice
 from tests.flows.shapes import SHAPES
 from tests.support.keys import STACK, function_env, stamped
 from tests.support.moto_sfn import BUCKET, Cloud, moto_cloud
@@ -46,31 +47,6 @@ def plan_of(f: Any, params: dict[str, Any], config: Config, *items: str, **kwarg
 
 
 # ------------------------------------------------------------------------------------ flows
-
-
-@step
-def letters(n: int = 5) -> list[str]:
-    return [chr(ord("a") + i) for i in range(n)]
-
-
-@step
-def twice(s: str) -> str:
-    return s * 2
-
-
-@step
-def glue(parts: list[str]) -> str:
-    return "-".join(parts)
-
-
-@flow
-def inline_chain(n: int = 5):
-    return letters(n=n).map(twice, mode="inline", concurrency=2).next(twice).agg(glue)
-
-
-@flow
-def inline_open(n: int = 3):
-    return letters(n=n).map(twice, mode="inline")
 
 
 @flow
