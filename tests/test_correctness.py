@@ -437,15 +437,7 @@ def locked(n: int = 6):
 
 def test_a_run_in_use_is_refused_and_the_lock_of_a_killed_process_is_taken_over(tmp_path: Path, lokki: Lokki) -> None:
     path = write(tmp_path / "locked.py", SLOW)
-    (tmp_path / "hold").touch()
-    first = subprocess.Popen(
-        [LOKKI_SAM, "run", str(path), "--store", "runs", "--json"],
-        cwd=tmp_path,
-        env=lokki_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = start_held_run(path, "--json")
     try:
         run_id = _wait_for_run(tmp_path / "runs")
         _wait_for(lambda: (tmp_path / "calls.log").exists())
@@ -460,6 +452,19 @@ def test_a_run_in_use_is_refused_and_the_lock_of_a_killed_process_is_taken_over(
     taken_over = lokki("run", str(path), "--store", "runs", "--resume", run_id, "-q")
     assert taken_over.returncode == 0, taken_over.stderr
     assert taken_over.stdout == f"{sum(range(6))}\n"
+
+
+def start_held_run(path: Path, *flags: str) -> subprocess.Popen[str]:
+    """`lokki-sam run` of a SLOW flow in the background, its items waiting while `hold` exists."""
+    (path.parent / "hold").touch()
+    return subprocess.Popen(
+        [LOKKI_SAM, "run", str(path), "--store", "runs", *flags],
+        cwd=path.parent,
+        env=lokki_env(path.parent),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_run(runs: Path) -> str:
@@ -743,15 +748,7 @@ def test_a_broken_flow_run_as_a_script_prints_no_traceback(tmp_path: Path) -> No
 
 def test_sigterm_saves_finished_work_exits_143_and_names_the_resume_command(tmp_path: Path, lokki: Lokki) -> None:
     path = write(tmp_path / "locked.py", SLOW)
-    (tmp_path / "hold").touch()
-    proc = subprocess.Popen(
-        [LOKKI_SAM, "run", str(path), "--store", "runs", "-q"],
-        cwd=tmp_path,
-        env=lokki_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_held_run(path, "-q")
     run_id = _wait_for_run(tmp_path / "runs")
     _wait_for(lambda: (tmp_path / "calls.log").exists())
     proc.send_signal(signal.SIGTERM)
