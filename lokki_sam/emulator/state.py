@@ -8,13 +8,13 @@ its start time, so a recycled pid is never taken for the emulator.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from lokki_sam.emulator.process import file_lock
 
 
 def state_root() -> Path:
@@ -63,14 +63,9 @@ class Record:
             record_path(self.engine).unlink()
 
 
-@contextlib.contextmanager
-def locked(engine: str) -> Iterator[None]:
+def locked(engine: str) -> contextlib.AbstractContextManager[None]:
     """Hold the engine's lock file while its record is checked and written."""
-    folder = emulators_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{engine}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    return file_lock(emulators_dir() / f"{engine}.lock")
 
 
 def record_path(engine: str) -> Path:

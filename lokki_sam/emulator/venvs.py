@@ -6,13 +6,14 @@ $HOME (tests repoint HOME; the cache must outlive them)."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pwd
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from lokki_sam.emulator.process import file_lock
 
 # Output kept from a failed pip run: its last lines say why (no network, no such version...).
 OUTPUT_TAIL = 3000
@@ -56,14 +57,9 @@ def cached_venv(
     return venv
 
 
-@contextlib.contextmanager
-def locked(name: str) -> Iterator[None]:
+def locked(name: str) -> contextlib.AbstractContextManager[None]:
     """Hold the cache's file lock `name` (other processes wait for it)."""
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    return file_lock(cache_root() / f"{name}.lock")
 
 
 def pip(venv: Path, args: Sequence[str], error: type[Exception]) -> None:
