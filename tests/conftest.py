@@ -109,6 +109,15 @@ def lokki_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def sam_cli_env(home: Path, **extra: str) -> dict[str, str]:
+    """Environment for a SAM CLI subprocess: `lokki_env` without this machine's pip settings, and
+    this venv's bin first on PATH (lokki-sam for the generated Makefile, python3.X for the build)."""
+    env = {k: v for k, v in lokki_env(home).items() if not k.startswith("PIP_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
 @pytest.fixture
 def lokki(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run `lokki-sam ARGS` as a subprocess in tmp_path: lokki("run", "flow.py", check=False)."""

@@ -17,6 +17,7 @@ import pytest
 from lokki_sam import __version__, flow, names, runtime, step
 from lokki_sam.compile.layers import RUNTIME_LAYER_ID
 from lokki_sam.errors import FlowDefinitionError
+from tests.conftest import sam_cli_env
 from tests.support.keys import function_env
 from tests.support.sam import load
 
@@ -48,14 +49,6 @@ def plain(text: str) -> int:
 def dependent(n: int = 3):
     return listing(n=n).next(pretty).next(again).next(plain)
 """
-
-
-def sam_env(root: Path) -> dict[str, str]:
-    """The environment `sam build` runs in: no pip settings of ours, a HOME of the test's, and this venv first."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "AWS_", "LOKKI_"))}
-    env.update(HOME=str(root / "home"), SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION="us-east-1",
-               PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")  # fmt: skip
-    return env
 
 
 def sam_build(root: Path, env: dict[str, str]) -> Path:
@@ -93,7 +86,7 @@ def test_each_function_gets_only_its_own_steps_dependencies(tmp_path: Path, lokk
     }
     assert requirements == {"six==1.16.0", "tabulate==0.9.0"}
 
-    env = sam_env(tmp_path)
+    env = sam_cli_env(tmp_path / "home")
     built = sam_build(tmp_path, env)
     (six_layer,) = (built / rid / "python" for rid in layers_of("listing"))
     (tabulate_layer,) = (built / rid / "python" for rid in layers_of("pretty"))
@@ -278,7 +271,7 @@ def test_built_functions_compute_the_fingerprint_their_state_machine_sends(tmp_p
     assert lokki("generate", "src/project.py").returncode == 0
     definition = (tmp_path / "statemachine" / "project.asl.json").read_text()
     (stamp,) = set(re.findall(r'"flow": "([0-9a-f]{16})"', definition))
-    built = sam_build(tmp_path, sam_env(tmp_path))
+    built = sam_build(tmp_path, sam_cli_env(tmp_path / "home"))
     layer = built / RUNTIME_LAYER_ID / "python"
     for name in ("words", "loud"):
         code = built / names.function_id("project", name)

@@ -6,7 +6,6 @@ Two SAM CLI runs in total (each takes seconds; the CI machine has 2 shared cores
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 from lokki_sam import __version__, names
 from lokki_sam.compile.layers import RUNTIME_LAYER_ID
 from lokki_sam.packaging import CLI_ONLY
+from tests.conftest import sam_cli_env
 from tests.support.sam import EXAMPLES, forget_module, load, make_app
 
 BIN = Path(sys.executable).parent
@@ -25,17 +25,7 @@ CLI_PACKAGES = ("click", "rich", "ruamel", "yaml")
 
 
 def build_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PIP_", "LOKKI_"))}
-    env.update(
-        HOME=str(home),
-        SAM_CLI_TELEMETRY="0",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        PIP_NO_INDEX="1",  # nothing may come from a package index
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # lokki-sam (the Makefile) and python3.X
-    )
-    return env
+    return sam_cli_env(home, PIP_NO_INDEX="1")  # nothing may come from a package index
 
 
 @pytest.fixture(scope="module")
