@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -133,3 +134,11 @@ def lokki(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture
+def backoff() -> Iterator[list[float]]:
+    """botocore's retry sleeps, recorded instead of slept (the delays are botocore's own)."""
+    delays: list[float] = []
+    with mock.patch("botocore.endpoint.time.sleep", side_effect=delays.append):
+        yield delays

@@ -202,14 +202,6 @@ def moto_server() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def backoff() -> Iterator[list[float]]:
-    """botocore's retry sleeps, recorded instead of slept (the delays are botocore's own)."""
-    delays: list[float] = []
-    with mock.patch("botocore.endpoint.time.sleep", side_effect=delays.append):
-        yield delays
-
-
 def faulty_store(endpoint: str, faults: S3Faults, bucket: str) -> S3Store:
     client = s3_client(endpoint_url=endpoint, region_name="us-east-1")  # the store's own retry config
     client.create_bucket(Bucket=bucket)

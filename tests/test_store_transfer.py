@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 from botocore.response import StreamingBody
@@ -50,14 +49,6 @@ def client(endpoint: str) -> Any:
     c = s3_client(endpoint_url=endpoint, region_name="us-east-1")
     c.create_bucket(Bucket=f"b-{uuid.uuid4().hex[:12]}")
     return c
-
-
-@pytest.fixture
-def no_backoff() -> Iterator[list[float]]:
-    """botocore's retry sleeps, recorded instead of slept."""
-    delays: list[float] = []
-    with mock.patch("botocore.endpoint.time.sleep", side_effect=delays.append):
-        yield delays
 
 
 def bucket_of(client: Any) -> str:
@@ -118,7 +109,7 @@ def test_a_small_artifact_takes_one_request_each_way(client: Any) -> None:
     assert [m for m, _, _ in sent.seen] == ["PUT", "GET"]
 
 
-def test_a_failing_part_aborts_the_upload_no_object_no_upload_left(client: Any, no_backoff: list[float]) -> None:
+def test_a_failing_part_aborts_the_upload_no_object_no_upload_left(client: Any, backoff: list[float]) -> None:
     st = store(client)
     st.put("r/x.pkl", "the old value")
 
@@ -215,7 +206,7 @@ def test_a_download_truncated_every_time_fails_naming_the_object(client: Any, si
 
 
 @pytest.mark.emulator  # ~18 s: boto3's adaptive rate limiter waits after the injected SlowDowns
-def test_throttling_mid_transfer_is_retried(client: Any, no_backoff: list[float]) -> None:
+def test_throttling_mid_transfer_is_retried(client: Any, backoff: list[float]) -> None:
     """SlowDown/InternalError on part uploads and ranged reads: botocore retries, s3transfer goes on."""
     st = store(client)
     faults = S3Faults(rate=0.5, seed=7, max_in_a_row=2)
@@ -225,7 +216,7 @@ def test_throttling_mid_transfer_is_retried(client: Any, no_backoff: list[float]
     assert st.get("r/slow.pkl") == value
     kinds: Counter[str] = Counter(k.split()[0] for k in faults.injected)
     assert kinds["PUT"] >= 1 and kinds["GET"] >= 1, faults.injected
-    assert len(no_backoff) == sum(faults.injected.values())
+    assert len(backoff) == sum(faults.injected.values())
     assert no_uploads_left(client)
 
 
