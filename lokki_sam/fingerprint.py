@@ -258,16 +258,12 @@ def _imported_modules(source: bytes, module: types.ModuleType) -> set[str]:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):  # not Python source (a sourceless .pyc)
         return set()
-    package = module.__package__ or ""
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}".strip(".") if base else parent
+            base = _absolute((node.level, node.module or ""), module)
             names.add(base)
             names.update(f"{base}.{alias.name}".strip(".") for alias in node.names)
     return {name for name in names if name}
