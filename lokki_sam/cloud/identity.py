@@ -53,16 +53,27 @@ def _payloads(states: Any) -> Iterator[Mapping[str, Any]]:
             yield from _payloads(processor.get("States", {}))
 
 
+def definition_fingerprints(definition: str | None) -> Fingerprints | None:
+    """The fingerprints stamped into a state machine definition's JSON text (None: none, or not JSON)."""
+    try:
+        parsed = json.loads(definition or "{}")
+    except json.JSONDecodeError:
+        return None
+    return deployed_fingerprints(parsed)
+
+
+def how_it_differs(local: Fingerprints, other: Fingerprints) -> str:
+    """`step 'shout' changed; step 'add_title' is new`, or what else differs when no step does."""
+    changes = local.changes(other.nodes)
+    return describe_changes(changes) if changes else "its structure, options or parameters changed"
+
+
 def check_deployed(dep: Deployment, graph: FlowGraph, source: str) -> None:
     """Refuse to start a run when the deployed flow is not the one in `source` (say what differs)."""
     arn = dep.state_machine_arn(graph.name)
     with aws_errors(f"reading the deployed state machine of flow '{graph.name}'"):
         described = dep.client("stepfunctions").describe_state_machine(stateMachineArn=arn)
-    try:
-        definition = json.loads(described.get("definition") or "{}")
-    except json.JSONDecodeError:
-        definition = {}
-    deployed = deployed_fingerprints(definition)
+    deployed = definition_fingerprints(described.get("definition"))
     local = graph.fingerprints
     fix = "run `lokki-sam generate`, `sam build` and `sam deploy`, then invoke again"
     if deployed is None:
@@ -73,10 +84,8 @@ def check_deployed(dep: Deployment, graph: FlowGraph, source: str) -> None:
             hint=fix,
         )
     if deployed.flow != local.flow:
-        changes = local.changes(deployed.nodes)
-        what = describe_changes(changes) if changes else "its structure, options or parameters changed"
         raise DeployedFlowDiffers(
-            f"the deployed flow '{graph.name}' differs from {source} ({what})",
+            f"the deployed flow '{graph.name}' differs from {source} ({how_it_differs(local, deployed)})",
             where=f"stack '{dep.stack_name}'",
             hint=fix,
         )

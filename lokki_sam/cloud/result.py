@@ -6,7 +6,6 @@ flow's prefix of the stack's artifact bucket; the run id is the execution name.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +58,7 @@ def version_of_run(dep: Deployment, graph: FlowGraph, execution_arn: str) -> Run
     """The flow version the execution ran, when it is not the file's (None: it is, or the
     definition carries no fingerprints). A file whose flow has other steps cannot read the run:
     outputs are found by fingerprint, and that version's steps are not this file's."""
-    from lokki_sam.cloud.identity import DeployedFlowDiffers, deployed_fingerprints
-    from lokki_sam.fingerprint import describe_changes
+    from lokki_sam.cloud.identity import DeployedFlowDiffers, definition_fingerprints, how_it_differs
 
     sfn = dep.client("stepfunctions")
     with aws_errors(f"reading the definition execution {execution_arn} ran"):
@@ -68,15 +66,11 @@ def version_of_run(dep: Deployment, graph: FlowGraph, execution_arn: str) -> Run
             definition = sfn.describe_state_machine_for_execution(executionArn=execution_arn).get("definition")
         except sfn.exceptions.ClientError:  # an emulator without it: the deployed definition
             definition = sfn.describe_state_machine(stateMachineArn=dep.state_machine_arn(graph.name))["definition"]
-    try:
-        ran = deployed_fingerprints(json.loads(definition or "{}"))
-    except json.JSONDecodeError:
-        ran = None
+    ran = definition_fingerprints(definition)
     local = graph.fingerprints
     if ran is None or ran.flow == local.flow:
         return None
-    changes = local.changes(ran.nodes)
-    what = describe_changes(changes) if changes else "its structure, options or parameters changed"
+    what = how_it_differs(local, ran)
     if set(ran.nodes) != set(local.nodes):
         raise DeployedFlowDiffers(
             f"run of flow '{graph.name}' made by a version with other steps than the file's ({what}): "
