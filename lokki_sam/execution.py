@@ -1,22 +1,29 @@
 """The data protocol: run one step (or one batch of map items) against an artifact store.
 
-Both engines call these functions: the local runner orchestrates them with threads, the
-Lambda runtime runs one per invocation as Step Functions drives it. Inputs are located by
-key from (run, node, fingerprint, item), never passed inline, so both engines see exactly the
-same data, and an output made by other code or from other inputs is never read (layout.py).
+Both engines call these functions: the local runner orchestrates them with threads, the Lambda
+runtime runs one per invocation as Step Functions drives it. Inputs are located by key, never
+passed inline, so both engines see exactly the same data. Every output is stored under the
+identity of what it was computed from (`lineage.py`: the node's code, the parameter values it
+receives, the content of its input) and a resume reuses an output only when it is stored under the
+identity it would be computed from now (`layout.py`). Each step outside a map leaves a pointer
+naming the output later steps read.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from lokki_sam import layout, serialization
+from lokki_sam import layout, lineage, serialization
 from lokki_sam.errors import LokkiError, SerializationError, StepFailed, StoreError
 from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
-from lokki_sam.protocol import ItemRef
+from lokki_sam.lineage import Recipe
+from lokki_sam.protocol import ItemRef, is_identity
 from lokki_sam.store import ArtifactStore
 
 CHUNK_TARGET_BYTES = 1 << 20  # items are grouped into ~1 MiB objects ...
@@ -36,36 +43,112 @@ class StepAborted(StepFailed):
     """A step raised a BaseException that is not an Exception (`sys.exit()`, ...): the run fails."""
 
 
+class MissingOutput(StoreError):
+    """An input a step needs was never stored in this run (or has expired)."""
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """What a step outside maps last stored in the run: the identity of that output (its
+    directory), its content digest, and what the identity was derived from (for a map source, also
+    the recipes of its map's steps), so that a resume can say why it recomputes."""
+
+    identity: str
+    digest: str
+    execution: str
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    count: int | None = None  # a map source: how many items
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.identity, "digest": self.digest, "execution": self.execution}
+        out["from"] = dict(self.provenance)
+        if self.count is not None:
+            out["count"] = self.count
+        return out
+
+    @classmethod
+    def parse(cls, value: Any, where: str) -> Pointer:
+        if (
+            not isinstance(value, dict)
+            or not is_identity(value.get("id"))
+            or not is_identity(value.get("digest"))
+            or not isinstance(value.get("from", {}), dict)
+        ):
+            raise StoreError("not a step pointer (expected id, digest and provenance)", where=where)
+        count = value.get("count")
+        return cls(value["id"], value["digest"], str(value.get("execution", "")), value.get("from", {}), count)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a resume did with a stage: how many of its outputs it reused, and why it recomputes
+    the others (empty when everything was reused)."""
+
+    stage: str
+    reused: int
+    total: int
+    reason: str = ""
+    is_map: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"stage": self.stage, "reused": self.reused, "total": self.total, "reason": self.reason}
+        return out | {"map": True} if self.is_map else out
+
+    @classmethod
+    def parse(cls, raw: Any) -> Decision | None:
+        if not isinstance(raw, dict) or not isinstance(raw.get("stage"), str):
+            return None
+        return cls(
+            raw["stage"],
+            int(raw.get("reused", 0)),
+            int(raw.get("total", 0)),
+            str(raw.get("reason", "")),
+            bool(raw.get("map")),
+        )
+
+    def describe(self, run_id: str) -> str:
+        """`map-flap: reused 95/100 items from run R; recomputing 5: 5 have no output yet (...)`"""
+        if not self.is_map:
+            return (
+                f"{self.stage}: reused from run {run_id}"
+                if self.reused
+                else f"{self.stage}: recomputing ({self.reason})"
+            )
+        if self.reused == self.total:
+            return f"{self.stage}: reused all {self.total} item(s) from run {run_id}"
+        if not self.reused:
+            return f"{self.stage}: recomputing all {self.total} item(s): {self.reason}"
+        redo = self.total - self.reused
+        reused = f"reused {self.reused}/{self.total} items from run {run_id}"
+        return f"{self.stage}: {reused}; recomputing {redo}: {self.reason}"
+
+
 @dataclass
 class RunContext:
     graph: FlowGraph
     store: ArtifactStore
     run_id: str
     params: Mapping[str, Any]
-    # Local runs read each items chunk once; a Lambda invocation reads its own chunk.
-    chunk_cache: dict[str, list[Any]] = field(default_factory=dict)
+    execution: str = ""  # this execution's name ("": the run's first): salts what cannot be described
+    reruns: Mapping[str, int] = field(default_factory=dict)  # node id -> the attempt whose --rerun forces it
     # Reading a run made by another version of the flow (same steps): that version's node fingerprints.
     fingerprints: Mapping[str, str] | None = None
+    chunk_cache: dict[str, list[Any]] = field(default_factory=dict)
+    pointers: dict[str, Pointer] = field(default_factory=dict)  # read or written by this process
 
     def __post_init__(self) -> None:
         layout.check_run_id(self.run_id)
+        self.execution = self.execution or self.run_id
 
-    def fp(self, node_id: str) -> str:
-        if self.fingerprints is not None:
-            return self.fingerprints[node_id]
-        return self.graph.fingerprint(node_id)
+    @cached_property
+    def recipes(self) -> dict[str, Recipe]:
+        return lineage.recipes(self.graph, self.params, self.execution, self.reruns, self.fingerprints)
 
-    def task_output(self, node_id: str) -> str:
-        return layout.task_output(self.run_id, node_id, self.fp(node_id))
+    def recipe(self, node_id: str) -> Recipe:
+        return self.recipes[node_id]
 
-    def manifest(self, block: MapBlock) -> str:
-        return layout.manifest(self.run_id, block.source, self.fp(block.source))
-
-    def items_chunk(self, block: MapBlock, first: int) -> str:
-        return layout.items_chunk(self.run_id, block.source, self.fp(block.source), first)
-
-    def batch_output(self, node_id: str, first: int, last: int) -> str:
-        return layout.batch_output(self.run_id, node_id, self.fp(node_id), first, last)
+    def where(self) -> str:
+        return f"flow '{self.graph.name}', run {self.run_id}"
 
 
 def call_step(ctx: RunContext, node: Node, *data: Any) -> Any:
@@ -81,32 +164,166 @@ def call_step(ctx: RunContext, node: Node, *data: Any) -> Any:
         what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"raised {type(exc).__name__}"
         raise StepAborted(
             f"step '{node.id}' {what}: a step must return its result or raise an Exception",
-            where=f"flow '{ctx.graph.name}', run {ctx.run_id}",
+            where=ctx.where(),
             hint="return normally, or raise an exception (it is retried per the step's Retry)",
         ) from exc
+
+
+# ------------------------------------------------------------------------------- pointers
+
+
+def read_pointer(ctx: RunContext, node_id: str) -> Pointer | None:
+    """The output `node_id` last stored in this run (None: it never completed)."""
+    if node_id in ctx.pointers:
+        return ctx.pointers[node_id]
+    key = layout.pointer(ctx.run_id, node_id)
+    try:
+        raw = ctx.store.get_json(key)
+    except StoreError:
+        if ctx.store.exists(key):
+            raise
+        return None
+    ctx.pointers[node_id] = found = Pointer.parse(raw, ctx.store.describe(key))
+    return found
+
+
+def require_pointer(ctx: RunContext, node_id: str) -> Pointer:
+    found = read_pointer(ctx, node_id)
+    if found is None:
+        raise MissingOutput(
+            f"step '{node_id}' has no output in run {ctx.run_id}",
+            where=ctx.store.describe(layout.pointer(ctx.run_id, node_id)),
+            hint="run the steps in flow order (a step reads the output of the one before it)",
+        )
+    return found
+
+
+def write_pointer(ctx: RunContext, node_id: str, pointer: Pointer) -> None:
+    ctx.store.put_json(layout.pointer(ctx.run_id, node_id), pointer.to_json())
+    ctx.pointers[node_id] = pointer
 
 
 # ------------------------------------------------------------------------ steps outside maps
 
 
-def run_task(ctx: RunContext, node: Node, *, reuse: bool = False) -> int | None:
-    """Run a step outside any map. If a map fans out over its result, store the items and the
-    manifest and return the item count; else store the output and return None.
+@dataclass
+class Input:
+    """A step's input: its content digest (None: the first step has none) and how to load it."""
 
-    With `reuse` (a resumed run), an output already stored under the node's fingerprint is kept
-    and the step is not called."""
-    fed_map = ctx.graph.map_fed_by(node.id)
-    if reuse and stage_done(ctx, node):
-        return len(read_manifest(ctx, fed_map)) if fed_map is not None else None
-    data = () if node.input_from is None else (read_stage_output(ctx, ctx.graph.get(node.input_from)),)
-    result = call_step(ctx, node, *data)
-    if fed_map is not None:
-        return write_map_items(ctx, fed_map, node, result)
-    ctx.store.put(ctx.task_output(node.id), result, what=f"result of step '{node.id}'")
-    return None
+    digest: str | None
+    load: Callable[[], tuple[Any, ...]]
 
 
-def write_map_items(ctx: RunContext, block: MapBlock, source: Node, items: Any) -> int:
+def input_of(ctx: RunContext, node: Node) -> Input:
+    if node.input_from is None:
+        return Input(None, tuple)
+    upstream = ctx.graph.get(node.input_from)
+    if isinstance(upstream, MapBlock):
+        gathered = gather(ctx, upstream)
+        return Input(gathered.digest, lambda: (gathered.values,))
+    source = require_pointer(ctx, upstream.id)
+    key = layout.task_output(ctx.run_id, upstream.id, source.identity)
+    return Input(source.digest, lambda: (_get_input(ctx, key, upstream.id),))
+
+
+def _get_input(ctx: RunContext, key: str, node_id: str) -> Any:
+    try:
+        return ctx.store.get(key)
+    except StoreError as exc:
+        if not ctx.store.exists(key):
+            raise MissingOutput(
+                f"the output of step '{node_id}' is gone from run {ctx.run_id}",
+                where=ctx.store.describe(key),
+                hint="run artifacts expire (the bucket's lifecycle rule); start a new run",
+            ) from None
+        raise exc
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """What running a step outside maps means now: its input, the identity its output gets, and
+    whether a resume can keep the output already stored under that identity."""
+
+    node: Node
+    recipe: Recipe
+    given: Input
+    identity: str
+    fed: MapBlock | None
+    decision: Decision  # reused == 1: keep the stored output (a resume), else compute
+    count: int | None = None  # a kept map source's item count
+
+    @property
+    def reused(self) -> bool:
+        return self.decision.reused == 1
+
+
+def plan_task(ctx: RunContext, node: Node, *, reuse: bool = False) -> TaskPlan:
+    """Decide how to run a step outside any map. With `reuse` (a resumed run), an output already
+    stored under the identity it would be computed from now is kept, and the step is not called."""
+    recipe = ctx.recipe(node.id)
+    fed = ctx.graph.map_fed_by(node.id)
+    given = input_of(ctx, node)
+    identity = recipe.task(given.digest)
+    previous = read_pointer(ctx, node.id) if reuse else None
+    if previous is not None and previous.identity == identity and _stored(ctx, node, fed, identity):
+        return TaskPlan(node, recipe, given, identity, fed, Decision(node.id, 1, 1), previous.count)
+    reason = why_recomputed(ctx, node, previous, recipe, given.digest) if reuse else ""
+    return TaskPlan(node, recipe, given, identity, fed, Decision(node.id, 0, 1, reason))
+
+
+def compute_task(ctx: RunContext, plan: TaskPlan) -> int | None:
+    """Call the step and store its output (its items and manifest if it feeds a map), then point
+    the run at it. Returns the item count of a map source."""
+    node, identity = plan.node, plan.identity
+    result = call_step(ctx, node, *plan.given.load())
+    provenance: dict[str, Any] = plan.recipe.provenance(plan.given.digest)
+    count: int | None = None
+    if plan.fed is not None:
+        count, digest = write_map_items(ctx, plan.fed, node, identity, result)
+        provenance["body"] = {n.id: ctx.recipe(n.id).provenance() for n in plan.fed.nodes}
+    else:
+        key = layout.task_output(ctx.run_id, node.id, identity)
+        digest = ctx.store.put(key, result, what=f"result of step '{node.id}'")
+    write_pointer(ctx, node.id, Pointer(identity, digest, ctx.execution, provenance, count))
+    return count
+
+
+def run_task(ctx: RunContext, node: Node, *, reuse: bool = False) -> TaskPlan:
+    """`plan_task`, then `compute_task` unless the stored output is kept; returns the plan (with
+    the item count of a map source)."""
+    plan = plan_task(ctx, node, reuse=reuse)
+    if plan.reused:
+        return plan
+    return dataclasses.replace(plan, count=compute_task(ctx, plan))
+
+
+def _stored(ctx: RunContext, node: Node, fed: MapBlock | None, identity: str) -> bool:
+    if fed is not None:
+        return ctx.store.exists(layout.manifest(ctx.run_id, node.id, identity))
+    return ctx.store.exists(layout.task_output(ctx.run_id, node.id, identity))
+
+
+def why_recomputed(
+    ctx: RunContext, node: Node, previous: Pointer | None, recipe: Recipe, input_digest: str | None
+) -> str:
+    """Why a resume recomputes a step instead of reusing its stored output."""
+    if previous is None:
+        return "it has no output yet"
+    before = previous.provenance
+    if recipe.salt and before.get("salt") != recipe.salt:
+        return recipe.reason
+    if before.get("code") != recipe.code:
+        return "its code or its place in the flow changed"
+    if before.get("params") != recipe.params:
+        return "the parameters it receives changed"
+    if before.get("input") != input_digest and node.input_from is not None:
+        return f"its input from '{node.input_from}' changed"
+    return "its stored output is missing"
+
+
+def write_map_items(ctx: RunContext, block: MapBlock, source: Node, identity: str, items: Any) -> tuple[int, str]:
+    """Store a map source's list as items (chunks, then the manifest that marks it done); returns
+    the item count and the list's content identity."""
     if not isinstance(items, list | tuple):
         raise MapSourceError(
             f"step '{source.id}' feeds .map({block.nodes[0].name}) but returned {type(items).__name__}, not a list",
@@ -115,11 +332,16 @@ def write_map_items(ctx: RunContext, block: MapBlock, source: Node, items: Any) 
         )
     items = list(items)
     size = chunk_size(items, block.options.batch_size)
-    chunks = [(ctx.items_chunk(block, first), items[first : first + size]) for first in range(0, len(items), size)]
-    ctx.store.put_many(chunks, what=f"an item of the list returned by step '{source.id}'")
-    manifest = [ItemRef(i, layout.chunk_start(i, size)).to_json() for i in range(len(items))]
-    ctx.store.put_json(ctx.manifest(block), manifest)  # written last: it marks the source as done
-    return len(items)
+    firsts = range(0, len(items), size)
+    chunks = [
+        (layout.items_chunk(ctx.run_id, source.id, identity, first), first, items[first : first + size])
+        for first in firsts
+    ]
+    written = ctx.store.put_sequences(chunks, what=f"an item of the list returned by step '{source.id}'")
+    digests = [digest for chunk in written for digest in chunk]
+    manifest = [ItemRef(i, layout.chunk_start(i, size), digest).to_json() for i, digest in enumerate(digests)]
+    ctx.store.put_json(layout.manifest(ctx.run_id, source.id, identity), manifest)  # last: it marks the source done
+    return len(items), lineage.items_digest(digests)
 
 
 def chunk_size(items: Sequence[Any], batch_size: int) -> int:
@@ -146,187 +368,342 @@ def chunk_size(items: Sequence[Any], batch_size: int) -> int:
     return max(batch_size, (wanted // batch_size) * batch_size)
 
 
+# --------------------------------------------------------------------------- map items
+
+
+def source_identity(ctx: RunContext, block: MapBlock) -> str:
+    return require_pointer(ctx, block.source).identity
+
+
+def manifest_key(ctx: RunContext, block: MapBlock) -> str:
+    return layout.manifest(ctx.run_id, block.source, source_identity(ctx, block))
+
+
 def read_manifest(ctx: RunContext, block: MapBlock, key: str | None = None) -> list[ItemRef]:
-    key = key or ctx.manifest(block)
+    key = key or manifest_key(ctx, block)
     raw = ctx.store.get_json(key)
     if not isinstance(raw, list):
         raise StoreError("map manifest is not a JSON list", where=ctx.store.describe(key))
-    return [ItemRef.parse(entry) for entry in raw]
+    refs = [ItemRef.parse(entry) for entry in raw]
+    if any(ref.digest is None for ref in refs):
+        raise StoreError("map manifest entry without its item's digest ('d')", where=ctx.store.describe(key))
+    return refs
 
 
-def todo_items(ctx: RunContext, block: MapBlock) -> list[ItemRef]:
-    """The map's items whose last body step has no stored output (what a resume still runs)."""
-    done = done_items(ctx, block.last)
-    return [ref for ref in read_manifest(ctx, block) if ref.index not in done]
+def complete_refs(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef]) -> list[ItemRef]:
+    """`refs` with the digests the run's manifest records (an event written by hand has none)."""
+    known = {ref.index: ref for ref in read_manifest(ctx, block)}
+    missing = [ref.index for ref in refs if ref.index not in known or known[ref.index].chunk != ref.chunk]
+    if missing:
+        raise StoreError(f"map item(s) {missing[:5]} are not in the run's manifest of map '{block.id}'")
+    return [known[ref.index] for ref in refs]
 
 
-# --------------------------------------------------------------------------- map item batches
+def item_ids(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef]) -> dict[str, list[str]]:
+    """The identities the map's steps' outputs have for `refs` when computed now, per step, in the
+    order of `refs`: each chained from the item's content digest through the steps before."""
+    out: dict[str, list[str]] = {}
+    previous = [_digest_of(ref) for ref in refs]
+    for node in block.nodes:
+        previous = out[node.id] = ctx.recipe(node.id).items(previous)
+    return out
 
 
-def run_batch(ctx: RunContext, block: MapBlock, node: Node, refs: Sequence[ItemRef]) -> None:
+def _digest_of(ref: ItemRef) -> str:
+    if ref.digest is None:
+        raise StoreError(f"map item {ref.index} has no content digest (complete_refs fills it from the manifest)")
+    return ref.digest
+
+
+def read_items(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef], source: str | None = None) -> list[Any]:
+    """The items themselves, each checked against the digest its reference carries."""
+    identity = source or source_identity(ctx, block)
+    keys = sorted({layout.items_chunk(ctx.run_id, block.source, identity, r.chunk) for r in refs})
+    missing = [k for k in keys if k not in ctx.chunk_cache]
+    for key, stored in zip(missing, ctx.store.get_sequences(missing), strict=True):
+        ctx.chunk_cache[key] = list(zip(stored.values, stored.digests, strict=True))
+    values = []
+    for ref in refs:
+        key = layout.items_chunk(ctx.run_id, block.source, identity, ref.chunk)
+        chunk = ctx.chunk_cache[key]
+        offset = ref.index - ref.chunk
+        if not 0 <= offset < len(chunk) or chunk[offset][1] != ref.digest:
+            raise StoreError(
+                f"map item {ref.index} is not in its chunk as the manifest says (manifest and items disagree)",
+                where=ctx.store.describe(key),
+            )
+        values.append(chunk[offset][0])
+    return values
+
+
+def run_batch(ctx: RunContext, block: MapBlock, node: Node, refs: Sequence[ItemRef], source: str | None = None) -> None:
     """Run one step of a map body on a batch of items (one Lambda invocation): read its input
-    from the store, call the step per item, write its outputs."""
+    from the store, call the step per item, write its outputs under their identities."""
     if not refs:
         return
-    indexes, inputs = load_batch_input(ctx, block, node, refs)
-    write_batch_output(ctx, node, indexes, compute_batch(ctx, node, inputs))
-
-
-def load_batch_input(
-    ctx: RunContext, block: MapBlock, node: Node, refs: Sequence[ItemRef]
-) -> tuple[list[int], list[Any]]:
-    """A batch's input: the items themselves for the first step of the map body, else the
-    previous step's outputs for the same items."""
+    refs = sorted(refs, key=lambda r: r.index)
+    ids = item_ids(ctx, block, refs)
     position = block.nodes.index(node)
     if position == 0:
-        return [r.index for r in refs], read_items(ctx, block, refs)
-    previous = block.nodes[position - 1]
-    indexes: list[int] = []
-    outputs: list[Any] = []
-    for first, last in layout.contiguous(sorted({r.index for r in refs})):
-        got_indexes, got_outputs = read_batch_output(ctx, ctx.batch_output(previous.id, first, last))
-        indexes += got_indexes
-        outputs += got_outputs
-    return indexes, outputs
-
-
-def read_batch_output(ctx: RunContext, key: str) -> tuple[list[int], list[Any]]:
-    return check_batch_output(ctx.store.get(key), where=ctx.store.describe(key))
-
-
-def check_batch_output(value: Any, *, where: str) -> tuple[list[int], list[Any]]:
-    """A stored (indexes, outputs) pair; anything else (a foreign or damaged object) is refused."""
-    if (
-        not isinstance(value, tuple | list)
-        or len(value) != 2
-        or not all(isinstance(part, list) for part in value)
-        or len(value[0]) != len(value[1])
-    ):
-        raise StoreError("not a map batch output: expected (indexes, outputs) of equal length", where=where)
-    return value[0], value[1]
+        inputs = read_items(ctx, block, refs, source)
+    else:
+        previous = block.nodes[position - 1]
+        found = previous_outputs(ctx, previous, {r.index: i for r, i in zip(refs, ids[previous.id], strict=True)})
+        absent = [r.index for r in refs if r.index not in found]
+        if absent:
+            raise MissingOutput(
+                f"map item(s) {layout.contiguous(absent)[0][0]}... have no output of step '{previous.id}' "
+                "for their current input",
+                where=ctx.where(),
+                hint="the map body runs in order: run the step before first",
+            )
+        inputs = [found[r.index][0] for r in refs]
+    outputs = compute_batch(ctx, node, inputs)
+    write_batch_output(ctx, node, [r.index for r in refs], ids[node.id], outputs)
 
 
 def compute_batch(ctx: RunContext, node: Node, inputs: Sequence[Any]) -> list[Any]:
     return [call_step(ctx, node, value) for value in inputs]
 
 
-def write_batch_output(ctx: RunContext, node: Node, indexes: Sequence[int], outputs: Sequence[Any]) -> None:
-    """One object per contiguous run of items, named by the run's first and last index: which
-    items are done can then be read from the keys alone."""
-    by_index = dict(zip(indexes, outputs, strict=True))
+def write_batch_output(
+    ctx: RunContext, node: Node, indexes: Sequence[int], ids: Sequence[str], outputs: Sequence[Any]
+) -> None:
+    """One object per contiguous run of items, named by the run's first and last index and a tag
+    of the items' identities: which items are done can then be read from the keys alone."""
+    by_index = {i: (identity, out) for i, identity, out in zip(indexes, ids, outputs, strict=True)}
     for first, last in layout.contiguous(sorted(by_index)):
         span = list(range(first, last + 1))
-        key = ctx.batch_output(node.id, first, last)
+        span_ids = [by_index[i][0] for i in span]
+        key = layout.batch_output(ctx.run_id, node.id, first, last, lineage.span_tag(span_ids))
         try:
-            ctx.store.put(key, (span, [by_index[i] for i in span]), what=f"results of step '{node.id}'")
+            ctx.store.put_sequence(
+                key,
+                {"items": span, "ids": span_ids},
+                [by_index[i][1] for i in span],
+                what=f"results of step '{node.id}'",
+            )
         except SerializationError:
-            # Name the first offending item and its type, not the (indexes, outputs) wrapper.
+            # Name the first offending item and its type, not the batch.
             for index in span:
-                serialization.dumps(by_index[index], what=f"result of step '{node.id}' for map item {index}")
+                serialization.dumps(by_index[index][1], what=f"result of step '{node.id}' for map item {index}")
             raise
 
 
-def read_items(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef]) -> list[Any]:
-    keys = sorted({ctx.items_chunk(block, r.chunk) for r in refs})
-    missing = [k for k in keys if k not in ctx.chunk_cache]
-    chunk: list[Any]
-    for key, chunk in zip(missing, ctx.store.get_many(missing), strict=True):
-        ctx.chunk_cache[key] = chunk
-    values = []
-    for ref in refs:
-        chunk = ctx.chunk_cache[ctx.items_chunk(block, ref.chunk)]
-        offset = ref.index - ref.chunk
-        if not 0 <= offset < len(chunk):
-            raise StoreError(f"map item {ref.index} is not in its chunk (manifest and items disagree)")
-        values.append(chunk[offset])
-    return values
+def previous_outputs(ctx: RunContext, node: Node, wanted: Mapping[int, str]) -> dict[int, tuple[Any, str]]:
+    """The outputs of the step before, for a batch: the objects that step wrote for exactly these
+    items (the same batch, as Step Functions runs a map's steps), read by key, without a listing;
+    `find_outputs` where a key is not there (the items were batched otherwise)."""
+    keys = []
+    for first, last in layout.contiguous(sorted(wanted)):
+        tag = lineage.span_tag([wanted[i] for i in range(first, last + 1)])
+        keys.append(layout.batch_output(ctx.run_id, node.id, first, last, tag))
+    found: dict[int, tuple[Any, str]] = {}
+    try:
+        for key, stored in zip(keys, ctx.store.get_sequences(keys), strict=True):
+            _take(stored, wanted, found, ctx.store.describe(key))
+    except StoreError:
+        if all(ctx.store.exists(key) for key in keys):
+            raise  # there, but damaged
+        return find_outputs(ctx, node, wanted)
+    return found
 
 
-def batch_output_keys(ctx: RunContext, node: Node) -> list[tuple[str, int, int]]:
-    """(key, first, last) of every stored output object of a map step."""
-    prefix = layout.output_dir(ctx.run_id, node.id, ctx.fp(node.id))
+def batch_keys(ctx: RunContext, node: Node) -> list[tuple[str, int, int, str]]:
+    """(key, first, last, tag) of every stored output object of a map step."""
+    prefix = layout.node_dir(ctx.run_id, node.id)
     found = []
     for key in ctx.store.list_keys(prefix):
-        span = layout.batch_range(key)
+        span = layout.batch_span(key)
         if span is not None and "/" not in key[len(prefix) :]:
             found.append((key, *span))
     return found
 
 
-def done_items(ctx: RunContext, node: Node) -> set[int]:
-    """Items a map step has stored an output for, from the object keys alone (no reads)."""
-    return {i for _, first, last in batch_output_keys(ctx, node) for i in range(first, last + 1)}
+def find_outputs(
+    ctx: RunContext, node: Node, wanted: Mapping[int, str], *, keys: list[tuple[str, int, int, str]] | None = None
+) -> dict[int, tuple[Any, str]]:
+    """The stored outputs of a map step for the items in `wanted` (index -> the identity the
+    output must have): value and content digest per item found. Objects whose key tag matches
+    their items' wanted identities are taken whole; others (written for other identities, or
+    mixing items since recomputed) are read only for items still missing, item by item."""
+    exact, partial = _classify(keys if keys is not None else batch_keys(ctx, node), wanted)
+    found: dict[int, tuple[Any, str]] = {}
+    for key, stored in zip(exact, ctx.store.get_sequences(exact), strict=True):
+        _take(stored, wanted, found, ctx.store.describe(key))
+    needed = [k for k, first, last in partial if any(i in wanted and i not in found for i in range(first, last + 1))]
+    for key, stored in zip(needed, ctx.store.get_sequences(needed), strict=True):
+        _take(stored, wanted, found, ctx.store.describe(key))
+    return found
 
 
-def batch_results(ctx: RunContext, block: MapBlock, node: Node) -> dict[int, Any]:
-    """Every stored output of `node` in this map, by item index (objects read in parallel)."""
-    keys = [key for key, _, _ in batch_output_keys(ctx, node)]
-    results: dict[int, Any] = {}
-    for key, value in zip(keys, ctx.store.get_many(keys), strict=True):
-        indexes, outputs = check_batch_output(value, where=ctx.store.describe(key))
-        results.update(zip(indexes, outputs, strict=True))
-    return results
+def _classify(
+    keys: Iterable[tuple[str, int, int, str]], wanted: Mapping[int, str]
+) -> tuple[list[str], list[tuple[str, int, int]]]:
+    exact: list[str] = []
+    partial: list[tuple[str, int, int]] = []
+    for key, first, last, tag in keys:
+        span = range(first, last + 1)
+        if all(i in wanted for i in span) and lineage.span_tag([wanted[i] for i in span]) == tag:
+            exact.append(key)
+        elif any(i in wanted for i in span):
+            partial.append((key, first, last))
+    return exact, partial
 
 
-def gather(ctx: RunContext, block: MapBlock) -> list[Any]:
+def _take(stored: Any, wanted: Mapping[int, str], found: dict[int, tuple[Any, str]], where: str) -> None:
+    header = stored.header
+    if not (
+        isinstance(header, dict)
+        and isinstance(header.get("items"), list)
+        and isinstance(header.get("ids"), list)
+        and len(header["items"]) == len(header["ids"]) == len(stored.values)
+    ):
+        raise StoreError("not a map batch output: expected items, ids and one value each", where=where)
+    for index, identity, value, digest in zip(
+        header["items"], header["ids"], stored.values, stored.digests, strict=True
+    ):
+        if wanted.get(index) == identity and index not in found:
+            found[index] = (value, digest)
+
+
+def done_items(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef] | None = None) -> set[int]:
+    """Items of the map whose last step has an output stored under the identity it would have now:
+    from the keys alone, reading an object only where a key mixes current and stale items."""
+    refs = read_manifest(ctx, block) if refs is None else refs
+    wanted = dict(zip((r.index for r in refs), item_ids(ctx, block, refs)[block.last.id], strict=True))
+    exact, partial = _classify(batch_keys(ctx, block.last), wanted)
+    done = {i for key in exact for i in range(*_span_of(key))}
+    still = [k for k, first, last in partial if any(i in wanted and i not in done for i in range(first, last + 1))]
+    for stored in ctx.store.get_sequences(still):
+        header = stored.header if isinstance(stored.header, dict) else {}
+        done |= {
+            i
+            for i, identity in zip(header.get("items", ()), header.get("ids", ()), strict=False)
+            if wanted.get(i) == identity
+        }
+    return done
+
+
+def _span_of(key: str) -> tuple[int, int]:
+    span = layout.batch_span(key)
+    assert span is not None
+    return span[0], span[1] + 1
+
+
+def todo_items(ctx: RunContext, block: MapBlock) -> list[ItemRef]:
+    """The map's items whose last body step has no output for its current input (what a resume runs)."""
+    refs = read_manifest(ctx, block)
+    done = done_items(ctx, block, refs)
+    return [ref for ref in refs if ref.index not in done]
+
+
+def map_decision(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef], done: set[int]) -> Decision:
+    """How a resume treats a map: the items it reuses, and why it recomputes the others."""
+    todo = [r.index for r in refs if r.index not in done]
+    if not todo:
+        return Decision(block.id, len(refs), len(refs), is_map=True)
+    covered = {i for _, first, last, _ in batch_keys(ctx, block.last) for i in range(first, last + 1)}
+    stale = [i for i in todo if i in covered]
+    parts = []
+    if len(stale) < len(todo):
+        parts.append(f"{len(todo) - len(stale)} have no output yet (failed or not run)")
+    if stale:
+        parts.append(f"{len(stale)} have outputs of {_stale_cause(ctx, block)}")
+    return Decision(block.id, len(refs) - len(todo), len(refs), "; ".join(parts), is_map=True)
+
+
+def _stale_cause(ctx: RunContext, block: MapBlock) -> str:
+    """What changed for a map's stale items: the code, parameters or salt of its steps as the
+    source's pointer recorded them when the items were made, else their input."""
+    source = read_pointer(ctx, block.source)
+    before = (source.provenance.get("body") or {}) if source is not None else {}
+    for node in block.nodes:
+        recipe, was = ctx.recipe(node.id), before.get(node.id) or {}
+        if recipe.salt and was.get("salt") != recipe.salt:
+            return f"a step that must run again (step '{node.id}': {recipe.reason})"
+        if was and was.get("code") != recipe.code:
+            return f"other code (step '{node.id}' changed)"
+        if was and was.get("params") != recipe.params:
+            return f"other parameters (step '{node.id}')"
+    return "another input (the list they come from changed)"
+
+
+# ---------------------------------------------------------------------------------- gather
+
+
+@dataclass(frozen=True)
+class Gathered:
+    values: list[Any]  # the item results present, in item order
+    digest: str  # the content identity of exactly those (lineage.map_digest)
+    missing: list[int]  # items without a result (tolerated failures)
+
+
+def gather(ctx: RunContext, block: MapBlock) -> Gathered:
     """The map's item results in item order; items whose batch failed (tolerated) are absent.
 
     Items without an output beyond the map's tolerance fail the read: an engine that reports a
     map as successful although items failed (LocalStack's Distributed Map does) cannot turn
     missing items into a silently shorter result."""
-    results = batch_results(ctx, block, block.last)
     refs = read_manifest(ctx, block)
-    missing = [r.index for r in refs if r.index not in results]
+    wanted = dict(zip((r.index for r in refs), item_ids(ctx, block, refs)[block.last.id], strict=True))
+    found = find_outputs(ctx, block.last, wanted)
+    missing = [r.index for r in refs if r.index not in found]
     if missing and not block.options.tolerates(len(missing), len(refs)):
         shown = ", ".join(map(str, missing[:20])) + (", ..." if len(missing) > 20 else "")
         raise MapIncomplete(
             f"map '{block.id}' is incomplete: {len(missing)} of {len(refs)} item(s) have no output of step "
             f"'{block.last.id}' (items {shown}), more than the map tolerates",
-            where=f"flow '{ctx.graph.name}', run {ctx.run_id}",
+            where=ctx.where(),
             hint="those items failed (some emulators report such a map as succeeded); see the run's map items, "
-            "fix the step and run the flow again",
+            f"fix the step and resume the run (--resume {ctx.run_id})",
         )
-    return [results[r.index] for r in refs if r.index in results]
+    present = [r.index for r in refs if r.index in found]
+    digest = lineage.map_digest((i, found[i][1]) for i in present)
+    return Gathered([found[i][0] for i in present], digest, missing)
 
 
 # ---------------------------------------------------------------------------------- outputs
 
 
+def item_outputs(ctx: RunContext, block: MapBlock, node: Node) -> dict[int, Any]:
+    """A map step's outputs for the items of the current source, by item index (those present)."""
+    refs = read_manifest(ctx, block)
+    wanted = dict(zip((r.index for r in refs), item_ids(ctx, block, refs)[node.id], strict=True))
+    found = find_outputs(ctx, node, wanted)
+    return {i: found[i][0] for i in sorted(found)}
+
+
 def read_stage_output(ctx: RunContext, stage: Stage) -> Any:
     """What a stage produced: a step's result, or a map's list of item results."""
     if isinstance(stage, MapBlock):
-        return gather(ctx, stage)
+        return gather(ctx, stage).values
     fed_map = ctx.graph.map_fed_by(stage.id)
     if fed_map is not None:  # stored as items for the map
-        refs = read_manifest(ctx, fed_map)
-        return read_items(ctx, fed_map, refs)
-    return ctx.store.get(ctx.task_output(stage.id))
-
-
-def stage_done(ctx: RunContext, stage: Stage) -> bool:
-    """Whether a step outside a map has a usable output: stored under its current fingerprint,
-    and written after its input was (as `make` decides). An input written later (a resume that
-    re-ran failed map items, or recomputed the step before) makes the output stale, so nothing
-    computed from an older input is ever reused."""
-    assert isinstance(stage, Node)
-    written = output_written(ctx, stage)
-    if written is None:
-        return False
-    if stage.input_from is None:
-        return True
-    source = output_written(ctx, ctx.graph.get(stage.input_from))
-    return source is not None and written > source
-
-
-def output_written(ctx: RunContext, stage: Stage) -> float | None:
-    """When a stage's output was last written (a map: its newest item output), None if absent."""
-    if isinstance(stage, MapBlock):
-        prefix = layout.output_dir(ctx.run_id, stage.last.id, ctx.fp(stage.last.id))
-        times = [t for key, t in ctx.store.list_written(prefix).items() if layout.batch_range(key)]
-        return max(times, default=None)
-    fed_map = ctx.graph.map_fed_by(stage.id)
-    return ctx.store.written(ctx.manifest(fed_map) if fed_map else ctx.task_output(stage.id))
+        return read_items(ctx, fed_map, read_manifest(ctx, fed_map))
+    return _get_input(ctx, layout.task_output(ctx.run_id, stage.id, require_pointer(ctx, stage.id).identity), stage.id)
 
 
 def read_result(ctx: RunContext) -> Any:
     return read_stage_output(ctx, ctx.graph.result_stage)
+
+
+def record_decision(ctx: RunContext, node_id: str, decision: Decision) -> None:
+    """Keep what a resumed execution decided for a stage (read back by `invoke --resume`)."""
+    ctx.store.put_json(layout.decision(ctx.run_id, node_id, ctx.execution, decision.stage), decision.to_json())
+
+
+def read_decisions(ctx: RunContext, execution: str) -> list[Decision]:
+    """The decisions a resumed execution recorded, in flow order."""
+    out = []
+    for stage in ctx.graph.stages:
+        writer = stage.source if isinstance(stage, MapBlock) else stage.id
+        key = layout.decision(ctx.run_id, writer, execution, stage.id)
+        try:
+            raw = json.loads(ctx.store.get_bytes(key))
+        except (StoreError, ValueError):
+            continue
+        decision = Decision.parse(raw)
+        if decision is not None:
+            out.append(decision)
+    return out

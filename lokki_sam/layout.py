@@ -2,22 +2,28 @@
 
 Keys are relative to a store root (a local directory, or an S3 bucket + the stack's flow prefix):
 
-    {run}/run.json                                       run record (local runs)
-    {run}/lock                                           who is running the run now (local runs)
-    {run}/step={node}/{fp}/output.pkl                    output of a step outside any map
-    {run}/step={node}/{fp}/manifest.json                 a map source's items, as the ItemReader reads them
-    {run}/step={node}/{fp}/items/{first:08d}.pkl         a map source's items [first, first + chunk)
-    {run}/step={node}/{fp}/todo/{execution}.json         the items a resumed execution still runs
-    {run}/step={node}/{fp}/{first:08d}-{last:08d}.pkl    (indexes, outputs) of a map step for items first..last
-    {run}/step={node}/{fp}/failures/{first:08d}.json     why a batch failed (local runs)
+    {run}/run.json                                      run record (local runs)
+    {run}/lock                                          who is running the run now (local runs)
+    {run}/step={node}/current.json                      the output the run's latest execution used (a pointer)
+    {run}/step={node}/{id}/output.pkl                   output of a step outside any map
+    {run}/step={node}/{id}/manifest.json                a map source's items, as the ItemReader reads them
+    {run}/step={node}/{id}/items/{first:08d}.pkl        a map source's items [first, first + chunk)
+    {run}/step={node}/{id}/todo/{execution}.json        the items a resumed execution still runs
+    {run}/step={node}/{first:08d}-{last:08d}-{tag}.pkl  a map step's outputs for items first..last
+    {run}/step={node}/failures/{first:08d}-{tag}.json   why a batch of items failed
+    {run}/step={node}/decisions/{execution}/{stage}.json  what a resumed execution reused, and why not
+
+`id` is the identity of what the output was computed from (`lineage.py`: the node's code, the
+parameter values it receives and the content of its input), and a batch's `tag` hashes its items'
+identities. So an output computed from other code or other inputs is under another key and is never
+read; a resume reuses exactly the outputs whose key is the one it would write now.
 
 Collision-free by construction: everything a node writes lives under its own `step={node}/`
-directory, and `=` appears in no fixed name, run id or fingerprint, so no step name (`items`,
-`failures`, `run`...) can meet a fixed name. `fp` is the node's fingerprint (`fingerprint.py`):
-an output made by other code, or from other inputs, is under another key and is never read.
-Every write goes to a key derived from (run, node, fingerprint, items), so a retried invocation
-overwrites its own output and nothing else, and IAM can scope each function's writes to its
-own nodes' directories (`node_pattern`).
+directory, and `=` appears in no fixed name, run id or identity, so no step name (`items`,
+`failures`, `run`...) can meet a fixed name. Every write goes to a key derived from (run, node,
+identity, items), so a retried invocation overwrites its own output and nothing else, and IAM can
+scope each function's writes to its own nodes' directories (`node_pattern`). The pointer is the one
+key a node rewrites: it names the identity later steps read (written after the output it names).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from lokki_sam.errors import StoreError
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 NODE_SEGMENT = "step="
-_BATCH_RE = re.compile(r"/(\d{8,})-(\d{8,})\.pkl$")
+_BATCH_RE = re.compile(r"/(\d{8,})-(\d{8,})-([0-9a-f]+)\.pkl$")
 
 
 def new_run_id(flow_name: str) -> str:
@@ -62,39 +68,49 @@ def node_dir(run: str, node: str) -> str:
     return f"{run}/{NODE_SEGMENT}{node}/"
 
 
-def output_dir(run: str, node: str, fp: str) -> str:
-    return f"{run}/{NODE_SEGMENT}{node}/{fp}/"
+def pointer(run: str, node: str) -> str:
+    return f"{node_dir(run, node)}current.json"
 
 
-def task_output(run: str, node: str, fp: str) -> str:
-    return f"{output_dir(run, node, fp)}output.pkl"
+def output_dir(run: str, node: str, identity: str) -> str:
+    return f"{node_dir(run, node)}{identity}/"
 
 
-def manifest(run: str, source: str, fp: str) -> str:
-    return f"{output_dir(run, source, fp)}manifest.json"
+def task_output(run: str, node: str, identity: str) -> str:
+    return f"{output_dir(run, node, identity)}output.pkl"
 
 
-def items_chunk(run: str, source: str, fp: str, first: int) -> str:
-    return f"{output_dir(run, source, fp)}items/{first:08d}.pkl"
+def manifest(run: str, source: str, identity: str) -> str:
+    return f"{output_dir(run, source, identity)}manifest.json"
 
 
-def todo_manifest(run: str, source: str, fp: str, execution: str) -> str:
-    return f"{output_dir(run, source, fp)}todo/{execution}.json"
+def items_chunk(run: str, source: str, identity: str, first: int) -> str:
+    return f"{output_dir(run, source, identity)}items/{first:08d}.pkl"
 
 
-def batch_output(run: str, node: str, fp: str, first: int, last: int) -> str:
+def todo_manifest(run: str, source: str, identity: str, execution: str) -> str:
+    return f"{output_dir(run, source, identity)}todo/{execution}.json"
+
+
+def batch_output(run: str, node: str, first: int, last: int, tag: str) -> str:
     """The outputs of a map step for the contiguous items first..last (both included)."""
-    return f"{output_dir(run, node, fp)}{first:08d}-{last:08d}.pkl"
+    return f"{node_dir(run, node)}{first:08d}-{last:08d}-{tag}.pkl"
 
 
-def batch_range(key: str) -> tuple[int, int] | None:
-    """(first, last) of a batch output key, None for any other key."""
+def batch_span(key: str) -> tuple[int, int, str] | None:
+    """(first, last, tag) of a batch output key, None for any other key."""
     found = _BATCH_RE.search(key)
-    return (int(found.group(1)), int(found.group(2))) if found else None
+    return (int(found.group(1)), int(found.group(2)), found.group(3)) if found else None
 
 
-def failure(run: str, node: str, fp: str, first: int) -> str:
-    return f"{output_dir(run, node, fp)}failures/{first:08d}.json"
+def failure(run: str, node: str, first: int, tag: str) -> str:
+    return f"{node_dir(run, node)}failures/{first:08d}-{tag}.json"
+
+
+def decision(run: str, node: str, execution: str, stage: str) -> str:
+    """What a resumed execution decided for `stage` (recorded by `node`, the step that runs it or
+    the source of its map): reused or recomputed, and why."""
+    return f"{node_dir(run, node)}decisions/{execution}/{stage}.json"
 
 
 def node_pattern(node: str) -> str:

@@ -2,7 +2,9 @@
 
 Maps run their batches in a thread pool of `concurrency` workers (default LOCAL_CONCURRENCY);
 each batch runs the whole map body, like a child execution in Step Functions. Everything is
-persisted under the run's directory, so `resume` recomputes only what did not complete.
+persisted under the run's directory, each output under the identity of what it was computed from
+(`lineage.py`), so `resume` recomputes exactly what did not complete or was computed from other
+code, parameters or inputs, and says so per step and per map.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lokki_sam import __version__, execution, layout
+from lokki_sam import __version__, execution, layout, lineage, names
 from lokki_sam.config import MAX_LOCAL_CONCURRENCY
 from lokki_sam.errors import LokkiError, ParamError, StepFailed, StoreError
 from lokki_sam.execution import RunContext
@@ -102,6 +104,7 @@ def run_flow(
     store: ArtifactStore | str | os.PathLike[str] | None = None,
     run_id: str | None = None,
     resume: str | None = None,
+    rerun: Sequence[str] = (),
     reporter: Reporter | None = None,
     concurrency: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -110,13 +113,18 @@ def run_flow(
     Python/JSON values), validated and coerced like every other entry point. `concurrency`
     is the default number of map workers (a map's own `concurrency` wins).
 
-    `resume` continues a run: with no `params`, or with exactly the values it was started with."""
+    `resume` continues a run: with no `params`, or with exactly the values it was started with;
+    `rerun` (step names, node or map ids) forces those steps and every step after them to be
+    computed again in the resumed run, whatever they were computed from."""
     graph = graph_of(target)
+    if rerun and resume is None:
+        raise LokkiError("--rerun goes with --resume RUN_ID", hint="a new run computes every step anyway")
+    forced = lineage.rerun_nodes(graph, rerun)  # unknown names are refused before anything is read or written
     if store is None or isinstance(store, str | os.PathLike):
         store = LocalStore(store if store is not None else DEFAULT_STORE)
     runner = LocalRunner(graph, store, reporter or Reporter(), sleep, concurrency or LOCAL_CONCURRENCY)
     if resume is not None:
-        return runner.resume(resume, dict(params or {}))
+        return runner.resume(resume, dict(params or {}), forced)
     return runner.start(dict(params or {}), run_id or layout.new_run_id(graph.name))
 
 
@@ -155,21 +163,33 @@ class LocalRunner:
                 "status": "running",
                 "lokki_sam": __version__,
                 "started": time.time(),
+                "attempt": 0,
+                "reruns": {},
             }
             return self._execute(RunContext(self.graph, self.store, run_id, params), record, resumed=False)
 
-    def resume(self, run_id: str, raw_params: Mapping[str, Any] | None = None) -> RunOutcome:
+    def resume(self, run_id: str, raw_params: Mapping[str, Any] | None = None, rerun: Sequence[str] = ()) -> RunOutcome:
+        """Continue a run as a new attempt (`<run>.resume-<n>`): outputs stored under the identity
+        they would be computed from now are kept; `rerun` nodes are computed again, for good."""
         layout.check_run_id(run_id)
         self._read_record(run_id)  # refuse an unknown or foreign run before touching its directory
         with self._lock(run_id):
             record = self._read_record(run_id)
             params = self._resumed_params(run_id, record, raw_params or {})
-            changes = self.graph.fingerprints.changes(record.get("nodes") or {})
-            if changes:
-                self.reporter.flow_changed(changes)
-            record["status"] = "running"
+            attempt = int(record.get("attempt") or 0) + 1
+            reruns = {str(k): int(v) for k, v in (record.get("reruns") or {}).items()}
+            reruns.update(dict.fromkeys(rerun, attempt))
+            record.update(status="running", attempt=attempt, reruns=reruns)
             self.resuming = True
-            return self._execute(RunContext(self.graph, self.store, run_id, params), record, resumed=True)
+            ctx = RunContext(
+                self.graph,
+                self.store,
+                run_id,
+                params,
+                execution=names.resume_execution_name(run_id, attempt),
+                reruns=reruns,
+            )
+            return self._execute(ctx, record, resumed=True)
 
     def _lock(self, run_id: str) -> contextlib.AbstractContextManager[Any]:
         if isinstance(self.store, LocalStore):
@@ -252,14 +272,16 @@ class LocalRunner:
         return RunOutcome(ctx.run_id, result, dict(ctx.params), failures, seconds)
 
     def _run_task(self, ctx: RunContext, node: Node) -> None:
-        if self.resuming and execution.stage_done(ctx, node):  # a new run has nothing stored yet
-            self.reporter.step_skipped(node.id)
+        plan = execution.plan_task(ctx, node, reuse=self.resuming)  # a new run has nothing stored yet
+        if self.resuming:
+            self.reporter.stage_resumed(plan.decision, ctx.run_id)
+        if plan.reused:
             return
         self.reporter.step_started(node.id)
         began = time.perf_counter()
         try:
             call_with_retry(
-                lambda: execution.run_task(ctx, node),
+                lambda: execution.compute_task(ctx, plan),
                 node.step.options.retry,
                 on_retry=lambda n, exc, w: self.reporter.step_retry(node.id, n, exc, w, None),
                 sleep=self.sleep,
@@ -277,16 +299,20 @@ class LocalRunner:
     def _run_map(self, ctx: RunContext, block: MapBlock) -> list[ItemFailure]:
         refs = execution.read_manifest(ctx, block)
         total = len(refs)
-        done = execution.done_items(ctx, block.last) if self.resuming else set()
+        done = execution.done_items(ctx, block, refs) if self.resuming else set()
+        if self.resuming:
+            self.reporter.stage_resumed(execution.map_decision(ctx, block, refs, done), ctx.run_id)
         batch_size = block.options.batch_size
         batches = [refs[i : i + batch_size] for i in range(0, total, batch_size)]
         # An item is done when the map body's last step stored its output; others run again whole.
         todo = [[r for r in batch if r.index not in done] for batch in batches]
         todo = [batch for batch in todo if batch]
+        if not todo and self.resuming:
+            return []  # reported as reused above
         self.reporter.map_started(block.id, total, len(batches), len(done))
         began = time.perf_counter()
         failures: list[ItemFailure] = []
-        failed_items = 0
+        tally = {"failed": 0, "succeeded": 0}
         # A map's concurrency is the cloud's MaxConcurrency; here threads, so bounded by the machine's cap.
         workers = min(block.options.concurrency or self.concurrency, max(1, len(todo)), MAX_LOCAL_CONCURRENCY)
         # Each task gives a worker several batches: thousands of tiny futures cost more than the work.
@@ -298,21 +324,23 @@ class LocalRunner:
                 for future in as_completed(pending):
                     for batch, error in future.result():
                         if error is None:
+                            tally["succeeded"] += len(batch)
                             self.reporter.map_advanced(block.id, len(batch), failed=False)
                             continue
                         if isinstance(error, LokkiError):
                             raise error
                         failures.append(self._record_failure(ctx, block, batch, error))
-                        failed_items += len(batch)
+                        tally["failed"] += len(batch)
                         self.reporter.item_failed(block.id, list(failures[-1].indexes), error)
                         self.reporter.map_advanced(block.id, len(batch), failed=True)
-                    if not block.options.tolerates(failed_items, total):
-                        raise self._map_failed(ctx, block, failures, failed_items, total)
+                    if not block.options.tolerates(tally["failed"], total):
+                        unattempted = total - len(done) - tally["succeeded"] - tally["failed"]
+                        raise self._map_failed(ctx, block, failures, tally["failed"], total, unattempted)
             except BaseException:  # Ctrl-C, or an error escaping a unit: stop the other units first
                 self._stop.set()
                 _cancel(pending)
                 raise
-        self.reporter.map_finished(block.id, total - failed_items, failed_items)
+        self.reporter.map_finished(block.id, total - tally["failed"], tally["failed"])
         self.reporter.step_finished(block.id, time.perf_counter() - began)
         return failures
 
@@ -324,7 +352,7 @@ class LocalRunner:
         instead of one per batch, so trivial items are not dominated by file creation, while a
         killed run loses at most FLUSH_SECONDS of finished work per worker."""
         results: list[tuple[list[ItemRef], BaseException | None]] = []
-        buffers: dict[str, tuple[list[int], list[Any]]] = {node.id: ([], []) for node in block.nodes}
+        buffers: dict[str, Buffer] = {node.id: Buffer() for node in block.nodes}
         last_flush = time.perf_counter()
         for batch in unit:
             if self._stop.is_set():
@@ -343,11 +371,10 @@ class LocalRunner:
         self._flush(ctx, block, buffers)
         return results
 
-    def _run_batch(
-        self, ctx: RunContext, block: MapBlock, batch: list[ItemRef], buffers: dict[str, tuple[list[int], list[Any]]]
-    ) -> None:
+    def _run_batch(self, ctx: RunContext, block: MapBlock, batch: list[ItemRef], buffers: dict[str, Buffer]) -> None:
         indexes = [r.index for r in batch]
         values = execution.read_items(ctx, block, batch)
+        ids = execution.item_ids(ctx, block, batch)
         computed: list[tuple[str, list[Any]]] = []
         for node in block.nodes:
             try:
@@ -362,16 +389,15 @@ class LocalRunner:
                 raise
             computed.append((node.id, values))
         for node_id, outputs in computed:  # only whole successes reach the buffers
-            buffers[node_id][0].extend(indexes)
-            buffers[node_id][1].extend(outputs)
+            buffers[node_id].add(indexes, ids[node_id], outputs)
 
-    def _flush(self, ctx: RunContext, block: MapBlock, buffers: dict[str, tuple[list[int], list[Any]]]) -> None:
+    def _flush(self, ctx: RunContext, block: MapBlock, buffers: dict[str, Buffer]) -> None:
         # The last step is written last: its object is what marks items as done.
         for node in block.nodes:
-            indexes, outputs = buffers[node.id]
-            if indexes:
-                execution.write_batch_output(ctx, node, indexes, outputs)
-                buffers[node.id] = ([], [])
+            buffer = buffers[node.id]
+            if buffer.indexes:
+                execution.write_batch_output(ctx, node, buffer.indexes, buffer.ids, buffer.outputs)
+                buffers[node.id] = Buffer()
 
     def _report_retry(self, step: str, item: int, attempt: int, error: BaseException, wait: float) -> None:
         self.reporter.step_retry(step, attempt, error, wait, item)
@@ -381,10 +407,13 @@ class LocalRunner:
     ) -> ItemFailure:
         step_id = getattr(error, "__lokki_step__", block.nodes[0].id)
         failure = ItemFailure(block.id, step_id, tuple(r.index for r in batch), type(error).__name__, str(error))
+        ids = execution.item_ids(ctx, block, batch)[block.last.id]
         self.store.put_json(
-            layout.failure(ctx.run_id, block.last.id, ctx.fp(block.last.id), batch[0].index),
+            layout.failure(ctx.run_id, block.last.id, batch[0].index, lineage.span_tag(ids)),
             {
                 "items": list(failure.indexes),
+                "step": step_id,
+                "execution": ctx.execution,
                 "error": failure.error_type,
                 "message": failure.message,
                 "traceback": _user_traceback(error),
@@ -393,17 +422,34 @@ class LocalRunner:
         return failure
 
     def _map_failed(
-        self, ctx: RunContext, block: MapBlock, failures: list[ItemFailure], failed: int, total: int
+        self, ctx: RunContext, block: MapBlock, failures: list[ItemFailure], failed: int, total: int, unattempted: int
     ) -> MapFailed:
         lines = [f"  item {item_span(f.indexes)}: {f.error_type}: {f.message} (step '{f.step}')" for f in failures[:20]]
         more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
         tolerance = _describe_tolerance(block)
+        stopped = f"; the map stopped there, {unattempted} item(s) were not attempted" if unattempted else ""
         return MapFailed(
-            f"map '{block.id}' failed: {failed} of {total} item(s) failed, {tolerance}\n" + "\n".join(lines) + more,
+            f"map '{block.id}' failed: {failed} of {total} item(s) failed, {tolerance}{stopped}\n"
+            + "\n".join(lines)
+            + more,
             failures,
             where=f"flow '{self.graph.name}', run {ctx.run_id}",
             hint=f"fix the step, then resume with: --resume {ctx.run_id}",
         )
+
+
+@dataclass
+class Buffer:
+    """A map step's finished outputs not written yet: items, their identities, their values."""
+
+    indexes: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)
+
+    def add(self, indexes: list[int], ids: list[str], outputs: list[Any]) -> None:
+        self.indexes += indexes
+        self.ids += ids
+        self.outputs += outputs
 
 
 def _describe_tolerance(block: MapBlock) -> str:

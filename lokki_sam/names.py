@@ -93,6 +93,11 @@ RESUME_MARK = ".resume-"
 _RESUME_RE = re.compile(r"^(?P<run>.+)\.resume-(?P<n>[1-9][0-9]{0,3})$")
 
 
+# In a resumed execution's input, beside the flow parameters: the steps `--rerun` forces (node id ->
+# the attempt that asked). ':' keeps it apart from every parameter name (those are identifiers).
+RERUN_INPUT_KEY = "lokki:rerun"
+
+
 def resume_execution_name(run_id: str, attempt: int) -> str:
     return f"{run_id}{RESUME_MARK}{attempt}"
 

@@ -21,9 +21,12 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from lokki_sam.params import as_text
+
+if TYPE_CHECKING:
+    from lokki_sam.execution import Decision
 
 
 def escape(text: str) -> str:
@@ -52,12 +55,10 @@ class Reporter:
     def config_warning(self, message: str) -> None:
         """A setting in the project's config that does nothing here (upstream lokki's, mostly)."""
 
-    def flow_changed(self, changes: dict[str, str]) -> None:
-        """A resumed run's flow differs from the one that started it (node id -> new/changed/removed)."""
+    def stage_resumed(self, decision: Decision, run_id: str) -> None:
+        """What a resume does with a stage: reuses its stored output(s), or recomputes and why."""
 
     def step_started(self, step: str) -> None: ...
-
-    def step_skipped(self, step: str) -> None: ...
 
     def step_finished(self, step: str, seconds: float) -> None: ...
 
@@ -123,11 +124,8 @@ class JsonReporter(Reporter):
     def step_started(self, step: str) -> None:
         self._emit(INFO, "step_started", step=step)
 
-    def step_skipped(self, step: str) -> None:
-        self._emit(INFO, "step_skipped", step=step, reason="already completed")
-
-    def flow_changed(self, changes: dict[str, str]) -> None:
-        self._emit(WARNING, "flow_changed", steps=changes)
+    def stage_resumed(self, decision: Decision, run_id: str) -> None:
+        self._emit(INFO, "stage_resumed", **decision.to_json(), run_id=run_id)
 
     def step_finished(self, step: str, seconds: float) -> None:
         self._emit(INFO, "step_finished", step=step, seconds=round(seconds, 4))
@@ -214,17 +212,9 @@ class RichReporter(Reporter):
     def step_started(self, step: str) -> None:
         self._print(DEBUG, f"  [dim]→ {step} started[/]")
 
-    def step_skipped(self, step: str) -> None:
-        self._print(INFO, f"  [dim]{step}: already done[/]")
-
-    def flow_changed(self, changes: dict[str, str]) -> None:
-        from lokki_sam.fingerprint import describe_changes
-
-        self._print(
-            WARNING,
-            f"  [yellow]the flow changed since this run started[/] ({describe_changes(changes)}): "
-            "those steps and everything after them run again",
-        )
+    def stage_resumed(self, decision: Decision, run_id: str) -> None:
+        text = escape(decision.describe(run_id))
+        self._print(INFO, f"  [dim]{text}[/]" if decision.reused == decision.total else f"  [yellow]{text}[/]")
 
     def step_finished(self, step: str, seconds: float) -> None:
         self._print(INFO, f"  [green]✓[/] {step} [dim]{seconds:.2f}s[/]")

@@ -7,10 +7,13 @@ here, so they cannot drift apart.
     TaskEvent       {"node", "run_id", "params", "lokki"}             a step outside maps
     MapEvent        {"node", "map", "input": <item or batch>, "lokki"}   a step of a map body
       lokki         {"protocol", "flow", "step"}                      the Stamp: protocol version and fingerprints
-      item          {"i", "c", "run_id", "params"}                    one map item (ItemSelector)
-      batch         {"Items": [item, ...], "BatchInput": {"run_id", "params"}}   (ItemBatcher)
+      item          {"i", "c", "d", "run_id", "params", "source"}     one map item (ItemSelector)
+      batch         {"Items": [item, ...], "BatchInput": {"run_id", "params", "source"}}   (ItemBatcher)
       all items     {"AllItems": true, "run_id", "params"}           every item of the run (sample events only)
-    MapSourceResult {"Bucket", "Key", "count"} (+ "Items" for an INLINE map)   what a map source returns
+    MapSourceResult {"Bucket", "Key", "count", "id"} (+ "Items" for an INLINE map)   what a map source returns
+
+An item carries its index, the first index of its chunk object and its content digest (`d`, see
+lineage.py); `source` is the identity of the map source's output the items come from.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from typing import Any, NamedTuple
 from lokki_sam.errors import LokkiError
 
 # The payload contract's version: a runtime refuses a state machine written for another one.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 NODE, MAP, INPUT, RUN_ID, PARAMS, STAMP = "node", "map", "input", "run_id", "params", "lokki"
-INDEX, CHUNK = "i", "c"
+INDEX, CHUNK, DIGEST, SOURCE = "i", "c", "d", "source"
 ITEMS, BATCH_INPUT, ALL_ITEMS = "Items", "BatchInput", "AllItems"
-BUCKET, KEY, COUNT = "Bucket", "Key", "count"
+BUCKET, KEY, COUNT, IDENTITY = "Bucket", "Key", "count", "id"
 
 
 class ProtocolError(LokkiError):
@@ -40,22 +43,39 @@ def _path_key(key: str) -> str:
 
 @dataclass(frozen=True)
 class ItemRef:
-    """One map item: its index and the first index of the chunk object that holds it."""
+    """One map item: its index, the first index of the chunk object that holds it, and its content
+    digest (what the identities of its outputs derive from)."""
 
     index: int
     chunk: int
+    digest: str | None  # None only in hand-written events: the runtime takes it from the manifest
 
     @classmethod
     def parse(cls, value: Any) -> ItemRef:
-        if not isinstance(value, Mapping) or not _is_int(value.get(INDEX)) or not _is_int(value.get(CHUNK)):
-            raise ProtocolError(f"malformed map item reference {value!r}", hint='expected {"i": <index>, "c": <chunk>}')
+        if (
+            not isinstance(value, Mapping)
+            or not _is_int(value.get(INDEX))
+            or not _is_int(value.get(CHUNK))
+            or not (value.get(DIGEST) is None or is_identity(value.get(DIGEST)))
+        ):
+            raise ProtocolError(
+                f"malformed map item reference {value!r}",
+                hint='expected {"i": <index>, "c": <chunk>, "d": <digest>} as the map source writes them',
+            )
         index, chunk = value[INDEX], value[CHUNK]
         if not 0 <= chunk <= index:
             raise ProtocolError(f"map item reference {value!r} is inconsistent (chunk after item)")
-        return cls(index, chunk)
+        return cls(index, chunk, value.get(DIGEST))
 
-    def to_json(self) -> dict[str, int]:
-        return {INDEX: self.index, CHUNK: self.chunk}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {INDEX: self.index, CHUNK: self.chunk}
+        return out if self.digest is None else out | {DIGEST: self.digest}
+
+
+def is_identity(value: Any) -> bool:
+    """An identity or content digest as lineage.py makes them (lowercase hex): nothing else may
+    become part of a key."""
+    return isinstance(value, str) and 16 <= len(value) <= 64 and all(c in "0123456789abcdef" for c in value)
 
 
 # Payload classes are NamedTuples: as immutable and typed as frozen dataclasses, and ten times
@@ -106,6 +126,7 @@ class MapEvent(NamedTuple):
     items: tuple[ItemRef, ...] | None  # None: every item of the map (a sample event for `sam local invoke`)
     run_id: Any
     params: Any
+    source: str | None = None  # the identity of the source output (None: the runtime reads the source's pointer)
 
     @staticmethod
     def asl_template(node: str, map_id: str, stamp: Stamp) -> dict[str, Any]:
@@ -113,13 +134,14 @@ class MapEvent(NamedTuple):
         return {NODE: node, MAP: map_id, _path_key(INPUT): "$", STAMP: stamp.to_json()}
 
     @staticmethod
-    def item_selector(index_path: str, chunk_path: str, context: Mapping[str, str]) -> dict[str, Any]:
-        """What each item of a map receives: its own reference plus the run's context."""
-        return {_path_key(INDEX): index_path, _path_key(CHUNK): chunk_path, **context}
+    def item_selector(item_path: str, context: Mapping[str, str]) -> dict[str, Any]:
+        """What each item of a map receives: its own reference (at `item_path`) plus the run's context."""
+        refs = {_path_key(key): f"{item_path}.{key}" for key in (INDEX, CHUNK, DIGEST)}
+        return {**refs, **context}
 
     @staticmethod
-    def context_template(run_id_path: str, params_path: str) -> dict[str, str]:
-        return {_path_key(RUN_ID): run_id_path, _path_key(PARAMS): params_path}
+    def context_template(run_id_path: str, params_path: str, source_path: str) -> dict[str, str]:
+        return {_path_key(RUN_ID): run_id_path, _path_key(PARAMS): params_path, _path_key(SOURCE): source_path}
 
     @staticmethod
     def is_map_event(event: Mapping[str, Any]) -> bool:
@@ -155,16 +177,23 @@ class MapEvent(NamedTuple):
             raise ProtocolError(f"a map step's '{INPUT}' must be an item or a batch, got {value!r}")
         if not isinstance(context, Mapping) or RUN_ID not in context:
             raise ProtocolError(f"the event has no '{RUN_ID}'")
-        return cls(node, map_id, refs, context[RUN_ID], context.get(PARAMS))
+        source = context.get(SOURCE)
+        if source is not None and not is_identity(source):
+            raise ProtocolError(f"the event's '{SOURCE}' must be an identity (hex), got {source!r}")
+        return cls(node, map_id, refs, context[RUN_ID], context.get(PARAMS), source)
 
     def to_payload(self, *, batched: bool) -> dict[str, Any]:
+        context: dict[str, Any] = {RUN_ID: self.run_id, PARAMS: self.params}
+        if self.source is not None:
+            context[SOURCE] = self.source
+
         def item(ref: ItemRef) -> dict[str, Any]:
-            return {**ref.to_json(), RUN_ID: self.run_id, PARAMS: self.params}
+            return {**ref.to_json(), **context}
 
         if self.items is None:
-            value: Any = {ALL_ITEMS: True, RUN_ID: self.run_id, PARAMS: self.params}
+            value: Any = {ALL_ITEMS: True, **context}
         elif batched:
-            value = {ITEMS: [item(r) for r in self.items], BATCH_INPUT: {RUN_ID: self.run_id, PARAMS: self.params}}
+            value = {ITEMS: [item(r) for r in self.items], BATCH_INPUT: context}
         else:
             (only,) = self.items
             value = item(only)
@@ -177,10 +206,11 @@ class MapSourceResult(NamedTuple):
     bucket: str
     key: str
     size: int  # the item count (`count` in the payload)
-    items: list[dict[str, int]] | None = None
+    identity: str  # the source output's identity (`id`): the items' chunks are under it
+    items: list[dict[str, Any]] | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        out: dict[str, Any] = {BUCKET: self.bucket, KEY: self.key, COUNT: self.size}
+        out: dict[str, Any] = {BUCKET: self.bucket, KEY: self.key, COUNT: self.size, IDENTITY: self.identity}
         if self.items is not None:
             out[ITEMS] = self.items
         return out
@@ -188,7 +218,7 @@ class MapSourceResult(NamedTuple):
     @staticmethod
     def result_selector(inline: bool) -> dict[str, str]:
         """ASL ResultSelector keeping exactly this shape from the Lambda's `Payload`."""
-        keys = (BUCKET, KEY, COUNT, *((ITEMS,) if inline else ()))
+        keys = (BUCKET, KEY, COUNT, IDENTITY, *((ITEMS,) if inline else ()))
         return {_path_key(k): f"$.Payload.{k}" for k in keys}
 
 

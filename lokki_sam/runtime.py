@@ -25,7 +25,7 @@ from lokki_sam.errors import LokkiError
 from lokki_sam.execution import RunContext
 from lokki_sam.ir import FlowGraph, Node
 from lokki_sam.params import resolve_params
-from lokki_sam.protocol import PROTOCOL_VERSION, MapEvent, MapSourceResult, Stamp, TaskEvent
+from lokki_sam.protocol import PROTOCOL_VERSION, MapEvent, MapSourceResult, ProtocolError, Stamp, TaskEvent
 from lokki_sam.store import S3Store, s3_client
 
 
@@ -107,42 +107,53 @@ def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, 
         return _run_map_step(graph, store, event, settings.step)
     task = TaskEvent.parse(event)
     node = resolve_node(graph, task.node, settings.step)
-    ctx, execution_name, attempt = _context(graph, store, task.run_id, task.params)
-    with runlog.step_scope(_log_fields(ctx, node, execution_name)) as log:
-        result = _run_task(ctx, node, execution_name, attempt)
+    if node.in_map is not None:
+        raise ProtocolError(
+            f"step '{node.id}' runs inside map '{node.in_map}': it takes map item events, not a task event",
+            where=f"flow '{graph.name}'",
+            hint="only the state machine's map sends this step's events (events/<flow>/<step>.json has one)",
+        )
+    ctx, attempt = _context(graph, store, task.run_id, task.params)
+    with runlog.step_scope(_log_fields(ctx, node)) as log:
+        result = _run_task(ctx, node, attempt)
         if "count" in result:
             log["item_count"] = result["count"]
         return result
 
 
-def _run_task(ctx: RunContext, node: Node, execution_name: str, attempt: int) -> dict[str, Any]:
-    """A step outside any map; a map source returns where its map finds its items."""
+def _run_task(ctx: RunContext, node: Node, attempt: int) -> dict[str, Any]:
+    """A step outside any map; a map source returns where its map finds its items. In a resumed
+    execution (attempt > 0) outputs stored under their current identity are kept, a map runs only
+    the items without such an output (a todo manifest), and what was decided is recorded."""
     graph, store = ctx.graph, ctx.store
     assert isinstance(store, S3Store)
     resumed = attempt > 0
-    count = execution.run_task(ctx, node, reuse=resumed)
+    plan = execution.run_task(ctx, node, reuse=resumed)
+    if resumed:
+        execution.record_decision(ctx, node.id, plan.decision)
     fed = graph.map_fed_by(node.id)
     if fed is None:
         return {"node": node.id}
     inline = fed.options.mode == "inline"  # an INLINE map iterates over the state, not an ItemReader
-    if resumed:  # the map runs only the items that have no output yet
-        todo = [ref.to_json() for ref in execution.todo_items(ctx, fed)]
-        manifest = layout.todo_manifest(ctx.run_id, fed.source, ctx.fp(fed.source), execution_name)
-        store.put_json(manifest, todo)
-        return MapSourceResult(store.bucket, store.full_key(manifest), len(todo), todo if inline else None).to_payload()
-    manifest = ctx.manifest(fed)
+    manifest = layout.manifest(ctx.run_id, node.id, plan.identity)
+    refs = execution.read_manifest(ctx, fed, manifest) if resumed or inline else []
+    if resumed:  # the map runs only the items that have no output for their current input
+        done = execution.done_items(ctx, fed, refs)
+        execution.record_decision(ctx, node.id, execution.map_decision(ctx, fed, refs, done))
+        refs = [ref for ref in refs if ref.index not in done]
+        manifest = layout.todo_manifest(ctx.run_id, node.id, plan.identity, ctx.execution)
+        store.put_json(manifest, [ref.to_json() for ref in refs])
+    count = len(refs) if resumed else plan.count
     assert count is not None
-    result = MapSourceResult(
-        store.bucket, store.full_key(manifest), count, store.get_json(manifest) if inline else None
-    )
-    return result.to_payload()
+    items = [ref.to_json() for ref in refs] if inline else None
+    return MapSourceResult(store.bucket, store.full_key(manifest), count, plan.identity, items).to_payload()
 
 
-def _log_fields(ctx: RunContext, node: Node, execution_name: str, **more: Any) -> dict[str, Any]:
+def _log_fields(ctx: RunContext, node: Node, **more: Any) -> dict[str, Any]:
     return {
         "flow": ctx.graph.name,
         "run_id": ctx.run_id,
-        "execution": execution_name,
+        "execution": ctx.execution,
         "step": node.step.name,
         "node": node.id,
         **more,
@@ -154,21 +165,26 @@ def _run_map_step(graph: FlowGraph, store: S3Store, raw: Mapping[str, Any], step
     node = resolve_node(graph, node_id, step_name)
     block = next((m for m in graph.maps if m.id == map_id), None)
     if block is None or node not in block.nodes:
-        raise RuntimeConfigError(f"step '{node.id}' is not in map '{map_id}' of flow '{graph.name}'")
+        raise ProtocolError(
+            f"step '{node.id}' is not in map '{map_id}' of flow '{graph.name}'",
+            hint="map item events come from the state machine's map of this step",
+        )
     event = MapEvent.parse(raw)
-    ctx, execution_name, _ = _context(graph, store, event.run_id, event.params)
+    ctx, _ = _context(graph, store, event.run_id, event.params)
     refs = event.items if event.items is not None else execution.read_manifest(ctx, block)
+    if any(ref.digest is None for ref in refs):  # a hand-written event: the run's manifest knows the digests
+        refs = execution.complete_refs(ctx, block, refs)
     items = runlog.item_ranges([ref.index for ref in refs])
-    with runlog.step_scope(_log_fields(ctx, node, execution_name, map=map_id, items=items, item_count=len(refs))):
-        execution.run_batch(ctx, block, node, refs)
+    with runlog.step_scope(_log_fields(ctx, node, map=map_id, items=items, item_count=len(refs))):
+        execution.run_batch(ctx, block, node, refs, event.source)
     return {"node": node.id, "items": len(refs)}
 
 
 # ------------------------------------------------------------------------- input resolution
 
 
-def _context(graph: FlowGraph, store: S3Store, run_id: Any, params: Any) -> tuple[RunContext, str, int]:
-    """The run's context, the execution's name (the event's `run_id`) and its resume attempt."""
+def _context(graph: FlowGraph, store: S3Store, run_id: Any, params: Any) -> tuple[RunContext, int]:
+    """The run's context (the event's `run_id` is the execution's name) and its resume attempt."""
     if not isinstance(run_id, str):
         raise RuntimeConfigError(f"the event's run_id must be a string, got {run_id!r}")
     execution_name = run_id
@@ -181,8 +197,28 @@ def _context(graph: FlowGraph, store: S3Store, run_id: Any, params: Any) -> tupl
             where=f"flow '{graph.name}'",
             hint='start the execution with input like {"limit": 3} (or {} for the defaults)',
         )
-    resolved = resolve_params(graph.params, params, where=f"execution input of flow '{graph.name}'")
-    return RunContext(graph, store, layout.check_run_id(run_id), resolved), execution_name, attempt
+    given = dict(params)
+    reruns = parse_reruns(graph, given.pop(names.RERUN_INPUT_KEY, None))
+    resolved = resolve_params(graph.params, given, where=f"execution input of flow '{graph.name}'")
+    ctx = RunContext(graph, store, layout.check_run_id(run_id), resolved, execution=execution_name, reruns=reruns)
+    return ctx, attempt
+
+
+def parse_reruns(graph: FlowGraph, value: Any) -> dict[str, int]:
+    """The steps `lokki-sam invoke --resume --rerun` forced (node id -> attempt), from the input."""
+    if value is None:
+        return {}
+    nodes = {node.id for node in graph.nodes}
+    if not (
+        isinstance(value, Mapping)
+        and all(k in nodes and isinstance(v, int) and not isinstance(v, bool) for k, v in value.items())
+    ):
+        raise RuntimeConfigError(
+            f"the execution input's {names.RERUN_INPUT_KEY!r} must map step ids of flow '{graph.name}' to "
+            f"resume attempts, got {value!r}",
+            hint="it is written by `lokki-sam invoke --resume RUN --rerun STEP`; leave it out otherwise",
+        )
+    return dict(value)
 
 
 def resolve_node(graph: FlowGraph, node_id: str, step_name: str) -> Node:

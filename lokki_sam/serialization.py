@@ -28,6 +28,8 @@ Codec policy, measured with bench/store.py (figures in bench/README.md), chosen 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import os
 import pickle
@@ -35,9 +37,9 @@ import struct
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from mmap import mmap
@@ -73,14 +75,52 @@ if TYPE_CHECKING:  # a Protocol class costs milliseconds of import time: for the
 # ------------------------------------------------------------------------------------ writing
 
 
-def dump(obj: Any, sink: Sink, *, codec: int = CODEC_RAW, what: str = "value") -> None:
-    """Write `obj` as an artifact to a binary file, streaming: no full copy of the pickle is made."""
+def dump(obj: Any, sink: Sink, *, codec: int = CODEC_RAW, what: str = "value") -> str:
+    """Write `obj` as an artifact to a binary file, streaming: no full copy of the pickle is made.
+    Returns the content digest of `obj`: the SHA-256 of its pickle, hashed as it is written
+    (`DIGEST_LENGTH` hex characters; equal pickles, equal digests)."""
+    with _writing(sink, codec, what, obj) as writer:
+        hashing = _Hashing(writer)
+        pickle.dump(obj, hashing, protocol=5)
+        return hashing.cut()
+
+
+def dump_sequence(
+    header: Any, values: Sequence[Any], sink: Sink, *, codec: int = CODEC_RAW, what: str = "value"
+) -> list[str]:
+    """Write `header` and `values` as one artifact in which each value is a pickle of its own, so
+    each has its own content digest (returned, in order, and stored after the values) at the cost
+    of hashing what is written anyway: map items and their outputs are identified one by one."""
+    with _writing(sink, codec, what, values) as writer:
+        pickle.dump((len(values), header), writer, protocol=5)
+        hashing = _Hashing(writer)
+        pickler = pickle.Pickler(hashing, protocol=5)
+        digests = []
+        for value in values:
+            try:
+                pickler.dump(value)
+            except Exception as exc:
+                if exc is writer.error:
+                    raise
+                raise _unpicklable(value, what, exc) from None
+            pickler.clear_memo()  # each value stands alone: its pickle (and digest) depends on it only
+            digests.append(hashing.cut())
+        pickle.dump(digests, writer, protocol=5)
+        return digests
+
+
+@contextlib.contextmanager
+def _writing(sink: Sink, codec: int, what: str, obj: Any) -> Iterator[_FrameWriter]:
+    """A frame writer after the header; closed (end frame) when the body succeeds, aborted if not."""
     chosen = None if codec == CODEC_RAW else codecs.codec(codec, where="dump", reading=False)
     sink.write(MAGIC + bytes((FORMAT_VERSION, codec)))
     writer = _FrameWriter(sink, chosen)
     try:
-        pickle.dump(obj, writer, protocol=5)
+        yield writer
         writer.close()
+    except SerializationError:
+        writer.abort()
+        raise
     except Exception as exc:
         writer.abort()
         if exc is writer.error:  # the file failed (disk full...): the store reports it
@@ -89,6 +129,26 @@ def dump(obj: Any, sink: Sink, *, codec: int = CODEC_RAW, what: str = "value") -
     except BaseException:
         writer.abort()
         raise
+
+
+DIGEST_LENGTH = 32  # hex characters of a content digest: 128 bits, no accidental collision
+
+
+class _Hashing:
+    """A write-through file that hashes what passes; `cut()` ends one value's digest."""
+
+    def __init__(self, writer: _FrameWriter) -> None:
+        self.writer = writer
+        self.hasher = hashlib.sha256()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.hasher.update(data)
+        return self.writer.write(data)
+
+    def cut(self) -> str:
+        digest = self.hasher.hexdigest()[:DIGEST_LENGTH]
+        self.hasher = hashlib.sha256()
+        return digest
 
 
 def dumps(obj: Any, *, codec: int = CODEC_RAW, what: str = "value") -> bytes:
@@ -250,14 +310,71 @@ def _load_stream(source: BinaryIO | _Memory, where: str) -> Any:
     if version == 1:
         return _loads_v1(header + source.read(), where)
     reader = _FrameReader(source, codec_id, where)
-    try:
+    with _corrupt(where):
         value = pickle.Unpickler(reader).load()
         reader.finish()
+    return value
+
+
+def load_sequence(source: BinaryIO, *, where: str) -> Sequenced:
+    """Read an artifact `dump_sequence` wrote: (header, values, their digests)."""
+    if isinstance(source, io.BytesIO):
+        with source.getbuffer() as view:
+            return loads_sequence(view[source.tell() :], where=where)
+    return _load_sequence(source, where)
+
+
+def loads_sequence(data: bytes | bytearray | memoryview | mmap, *, where: str) -> Sequenced:
+    version, codec_id = _check_header(bytes(data[:HEADER_SIZE]), where)
+    single = _single_frame(memoryview(data), codec_id, where) if version != 1 else None
+    if single is None:
+        return _load_sequence(_Memory(data), where)
+    buffer = io.BytesIO(single)
+    with _corrupt(where):
+        found = _read_sequence(pickle.Unpickler(buffer), where, None)
+    if buffer.tell() != len(single):
+        raise StoreError("artifact is corrupt or truncated (bytes after the sequence)", where=where)
+    return found
+
+
+def _load_sequence(source: BinaryIO | _Memory, where: str) -> Sequenced:
+    version, codec_id = _check_header(_read_exact(source, HEADER_SIZE), where)
+    if version == 1:
+        raise StoreError("not a sequence artifact (format 1)", where=where)
+    reader = _FrameReader(source, codec_id, where)
+    with _corrupt(where):
+        return _read_sequence(pickle.Unpickler(reader), where, reader)
+
+
+def _read_sequence(unpickler: pickle.Unpickler, where: str, reader: _FrameReader | None) -> Sequenced:
+    first = unpickler.load()
+    if not (isinstance(first, tuple) and len(first) == 2 and isinstance(first[0], int) and first[0] >= 0):
+        raise StoreError("not a sequence artifact (no count and header)", where=where)
+    count, header = first
+    values = [unpickler.load() for _ in range(count)]
+    digests = unpickler.load()
+    if not (isinstance(digests, list) and len(digests) == count and all(isinstance(d, str) for d in digests)):
+        raise StoreError("not a sequence artifact (no digest per value)", where=where)
+    if reader is not None:
+        reader.finish()
+    return Sequenced(header, values, digests)
+
+
+class Sequenced(NamedTuple):
+    header: Any
+    values: list[Any]
+    digests: list[str]
+
+
+@contextlib.contextmanager
+def _corrupt(where: str) -> Iterator[None]:
+    """Anything but a StoreError while unpickling means a damaged artifact: say so, naming it."""
+    try:
+        yield
     except StoreError:
         raise
     except Exception as exc:
         raise StoreError(f"artifact is corrupt or truncated ({type(exc).__name__}: {exc})", where=where) from None
-    return value
 
 
 def loads(data: bytes | bytearray | memoryview | mmap, *, where: str) -> Any:
@@ -267,10 +384,8 @@ def loads(data: bytes | bytearray | memoryview | mmap, *, where: str) -> Any:
         return _loads_v1(data, where)
     single = _single_frame(memoryview(data), codec_id, where)
     if single is not None:
-        try:
+        with _corrupt(where):
             return pickle.loads(single)
-        except Exception as exc:
-            raise StoreError(f"artifact is corrupt or truncated ({type(exc).__name__}: {exc})", where=where) from None
     return _load_stream(_Memory(data), where)
 
 

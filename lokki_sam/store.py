@@ -76,13 +76,39 @@ class ArtifactStore(ABC):
         """Return the object's bytes; raise StoreError if it does not exist."""
         return self.get_stream(key, lambda fh: fh.read())
 
-    def put(self, key: str, obj: Any, *, what: str = "value") -> None:
+    def put(self, key: str, obj: Any, *, what: str = "value") -> str:
+        """Serialize `obj` to `key`; returns its content digest (serialization.dump)."""
         codec = self.codec
-        self.put_stream(key, lambda fh: serialization.dump(obj, fh, codec=codec, what=what))
+        digest: list[str] = []
+        self.put_stream(key, lambda fh: digest.append(serialization.dump(obj, fh, codec=codec, what=what)))
+        return digest[-1]
 
     def get(self, key: str) -> Any:
         where = self.describe(key)
         return self.get_stream(key, lambda fh: serialization.load(fh, where=where))
+
+    def put_sequence(self, key: str, header: Any, values: Sequence[Any], *, what: str = "value") -> list[str]:
+        """Write `values` (each its own pickle) with `header`; returns each value's content digest."""
+        codec = self.codec
+        digests: list[list[str]] = []
+        self.put_stream(
+            key, lambda fh: digests.append(serialization.dump_sequence(header, values, fh, codec=codec, what=what))
+        )
+        return digests[-1]
+
+    def get_sequence(self, key: str) -> serialization.Sequenced:
+        where = self.describe(key)
+        return self.get_stream(key, lambda fh: serialization.load_sequence(fh, where=where))
+
+    def put_sequences(
+        self, objects: Sequence[tuple[str, Any, Sequence[Any]]], *, what: str = "value"
+    ) -> list[list[str]]:
+        """`put_sequence` of many objects in parallel; their digests in order."""
+        return self._parallel(lambda one: self.put_sequence(*one, what=what), objects)
+
+    def get_sequences(self, keys: Sequence[str]) -> list[serialization.Sequenced]:
+        """`get_sequence` of many objects in parallel, in the order of `keys`."""
+        return self._parallel(self.get_sequence, keys)
 
     def put_json(self, key: str, obj: Any) -> None:
         self.put_bytes(key, json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
@@ -170,6 +196,12 @@ class LocalStore(ArtifactStore):
                 raise StoreUnavailable(f"cannot read the artifact: {exc.strerror or exc}", where=fh.name) from None
 
     def get(self, key: str) -> Any:
+        return self._decode(key, serialization.loads)
+
+    def get_sequence(self, key: str) -> serialization.Sequenced:
+        return self._decode(key, serialization.loads_sequence)
+
+    def _decode(self, key: str, decode: Callable[..., T]) -> T:
         """Large artifacts are mapped, not read: frames are unpickled from the page cache in place.
         (Writers never truncate a file in place, they rename a new one over it, so a mapped file
         cannot shrink under the reader.)"""
@@ -177,14 +209,14 @@ class LocalStore(ArtifactStore):
         with self._open(key) as fh:
             try:
                 if os.fstat(fh.fileno()).st_size <= SMALL_FILE:
-                    return serialization.loads(fh.read(), where=where)
+                    return decode(fh.read(), where=where)
                 import mmap
 
                 mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             except OSError as exc:
                 raise StoreUnavailable(f"cannot read the artifact: {exc.strerror or exc}", where=where) from None
         try:
-            return serialization.loads(mapped, where=where)
+            return decode(mapped, where=where)
         finally:
             with contextlib.suppress(BufferError):  # a traceback still holds a view: unmapped when freed
                 mapped.close()

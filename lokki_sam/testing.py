@@ -121,8 +121,7 @@ def stage_outputs(ctx: RunContext) -> tuple[dict[str, Any], dict[str, dict[int, 
     for stage in ctx.graph.stages:
         if isinstance(stage, MapBlock):
             for node in stage.nodes:
-                by_index = execution.batch_results(ctx, stage, node)
-                item_outputs[node.id] = {i: by_index[i] for i in sorted(by_index)}
+                item_outputs[node.id] = execution.item_outputs(ctx, stage, node)
                 outputs[node.id] = list(item_outputs[node.id].values())
         outputs[stage.id] = execution.read_stage_output(ctx, stage)
     return outputs, item_outputs

@@ -14,6 +14,7 @@ from lokki_sam import Retry, flow, names, step
 from lokki_sam.compile import asl
 from lokki_sam.graph import FlowGraph
 from lokki_sam.loader import load_flows
+from lokki_sam.protocol import PROTOCOL_VERSION
 from tests.conftest import EXAMPLES, REPO
 from tests.flows.shapes import SHAPES
 
@@ -113,7 +114,7 @@ def test_chain_of_tasks_in_flow_order_with_node_payloads() -> None:
         "node": "inc-2",
         "run_id.$": "$$.Execution.Name",
         "params.$": "$.params",
-        "lokki": {"protocol": 2, "flow": graph.fingerprints.flow, "step": graph.fingerprint("inc-2")},
+        "lokki": {"protocol": PROTOCOL_VERSION, "flow": graph.fingerprints.flow, "step": graph.fingerprint("inc-2")},
     }
     assert inc2["ResultPath"] is None  # results stay in the store, the state stays small
 
@@ -126,6 +127,7 @@ def test_distributed_map_reads_the_manifest_and_keeps_results_out_of_the_state()
         "Bucket.$": "$.Payload.Bucket",
         "Key.$": "$.Payload.Key",
         "count.$": "$.Payload.count",
+        "id.$": "$.Payload.id",
     }
     m = d["States"]["map-fetch"]
     assert m["Type"] == "Map" and m["Next"] == "combine"
@@ -138,12 +140,14 @@ def test_distributed_map_reads_the_manifest_and_keeps_results_out_of_the_state()
     assert m["ItemSelector"] == {
         "i.$": "$$.Map.Item.Value.i",
         "c.$": "$$.Map.Item.Value.c",
+        "d.$": "$$.Map.Item.Value.d",
         "run_id.$": "$$.Execution.Name",
         "params.$": "$.params",
+        "source.$": "$.items.id",
     }
     assert m["ItemBatcher"] == {
         "MaxItemsPerBatch": 50,
-        "BatchInput": {"run_id.$": "$$.Execution.Name", "params.$": "$.params"},
+        "BatchInput": {"run_id.$": "$$.Execution.Name", "params.$": "$.params", "source.$": "$.items.id"},
     }
     assert m["ResultWriter"] == {
         "Resource": "arn:aws:states:::s3:putObject",
@@ -153,7 +157,7 @@ def test_distributed_map_reads_the_manifest_and_keeps_results_out_of_the_state()
     assert (m["MaxConcurrency"], m["ToleratedFailurePercentage"], m["ToleratedFailureCount"]) == (7, 12, 3)
     body = m["ItemProcessor"]["States"]["fetch"]
     stamp = {
-        "protocol": 2,
+        "protocol": PROTOCOL_VERSION,
         "flow": options_flow.graph.fingerprints.flow,
         "step": options_flow.graph.fingerprint("fetch"),
     }

@@ -10,6 +10,7 @@ snapshot is unchanged, except the run record a refused resume marks as failed).
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import sys
@@ -63,9 +64,6 @@ def cat_sum(xs: list[int]) -> int:
 @flow
 def catalogue_flow(n: int = 6):
     return cat_items(n=n).map(cat_double, batch_size=2).agg(cat_sum)
-
-
-KEYS = Keys(catalogue_flow, RUN)
 
 
 TYPED_FLOW = """
@@ -205,10 +203,17 @@ def corrupt_map_output(transform: Callable[[bytes], bytes]) -> Callable[[Env], N
     """A finished run whose aggregation must run again (its output is gone), over a damaged map output."""
 
     def setup(e: Env) -> None:
-        corrupt_local("step=cat_double/*/*.pkl", transform)(e)
+        corrupt_local("step=cat_double/*.pkl", transform)(e)
         local_key(e, "step=cat_sum/*/output.pkl").unlink()
 
     return setup
+
+
+def sequence_bytes(header: Any, values: list[Any]) -> bytes:
+    """An artifact in the format of map outputs and items chunks (serialization.dump_sequence)."""
+    sink = io.BytesIO()
+    serialization.dump_sequence(header, values, sink)
+    return sink.getvalue()
 
 
 def resume(e: Env) -> None:
@@ -250,7 +255,7 @@ def manifest_setup(entries: Any, raw: str | None = None) -> Callable[[Env], None
 
     def setup(e: Env) -> None:
         completed_run(e)
-        for path in (e.runs / RUN).glob("step=cat_double/*/*.pkl"):
+        for path in (e.runs / RUN).glob("step=cat_double/*.pkl"):
             path.unlink()
         local_key(e, "step=cat_sum/*/output.pkl").unlink()
         text = raw if raw is not None else json.dumps(entries)
@@ -299,10 +304,10 @@ def cloud_source(e: Env) -> None:
     runtime.handle(stamp({"node": "cat_items", "run_id": RUN, "params": {}}), lambda_env("cat_items"), e.s3)
 
 
-def cloud_object(key: str, body: Callable[[Env], bytes]) -> Callable[[Env], None]:
+def cloud_object(key: Callable[[Env], str], body: Callable[[Env], bytes]) -> Callable[[Env], None]:
     def setup(e: Env) -> None:
         cloud_source(e)
-        e.store().put_bytes(key, body(e))
+        e.store().put_bytes(key(e), body(e))
 
     return setup
 
@@ -788,6 +793,15 @@ CASES: list[Case] = [
     ),
     Case(
         "store",
+        "manifest entry without its digest",
+        api(resume),
+        ("map manifest entry without its item's digest", "manifest.json"),
+        StoreError,
+        manifest_setup([{"i": 0, "c": 0}]),
+        ("runs/r1/run.json",),
+    ),
+    Case(
+        "store",
         "manifest entry naming a path",
         api(resume),
         ("malformed map item reference",),
@@ -801,7 +815,7 @@ CASES: list[Case] = [
         api(resume),
         ("map item 6 is not in its chunk",),
         LokkiError,
-        manifest_setup([{"i": 6, "c": 0}]),
+        manifest_setup([{"i": 6, "c": 0, "d": "0" * 32}]),
         ("runs/r1/run.json",),
     ),
     Case(
@@ -843,14 +857,14 @@ CASES: list[Case] = [
         api(resume),
         ("not a map batch output", "cat_double/"),
         StoreError,
-        corrupt_map_output(lambda d: serialization.dumps(([0, 1, 2], [0]))),
+        corrupt_map_output(lambda d: sequence_bytes({"items": [0, 1, 2], "ids": ["a", "b", "c"]}, [0])),
         ("runs/r1/run.json",),
     ),
     Case(
         "store",
         "batch output that is not a pair",
         api(resume),
-        ("not a map batch output",),
+        ("not a sequence artifact",),
         StoreError,
         corrupt_map_output(lambda d: serialization.dumps("hello")),
         ("runs/r1/run.json",),
@@ -860,9 +874,13 @@ CASES: list[Case] = [
         "store",
         "S3 items chunk is a foreign pickle",
         api(cloud_map_item),
-        ("not a lokki-sam artifact", f"s3://{BUCKET}/{prefix(catalogue_flow)}/{KEYS.items_chunk(MAP, 0)}"),
+        (
+            "not a lokki-sam artifact",
+            f"s3://{BUCKET}/{prefix(catalogue_flow)}/{RUN}/step=cat_items/",
+            "items/00000000.pkl",
+        ),
         StoreError,
-        cloud_object(KEYS.items_chunk(MAP, 0), trap_pickle),
+        cloud_object(lambda e: Keys(catalogue_flow, RUN, e.store()).items_chunk(MAP, 0), trap_pickle),
     ),
     Case(
         "store",
@@ -870,13 +888,16 @@ CASES: list[Case] = [
         api(cloud_map_item),
         ("artifact is corrupt or truncated",),
         StoreError,
-        cloud_object(KEYS.items_chunk(MAP, 0), lambda e: MAGIC + bytes((FORMAT_VERSION, 0))),
+        cloud_object(
+            lambda e: Keys(catalogue_flow, RUN, e.store()).items_chunk(MAP, 0),
+            lambda e: MAGIC + bytes((FORMAT_VERSION, 0)),
+        ),
     ),
     Case(
         "store",
         "S3 items chunk missing",
         api(lambda e: runtime.handle(stamp(map_event(item(i=0, c=0))), lambda_env("cat_double"), e.s3)),
-        ("artifact not found", f"s3://{BUCKET}/{prefix(catalogue_flow)}/{KEYS.items_chunk(MAP, 0)}"),
+        ("step 'cat_items' has no output in run r1", f"s3://{BUCKET}/{prefix(catalogue_flow)}/{RUN}/step=cat_items/"),
         StoreError,
     ),
 ]

@@ -112,9 +112,10 @@ def test_resume_after_inserting_a_step_before_the_map_gives_what_a_fresh_run_giv
     assert resumed.returncode == 0, resumed.stderr
     fresh = lokki("run", str(path), "--store", "fresh")
     assert resumed.stdout == fresh.stdout == f"{sum((x + 10) ** 2 for x in range(4))}\n"
-    assert "step 'shift' is new" in resumed.stderr
+    assert "shift: recomputing (it has no output yet)" in resumed.stderr
     # `nums` now feeds a step, not the map: its output is stored differently, so it changed too.
-    assert "step 'nums' changed" in resumed.stderr
+    assert "nums: recomputing (its code or its place in the flow changed)" in resumed.stderr
+    assert "map-square: recomputing all 4 item(s): 4 have outputs of another input" in resumed.stderr
     assert calls(tmp_path) == sorted(["nums", "shift", *(f"square-{x + 10}" for x in range(4)), "total"] * 2)
 
 
@@ -128,7 +129,9 @@ def test_resume_after_editing_a_step_recomputes_it_and_what_follows_only(tmp_pat
     again = lokki("run", str(path), "--store", "runs", "--resume", run_id)
     assert again.returncode == 0, again.stderr
     assert again.stdout == f"{sum(x**3 for x in range(4))}\n"  # never the stale squares
-    assert "step 'square' changed" in again.stderr and "step 'total' changed" in again.stderr
+    assert "map-square: recomputing all 4 item(s): 4 have outputs of other code (step 'square' changed)" in again.stderr
+    assert "total: recomputing (its input from 'map-square' changed)" in again.stderr  # its upstream, not its code
+    assert f"nums: reused from run {run_id}" in again.stderr
     assert calls(tmp_path) == sorted([f"square-{x}" for x in range(4)] + ["total"])  # `nums` reused
     unchanged = lokki("run", str(path), "--store", "runs", "--resume", run_id, "-q")
     assert unchanged.stdout == again.stdout and calls(tmp_path) == []  # nothing changed: nothing runs
@@ -343,15 +346,16 @@ def test_a_step_reading_a_module_constant_or_helper_changes_when_they_do(write_m
 
 
 def test_the_runtime_refuses_a_payload_from_another_version_of_the_flow() -> None:
-    from lokki_sam.protocol import Stamp
+    from lokki_sam.protocol import PROTOCOL_VERSION, Stamp
     from lokki_sam.runtime import FlowMismatch, check_stamp
 
     graph = runtime_flow.graph
-    check_stamp(graph, Stamp(2, graph.fingerprints.flow, None))  # the matching one passes
+    check_stamp(graph, Stamp(PROTOCOL_VERSION, graph.fingerprints.flow, None))  # the matching one passes
     with pytest.raises(FlowMismatch, match=r"generated from another version of flow 'runtime_flow'"):
-        check_stamp(graph, Stamp(2, "0123456789abcdef", None))
+        check_stamp(graph, Stamp(PROTOCOL_VERSION, "0123456789abcdef", None))
     with pytest.raises(
-        FlowMismatch, match=r"sends lokki-sam protocol 1; this function's lokki-sam .* speaks protocol 2"
+        FlowMismatch,
+        match=rf"sends lokki-sam protocol 1; this function's lokki-sam .* speaks protocol {PROTOCOL_VERSION}",
     ):
         check_stamp(graph, Stamp(1, graph.fingerprints.flow, None))
     with pytest.raises(FlowMismatch, match=r"carries no 'lokki' stamp"):

@@ -173,7 +173,7 @@ def test_failing_step_names_step_item_and_run_id(tmp_path: Path) -> None:
     assert "item 3: RuntimeError: item 3 is bad (step 'fail_on')" in text
     assert "run fail-run" in text and "--resume fail-run" in text
     assert info.value.exit_code == 1
-    (failure_file,) = (tmp_path / "fail-run").glob("step=fail_on/*/failures/00000003.json")
+    (failure_file,) = (tmp_path / "fail-run").glob("step=fail_on/failures/00000003-*.json")
     failure = json.loads(failure_file.read_text())
     assert failure["items"] == [3] and failure["error"] == "RuntimeError"
     assert "raise RuntimeError" in failure["traceback"]

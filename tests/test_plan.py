@@ -27,7 +27,8 @@ from lokki_sam.config import Config, load_config
 from lokki_sam.ir import FlowGraph
 from lokki_sam.plan import Plan, PlanError, make_plan, parse_items, prices, render
 from lokki_sam.plan.sizing import manifest_bytes
-from lokki_sam.store import LocalStore
+from lokki_sam.serialization import DIGEST_LENGTH
+from lokki_sam.store import ArtifactStore, LocalStore
 from tests.flows.modes import glue, inline_chain, inline_open, letters, twice
 from tests.flows.shapes import SHAPES
 from tests.support.keys import STACK, function_env, stamped
@@ -195,18 +196,18 @@ def test_handler_lists_outputs_in_pages_of_1000_as_planned(cloud: Cloud, config:
     params = {"n": n}
     assert call("numbers", {"node": "numbers", "run_id": run_id, "params": params}) == by_stage["numbers"]
     store = cloud.store(graph)
-    refs = json.loads(store.get_bytes(graph_key(graph, run_id)))
-    body = sum(
-        call("square", {"node": "square", "map": "map-square", "input": {**ref, "run_id": run_id, "params": params}})
-        for ref in refs
-    )
+    refs = json.loads(store.get_bytes(graph_key(graph, run_id, store)))
+    source = store.get_json(layout.pointer(run_id, "numbers"))["id"]  # what the ItemSelector passes
+    context = {"run_id": run_id, "params": params, "source": source}
+    body = sum(call("square", {"node": "square", "map": "map-square", "input": {**ref, **context}}) for ref in refs)
     assert body == by_stage["map-square"] == 2 * n
     agg = call("total", {"node": "total", "run_id": run_id, "params": params})
-    assert agg == by_stage["total"] == 2 + n + 1 + 1  # 2 LIST pages, n outputs, the manifest, the result
+    # 2 LIST pages, n outputs, the source's pointer and manifest, the result and its pointer
+    assert agg == by_stage["total"] == 2 + n + 2 + 2
 
 
-def graph_key(graph: FlowGraph, run_id: str) -> str:
-    return layout.manifest(run_id, "numbers", graph.fingerprint("numbers"))
+def graph_key(graph: FlowGraph, run_id: str, store: ArtifactStore) -> str:
+    return layout.manifest(run_id, "numbers", store.get_json(layout.pointer(run_id, "numbers"))["id"])
 
 
 @pytest.mark.emulator
@@ -246,7 +247,7 @@ def test_manifest_size_is_what_the_store_writes(n: int, batch: int, tmp_path: Pa
     chunk = max(batch, (1000 // batch) * batch)  # small ints: the store's chunk_size
     assert plan.sizes[f.graph.maps[0].id].manifest_bytes == manifest_bytes(n, chunk)
     store = LocalStore(tmp_path)
-    entries = [{"i": i, "c": i - i % chunk} for i in range(n)]
+    entries = [{"i": i, "c": i - i % chunk, "d": "0" * DIGEST_LENGTH} for i in range(n)]
     store.put_json("m.json", entries)
     assert len(store.get_bytes("m.json")) == manifest_bytes(n, chunk)
 
@@ -259,15 +260,15 @@ def test_birds_by_hand(config: Config) -> None:
     rows = {s.id: (s.invocations, s.transitions, s.puts, s.gets, s.lists, s.history_events) for s in plan.stages}
     assert rows == {
         "Start flow": (0, 1, 0, 0, 0, 4),
-        "get_birds": (1, 1, 2, 0, 0, 5),  # one items chunk + the manifest
+        "get_birds": (1, 1, 3, 0, 0, 5),  # one items chunk, the manifest, the step's pointer
         "map-flap": (3, 1 + 3 + 3, 3, 3, 0, 6),  # Map state, 3 child starts, 3 child Tasks
-        "join": (1, 1, 1, 4, 1, 5),  # LIST, 3 outputs + the manifest, its result
+        "join": (1, 1, 2, 5, 1, 5),  # LIST; the source's pointer, the manifest, 3 outputs; its result + pointer
     }
     usd = (
         10 * prices.STANDARD_TRANSITION_USD
         + 5 * prices.LAMBDA_REQUEST_USD
-        + (6 + 1 + 2) * prices.S3_PUT_USD  # handler PUTs + LIST + the ResultWriter's (estimated)
-        + (7 + 1) * prices.S3_GET_USD  # handler GETs + the ItemReader's
+        + (8 + 1 + 2) * prices.S3_PUT_USD  # handler PUTs (with 2 pointers) + LIST + the ResultWriter's (estimated)
+        + (8 + 1) * prices.S3_GET_USD  # handler GETs (with 1 pointer) + the ItemReader's
     )
     assert plan.usd == pytest.approx(usd)
     assert plan.durations_known is False
@@ -341,9 +342,11 @@ def test_inline_state_size_is_the_state_the_source_returns(config: Config) -> No
     graph = inline_open.graph
     plan = plan_of(inline_open, {"n": 3}, config)
     run_id = layout.new_run_id(graph.name)  # the same length as any run id of the flow
-    key = names.flow_prefix(STACK, graph.name) + "/" + layout.manifest(run_id, "letters", graph.fingerprint("letters"))
-    manifest = [{"c": 0, "i": 0}, {"c": 0, "i": 1}, {"c": 0, "i": 2}]
-    state = {"params": {"n": 3}, "items": {"Bucket": "b" * 63, "Key": key, "count": 3, "Items": manifest}}
+    identity = "0" * DIGEST_LENGTH
+    key = names.flow_prefix(STACK, graph.name) + "/" + layout.manifest(run_id, "letters", identity)
+    manifest = [{"c": 0, "d": identity, "i": i} for i in range(3)]
+    items = {"Bucket": "b" * 63, "Key": key, "count": 3, "id": identity, "Items": manifest}
+    state = {"params": {"n": 3}, "items": items}
     assert limit(plan, "INLINE map state").value == len(json.dumps(state, separators=(",", ":")))
 
 
@@ -500,7 +503,7 @@ def test_cli_json_has_the_integer_fields_and_the_float_usd(lokki: Callable[..., 
     for key in ("lambda_invocations", "state_transitions", "s3_requests"):
         assert type(doc[key]) is int
     assert type(doc["usd"]) is float and doc["usd"] > 0
-    assert (doc["lambda_invocations"], doc["state_transitions"], doc["s3_requests"]) == (7, 14, 20)
+    assert (doc["lambda_invocations"], doc["state_transitions"], doc["s3_requests"]) == (7, 14, 23)
     assert [s["id"] for s in doc["stages"]] == ["Start flow", "get_birds", "map-flap", "join"]
     assert all(x["ok"] is not False for x in doc["limits"]) and doc["durations"] == "unknown"
 

@@ -79,8 +79,9 @@ def handle(event: dict[str, Any], env: dict[str, str], s3: Any) -> dict[str, Any
 
 def test_source_writes_manifest_and_returns_its_location(s3: Any) -> None:
     out = handle({"node": "make", "run_id": "r1", "params": {"n": "5"}}, env_for(rt_flow, "make"), s3)
-    manifest_key = f"{prefix(rt_flow)}/{Keys(rt_flow, 'r1').manifest('map-half')}"
-    assert out == {"Bucket": BUCKET, "Key": manifest_key, "count": 5}
+    manifest_key = f"{prefix(rt_flow)}/{Keys(rt_flow, 'r1', store(s3, rt_flow)).manifest('map-half')}"
+    identity = Keys(rt_flow, "r1", store(s3, rt_flow)).identity("make")
+    assert out == {"Bucket": BUCKET, "Key": manifest_key, "count": 5, "id": identity}
     assert manifest_key.startswith("lokki/teststack/rt_flow/r1/step=make/")
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=out["Key"])["Body"].read())
     assert [m["i"] for m in manifest] == [0, 1, 2, 3, 4]
@@ -89,7 +90,7 @@ def test_source_writes_manifest_and_returns_its_location(s3: Any) -> None:
 def test_batch_and_single_items_and_agg_give_the_local_result(s3: Any) -> None:
     env = env_for(rt_flow, "make")
     handle({"node": "make", "run_id": "r2", "params": {"n": 5, "scale": 2}}, env, s3)
-    manifest = store(s3, rt_flow).get_json(Keys(rt_flow, "r2").manifest("map-half"))
+    manifest = store(s3, rt_flow).get_json(Keys(rt_flow, "r2", store(s3, rt_flow)).manifest("map-half"))
     ctx = {"run_id": "r2", "params": {"n": 5, "scale": 2}}
     half_env = env_for(rt_flow, "half")
     # An ItemBatcher batch (AWS) ...
@@ -101,7 +102,9 @@ def test_batch_and_single_items_and_agg_give_the_local_result(s3: Any) -> None:
     # ... and a single item (emulators that ignore ItemBatcher).
     handle({"node": "half", "map": "map-half", "input": dict(manifest[4], **ctx)}, half_env, s3)
     handle({"node": "add", "run_id": "r2", "params": {"n": 5, "scale": 2}}, env_for(rt_flow, "add"), s3)
-    assert store(s3, rt_flow).get(Keys(rt_flow, "r2").task_output("add")) == sum(i * 2 / 2 for i in range(5))
+    assert store(s3, rt_flow).get(Keys(rt_flow, "r2", store(s3, rt_flow)).task_output("add")) == sum(
+        i * 2 / 2 for i in range(5)
+    )
 
 
 def test_agg_refuses_a_map_whose_items_lack_outputs_though_the_engine_went_on(s3: Any) -> None:
@@ -109,27 +112,31 @@ def test_agg_refuses_a_map_whose_items_lack_outputs_though_the_engine_went_on(s3
     must not give a silently shorter result: the agg step fails, naming the missing items."""
     params = {"n": 5}
     handle({"node": "make", "run_id": "r7", "params": params}, env_for(rt_flow, "make"), s3)
-    manifest = store(s3, rt_flow).get_json(Keys(rt_flow, "r7").manifest("map-half"))
+    manifest = store(s3, rt_flow).get_json(Keys(rt_flow, "r7", store(s3, rt_flow)).manifest("map-half"))
     half_env = env_for(rt_flow, "half")
     for item in manifest[:3]:  # items 3 and 4 "failed": they never stored an output
         event = {"node": "half", "map": "map-half", "input": dict(item, run_id="r7", params=params)}
         handle(event, half_env, s3)
     with pytest.raises(MapIncomplete, match=r"2 of 5 item\(s\) have no output of step 'half' \(items 3, 4\)"):
         handle({"node": "add", "run_id": "r7", "params": params}, env_for(rt_flow, "add"), s3)
-    assert not store(s3, rt_flow).exists(Keys(rt_flow, "r7").task_output("add"))
+    assert not store(s3, rt_flow).list_keys("r7/step=add/")  # nothing written, not even a pointer
 
 
 def test_inline_map_source_returns_the_manifest_in_the_state(s3: Any) -> None:
     out = handle({"node": "make", "run_id": "r3", "params": {}}, env_for(rt_inline, "make"), s3)
-    assert out["Items"] == [{"c": 0, "i": 0}, {"c": 0, "i": 1}, {"c": 0, "i": 2}]
+    assert [(m["i"], m["c"]) for m in out["Items"]] == [(0, 0), (1, 0), (2, 0)]
+    chunk = store(s3, rt_inline).get_sequence(Keys(rt_inline, "r3", store(s3, rt_inline)).items_chunk("map-half", 0))
+    assert [m["d"] for m in out["Items"]] == chunk.digests  # each item carries its content digest
 
 
 def test_params_default_and_coerce_like_local_runs(s3: Any) -> None:
     env = env_for(rt_flow, "make")
     handle({"node": "make", "run_id": "r4"}, env, s3)  # no params at all: defaults
-    assert store(s3, rt_flow).get(Keys(rt_flow, "r4").items_chunk("map-half", 0)) == [0.0, 1.0, 2.0]
+    chunk = Keys(rt_flow, "r4", store(s3, rt_flow)).items_chunk("map-half", 0)
+    assert store(s3, rt_flow).get_sequence(chunk).values == [0.0, 1.0, 2.0]
     handle({"node": "make", "run_id": "r5", "params": {"n": "2", "scale": "0.5"}}, env, s3)
-    assert store(s3, rt_flow).get(Keys(rt_flow, "r5").items_chunk("map-half", 0)) == [0.0, 0.5]
+    chunk = Keys(rt_flow, "r5", store(s3, rt_flow)).items_chunk("map-half", 0)
+    assert store(s3, rt_flow).get_sequence(chunk).values == [0.0, 0.5]
 
 
 def test_handler_reads_the_function_environment(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from lokki_sam import names
 from lokki_sam.compile import asl
 from lokki_sam.execution import RunContext, read_result
 from lokki_sam.local import run_flow
+from lokki_sam.protocol import PROTOCOL_VERSION
 from lokki_sam.store import LocalStore, S3Store
 from tests.support.sam import (
     ACCOUNT,
@@ -369,7 +370,7 @@ def test_events_drive_the_real_runtime(apps: dict[str, Any], app: str, tmp_path:
                 runtime.reset_cache()
                 event = json.loads((event_dir / f"{node.id}.json").read_text())
                 assert event["lokki"] == {
-                    "protocol": 2,
+                    "protocol": PROTOCOL_VERSION,
                     "flow": graph.fingerprints.flow,
                     "step": graph.fingerprint(node.id),
                 }

@@ -34,6 +34,12 @@ def source_of(flow_obj: Any) -> str:
 @click.option(
     "--resume", metavar="RUN_ID", help="Continue a failed deployed run: recompute only what did not complete."
 )
+@click.option(
+    "--rerun",
+    metavar="STEP",
+    multiple=True,
+    help="With --resume: compute STEP and every step after it again, whatever they were computed from (repeatable).",
+)
 @click.option("--no-wait", is_flag=True, help="Start the run, print its id and return.")
 @click.option("--json", "as_json", is_flag=True, help="JSON progress lines on stderr and a JSON result on stdout.")
 @aws_options
@@ -45,6 +51,7 @@ def command(
     flow_arg: str | None,
     params: tuple[str, ...],
     resume: str | None,
+    rerun: tuple[str, ...],
     no_wait: bool,
     as_json: bool,
     **kwargs: Any,
@@ -53,9 +60,10 @@ def command(
 
     FLOW is path/to/file.py[:flow], package.module[:flow], or the name of a flow in the module
     set as `flow` in lokki.toml (default: that flow). --resume RUN_ID continues a failed run with
-    its own parameters, recomputing only what did not complete (as `lokki-sam run --resume`).
+    its own parameters, recomputing only what did not complete or was computed from other code,
+    parameters or inputs (as `lokki-sam run --resume`), and says what it reused.
     """
-    from lokki_sam import layout, names
+    from lokki_sam import layout, lineage, names
     from lokki_sam.cli.view import ExecutionView
     from lokki_sam.cloud import resume as resuming
     from lokki_sam.cloud.failure import failure_error
@@ -65,7 +73,7 @@ def command(
     from lokki_sam.cloud.result import read_output
     from lokki_sam.cloud.stack import deployment
     from lokki_sam.cloud.status import diagnose
-    from lokki_sam.errors import ParamError
+    from lokki_sam.errors import LokkiError, ParamError
     from lokki_sam.params import parse_assignments, resolve_params
 
     aws = pop_aws(kwargs)
@@ -76,16 +84,22 @@ def command(
         raise ParamError(
             "a resumed run keeps the parameters it was started with", where=f"run {resume}", hint="drop -p"
         )
-    raw = parse_assignments(params, where=where)
-    resolved = resolve_params(graph.params, raw, where=where)  # refuse bad input before touching AWS
-    given = execution_input(raw, resolved)
+    if rerun and resume is None:
+        raise LokkiError("--rerun goes with --resume RUN_ID", hint="a new run computes every step anyway")
+    forced = lineage.rerun_nodes(graph, rerun)  # refuse unknown steps before touching AWS
+    resumed_name: str | None = None
+    if resume is None:
+        raw = parse_assignments(params, where=where)
+        resolved = resolve_params(graph.params, raw, where=where)  # refuse bad input before touching AWS
+        given = execution_input(raw, resolved)
     dep = deployment(state.config, aws)
     check_deployed(dep, graph, source_of(flow_obj))
     if resume is not None:
         run_id, _ = names.run_of_execution(layout.check_run_id(resume))  # a resume's name means its run
-        name, given = resuming.prepare(dep, graph, run_id)
-        resolved = resolve_params(graph.params, given, where=f"run {run_id}")
-        arn = resuming.start(dep, graph, name, given)
+        resumed_name, given = resuming.prepare(dep, graph, run_id, forced)
+        own = {k: v for k, v in given.items() if k != names.RERUN_INPUT_KEY}
+        resolved = resolve_params(graph.params, own, where=f"run {run_id}")
+        arn = resuming.start(dep, graph, resumed_name, given)
     else:
         run_id, arn = start_run(dep, graph, given)
     if no_wait:
@@ -103,6 +117,8 @@ def command(
         click.echo(f"\nstopped following run {run_id}; it goes on in the cloud: lokki-sam result {run_id}", err=True)
         raise SystemExit(130) from None
     view.finished(run_id, snap.status, time.monotonic() - began, snap.maps)
+    if resumed_name is not None:
+        report_decisions(dep, graph, run_id, resumed_name)
     if snap.status != "SUCCEEDED":
         raise failure_error(dep, graph, run_id, diagnose(dep.client("stepfunctions"), arn, snap.status), arn)
     value = read_output(dep, graph, run_id)
@@ -118,3 +134,13 @@ def command(
         click.echo(json.dumps(payload, indent=2))
     else:
         print_result(value)
+
+
+def report_decisions(dep: Any, graph: Any, run_id: str, execution_name: str) -> None:
+    """What the resumed execution reused and recomputed, per step and map, as its steps recorded it."""
+    from lokki_sam.cloud.result import check_finished, run_context
+    from lokki_sam.execution import read_decisions
+
+    ctx = run_context(graph, dep.store(graph.name), run_id, check_finished(dep, graph, run_id), None)
+    for decision in read_decisions(ctx, execution_name):
+        click.echo(f"  {decision.describe(run_id)}", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -30,7 +31,19 @@ def run_options(command: F) -> F:
     return _apply(
         command,
         [
-            click.option("--resume", metavar="RUN_ID", help="Resume a run: recompute only what did not complete."),
+            click.option(
+                "--resume",
+                metavar="RUN_ID",
+                help="Resume a run: recompute only what did not complete or was computed from other code, "
+                "parameters or inputs.",
+            ),
+            click.option(
+                "--rerun",
+                metavar="STEP",
+                multiple=True,
+                help="With --resume: compute STEP and every step after it again, whatever they were computed "
+                "from (files, services, the clock...). Repeatable.",
+            ),
             click.option("--store", metavar="DIR", help="Directory of run artifacts [default: .lokki/runs]."),
             click.option(
                 "--json", "as_json", is_flag=True, help="JSON log lines on stderr and a JSON result on stdout."
@@ -66,3 +79,15 @@ def aws_options(command: F) -> F:
 def pop_aws(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Take the aws_options values out of a command's keyword arguments."""
     return {key: kwargs.pop(key) for key in AWS_OPTION_NAMES}
+
+
+def aws_arguments(aws: dict[str, Any]) -> str:
+    """The stack-choosing options given (` --config-env local`, ` --stack-name s`), to repeat in a
+    command printed for the user: it must reach the same stack."""
+    out = ""
+    if aws.get("config_env") not in (None, "default"):
+        out += f" --config-env {shlex.quote(str(aws['config_env']))}"
+    for key in ("stack_name", "region", "profile"):
+        if aws.get(key):
+            out += f" --{key.replace('_', '-')} {shlex.quote(str(aws[key]))}"
+    return out

@@ -49,6 +49,7 @@ def execute_run(
     as_json: bool,
     quiet: bool = False,
     verbose: bool = False,
+    rerun: tuple[str, ...] = (),
 ) -> None:
     """Run `flow_obj` with the reporter the options ask for and print its result."""
     from lokki_sam.local import run_flow, sigterm_interrupts
@@ -62,6 +63,7 @@ def execute_run(
                 raw_params,
                 store=store or config["store"],
                 resume=resume,
+                rerun=rerun,
                 reporter=reporter,
                 concurrency=config.get("concurrency"),
             )
@@ -92,6 +94,7 @@ def command(
     flow_ref: str | None,
     params: tuple[str, ...],
     resume: str | None,
+    rerun: tuple[str, ...],
     store: str | None,
     as_json: bool,
     quiet: bool,
@@ -104,4 +107,4 @@ def command(
     state.hold_warnings()  # config warnings go through the run's reporter
     flow_obj = load_flow(state.flow_ref(flow_ref, "run"))
     raw = parse_assignments(params, where=f"flow '{flow_obj.name}'")
-    execute_run(state, flow_obj, raw, resume, store, as_json, quiet, verbose)
+    execute_run(state, flow_obj, raw, resume, store, as_json, quiet, verbose, rerun)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from lokki_sam.cli.options import aws_options, pop_aws
+from lokki_sam.cli.options import aws_arguments, aws_options, pop_aws
 from lokki_sam.cli.state import CliState, handle_errors, pass_state
 
 
@@ -52,8 +52,9 @@ def command(state: CliState, /, flow_arg: str | None, limit: int, as_json: bool,
     from lokki_sam.cloud.runs import list_runs, state_machines
     from lokki_sam.cloud.stack import deployment
 
-    dep = deployment(state.config, pop_aws(kwargs))
-    rows = list_runs(dep, state_machines(dep, flow_arg, state.config), limit)
+    aws = pop_aws(kwargs)
+    dep = deployment(state.config, aws)
+    rows = list_runs(dep, state_machines(dep, flow_arg, state.config), limit, aws_arguments(aws))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif not rows:

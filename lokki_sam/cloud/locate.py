@@ -8,7 +8,7 @@ the map body without an output for the item.
 
 from __future__ import annotations
 
-from lokki_sam.execution import RunContext, done_items, read_manifest
+from lokki_sam.execution import RunContext, batch_keys, read_manifest
 from lokki_sam.ir import FlowGraph, MapBlock
 from lokki_sam.store import ArtifactStore
 
@@ -16,9 +16,15 @@ from lokki_sam.store import ArtifactStore
 def failed_item(
     store: ArtifactStore, graph: FlowGraph, run_id: str, block: MapBlock, item: int | None
 ) -> tuple[str, int] | None:
-    """(step id, item index) of the first item (or of `item`) the map body did not complete."""
+    """(step id, item index) of the first item (or of `item`) the map body did not complete.
+
+    Best effort, from the keys alone (which items each stored object covers), whatever inputs
+    the outputs were computed from: the failure records say more where the runtime wrote them."""
     ctx = RunContext(graph, store, run_id, {})
-    done = {node.id: done_items(ctx, node) for node in block.nodes}
+    done = {
+        node.id: {i for _, first, last, _ in batch_keys(ctx, node) for i in range(first, last + 1)}
+        for node in block.nodes
+    }
     if item is None:
         item = next((r.index for r in read_manifest(ctx, block) if r.index not in done[block.last.id]), None)
         if item is None:

@@ -6,14 +6,19 @@ flow's prefix of the stack's artifact bucket; the run id is the execution name.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.stack import Deployment
-from lokki_sam.errors import LokkiError, StoreError
-from lokki_sam.execution import RunContext, batch_results, read_stage_output
+from lokki_sam.errors import LokkiError
+from lokki_sam.execution import MissingOutput, RunContext, item_outputs, read_pointer, read_stage_output
 from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
+from lokki_sam.names import RERUN_INPUT_KEY
+from lokki_sam.params import resolve_params
+from lokki_sam.store import ArtifactStore
 
 
 class ResultExpired(LokkiError):
@@ -21,28 +26,52 @@ class ResultExpired(LokkiError):
 
 
 def read_output(
-    dep: Deployment, graph: FlowGraph, run_id: str, step: str | None = None, made_by: RunVersion | None = None
+    dep: Deployment,
+    graph: FlowGraph,
+    run_id: str,
+    step: str | None = None,
+    made_by: RunVersion | None = None,
+    attempt: Mapping[str, Any] | None = None,
 ) -> Any:
-    """The run's result, or the output of `step` (a step or map id). `made_by` (`version_of_run`)
-    reads a run made by another version of the flow, under that version's fingerprints."""
+    """The run's result, or the output of `step` (a step or map id), as the run's latest execution
+    (`attempt`: its DescribeExecution; looked up when not given) left it. `made_by`
+    (`version_of_run`) reads a run made by another version of the flow, under that version's
+    fingerprints."""
     stage = _stage(graph, step)
     store = dep.store(graph.name)
-    ctx = RunContext(graph, store, run_id, {}, fingerprints=made_by.nodes if made_by else None)
+    attempt = attempt if attempt is not None else check_finished(dep, graph, run_id)
+    ctx = run_context(graph, store, run_id, attempt, made_by)
     what = f"the output of '{stage.id}'" if step else "the result"
     with aws_errors(f"reading {what} of run {run_id}"):
-        if not store.exists(_marker(ctx, stage)):
+        if read_pointer(ctx, _writer(graph, stage)) is None:
             raise _expired(dep, graph, run_id, what)
         try:
             if isinstance(stage, Node) and stage.in_map is not None:  # a step inside a map: its item outputs
                 block = graph.get(stage.in_map)
                 assert isinstance(block, MapBlock)
-                outputs = batch_results(ctx, block, stage)
-                return [outputs[i] for i in sorted(outputs)]
+                return list(item_outputs(ctx, block, stage).values())
             return read_stage_output(ctx, stage)
-        except StoreError as exc:
-            if "not found" in exc.message:
-                raise _expired(dep, graph, run_id, what) from None
-            raise
+        except MissingOutput:
+            raise _expired(dep, graph, run_id, what) from None
+
+
+def run_context(
+    graph: FlowGraph, store: ArtifactStore, run_id: str, attempt: Mapping[str, Any], made_by: RunVersion | None
+) -> RunContext:
+    """The context the execution `attempt` ran in: its parameters, its --rerun steps and its name
+    (what the identities of its outputs derive from)."""
+    from lokki_sam.runtime import parse_reruns
+
+    try:
+        given = json.loads(str(attempt.get("input") or "{}"))
+    except json.JSONDecodeError:
+        given = {}
+    given = given if isinstance(given, dict) else {}
+    reruns = parse_reruns(graph, given.pop(RERUN_INPUT_KEY, None))
+    params = resolve_params(graph.params, given, where=f"run {run_id}")
+    name = str(attempt.get("name") or run_id)
+    fingerprints = made_by.nodes if made_by else None
+    return RunContext(graph, store, run_id, params, execution=name, reruns=reruns, fingerprints=fingerprints)
 
 
 @dataclass(frozen=True)
@@ -91,19 +120,15 @@ def _stage(graph: FlowGraph, step: str | None) -> Stage:
     return graph.get(step)
 
 
-def _marker(ctx: RunContext, stage: Stage) -> str:
-    """The object whose presence says the stage's output exists."""
-    graph = ctx.graph
+def _writer(graph: FlowGraph, stage: Stage) -> str:
+    """The step whose pointer says whether the stage's output exists: the stage, or its map's source."""
     if isinstance(stage, MapBlock):
-        return ctx.manifest(stage)
-    fed = graph.map_fed_by(stage.id)
-    if fed is not None:
-        return ctx.manifest(fed)
+        return stage.source
     if stage.in_map is not None:
         block = graph.get(stage.in_map)
         assert isinstance(block, MapBlock)
-        return ctx.manifest(block)
-    return ctx.task_output(stage.id)
+        return block.source
+    return stage.id
 
 
 def _expired(dep: Deployment, graph: FlowGraph, run_id: str, what: str) -> ResultExpired:

@@ -1,15 +1,19 @@
 """Resuming a deployed run: a new execution of the same run, `<run id>.resume-<n>`.
 
 The runtime reads the run id back from the execution name and, in a resumed execution, keeps
-every output already stored under its current fingerprint (and newer than its input), and runs
-a map only over the items that have no output yet (execution.todo_items). So a resume works on
-any Step Functions implementation, needs no change to the state machine, and after a fixed flow is
-redeployed the fingerprints decide what is still valid: the same semantics as `lokki-sam run --resume`.
+every output already stored under the identity it would be computed from now (lineage.py), and
+runs a map only over the items without such an output (a todo manifest); it records what it
+decided per stage, which `invoke --resume` prints. `--rerun` steps travel in the execution input
+beside the parameters (names.RERUN_INPUT_KEY), accumulated over the run's attempts, so a later
+resume never goes back to outputs computed before a rerun. So a resume works on any Step Functions
+implementation, needs no change to the state machine, and after a fixed flow is redeployed the
+identities decide what is still valid: the same semantics as `lokki-sam run --resume`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +66,9 @@ def attempts(dep: Deployment, graph: FlowGraph, run_id: str) -> list[Attempt]:
     return found
 
 
-def prepare(dep: Deployment, graph: FlowGraph, run_id: str) -> tuple[str, dict[str, Any]]:
-    """The next resume execution's name and the run's own parameters; refuses what cannot be resumed."""
+def prepare(dep: Deployment, graph: FlowGraph, run_id: str, rerun: Sequence[str] = ()) -> tuple[str, dict[str, Any]]:
+    """The next resume execution's name and input: the run's own parameters, plus the nodes every
+    `--rerun` so far forced (`rerun`: this attempt's); refuses what cannot be resumed."""
     tried = attempts(dep, graph, run_id)
     if not tried:
         other = next((f for f in dep.flows() if f != graph.name and run_id.startswith(f"{f}-")), None)
@@ -86,11 +91,24 @@ def prepare(dep: Deployment, graph: FlowGraph, run_id: str) -> tuple[str, dict[s
             "(expired by the bucket's lifecycle rule, or deleted): nothing is left to resume from",
             hint="start a new run with `lokki-sam invoke`",
         )
+    given = _input(tried[0])
+    given.pop(names.RERUN_INPUT_KEY, None)
+    reruns: dict[str, int] = {}
+    for earlier in tried:
+        forced = _input(earlier).get(names.RERUN_INPUT_KEY)
+        reruns.update(forced if isinstance(forced, dict) else {})
+    reruns.update(dict.fromkeys(rerun, len(tried)))
+    if reruns:
+        given[names.RERUN_INPUT_KEY] = reruns
+    return names.resume_execution_name(run_id, len(tried)), given
+
+
+def _input(attempt: Attempt) -> dict[str, Any]:
     try:
-        params = json.loads(tried[0].input)
+        value = json.loads(attempt.input)
     except json.JSONDecodeError:
-        params = {}
-    return names.resume_execution_name(run_id, len(tried)), params if isinstance(params, dict) else {}
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def start(dep: Deployment, graph: FlowGraph, name: str, params: dict[str, Any]) -> str:

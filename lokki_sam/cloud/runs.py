@@ -29,9 +29,10 @@ def state_machines(dep: Deployment, flow_arg: str | None, config: Config) -> dic
     return {name: dep.state_machine_arn(name)}
 
 
-def list_runs(dep: Deployment, machines: dict[str, str], limit: int) -> list[dict[str, Any]]:
+def list_runs(dep: Deployment, machines: dict[str, str], limit: int, options: str = "") -> list[dict[str, Any]]:
     """The `limit` newest runs across `machines`: a run and its resumes (`<run>.resume-<n>`) are one
-    row with the latest attempt's status; a failed run says how to resume it."""
+    row with the latest attempt's status; a failed run says how to resume it (with `options`, the
+    stack-choosing options the listing was given)."""
     sfn = dep.client("stepfunctions")
     found: list[tuple[str, dict[str, Any]]] = []
     for flow, arn in machines.items():
@@ -50,12 +51,18 @@ def list_runs(dep: Deployment, machines: dict[str, str], limit: int) -> list[dic
         first, latest = tried[0], tried[-1]
         with aws_errors(f"run {run_id}"):
             described = sfn.describe_execution(executionArn=first["executionArn"])
-        rows.append(_row(flow, run_id, first, latest, len(tried) - 1, described))
+        rows.append(_row(flow, run_id, first, latest, len(tried) - 1, described, options))
     return rows
 
 
 def _row(
-    flow: str, run_id: str, first: dict[str, Any], latest: dict[str, Any], resumes: int, described: dict[str, Any]
+    flow: str,
+    run_id: str,
+    first: dict[str, Any],
+    latest: dict[str, Any],
+    resumes: int,
+    described: dict[str, Any],
+    options: str,
 ) -> dict[str, Any]:
     start, stop = first.get("startDate"), latest.get("stopDate")
     try:
@@ -72,7 +79,7 @@ def _row(
         "params": params,
         "resumes": resumes,
         "resumable": resumable,
-        "resume": f"lokki-sam invoke {flow} --resume {run_id}" if resumable else None,
+        "resume": f"lokki-sam invoke {flow} --resume {run_id}{options}" if resumable else None,
     }
 
 

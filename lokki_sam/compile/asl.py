@@ -1,7 +1,7 @@
 """FlowGraph -> Amazon States Language (one state machine definition per flow).
 
 The state carries references and small control values only: `{"params": <execution input>}`
-plus, after a map source ran, `{"items": {"Bucket", "Key", "count"}}` (and the
+plus, after a map source ran, `{"items": {"Bucket", "Key", "count", "id"}}` (and the
 manifest itself for an INLINE map). Every Task invokes the step's Lambda function through
 `arn:aws:states:::lambda:invoke` with a payload naming the node; `lokki_sam.runtime` does the
 rest with `lokki_sam.execution`, exactly as the local runner does. The run id is the
@@ -140,7 +140,7 @@ def _task_state(graph: FlowGraph, node: Node) -> dict[str, Any]:
 def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
     opts = block.options
     distributed = opts.mode == "distributed"
-    context = MapEvent.context_template(RUN_ID, PARAMS)
+    context = MapEvent.context_template(RUN_ID, PARAMS, f"{ITEMS}.id")
     body: dict[str, Any] = {}
     for i, node in enumerate(block.nodes):
         # The child's input is one item (or a batch); each Task keeps it and passes it on.
@@ -161,7 +161,7 @@ def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
         "ItemProcessor": processor,
         # Every item gets its own reference plus the context: a distributed child is its own
         # execution, so $$.Execution.Name there would not be the run id.
-        "ItemSelector": MapEvent.item_selector("$$.Map.Item.Value.i", "$$.Map.Item.Value.c", context),
+        "ItemSelector": MapEvent.item_selector("$$.Map.Item.Value", context),
         # Item results live in the store; the Map's output must not grow with the item count.
         "ResultPath": None,
     }

@@ -27,7 +27,7 @@ from lokki_sam import names
 from lokki_sam.compile import asl
 from lokki_sam.ir import FlowGraph, MapBlock, Node
 from lokki_sam.params import MISSING, same_value
-from lokki_sam.protocol import ALL_ITEMS, CHUNK, INDEX
+from lokki_sam.protocol import ALL_ITEMS, CHUNK, DIGEST, INDEX, SOURCE
 from lokki_sam.secret_check import name_looks_secret, value_looks_secret
 
 SAMPLE_RUN_ID = "sample-run"
@@ -83,21 +83,30 @@ def _map_events(
     body = state["ItemProcessor"]["States"]
     selector = state.get("ItemSelector", {})
 
+    # What only a run knows (the item's content digest, the source output's identity) is left out:
+    # the runtime then reads it from the run's manifest and pointer (protocol.ItemRef).
+    unknown = {"d": None}
+    sample_selector = {k: v for k, v in selector.items() if k != f"{SOURCE}.$"}
+
     def item(index: int) -> Any:
-        item_context = {**context, "Map": {"Item": {"Index": index, "Value": {"i": index, "c": 0}}}}
-        return resolve(selector, top_input, item_context)
+        value = {"i": index, "c": 0, **unknown}
+        item_context = {**context, "Map": {"Item": {"Index": index, "Value": value}}}
+        resolved = resolve(sample_selector, top_input, item_context)
+        return {k: v for k, v in resolved.items() if v is not None}
 
     out: dict[str, dict[str, Any]] = {}
     batcher = state.get("ItemBatcher")
     # Every item of the sample run in one invocation: invoking the steps in flow order completes the map.
-    every_item = {k: v for k, v in item(0).items() if k not in (INDEX, CHUNK)} | {ALL_ITEMS: True}
+    every_item = {k: v for k, v in item(0).items() if k not in (INDEX, CHUNK, DIGEST)} | {ALL_ITEMS: True}
     for node in block.nodes:
         out[f"{node.id}.json"] = _payload(body[node.id], every_item, context)
         out[f"{node.id}.item.json"] = _payload(body[node.id], item(0), context)
         if batcher:
             batch = {
                 "Items": [item(i) for i in range(min(2, int(batcher.get("MaxItemsPerBatch", 2))))],
-                "BatchInput": resolve(batcher.get("BatchInput", {}), top_input, context),
+                "BatchInput": resolve(
+                    {k: v for k, v in batcher.get("BatchInput", {}).items() if k != f"{SOURCE}.$"}, top_input, context
+                ),
             }
             out[f"{node.id}.batch.json"] = _payload(body[node.id], batch, context)
     return out

@@ -21,9 +21,12 @@ from lokki_sam.plan import prices
 from lokki_sam.plan.model import Function, StageCount
 from lokki_sam.plan.sizing import MapSize
 from lokki_sam.protocol import MapSourceResult
+from lokki_sam.serialization import DIGEST_LENGTH
 
 KIB = 1024
 MB = 1024**2
+
+PLACEHOLDER_ID = "0" * DIGEST_LENGTH  # an identity or digest as long as the real ones
 
 
 @dataclass(frozen=True)
@@ -147,9 +150,9 @@ def _inline_state(
     graph: FlowGraph, block: MapBlock, map_size: MapSize, params: Mapping[str, Any], target: Deployment, run_id: str
 ) -> Limit:
     """The state after the source: the params plus {Bucket, Key, count, Items}, Items being the manifest."""
-    manifest = layout.manifest(run_id, block.source, graph.fingerprint(block.source))
+    manifest = layout.manifest(run_id, block.source, PLACEHOLDER_ID)
     key = names.flow_prefix(target.stack, graph.name) + "/" + manifest
-    empty = MapSourceResult(target.bucket, key, map_size.items, []).to_payload()
+    empty = MapSourceResult(target.bucket, key, map_size.items, PLACEHOLDER_ID, []).to_payload()
     # {"params": ..., "items": ...} as asl.PARAMS / asl.ITEMS place them; "[]" replaced by the manifest
     n = size({"params": dict(params), "items": empty}) - 2 + map_size.manifest_bytes
     return Limit(
@@ -167,13 +170,14 @@ def _child_input(graph: FlowGraph, block: MapBlock, map_size: MapSize, params: M
     """The largest Lambda payload of a child: its item (or batch) with the run id and params."""
     last = max(map_size.items - 1, 0)
     chunk = layout.chunk_start(last, block.options.batch_size)
-    item = {"i": last, "c": chunk, "run_id": run_id, "params": dict(params)}
+    context = {"run_id": run_id, "params": dict(params), "source": PLACEHOLDER_ID}
+    item = {"i": last, "c": chunk, "d": PLACEHOLDER_ID, **context}
     batch = block.options.batch_size
     payload: Any = item
     if batch > 1:
         payload = {
             "Items": [item] * max(1, min(batch, map_size.items)),
-            "BatchInput": {"run_id": run_id, "params": dict(params)},
+            "BatchInput": context,
         }
     node = max(block.nodes, key=lambda n: len(n.id))
     event = {"node": node.id, "map": block.id, "input": payload, "lokki": asl.stamp(graph, node).to_json()}

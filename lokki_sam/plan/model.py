@@ -162,14 +162,16 @@ def _task(
     fed = graph.map_fed_by(node.id)
     kind = f"task -> {fed.id}" if fed else "task"
     stage = StageCount(node.id, kind, invocations=1, transitions=1, history_events=TASK_EVENTS)
-    if node.input_from is not None:  # execution.read_stage_output
+    if node.input_from is not None:  # execution.input_of
         upstream = graph.get(node.input_from)
-        if isinstance(upstream, MapBlock):  # gather: LIST the last body step's outputs, GET each, GET the manifest
+        if isinstance(upstream, MapBlock):
+            # gather: GET the source's pointer and manifest, LIST the last body step's outputs, GET each
             objects = _calls(upstream, sizes[upstream.id].items)
             stage.lists = max(1, -(-objects // LIST_PAGE))
-            stage.gets = objects + 1
-        else:
-            stage.gets = 1
+            stage.gets = objects + 2
+        else:  # GET the step's pointer, then its output
+            stage.gets = 2
+    stage.puts += 1  # the step's pointer (execution.write_pointer), after its output
     if fed is None:
         stage.puts += 1
     else:  # the items chunks, then the manifest; an INLINE map's manifest is also returned into the state

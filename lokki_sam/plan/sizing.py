@@ -21,6 +21,7 @@ from lokki_sam.errors import LokkiError
 from lokki_sam.execution import CHUNK_MAX_ITEMS, RunContext
 from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
 from lokki_sam.protocol import ItemRef
+from lokki_sam.serialization import DIGEST_LENGTH
 from lokki_sam.store import LocalStore
 
 
@@ -62,7 +63,7 @@ def manifest_bytes(n: int, chunk: int) -> int:
     """Length of the manifest `execution.write_map_items` writes for n items in chunks of `chunk`."""
     if n == 0:
         return 2  # []
-    entry = len('{"c":,"i":}')  # sorted keys, no spaces (ArtifactStore.put_json)
+    entry = len('{"c":,"d":"","i":}') + DIGEST_LENGTH  # sorted keys, no spaces (ArtifactStore.put_json)
     digits = sum(len(str(i)) + len(str(layout.chunk_start(i, chunk))) for i in range(n))
     return 2 + n * entry + digits + (n - 1)
 
@@ -130,9 +131,9 @@ class LocalPass:
 
     def map_size(self, block: MapBlock) -> MapSize:
         ctx = self._ctx()
-        items_dir = layout.output_dir(self.run_id, block.source, ctx.fp(block.source)) + "items/"
+        items_dir = layout.output_dir(self.run_id, block.source, execution.source_identity(ctx, block)) + "items/"
         chunks = len(self.store.list_keys(items_dir))
-        manifest = self.store.get_bytes(ctx.manifest(block))
+        manifest = self.store.get_bytes(execution.manifest_key(ctx, block))
         return MapSize(len(execution.read_manifest(ctx, block)), chunks, len(manifest), "local run")
 
     def largest_objects(self) -> dict[str, int]:

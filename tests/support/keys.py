@@ -1,7 +1,8 @@
 """Store keys and Lambda events of a test flow, computed the way the engines compute them.
 
-Keys carry each node's fingerprint and deployed prefixes carry the stack, so tests never spell
-a key by hand: `Keys(flow, run).task_output("add")`, `stamped(flow, event)`.
+Keys carry the identity of what each output was computed from (read from the run's pointers) and
+deployed prefixes carry the stack, so tests never spell a key by hand:
+`Keys(flow, run, store).task_output("add")`, `stamped(flow, event)`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from lokki_sam import __version__, layout, names
 from lokki_sam.compile import asl
 from lokki_sam.ir import FlowGraph, MapBlock, graph_of
+from lokki_sam.store import ArtifactStore
 
 STACK = "teststack"  # the stack name test harnesses deploy under (part of every flow prefix)
 
@@ -35,18 +37,22 @@ def stamped(flow: Any, event: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Keys:
+    """Keys of a run's outputs as the store's pointers name them (each output's identity)."""
+
     flow: Any
     run: str
+    store: ArtifactStore
 
     @property
     def graph(self) -> FlowGraph:
         return graph_of(self.flow)
 
-    def fp(self, node: str) -> str:
-        return self.graph.fingerprint(node)
+    def identity(self, node: str) -> str:
+        found = self.store.get_json(layout.pointer(self.run, node))
+        return str(found["id"])
 
     def task_output(self, node: str) -> str:
-        return layout.task_output(self.run, node, self.fp(node))
+        return layout.task_output(self.run, node, self.identity(node))
 
     def _source(self, map_id: str) -> str:
         block = self.graph.get(map_id)
@@ -55,15 +61,15 @@ class Keys:
 
     def manifest(self, map_id: str) -> str:
         source = self._source(map_id)
-        return layout.manifest(self.run, source, self.fp(source))
+        return layout.manifest(self.run, source, self.identity(source))
 
     def items_chunk(self, map_id: str, first: int) -> str:
         source = self._source(map_id)
-        return layout.items_chunk(self.run, source, self.fp(source), first)
+        return layout.items_chunk(self.run, source, self.identity(source), first)
 
     def outputs(self, node: str) -> str:
         """The directory of a node's outputs (map steps: one object per run of items)."""
-        return layout.output_dir(self.run, node, self.fp(node))
+        return layout.node_dir(self.run, node)
 
 
 def function_env(flow: Any, step: str, bucket: str, module: str | None = None, **overrides: str) -> dict[str, str]:
