@@ -16,7 +16,6 @@ import json
 import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from lokki_sam import layout, lineage, serialization
@@ -135,17 +134,20 @@ class RunContext:
     fingerprints: Mapping[str, str] | None = None
     chunk_cache: dict[str, list[Any]] = field(default_factory=dict)
     pointers: dict[str, Pointer] = field(default_factory=dict)  # read or written by this process
+    recipes: dict[str, Recipe] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         layout.check_run_id(self.run_id)
         self.execution = self.execution or self.run_id
 
-    @cached_property
-    def recipes(self) -> dict[str, Recipe]:
-        return lineage.recipes(self.graph, self.params, self.execution, self.reruns, self.fingerprints)
-
     def recipe(self, node_id: str) -> Recipe:
-        return self.recipes[node_id]
+        """The node's recipe in this execution (computed once per node, when first needed)."""
+        found = self.recipes.get(node_id)
+        if found is None:
+            node = self.graph.node(node_id)
+            found = lineage.recipe(self.graph, node, self.params, self.execution, self.reruns, self.fingerprints)
+            self.recipes[node_id] = found
+        return found
 
     def where(self) -> str:
         return f"flow '{self.graph.name}', run {self.run_id}"

@@ -76,28 +76,27 @@ class Recipe:
         return digest[:DIGEST_LENGTH]
 
 
-def recipes(
+def recipe(
     graph: FlowGraph,
+    node: Node,
     params: Mapping[str, Any],
     execution: str,
     reruns: Mapping[str, int] | None = None,
     fingerprints: Mapping[str, str] | None = None,
-) -> dict[str, Recipe]:
-    """Every node's recipe for one execution of a run. `reruns` (node id -> the resume attempt that
+) -> Recipe:
+    """A node's recipe for one execution of a run. `reruns` (node id -> the resume attempt that
     asked for it) salts the nodes a `--rerun` forced, for good: a later resume must not go back to
-    the outputs computed before the rerun. Nodes whose code cannot be described are salted with the
-    execution, so they are recomputed once per execution and never reused across executions."""
-    codes = fingerprints if fingerprints is not None else graph.fingerprints.nodes
+    the outputs computed before the rerun. A node whose code cannot be described is salted with the
+    execution, so it is recomputed once per execution and never reused across executions.
+    `fingerprints`: another version's node fingerprints (reading a run that version made)."""
+    code = (fingerprints if fingerprints is not None else graph.fingerprints.nodes)[node.id]
     opaque: Mapping[str, str] = getattr(graph.fingerprints, "opaque", {}) if fingerprints is None else {}
-    out: dict[str, Recipe] = {}
-    for node in graph.nodes:
-        salt, reason = "", ""
-        if node.id in (reruns or {}):
-            salt, reason = f"rerun@{(reruns or {})[node.id]}", "--rerun"
-        if node.id in opaque:
-            salt, reason = f"{salt}|opaque@{execution}".lstrip("|"), f"not describable: {opaque[node.id]}"
-        out[node.id] = Recipe(node.id, codes[node.id], params_digest(node, params), salt, reason)
-    return out
+    salt, reason = "", ""
+    if node.id in (reruns or {}):
+        salt, reason = f"rerun@{(reruns or {})[node.id]}", "--rerun"
+    if node.id in opaque:
+        salt, reason = f"{salt}|opaque@{execution}".lstrip("|"), f"not describable: {opaque[node.id]}"
+    return Recipe(node.id, code, params_digest(node, params), salt, reason)
 
 
 def rerun_nodes(graph: FlowGraph, names_given: Sequence[str]) -> list[str]:

@@ -343,7 +343,7 @@ def test_map_failing_beyond_tolerance_reports_which_items_and_why(tmp_path: Path
     for index in failed:
         assert f"item {index}: ValueError: item {index} is malformed" in text
     assert "--resume picky-1" in text
-    records = sorted((tmp_path / "runs" / "picky-1").glob("step=picky/*/failures/*.json"))
+    records = sorted((tmp_path / "runs" / "picky-1").glob("step=picky/failures/*.json"))
     stored = [json.loads(p.read_text()) for p in records]
     assert sorted(i for r in stored for i in r["items"]) == failed
     assert all(
@@ -364,7 +364,8 @@ def test_map_failing_beyond_tolerance_in_the_cloud_fails_and_the_artifacts_name_
         assert ex.error == "States.ExceedToleratedFailureThreshold"
         assert ex.cause == "4 of 20 items failed"
         ctx = RunContext(intolerant.graph, cloud.store(intolerant.graph), ex.run_id, {})
-        done = done_items(ctx, intolerant.graph.node("picky"))
+        block = intolerant.graph.maps[0]
+        done = done_items(ctx, block)
     missing = [i for i in range(20) if i not in done]
     assert missing == [3, 8, 13, 18]
 

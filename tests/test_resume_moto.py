@@ -122,7 +122,7 @@ def test_a_failed_run_is_listed_as_resumable_with_its_command(cloud: Cloud) -> N
     run_id = run_id_of(lokki("invoke", f"{THIS}:flaky", "--json", "-p", "n=5"))
     (row,) = json.loads(lokki("runs", "flaky", "--json").stdout)
     assert row["run_id"] == run_id and row["status"] == "FAILED" and row["resumable"]
-    assert row["resume"] == f"lokki-sam invoke flaky --resume {run_id}"
+    assert row["resume"] == f"lokki-sam invoke flaky --resume {run_id} --stack-name {STACK}"  # the stack it listed
     table = lokki("runs", "flaky")
     assert f"resume {run_id}: lokki-sam invoke flaky --resume {run_id}" in table.stdout
 
