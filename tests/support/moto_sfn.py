@@ -132,11 +132,14 @@ class Cloud:
         assert not missing, f"definition uses substitutions the harness does not know: {missing}"
         assert sorted(set(_SUB_RE.findall(text))) == asl.substitution_names(graph)
         text = _SUB_RE.sub(lambda m: subs[m.group(1)], text)
-        arn = self.sfn.create_state_machine(
-            name=f"{STACK}-{graph.name}",
-            definition=json.dumps(moto_compatible(json.loads(text))),
-            roleArn=self.role_arn,
-        )["stateMachineArn"]
+        compiled = json.dumps(moto_compatible(json.loads(text)))
+        if graph.name in self.state_machines:  # a new version of a deployed flow: `sam deploy` again
+            arn = self.state_machines[graph.name]
+            self.sfn.update_state_machine(stateMachineArn=arn, definition=compiled)
+            return arn
+        arn = self.sfn.create_state_machine(name=f"{STACK}-{graph.name}", definition=compiled, roleArn=self.role_arn)[
+            "stateMachineArn"
+        ]
         self.state_machines[graph.name] = arn
         return arn
 
