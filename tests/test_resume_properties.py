@@ -22,7 +22,7 @@ from lokki_sam.execution import RunContext
 from lokki_sam.ir import FlowGraph
 from lokki_sam.loader import load_flow
 from lokki_sam.local import run_flow
-from tests.support.resume_model import Failures, Version, read_calls, scenarios, simulate
+from tests.support.resume_model import Failures, Version, present_after, read_calls, scenarios, simulate
 from tests.support.sam import forget_module, restored_sys_path
 
 MODULE = "propflow"
@@ -48,10 +48,6 @@ def load(folder: Path, version: Version) -> FlowGraph:
     return load_flow(str(path)).graph
 
 
-def present(n: int, version: Version, failures: Failures) -> int:
-    return sum(1 for x in version.source_out(n) if x not in failures.first)
-
-
 @pytest.fixture
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with restored_sys_path():
@@ -67,7 +63,7 @@ def test_a_local_resume_recomputes_exactly_what_changed_and_equals_a_fresh_run(
     n, v1, f1, v2, f2 = scenario
     work = folder / f"case{len(list(folder.iterdir()))}"
     work.mkdir()
-    f1.write(work, (present(n, v1, f1),) * 2)
+    f1.write(work, (present_after(v1, n, f1),) * 2)
     with pytest.raises(StepFailed):
         run_flow(load(work, v1), {"n": n}, store=work / "runs", run_id=RUN)
     before = simulate(v1, n, f1)
@@ -96,7 +92,7 @@ def test_a_cloud_resume_recomputes_exactly_what_changed_and_equals_a_fresh_run(
     n, v1, f1, v2, f2 = scenario
     work = folder / f"case{len(list(folder.iterdir()))}"
     work.mkdir()
-    f1.write(work, (present(n, v1, f1),) * 2)
+    f1.write(work, (present_after(v1, n, f1),) * 2)
     with moto_cloud() as cloud:
         first = cloud.execute(load(work, v1), {"n": n}, name=RUN)
         assert first.status == "FAILED", first
@@ -111,7 +107,7 @@ def test_a_cloud_resume_recomputes_exactly_what_changed_and_equals_a_fresh_run(
         expected = simulate(v2, n, f2, before=before)
         assert read_calls(work) == expected.calls, (v1, v2, f1, f2)
         cloud.execute(graph, {"n": n}, name="prop-fresh")
-        resumed_result = result(cloud, graph, RUN, n, resumed.name)
+        resumed_result = result(cloud, graph, RUN, n, names.resume_execution_name(RUN, 1))
         assert resumed_result == result(cloud, graph, "prop-fresh", n) == expected.result
 
 

@@ -2,9 +2,10 @@
 must recompute.
 
 A `Version` is one version of a generated flow module: a source list, a map with one or two body
-steps (tolerating some failed items), an aggregation that returns a list, a second map and a final
-aggregation. Each step logs every call (step, input) to `calls.log` next to the module, and fails
-for the inputs `fail.json` lists (a flaky service, not code: the fingerprint cannot see it).
+steps (tolerating failed items: a failing item fails its whole batch), an aggregation that returns
+a list, a second map and a final aggregation. Each step logs every call (step, input) to
+`calls.log` next to the module, and fails for the inputs `fail.json` lists (a flaky service, not
+code: the fingerprint cannot see it).
 
 `expected_calls` is the specification: a step (or a map item's body) is computed again exactly
 when it has no output from the first run, or its code changed, or the content of its input changed;
@@ -88,7 +89,7 @@ def final(xs: list[int]) -> int:
 def prop(n: int = 5):
     return (
         source(n=n)
-        .map(first, batch_size={batch_size}, tolerated_failure_count=2)
+        .map(first, batch_size={batch_size}, tolerated_failure_count=100)
         {second_call}
         .agg(gather)
         .map(third)
@@ -140,7 +141,7 @@ class Version:
 
 @dataclass(frozen=True)
 class Failures:
-    first: frozenset[int] = frozenset()  # inputs of `first` that fail (at most 2 items: tolerated)
+    first: frozenset[int] = frozenset()  # inputs of `first` that fail (tolerated; with their batch)
     gather: bool = False  # the aggregation fails (the run stops after the tolerated map)
     final: bool = False
 
@@ -208,26 +209,44 @@ def _map(
     trace: Trace, prior: Trace, name: str, items: list[int], version: Version, failures: Failures
 ) -> dict[int, int]:
     """A map's body over `items`: an item is reused only if its whole body stored an output in the
-    run before, from the same input and the same body code."""
+    run before, from the same input and the same body code. The others run in batches of the
+    map's batch size (by position, as the local runner and a first execution cut them); a batch in
+    which an item fails stores nothing (resumes with failures left use batch size 1: a cloud resume
+    batches only the items it runs, so batch-mates differ there)."""
     before = prior.items.get(name, {})
     trace.items[name] = {}
     out: dict[int, int] = {}
-    for index, value in enumerate(items):
-        kept = before.get(index)
-        if kept is not None and kept[0] == value and _same_body(name, kept[1], version):
-            trace.items[name][index] = kept
-            out[index] = _body(name, value, version)
+    size = version.batch_size if name == "first" else 1
+    for start in range(0, len(items), size):
+        todo = []
+        for index in range(start, min(start + size, len(items))):
+            value = items[index]
+            kept = before.get(index)
+            if kept is not None and kept[0] == value and _same_body(name, kept[1], version):
+                trace.items[name][index] = kept
+                out[index] = _body(name, value, version)
+            else:
+                todo.append(index)
+        failed = False
+        for index in todo:  # the step is called item by item until one raises
+            trace.calls[(name, items[index])] += 1
+            if name == "first" and items[index] in failures.first:
+                failed = True
+                break
+        if failed:
             continue
-        if name == "first":
-            trace.calls[("first", value)] += 1
-            if value in failures.first:
-                continue
-            trace.calls.update([("second", value * version.first_mul + version.first_add)] * version.with_second)
-        else:
-            trace.calls[("third", value)] += 1
-        trace.items[name][index] = (value, version)
-        out[index] = _body(name, value, version)
+        for index in todo:
+            value = items[index]
+            if name == "first" and version.with_second:
+                trace.calls[("second", value * version.first_mul + version.first_add)] += 1
+            trace.items[name][index] = (value, version)
+            out[index] = _body(name, value, version)
     return out
+
+
+def present_after(version: Version, n: int, failures: Failures) -> int:
+    """How many items the first map passes on in a first run with these item failures."""
+    return len(simulate(version, n, Failures(failures.first)).items["first"])
 
 
 def _body(name: str, value: int, version: Version) -> int:
@@ -285,8 +304,6 @@ def scenarios(draw: st.DrawFn) -> tuple[int, Version, Failures, Version, Failure
     )
     inputs = first.source_out(n)
     failing = draw(st.sets(st.sampled_from(inputs), max_size=2)) if inputs else set()
-    while sum(inputs.count(v) for v in failing) > 2:  # within the map's tolerance (2 items)
-        failing.pop()
     # The first run must fail, or there is nothing to resume: a tolerated map, then a failing task.
     stop_at = draw(st.sampled_from(["gather", "final"]))
     failures = Failures(frozenset(failing), gather=stop_at == "gather", final=stop_at == "final")
@@ -306,4 +323,6 @@ def scenarios(draw: st.DrawFn) -> tuple[int, Version, Failures, Version, Failure
             edits[name] = draw(small)
     edited = dataclasses.replace(first, **edits)
     still = draw(st.sets(st.sampled_from(sorted(failing)), max_size=len(failing))) if failing else set()
+    if edited.batch_size > 1:
+        still = set()  # see _map: batch-mates of a failing item differ between a local and a cloud resume
     return n, first, failures, edited, Failures(frozenset(still))
