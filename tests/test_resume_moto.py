@@ -53,6 +53,12 @@ def flaky_batched(n: int = 10_000):
     return numbers(n=n).map(fragile, batch_size=100).agg(summed)
 
 
+@flow
+def needy(n: int):
+    """A flow whose parameter has no default: a resume must not ask for it again."""
+    return numbers(n=n).map(fragile).agg(summed)
+
+
 @pytest.fixture
 def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
     monkeypatch.chdir(tmp_path)
@@ -62,7 +68,7 @@ def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
     with moto_cloud() as cloud:
         outputs = {
             names.state_machine_arn_output(graph.name): {"Value": cloud.deploy(graph)}
-            for graph in (flaky.graph, flaky_batched.graph)
+            for graph in (flaky.graph, flaky_batched.graph, needy.graph)
         }
         outputs[names.BUCKET_OUTPUT] = {"Value": BUCKET}
         template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}}, "Outputs": outputs}
@@ -165,3 +171,44 @@ def test_runs_that_cannot_be_resumed_are_refused_saying_why(cloud: Cloud, arrang
     refused = lokki("invoke", f"{THIS}:flaky", "--resume", run_id)
     assert refused.exit_code == 2, refused.stderr
     assert message in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_run_with_a_required_parameter_resumes_and_reruns_say_what_they_reuse(cloud: Cloud) -> None:
+    """Before, `invoke --resume` of such a run said the parameter was missing without -p, and that a
+    resume keeps the run's parameters with it."""
+    FAILING.update({3})
+    failed = lokki("invoke", f"{THIS}:needy", "-p", "n=6", "--json")
+    assert failed.exit_code == 1, failed.stderr
+    run_id = run_id_of(failed)
+    FAILING.clear()
+    CALLS.clear()
+    resumed = lokki("invoke", f"{THIS}:needy", "--resume", run_id)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert resumed.stdout == f"{sum(2 * x for x in range(6))}\n"
+    assert CALLS == {"fragile": 1, "summed": 1}  # item 3 and the aggregation: the source is reused
+    assert f"numbers: reused from run {run_id}" in resumed.stderr
+    assert "map-fragile: reused 5/6 items" in resumed.stderr and "1 have no output yet" in resumed.stderr
+    assert "summed: recomputing (it has no output yet)" in resumed.stderr
+
+    # A succeeded run cannot be resumed; a failed one can, forcing a step and what follows it.
+    FAILING.update({0})
+    again = lokki("invoke", f"{THIS}:needy", "-p", "n=6", "--json")
+    run_id = run_id_of(again)
+    FAILING.clear()
+    CALLS.clear()
+    forced = lokki("invoke", f"{THIS}:needy", "--resume", run_id, "--rerun", "fragile")
+    assert forced.exit_code == 0, forced.stderr
+    assert CALLS == {"fragile": 6, "summed": 1}  # every item again (--rerun), not the source
+    assert "map-fragile: recomputing all 6 item(s)" in forced.stderr and "--rerun" in forced.stderr
+
+
+def test_rerun_of_an_unknown_step_is_refused_before_anything_starts(cloud: Cloud) -> None:
+    FAILING.update({1})
+    run_id = run_id_of(lokki("invoke", f"{THIS}:flaky", "-p", "n=3", "--json"))
+    executions = len(cloud.sfn.list_executions(stateMachineArn=cloud.state_machines["flaky"])["executions"])
+    refused = lokki("invoke", f"{THIS}:flaky", "--resume", run_id, "--rerun", "nope")
+    assert refused.exit_code == 2 and "--rerun nope: flow 'flaky' has no such step" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert len(cloud.sfn.list_executions(stateMachineArn=cloud.state_machines["flaky"])["executions"]) == executions
+    without = lokki("invoke", f"{THIS}:flaky", "--rerun", "fragile")
+    assert without.exit_code == 2 and "--rerun goes with --resume RUN_ID" in without.stderr

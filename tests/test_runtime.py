@@ -238,3 +238,11 @@ def test_graph_and_client_are_cached_across_warm_invocations(s3: Any) -> None:
     assert runtime._s3() is client
     runtime.reset_cache()
     assert not runtime._graphs and runtime._s3() is not client
+
+
+def test_a_task_event_for_a_map_step_is_refused_and_writes_nothing(s3: Any) -> None:
+    """A map-body step runs only on map item events: a plain Task event naming it (no map, no data)
+    used to run it with no input and write its output."""
+    with pytest.raises(LokkiError, match="runs inside map 'map-half': it takes map item events, not a task event"):
+        handle({"node": "half", "run_id": "r9", "params": {}}, env_for(rt_flow, "half"), s3)
+    assert not store(s3, rt_flow).list_keys("r9/")
