@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -458,3 +459,60 @@ def test_run_killed_mid_map_resumes_without_recomputing_finished_items(tmp_path:
     assert len(second) == len(set(second))
     assert len(recomputed) <= workers, f"recomputed {sorted(recomputed)}"
     assert len(second) <= n - len(first) + workers
+
+
+RERUN_CALLS: list[str] = []
+
+
+@step
+def rerun_source(n: int = 3) -> list[int]:
+    RERUN_CALLS.append("source")
+    return list(range(n))
+
+
+@step
+def rerun_body(x: int) -> int:
+    RERUN_CALLS.append(f"body-{x}")
+    return x + 1
+
+
+@step
+def rerun_total(xs: list[int]) -> int:
+    RERUN_CALLS.append("total")
+    return sum(xs)
+
+
+@flow
+def rerun_flow(n: int = 3):
+    return rerun_source(n=n).map(rerun_body).agg(rerun_total)
+
+
+def test_rerun_forces_a_step_and_what_follows_and_sticks_to_the_run(tmp_path: Path) -> None:
+    first = run_flow(rerun_flow, store=tmp_path, run_id="rr")
+    RERUN_CALLS.clear()
+    again = run_flow(rerun_flow, store=tmp_path, resume="rr", rerun=["rerun_body"])
+    assert again.result == first.result
+    assert sorted(RERUN_CALLS) == ["body-0", "body-1", "body-2", "total"]  # not the source
+    RERUN_CALLS.clear()
+    later = run_flow(rerun_flow, store=tmp_path, resume="rr")  # reuses the rerun's outputs, not the first run's
+    assert later.result == first.result and RERUN_CALLS == []
+    record = json.loads((tmp_path / "rr" / "run.json").read_text())
+    assert record["attempt"] == 2 and record["reruns"] == {"rerun_body": 1, "rerun_total": 1}
+
+
+@pytest.mark.parametrize(
+    ("rerun", "resume", "message"),
+    [
+        (["nope"], "rr", "--rerun nope: flow 'rerun_flow' has no such step"),
+        (["rerun_body"], None, "--rerun goes with --resume RUN_ID"),
+    ],
+)
+def test_rerun_refuses_unknown_steps_and_new_runs_before_writing(
+    tmp_path: Path, rerun: list[str], resume: str | None, message: str
+) -> None:
+    run_flow(rerun_flow, store=tmp_path, run_id="rr")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(LokkiError, match=re.escape(message)) as info:
+        run_flow(rerun_flow, store=tmp_path, resume=resume, rerun=rerun)
+    assert info.value.exit_code == 2
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
