@@ -67,7 +67,7 @@ def lokki(*args: str) -> Result:
     return CliRunner(mix_stderr=False).invoke(cli, [*args, "--stack-name", STACK], catch_exceptions=False)
 
 
-@pytest.mark.parametrize("shape", ["map_agg", "params_by_name", "batched", "linear", "dated", "enum_params"])
+@pytest.mark.parametrize("shape", ["map_agg", "params_by_name", "batched", "linear", "dated", "timed", "enum_params"])
 def test_invoke_prints_the_expected_result(cloud: Cloud, shape: str) -> None:
     _, params, expected = SHAPES[shape]
     deploy(cloud, f"{SHAPES_FILE}:{shape}")
