@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lokki_sam import flow, layout, names, runtime, step
 from lokki_sam.compile import asl
@@ -249,6 +251,50 @@ def test_manifest_size_is_what_the_store_writes(n: int, batch: int, tmp_path: Pa
     entries = [{"i": i, "c": i - i % chunk} for i in range(n)]
     store.put_json("m.json", entries)
     assert len(store.get_bytes("m.json")) == manifest_bytes(n, chunk)
+
+
+def per_item_manifest_bytes(n: int, chunk: int) -> int:
+    """The manifest's length counted item by item, as plan did before its closed form."""
+    if n == 0:
+        return 2
+    digits = sum(len(str(i)) + len(str(layout.chunk_start(i, chunk))) for i in range(n))
+    return 2 + n * len('{"c":,"i":}') + digits + (n - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(0, 30_000), chunk=st.integers(1, 5_000))
+def test_closed_form_manifest_size_equals_the_per_item_count(n: int, chunk: int) -> None:
+    assert manifest_bytes(n, chunk) == per_item_manifest_bytes(n, chunk)
+
+
+@pytest.mark.parametrize("n", [0, 1, 9, 10, 11, 99, 100, 999, 1000, 1001, 9999, 10_000, 100_001])
+@pytest.mark.parametrize("chunk", [1, 7, 10, 100, 999, 1000])
+def test_closed_form_manifest_size_at_the_digit_boundaries(n: int, chunk: int) -> None:
+    assert manifest_bytes(n, chunk) == per_item_manifest_bytes(n, chunk)
+
+
+def digits_below_power_of_ten(k: int) -> int:
+    """sum(len(str(i)) for i in range(10**k)): 0, then 9 * 10**(d-1) numbers of d digits."""
+    return 1 + sum(9 * 10 ** (d - 1) * d for d in range(1, k + 1))
+
+
+@pytest.mark.parametrize("k", [8, 12])
+def test_plan_of_10_to_the_k_items_is_computed_in_closed_form(k: int, config: Config) -> None:
+    """ReaderConfig.MaxItems is 10**8; far larger sizes are planned too (over the limit)."""
+    n = 10**k
+    f = SHAPES["map_agg"][0]  # numbers -> squares (one item per child) -> total
+    plan = plan_of(f, {"n": 3}, config, f"{n}")
+    size = plan.sizes["map-square"]
+    assert (size.items, size.chunks) == (n, n // 1000)
+    # Every chunk is full: chunk c starts at c * 1000, whose digits are c's and three zeros (c > 0).
+    starts = 1000 * (1 + digits_below_power_of_ten(k - 3) - 1 + 3 * (10 ** (k - 3) - 1))
+    assert size.manifest_bytes == 2 + n * len('{"c":,"i":}') + digits_below_power_of_ten(k) + starts + n - 1
+    assert plan.lambda_invocations == n + 2
+    stages = {s.id: s for s in plan.stages}
+    assert stages["map-square"].children == n and stages["map-square"].transitions == 1 + 2 * n
+    assert stages["total"].lists == n // 1000 and stages["total"].gets == n + 1
+    reader = next(limit for limit in plan.limits if limit.check == "ItemReader items")
+    assert (reader.value, reader.ok) == (n, n <= prices.MAX_READER_ITEMS)
 
 
 def test_birds_by_hand(config: Config) -> None:

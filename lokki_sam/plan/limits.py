@@ -170,14 +170,13 @@ def _child_input(graph: FlowGraph, block: MapBlock, map_size: MapSize, params: M
     item = {"i": last, "c": chunk, "run_id": run_id, "params": dict(params)}
     batch = block.options.batch_size
     payload: Any = item
+    more = 0  # the batch's other items, each as long as the first, and a comma
     if batch > 1:
-        payload = {
-            "Items": [item] * max(1, min(batch, map_size.items)),
-            "BatchInput": {"run_id": run_id, "params": dict(params)},
-        }
+        payload = {"Items": [item], "BatchInput": {"run_id": run_id, "params": dict(params)}}
+        more = (max(1, min(batch, map_size.items)) - 1) * (size(item) + 1)
     node = max(block.nodes, key=lambda n: len(n.id))
     event = {"node": node.id, "map": block.id, "input": payload, "lokki": asl.stamp(graph, node).to_json()}
-    n = size(event)
+    n = size(event) + more
     return Limit(
         "map child input (one batch, as the Lambda payload)",
         block.id,
