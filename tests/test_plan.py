@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lokki_sam import flow, layout, names, runtime, step
+from lokki_sam import Retry, flow, layout, names, runtime, step
 from lokki_sam.compile import asl
 from lokki_sam.config import Config, load_config
 from lokki_sam.ir import FlowGraph
@@ -91,6 +91,38 @@ def add(xs: list[int]) -> int:
 @flow
 def napping(n: int = 4, seconds: float = 0.02):
     return few(n=n).map(nap, execution_type="EXPRESS", batch_size=2).next(heavy_nap).agg(add)
+
+
+ATTEMPTS: dict[str, int] = {}
+
+
+@step(retry=Retry(retries=2, interval=0, exceptions=(ConnectionError,)))
+def flaky_source(n: int = 3) -> list[int]:
+    ATTEMPTS["source"] = ATTEMPTS.get("source", 0) + 1
+    if ATTEMPTS["source"] == 1:
+        raise ConnectionError("the first call drops")
+    return list(range(n))
+
+
+@step(retry=Retry(retries=1, interval=0, exceptions=(ConnectionError,)))
+def flaky_item(x: int) -> int:
+    key = f"item-{x}"
+    ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1
+    if x == 99:
+        raise ValueError("not retried: not a ConnectionError")
+    if ATTEMPTS[key] == 1 or x < 0:
+        raise ConnectionError(f"item {x}: the call drops")
+    return x
+
+
+@step
+def plus(xs: list[int], extra: int = 0) -> list[int]:
+    return [*xs, extra] if extra else xs
+
+
+@flow
+def flaky(n: int = 3, extra: int = 0):
+    return flaky_source(n=n).next(plus, extra=extra).map(flaky_item).agg(add)
 
 
 # ------------------------------------------------------------------- proof: the emulator agrees
@@ -338,6 +370,37 @@ def test_measure_with_items_scales_the_mean_duration(config: Config) -> None:
     stage = next(s for s in plan.stages if s.id == "map-nap")
     assert (stage.items, stage.children) == (40, 20)
     assert stage.gb_seconds is not None and stage.gb_seconds >= 20 * 2 * 0.01 * 1.5
+
+
+@pytest.mark.parametrize("measure", [False, True])
+def test_a_flaky_step_is_sized_and_measured_under_its_retry(config: Config, measure: bool) -> None:
+    ATTEMPTS.clear()
+    plan = plan_of(flaky, {"n": 3}, config, measure=measure)
+    assert plan.sizes["map-flaky_item"].items == 3
+    assert ATTEMPTS["source"] == 2
+    notes = [n for n in plan.notes if n.startswith("the local run retried")]
+    if measure:
+        assert all(ATTEMPTS[f"item-{x}"] == 2 for x in range(3))
+        assert plan.durations_known
+        assert notes == [
+            "the local run retried (flaky_source 1x, flaky_item 3x) as the steps' Retry allows: "
+            "durations are the successful attempts'"
+        ]
+    else:  # sizing runs the stages up to the map's source only
+        assert not any(key.startswith("item-") for key in ATTEMPTS)
+        assert notes == [
+            "the local run retried (flaky_source 1x) as the steps' Retry allows: durations are the successful attempts'"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"), [(-1, "ConnectionError: item -1: the call drops"), (99, "ValueError: not retried")]
+)
+def test_a_step_failing_beyond_its_retry_fails_the_measure(config: Config, extra: int, error: str) -> None:
+    ATTEMPTS.clear()
+    with pytest.raises(PlanError, match=f"step 'flaky_item' failed when run locally for --measure: {error}"):
+        plan_of(flaky, {"n": 1, "extra": extra}, config, measure=True)
+    assert ATTEMPTS[f"item-{extra}"] == (2 if extra < 0 else 1)  # one retry for ConnectionError only
 
 
 def test_items_for_one_map_the_other_from_the_local_run(config: Config) -> None:

@@ -150,7 +150,7 @@ def make_plan(
     stages = model.count(graph, sizes, funcs, seconds)
     checked = limits.check(graph, stages, sizes, funcs, params, target, written)
     plan = Plan(graph, dict(params), sizes, stages, checked, target, measure)
-    plan.notes = _notes(plan, written)
+    plan.notes = _notes(plan, written, local.measured.retries)
     return plan
 
 
@@ -169,12 +169,17 @@ def _size(graph: FlowGraph, given: Mapping[str, int], local: LocalPass, measure:
     return sizes
 
 
-def _notes(plan: Plan, written: Mapping[str, int] | None) -> list[str]:
+def _notes(plan: Plan, written: Mapping[str, int] | None, retries: Mapping[str, int]) -> list[str]:
     notes = [
         "counts are for one run without retries or redrives; each retry adds its invocations and transitions",
         "S3 requests are the Lambda handler's; Step Functions' own (ItemReader GET, ResultWriter PUTs) are "
         "estimated apart and priced in the USD",
     ]
+    if retries:
+        shown = ", ".join(f"{node} {count}x" for node, count in retries.items())
+        notes.append(
+            f"the local run retried ({shown}) as the steps' Retry allows: durations are the successful attempts'"
+        )
     for map_id, map_size in plan.sizes.items():
         if map_size.estimated:
             notes.append(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from lokki_sam.errors import LokkiError
 from lokki_sam.execution import CHUNK_MAX_ITEMS, RunContext
 from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
 from lokki_sam.protocol import ItemRef
+from lokki_sam.retry import call_with_retry
 from lokki_sam.store import LocalStore
 
 
@@ -49,6 +50,7 @@ class Measurement:
 
     seconds: dict[str, list[float]] = field(default_factory=dict)
     largest: dict[str, int] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)  # attempts the step's Retry made again
 
 
 def sized_by_items(n: int, batch_size: int) -> MapSize:
@@ -125,10 +127,22 @@ class LocalPass:
             for node in block.nodes:
                 self._call(node, lambda node=node, batch=batch: execution.run_batch(self._ctx(), block, node, batch))
 
-    def _call(self, node: Node, call: Any) -> None:
+    def _call(self, node: Node, call: Callable[[], None]) -> None:
+        """One invocation, retried as the step's Retry says (a flaky step is measured as it runs
+        in the cloud), each attempt with a fresh context as a new invocation has; its duration is
+        the successful attempt's, as each attempt is billed apart."""
         began = time.perf_counter()
-        try:
+
+        def attempt() -> None:
+            nonlocal began
+            began = time.perf_counter()
             call()
+
+        def retried(number: int, error: BaseException, wait: float) -> None:
+            self.measured.retries[node.id] = self.measured.retries.get(node.id, 0) + 1
+
+        try:
+            call_with_retry(attempt, node.step.options.retry, on_retry=retried)
         except LokkiError:
             raise
         except Exception as exc:
