@@ -135,7 +135,7 @@ def _map_limits(
             "bytes",
             map_size.manifest_bytes <= prices.MAX_READER_BYTES,
             "split the source's list over several runs or maps",
-            "limit from lokki-sam's issue 12, unconfirmed in AWS docs",
+            "the size commonly given for a JSON item source; the AWS documentation does not state it",
         )
     )
     if block.options.execution_type == "EXPRESS":
