@@ -9,6 +9,7 @@ is the store's own (`execution.write_map_items`), so the planned PUTs are the on
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -116,7 +117,7 @@ class LocalPass:
             if isinstance(stage, MapBlock):
                 self._map(stage)
             else:
-                self._call(stage, lambda node=stage: execution.run_task(self._ctx(), node))
+                self._call(stage, functools.partial(self._task, stage))
 
     def _map(self, block: MapBlock) -> None:
         refs = execution.read_manifest(self._ctx(), block)
@@ -125,12 +126,18 @@ class LocalPass:
         for first in range(0, len(refs), size):
             batch: list[ItemRef] = refs[first : first + size]
             for node in block.nodes:
-                self._call(node, lambda node=node, batch=batch: execution.run_batch(self._ctx(), block, node, batch))
+                self._call(node, functools.partial(self._batch, block, node, batch))
+
+    # Each call (each attempt of it) gets a fresh RunContext, as each Lambda invocation has its own.
+    def _task(self, node: Node) -> None:
+        execution.run_task(self._ctx(), node)
+
+    def _batch(self, block: MapBlock, node: Node, batch: list[ItemRef]) -> None:
+        execution.run_batch(self._ctx(), block, node, batch)
 
     def _call(self, node: Node, call: Callable[[], None]) -> None:
         """One invocation, retried as the step's Retry says (a flaky step is measured as it runs
-        in the cloud), each attempt with a fresh context as a new invocation has; its duration is
-        the successful attempt's, as each attempt is billed apart."""
+        in the cloud); its duration is the successful attempt's, as each attempt is billed apart."""
         began = time.perf_counter()
 
         def attempt() -> None:
