@@ -199,6 +199,7 @@ else:  # a worker started by a large process (an emulator's), then one small inv
 """
 
 
+@pytest.mark.cli  # fresh interpreters: a process's peak is the figure under test
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the per-invocation peak uses /proc (Lambda is Linux)")
 @pytest.mark.parametrize("how", ["warm", "forked"])
 def test_each_invocation_reports_its_own_peak_memory(tmp_path: Path, how: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from lokki_sam import execution, layout
 from lokki_sam.errors import LokkiError
 from lokki_sam.execution import CHUNK_MAX_ITEMS, RunContext
+from lokki_sam.installed import check_installed
 from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
 from lokki_sam.protocol import ItemRef
 from lokki_sam.retry import call_with_retry
@@ -112,6 +113,7 @@ class LocalPass:
 
     def run(self, stages: Sequence[Stage], purpose: str) -> None:
         """Run `stages` in order; `purpose` says why in the error if a step fails."""
+        check_installed(self.graph)
         self._purpose = purpose
         for stage in stages:
             if isinstance(stage, MapBlock):
