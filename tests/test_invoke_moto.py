@@ -95,6 +95,47 @@ def test_failed_map_item_names_step_item_and_exception_class(cloud: Cloud, tmp_p
     assert [row["status"] for row in json.loads(listed.stdout)] == ["FAILED"]
 
 
+def test_json_failures_are_error_documents_naming_the_run(cloud: Cloud, tmp_path: Path) -> None:
+    module = tmp_path / "failing_flow.py"
+    module.write_text(textwrap.dedent(FAILING))
+    deploy(cloud, str(module))
+    failed = lokki("invoke", str(module), "--json")
+    assert failed.exit_code == 1
+    started = json.loads(failed.stderr.splitlines()[0])
+    document = json.loads(failed.stdout)  # stdout holds this one JSON document
+    assert document["run_id"] == started["run_id"] and document["flow"] == "failing"
+    assert document["execution_arn"] == started["execution_arn"]
+    error = document["error"]
+    assert (error["type"], error["exit_code"]) == ("ExecutionFailed", 1)
+    assert "step: check (map item 1)" in error["message"] and error["hint"]
+    assert "error: " in failed.stderr  # people still read the error on stderr
+    for args, kind in [
+        (("invoke", str(module), "--json", "-p", "nn=2"), "ParamError"),
+        (("logs", "failing-20260101T000000-abcdef", "--flow", str(module), "--json"), "LokkiError"),
+        (("runs", "nope", "--json"), None),
+    ]:
+        refused = lokki(*args)
+        assert refused.exit_code == 2, refused.output
+        error = json.loads(refused.stdout)["error"]
+        assert error["exit_code"] == 2 and error["message"] and (kind is None or error["type"] == kind)
+    assert (
+        "nn (did you mean n?)"
+        in json.loads(lokki("invoke", str(module), "--json", "-p", "nn=2").stdout)["error"]["message"]
+    )
+
+
+def test_map_totals_are_the_counts_the_sources_returned(cloud: Cloud) -> None:
+    from lokki_sam.cloud.map_totals import map_totals
+    from lokki_sam.testing import run_flow_in_process
+
+    f = SHAPES["maps_in_sequence"][0]  # numbers(3) -> squares -> total 14 -> range(14) -> doubles
+    execution = cloud.execute(f.graph, {"n": 3})
+    assert execution.status == "SUCCEEDED"
+    local = run_flow_in_process(f, n=3)
+    expected = {names.map_label(m.id): len(local.output(m.id)) for m in f.graph.maps}
+    assert map_totals(cloud.sfn, execution.arn, f.graph) == expected == {"map-square": 3, "map-double": 14}
+
+
 EDITED = """
 from lokki_sam import flow, step
 

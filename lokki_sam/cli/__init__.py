@@ -17,7 +17,7 @@ import sys
 import click
 
 from lokki_sam import __version__
-from lokki_sam.cli.state import report_error
+from lokki_sam.cli.state import CommandLine, report_error
 from lokki_sam.errors import LokkiError
 
 # Command name -> module exposing `command`, in the order `--help` lists them.
@@ -36,7 +36,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(CommandLine):
     """Imports a command's module only when that command (or `--help`) needs it."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -60,5 +60,5 @@ def main() -> None:
     try:
         cli(prog_name="lokki-sam")
     except LokkiError as exc:  # raised outside a command's error handling
-        report_error(exc)
+        report_error(exc, as_json="--json" in sys.argv[1:])
         sys.exit(exc.exit_code)

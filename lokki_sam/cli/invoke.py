@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import click
 
 from lokki_sam.cli.options import aws_options, param_option, pop_aws
-from lokki_sam.cli.output import json_result, print_result
+from lokki_sam.cli.output import json_result, print_json, print_result
 from lokki_sam.cli.state import CliState, handle_errors, pass_state
+from lokki_sam.errors import LokkiError
 
 
 def source_of(flow_obj: Any) -> str:
@@ -62,6 +62,7 @@ def command(
     from lokki_sam.cloud.flows import resolve_flow
     from lokki_sam.cloud.identity import check_deployed
     from lokki_sam.cloud.invoke import execution_input, start_run, wait
+    from lokki_sam.cloud.map_totals import map_totals
     from lokki_sam.cloud.result import read_output
     from lokki_sam.cloud.stack import deployment
     from lokki_sam.cloud.status import diagnose
@@ -90,22 +91,33 @@ def command(
         run_id, arn = start_run(dep, graph, given)
     if no_wait:
         if as_json:
-            click.echo(json.dumps({"flow": graph.name, "run_id": run_id, "execution_arn": arn, "status": "running"}))
+            print_json({"flow": graph.name, "run_id": run_id, "execution_arn": arn, "status": "running"})
         else:
             click.echo(run_id)
         return
-    view = ExecutionView(as_json)
+    sfn = dep.client("stepfunctions")
+    view = ExecutionView(
+        as_json, totals=lambda: map_totals(sfn, arn, graph), progress_interval=state.config["progress_interval"]
+    )
     view.started(graph.name, run_id, arn, given)
     began = time.monotonic()
     try:
         snap = wait(dep, arn, view.update)
+        view.finished(run_id, snap.status, time.monotonic() - began, snap.maps)
+        if snap.status != "SUCCEEDED":
+            raise failure_error(dep, graph, run_id, diagnose(sfn, arn, snap.status), arn)
+        value = read_output(dep, graph, run_id)
     except KeyboardInterrupt:
-        click.echo(f"\nstopped following run {run_id}; it goes on in the cloud: lokki-sam result {run_id}", err=True)
-        raise SystemExit(130) from None
-    view.finished(run_id, snap.status, time.monotonic() - began, snap.maps)
-    if snap.status != "SUCCEEDED":
-        raise failure_error(dep, graph, run_id, diagnose(dep.client("stepfunctions"), arn, snap.status), arn)
-    value = read_output(dep, graph, run_id)
+        view.stop()
+        stopped = StoppedFollowing(
+            f"stopped following run {run_id}; it goes on in the cloud",
+            hint=f"lokki-sam result {run_id} (or lokki-sam runs {graph.name})",
+        )
+        stopped.details.update(flow=graph.name, run_id=run_id, execution_arn=arn)
+        raise stopped from None
+    except LokkiError as exc:
+        exc.details.update(flow=graph.name, run_id=run_id, execution_arn=arn)
+        raise
     if as_json:
         payload = {
             "flow": graph.name,
@@ -115,6 +127,12 @@ def command(
             "failed_items": [{"map": m.label, "count": m.failed} for m in snap.maps if m.failed],
             "execution_arn": arn,
         }
-        click.echo(json.dumps(payload, indent=2))
+        print_json(payload)
     else:
         print_result(value)
+
+
+class StoppedFollowing(LokkiError):
+    """Ctrl-C while `invoke` follows a run: the run goes on in the cloud (exit code 130)."""
+
+    exit_code = 130

@@ -11,8 +11,6 @@ invocations, transitions, history events and S3 requests (`model.py`); check the
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from lokki_sam.plan import limits, model, prices, sizing
 from lokki_sam.plan.limits import Deployment, Limit
 from lokki_sam.plan.model import StageCount
 from lokki_sam.plan.sizing import LocalPass, MapSize, PlanError
+from lokki_sam.streams import stdout_to_stderr
 
 __all__ = ["Plan", "PlanError", "make_plan", "parse_items"]
 
@@ -139,8 +138,7 @@ def make_plan(
     target = resolve_deployment(config, stack_name, config_env)
     local = LocalPass(graph, params)
     try:
-        # A step's prints must not mix with the plan (`--json` on stdout).
-        with contextlib.redirect_stdout(sys.stderr):
+        with stdout_to_stderr():  # a step's output must not mix with the plan (`--json` on stdout)
             sizes = _size(graph, given, local, measure)
         written = local.largest_objects() if measure else None
     finally:
