@@ -197,6 +197,10 @@ def test_result_of_a_run_is_read_as_it_was_made_after_the_file_changed(cloud: Cl
     assert "step 'shout' changed" in fetched.stderr
     one_step = lokki("result", run_id, "--flow", str(module), "--step", "words")
     assert one_step.exit_code == 0 and json.loads(one_step.stdout) == ["a", "b", "c"]
+    as_json = lokki("result", run_id, "--flow", str(module), "--step", "words", "--json")
+    assert as_json.exit_code == 0, as_json.stderr
+    expected = {"flow": "edited", "run_id": run_id, "step": "words", "result": ["a", "b", "c"]}
+    assert json.loads(as_json.stdout) == expected
     module.write_text(
         textwrap.dedent(EDITED)
         .replace("@flow", "@step\ndef join(ws: list[str]) -> str:\n    return ''.join(ws)\n\n@flow")
