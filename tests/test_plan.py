@@ -554,6 +554,8 @@ def test_stack_name_from_samconfig_else_assumed(
         (["-4"], "cannot have -4 items"),
         (["3", "4"], "given twice"),
         (["map-square=3", "map-square=4"], "given twice"),
+        ([str(10**15 + 1)], r"more items than any run could have \(plan takes up to 1,000,000,000,000,000;"),
+        (["1" + "0" * 400], "more items than any run could have"),
     ],
 )
 def test_bad_items_are_refused(items: list[str], message: str) -> None:

@@ -27,6 +27,9 @@ from lokki_sam.streams import stdout_to_stderr
 
 __all__ = ["Plan", "PlanError", "make_plan", "parse_items"]
 
+# Far beyond the ItemReader's limit (a plan shows by how much a size is over it), small enough
+# for every figure to stay a finite float in USD.
+MAX_PLANNED_ITEMS = 10**15
 ITEMS_HINT = "--items N (every map) or --items MAP=N (one map; map ids as `lokki-sam graph` shows them)"
 
 
@@ -105,6 +108,13 @@ def _count(text: str, value: str, where: str) -> int:
         raise PlanError(f"--items {value!r}: {text!r} is not a whole number", where=where, hint=ITEMS_HINT) from None
     if count < 0:
         raise PlanError(f"--items {value!r}: a map cannot have {count} items", where=where, hint=ITEMS_HINT)
+    if count > MAX_PLANNED_ITEMS:
+        raise PlanError(
+            f"--items {value!r}: more items than any run could have (plan takes up to {MAX_PLANNED_ITEMS:,}; "
+            f"a distributed map reads at most {prices.MAX_READER_ITEMS:,})",
+            where=where,
+            hint=ITEMS_HINT,
+        )
     return count
 
 
