@@ -34,6 +34,7 @@ class ExecutionView:
         self.totals = totals
         self.progress_interval = progress_interval
         self.known: dict[str, int] = {}  # map label -> its real item count
+        self.asked: set[str] = set()
         self.done = 0
         self.seen: dict[str, tuple[int, int, int]] = {}  # map label -> (total, succeeded, failed) last shown
         self.lines: dict[str, Advance] = {}  # map label -> percent steps already printed (a log)
@@ -73,7 +74,8 @@ class ExecutionView:
     def _total(self, m: MapProgress) -> int:
         """The map's item count: known once its source finished; until then (or on a platform
         whose history lacks it), what the map run reports."""
-        if m.label not in self.known and self.totals is not None:
+        if m.label not in self.asked and self.totals is not None:  # once per map: its source has finished
+            self.asked.add(m.label)
             self.known.update(self.totals())
         return max(self.known.get(m.label, 0), m.total, m.done)
 
