@@ -26,7 +26,9 @@ def __getattr__(name: str) -> Any:
 
 def main(target: Flow) -> None:
     """Give a flow module its own command line: `python my_flow.py run --limit 2`."""
-    from lokki_sam.cli import flow_main
+    # Not re-exported by lokki_sam.cli: a function there named like its submodule `flow_main` was
+    # replaced by the submodule on first import, and a second main() call failed.
+    from lokki_sam.cli.flow_main import flow_main
 
     flow_main(target)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 # Documented exit codes (README, "Exit codes").
 EXIT_OK = 0
 EXIT_STEP_FAILED = 1
@@ -17,6 +19,9 @@ class LokkiError(Exception):
         self.message = message
         self.where = where
         self.hint = hint
+        # What a command knows about the error's context (the run id of a failed run...): the
+        # --json error document carries it beside the message.
+        self.details: dict[str, Any] = {}
         super().__init__(self.render())
 
     def __str__(self) -> str:  # `where` may be filled in after construction (the loader adds the line)

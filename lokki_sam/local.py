@@ -26,6 +26,7 @@ from lokki_sam import __version__, execution, layout, lineage, names
 from lokki_sam.config import MAX_LOCAL_CONCURRENCY
 from lokki_sam.errors import LokkiError, ParamError, StepFailed, StoreError
 from lokki_sam.execution import RunContext
+from lokki_sam.installed import check_installed
 from lokki_sam.ir import FlowGraph, MapBlock, Node, graph_of
 from lokki_sam.params import as_text, from_record, resolve_params, same_value, to_record
 from lokki_sam.progress import Reporter, item_span
@@ -120,6 +121,7 @@ def run_flow(
     if rerun and resume is None:
         raise LokkiError("--rerun goes with --resume RUN_ID", hint="a new run computes every step anyway")
     forced = lineage.rerun_nodes(graph, rerun)  # unknown names are refused before anything is read or written
+    check_installed(graph)  # a step's missing requirement fails now, not after a whole map
     if store is None or isinstance(store, str | os.PathLike):
         store = LocalStore(store if store is not None else DEFAULT_STORE)
     runner = LocalRunner(graph, store, reporter or Reporter(), sleep, concurrency or LOCAL_CONCURRENCY)

@@ -11,7 +11,7 @@ import inspect
 import json
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +92,7 @@ def resolve_params(params: tuple[Param, ...], given: Mapping[str, Any], *, where
     if unknown:
         accepted = ", ".join(sorted(known)) or "none"
         raise ParamError(
-            f"unknown parameter(s) {', '.join(unknown)}",
+            f"unknown parameter(s) {', '.join(did_you_mean(name, known) for name in unknown)}",
             where=where,
             hint=f"this flow accepts: {accepted}",
         )
@@ -109,6 +109,14 @@ def resolve_params(params: tuple[Param, ...], given: Mapping[str, Any], *, where
         else:
             resolved[p.name] = p.default
     return resolved
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`name`, with the closest of `choices` when one is close: `limt (did you mean limit?)`."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"{name} (did you mean {close[0]}?)" if close else name
 
 
 def parse_assignments(pairs: tuple[str, ...] | list[str], *, where: str) -> dict[str, str]:
@@ -219,9 +227,32 @@ def _from_iso(value: Any, tp: Any) -> Any:
         raise ValueError("a date is YYYY-MM-DD (this has a time)")
     try:
         return tp.fromisoformat(value.strip())
-    except ValueError:
-        example = {dt.datetime: "2026-01-31T09:00:00", dt.time: "09:30:00"}.get(tp, "2026-01-31")
-        raise ValueError(f"not an ISO 8601 {tp.__name__} (like {example})") from None
+    except ValueError as exc:
+        raise ValueError(_iso_problem(value.strip(), tp, exc)) from None
+
+
+def _iso_problem(text: str, tp: Any, exc: ValueError) -> str:
+    """Why ISO text is refused: a field out of range (`2026-11-31`: November has 30 days), said as
+    such, or text that is not ISO 8601 at all."""
+    import calendar
+    import datetime as dt
+    import re
+
+    found = re.match(r"(\d{4})-(\d{2})-(\d{2})", text) if tp is not dt.time else None
+    if found:
+        year, month, day = (int(part) for part in found.groups())
+        if not dt.MINYEAR <= year <= dt.MAXYEAR:
+            return f"year {found.group(1)} is out of range: years are {dt.MINYEAR:04d} to {dt.MAXYEAR}"
+        if not 1 <= month <= 12:
+            return f"month {found.group(2)} is out of range: months are 01 to 12"
+        days = calendar.monthrange(year, month)[1]
+        if not 1 <= day <= days:
+            return f"day {found.group(3)} is out of range: {calendar.month_name[month]} {year} has {days} days"
+    reason = str(exc)
+    if reason and not reason.startswith("Invalid isoformat string"):  # Python's own range check
+        return f"out of range: {reason}"
+    example = {dt.datetime: "2026-01-31T09:00:00", dt.time: "09:30:00"}.get(tp, "2026-01-31")
+    return f"not an ISO 8601 {tp.__name__} (like {example})"
 
 
 def _to_bool(value: Any) -> bool:
@@ -315,7 +346,7 @@ def to_record(params: Mapping[str, Any], *, where: str) -> dict[str, Any]:
     values (run.json must always be valid JSON, and a resume must see the values the run saw).
 
     Values JSON cannot hold are tagged: {"$tuple": [...]}, {"$set": [...]}, {"$float": "nan"},
-    {"$decimal": "1.10"}, {"$path": "..."}, {"$bytes": "<base64>"}, {"$datetime": "<iso>"}, ...
+    {"$decimal": "1.10"}, {"$path": "..."}, {"$bytes": "<base64>"}, {"$datetime": "<iso>"}, {"$time": "<iso>"}, ...
     A value that cannot be recorded exactly is an error naming the parameter."""
     out: dict[str, Any] = {}
     for name, value in params.items():
@@ -328,7 +359,7 @@ def to_record(params: Mapping[str, Any], *, where: str) -> dict[str, Any]:
             raise ParamError(
                 f"parameter '{name}' = {value!r} ({type(value).__name__}) cannot be recorded exactly in the run record",
                 where=where,
-                hint="use values of JSON types, tuples, sets, Decimal, Path, bytes, datetimes or Enum members",
+                hint="use values of JSON types, tuples, sets, Decimal, Path, bytes, dates, times or Enum members",
             )
         out[name] = encoded
     return out
@@ -400,6 +431,8 @@ def _encode(value: Any) -> Any:
         return {"$datetime": value.isoformat()}
     if isinstance(value, dt.date):
         return {"$date": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {"$time": value.isoformat()}
     raise TypeError(f"no record encoding for {type(value).__name__}")
 
 
@@ -426,6 +459,7 @@ def _decode(value: Any) -> Any:
             "$bytes": base64.b64decode,
             "$datetime": dt.datetime.fromisoformat,
             "$date": dt.date.fromisoformat,
+            "$time": dt.time.fromisoformat,
             "$enum": _decode,  # the member's value: resolving the parameters makes it the member
         }
         if tag in decoders:

@@ -169,12 +169,27 @@ class JsonReporter(Reporter):
         self._emit(INFO, "run_finished", run_id=run_id, status=status, seconds=round(seconds, 4))
 
 
+def map_bars(console: Any) -> Any:
+    """The rich display of map progress: a bar per map (name, bar, done/total, failures, time);
+    local runs and `invoke` show maps alike."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
 class RichReporter(Reporter):
     """Step lines and, on a terminal, a progress bar per map, drawn by rich on stderr."""
 
     def __init__(self, *, level: int = INFO, progress_interval: int = 10, timestamps: bool = False) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)  # lines stay whole in logs
         self.level = level
@@ -182,15 +197,7 @@ class RichReporter(Reporter):
         self.timestamps = timestamps
         # A live bar only where it redraws in place; a log gets progress lines instead.
         self.live = self.console.is_terminal and level <= INFO
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=False,
-        )
+        self.progress = map_bars(self.console)
         self.tasks: dict[str, Any] = {}
         self.maps: dict[str, MapProgress] = {}
 

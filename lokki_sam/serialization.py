@@ -3,7 +3,7 @@
 Header: b"LOKK", format version (1 byte), codec (1 byte). Readers refuse unknown versions and
 anything without the magic, so a foreign object fails clearly instead of being unpickled.
 
-Version 2 (written since issue 15): after the header, the pickle (protocol 5) cut into frames of
+Version 2 (version 1 was one pickle in one piece): after the header, the pickle (protocol 5) cut into frames of
 at most FRAME_BYTES raw bytes. A frame is `kind, stored size, raw size, CRC32 of the stored bytes`
 (13 bytes, little endian) then the stored bytes: kind 0 stores them as they are, kind 1 compressed
 with the header's codec. An end frame (kind 0xFF, the total raw size and the frame count) closes

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 from cookiecutter.exceptions import FailedHookException as HookFailed
@@ -136,14 +137,30 @@ class Case:
     may_change: tuple[str, ...] = ()  # relative paths a refusal may rewrite (a run record marked failed)
 
 
-def cli_run(*args: str, env: dict[str, str] | None = None) -> Callable[[Env], Outcome]:
-    def act(e: Env) -> Outcome:
-        result = CliRunner(mix_stderr=False).invoke(cli, list(args), env=env)
-        # Anything but SystemExit escaping the command is a crash the user would see as a traceback.
-        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+class CliAct:
+    """`lokki-sam ARGS` in-process; `with_json()` is the same command with --json."""
+
+    def __init__(self, args: tuple[str, ...], env: dict[str, str] | None) -> None:
+        self.args, self.env = args, env
+
+    def __call__(self, e: Env) -> Outcome:
+        result = self.invoke(self.args)
         return Outcome(result.exit_code, None, result.stdout + result.stderr)
 
-    return act
+    def invoke(self, args: tuple[str, ...]) -> Any:
+        result = CliRunner(mix_stderr=False).invoke(cli, list(args), env=self.env)
+        # Anything but SystemExit escaping the command is a crash the user would see as a traceback.
+        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+        return result
+
+    @property
+    def takes_json(self) -> bool:
+        command = cli.get_command(click.Context(cli), self.args[0]) if self.args else None
+        return command is not None and any(param.name == "as_json" for param in command.params)
+
+
+def cli_run(*args: str, env: dict[str, str] | None = None) -> CliAct:
+    return CliAct(args, env)
 
 
 def api(fn: Callable[[Env], Any]) -> Callable[[Env], Outcome]:
@@ -965,7 +982,34 @@ def test_bad_input(case: Case, env: Env) -> None:
         assert outcome.error is not None and issubclass(outcome.error, case.expect), (outcome.error, outcome.text)
     for fragment in case.fragments:
         assert fragment in outcome.text, f"{fragment!r} not in:\n{outcome.text}"
+    assert_unchanged(case, env, before)
 
+
+JSON_CASES = [c for c in CASES if isinstance(c.act, CliAct) and c.act.takes_json]
+
+
+@pytest.mark.parametrize("case", JSON_CASES, ids=[f"{c.area}: {c.name} --json" for c in JSON_CASES])
+def test_bad_input_with_json_prints_one_error_document(case: Case, env: Env) -> None:
+    """With --json, stdout holds JSON only, on errors too: one document whose `error` says what
+    the human message says, with the same exit code."""
+    assert isinstance(case.act, CliAct)
+    if case.setup is not None:
+        case.setup(env)
+    before = snapshot(env)
+
+    result = case.act.invoke((*case.act.args, "--json"))
+
+    assert result.exit_code == case.expect, result.stderr
+    error = json.loads(result.stdout)["error"]
+    assert error["exit_code"] == case.expect and error["type"] and error["message"]
+    said = " ".join(str(error[key] or "") for key in ("message", "where", "hint"))
+    for fragment in case.fragments:
+        assert fragment in said, f"{fragment!r} not in:\n{said}"
+    assert "Traceback" not in result.stderr
+    assert_unchanged(case, env, before)
+
+
+def assert_unchanged(case: Case, env: Env, before: dict[str, bytes]) -> None:
     after = snapshot(env)
     lost = sorted(set(before) - set(after))
     written = sorted(set(after) - set(before))

@@ -24,6 +24,7 @@ import pytest
 from lokki_sam import flow, step
 from lokki_sam.errors import FlowDefinitionError
 from tests.conftest import LOKKI_SAM, lokki_env
+from tests.support.signals import SIGNAL_MARKER
 
 Lokki = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -417,7 +418,6 @@ def fetch(url: Any) -> str:
 # ================================================================================= the run lock
 
 SLOW = """
-import os, time
 @step
 def items(n: int = 6) -> list[int]:
     return list(range(n))
@@ -425,8 +425,7 @@ def items(n: int = 6) -> list[int]:
 @step
 def slow(x: int) -> int:
     called(f"slow-{x}")
-    while (Path(__file__).parent / "hold").exists():
-        time.sleep(0.05)
+    wait_for_signal()  # while `hold` exists: until the process has a signal (tests/support/signals.py)
     return x
 
 @step
@@ -440,7 +439,7 @@ def locked(n: int = 6):
 
 
 def test_a_run_in_use_is_refused_and_the_lock_of_a_killed_process_is_taken_over(tmp_path: Path, lokki: Lokki) -> None:
-    path = write(tmp_path / "locked.py", SLOW)
+    path = write_held(tmp_path / "locked.py")
     first = start_held_run(path, "--json")
     try:
         run_id = _wait_for_run(tmp_path / "runs")
@@ -458,8 +457,14 @@ def test_a_run_in_use_is_refused_and_the_lock_of_a_killed_process_is_taken_over(
     assert taken_over.stdout == f"{sum(range(6))}\n"
 
 
+def write_held(path: Path) -> Path:
+    """A SLOW flow whose items wait while `hold` exists, until the run receives a signal."""
+    path.write_text(SIGNAL_MARKER + COUNTING + textwrap.dedent(SLOW))
+    return path
+
+
 def start_held_run(path: Path, *flags: str) -> subprocess.Popen[str]:
-    """`lokki-sam run` of a SLOW flow in the background, its items waiting while `hold` exists."""
+    """`lokki-sam run` of a SLOW flow in the background, its items held (see write_held)."""
     (path.parent / "hold").touch()
     return subprocess.Popen(
         [LOKKI_SAM, "run", str(path), "--store", "runs", *flags],
@@ -476,7 +481,7 @@ def _wait_for_run(runs: Path) -> str:
     return next(runs.glob("*/run.json")).parent.name
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+def _wait_for(condition: Callable[[], bool], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
@@ -751,13 +756,14 @@ def test_a_broken_flow_run_as_a_script_prints_no_traceback(tmp_path: Path) -> No
 
 
 def test_sigterm_saves_finished_work_exits_143_and_names_the_resume_command(tmp_path: Path, lokki: Lokki) -> None:
-    path = write(tmp_path / "locked.py", SLOW)
+    path = write_held(tmp_path / "locked.py")
     proc = start_held_run(path, "-q")
     run_id = _wait_for_run(tmp_path / "runs")
-    _wait_for(lambda: (tmp_path / "calls.log").exists())
-    proc.send_signal(signal.SIGTERM)
-    (tmp_path / "hold").unlink()  # let the item in flight finish
-    _, err = proc.communicate(timeout=60)
+    _wait_for(lambda: (tmp_path / "calls.log").exists())  # an item is in flight, held
+    proc.send_signal(signal.SIGTERM)  # the held item finishes once the run has the signal
+    _, err = proc.communicate(timeout=120)
+    assert (tmp_path / "signalled").exists()
+    (tmp_path / "hold").unlink()
     assert proc.returncode == 143, err
     assert "terminated (SIGTERM); finished work is saved" in err and f"--resume {run_id}" in err
     assert "Traceback" not in err

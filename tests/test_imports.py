@@ -123,3 +123,54 @@ def test_runtime_path_needs_neither_click_nor_rich_nor_yaml(tmp_path: Path) -> N
     done = python(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "14"
+
+
+def test_no_package_defines_a_name_its_submodule_would_replace() -> None:
+    """Importing `pkg.name` sets the attribute `pkg.name` to the submodule: a function of that name
+    in `pkg/__init__.py` works once, then is the module (`main(flow)` failed on its second call)."""
+    code = textwrap.dedent(
+        """
+        import importlib, pkgutil, types
+        import lokki_sam
+        clashes = []
+        packages = [lokki_sam] + [
+            importlib.import_module(info.name)
+            for info in pkgutil.walk_packages(lokki_sam.__path__, "lokki_sam.")
+            if info.ispkg and "localstack_executor" not in info.name
+        ]
+        for package in packages:
+            for info in pkgutil.iter_modules(package.__path__):
+                value = package.__dict__.get(info.name)
+                if value is not None and not isinstance(value, types.ModuleType):
+                    clashes.append(f"{package.__name__}.{info.name}")
+        print(clashes)
+        """
+    )
+    done = python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_main_of_a_flow_runs_twice_in_one_process(tmp_path: Path) -> None:
+    module = tmp_path / "twice_flow.py"
+    module.write_text(
+        "from lokki_sam import flow, step\n"
+        "@step\ndef one(n: int = 2) -> int:\n    return n + 1\n"
+        "@flow\ndef twice(n: int = 2):\n    return one(n=n)\n"
+    )
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import lokki_sam, twice_flow
+        for n in ("3", "4"):
+            sys.argv = ["twice_flow.py", "run", "-q", "--store", {str(tmp_path / "runs")!r}, "--n", n]
+            try:
+                lokki_sam.main(twice_flow.twice)
+            except SystemExit as exit:
+                assert exit.code in (0, None), exit.code
+        """
+    )
+    done = python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4", "5"]

@@ -1,4 +1,7 @@
-"""Ctrl-C during a local run: the map stops promptly, exit code 130, and the run resumes."""
+"""Ctrl-C during a local run: the map stops promptly, exit code 130, and the run resumes.
+
+The items in flight are held until the process has the signal (tests/support/signals.py), so the
+test does not depend on how long anything takes."""
 
 from __future__ import annotations
 
@@ -8,10 +11,11 @@ import time
 from pathlib import Path
 
 from tests.conftest import LOKKI_SAM, lokki_env
+from tests.support.signals import SIGNAL_MARKER
 
-FLOW = """
-import time
-from pathlib import Path
+FLOW = (
+    SIGNAL_MARKER
+    + """
 from lokki_sam import flow, step
 
 @step
@@ -20,9 +24,9 @@ def src(n: int = 40) -> list[int]:
 
 @step
 def slow(x: int) -> int:
-    with open(Path(__file__).parent / "calls.log", "a") as log:
+    with open(_Path(__file__).parent / "calls.log", "a") as log:
         log.write(f"{x}\\n")
-    time.sleep(0.1)
+    wait_for_signal()
     return x
 
 @step
@@ -33,10 +37,17 @@ def total(xs: list[int]) -> int:
 def slowflow(n: int = 40):
     return src(n=n).map(slow, concurrency=2).agg(total)
 """
+)
+
+
+def calls_of(tmp_path: Path) -> list[str]:
+    log = tmp_path / "calls.log"
+    return log.read_text().split() if log.exists() else []
 
 
 def test_ctrl_c_stops_the_map_and_the_run_resumes(tmp_path: Path) -> None:
     (tmp_path / "slow.py").write_text(FLOW)
+    (tmp_path / "hold").touch()
     env = lokki_env(tmp_path)
     proc = subprocess.Popen(
         [LOKKI_SAM, "run", "slow.py", "--store", "runs", "-q"],
@@ -46,18 +57,18 @@ def test_ctrl_c_stops_the_map_and_the_run_resumes(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until the map is under way
-        log = tmp_path / "calls.log"
-        if log.exists() and len(log.read_text().split()) >= 4:
-            break
-        time.sleep(0.05)
+    deadline = time.monotonic() + 120  # a safety net only: the wait ends on the event
+    while len(calls_of(tmp_path)) < 2:  # both workers are in `slow`, held
+        assert proc.poll() is None and time.monotonic() < deadline, "the map never got under way"
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=120)
+    assert (tmp_path / "signalled").exists()
     assert proc.returncode == 130, err
     assert "interrupted" in err and "--resume slowflow-" in err and "Traceback" not in err
-    calls_before = len((tmp_path / "calls.log").read_text().split())
+    calls_before = len(calls_of(tmp_path))
     assert calls_before < 40  # the map did not run to the end after Ctrl-C
+    (tmp_path / "hold").unlink()
     run_id = next((tmp_path / "runs").iterdir()).name
     resumed = subprocess.run(
         [LOKKI_SAM, "run", "slow.py", "--store", "runs", "-q", "--resume", run_id],
@@ -69,7 +80,7 @@ def test_ctrl_c_stops_the_map_and_the_run_resumes(tmp_path: Path) -> None:
     )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.strip() == str(sum(range(40)))
-    calls = (tmp_path / "calls.log").read_text().split()
+    calls = calls_of(tmp_path)
     assert sorted(set(map(int, calls))) == list(range(40))
     # Only items in flight at the interrupt (at most one per worker) ran twice.
     assert len(calls) - 40 <= 2

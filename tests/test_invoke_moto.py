@@ -67,7 +67,7 @@ def lokki(*args: str) -> Result:
     return CliRunner(mix_stderr=False).invoke(cli, [*args, "--stack-name", STACK], catch_exceptions=False)
 
 
-@pytest.mark.parametrize("shape", ["map_agg", "params_by_name", "batched", "linear", "dated", "enum_params"])
+@pytest.mark.parametrize("shape", ["map_agg", "params_by_name", "batched", "linear", "dated", "timed", "enum_params"])
 def test_invoke_prints_the_expected_result(cloud: Cloud, shape: str) -> None:
     _, params, expected = SHAPES[shape]
     deploy(cloud, f"{SHAPES_FILE}:{shape}")
@@ -93,6 +93,47 @@ def test_failed_map_item_names_step_item_and_exception_class(cloud: Cloud, tmp_p
     assert "error: States.ExceedToleratedFailureThreshold" in result.stderr
     listed = lokki("runs", "--json")
     assert [row["status"] for row in json.loads(listed.stdout)] == ["FAILED"]
+
+
+def test_json_failures_are_error_documents_naming_the_run(cloud: Cloud, tmp_path: Path) -> None:
+    module = tmp_path / "failing_flow.py"
+    module.write_text(textwrap.dedent(FAILING))
+    deploy(cloud, str(module))
+    failed = lokki("invoke", str(module), "--json")
+    assert failed.exit_code == 1
+    started = json.loads(failed.stderr.splitlines()[0])
+    document = json.loads(failed.stdout)  # stdout holds this one JSON document
+    assert document["run_id"] == started["run_id"] and document["flow"] == "failing"
+    assert document["execution_arn"] == started["execution_arn"]
+    error = document["error"]
+    assert (error["type"], error["exit_code"]) == ("ExecutionFailed", 1)
+    assert "step: check (map item 1)" in error["message"] and error["hint"]
+    assert "error: " in failed.stderr  # people still read the error on stderr
+    for args, kind in [
+        (("invoke", str(module), "--json", "-p", "nn=2"), "ParamError"),
+        (("logs", "failing-20260101T000000-abcdef", "--flow", str(module), "--json"), "LokkiError"),
+        (("runs", "nope", "--json"), None),
+    ]:
+        refused = lokki(*args)
+        assert refused.exit_code == 2, refused.output
+        error = json.loads(refused.stdout)["error"]
+        assert error["exit_code"] == 2 and error["message"] and (kind is None or error["type"] == kind)
+    assert (
+        "nn (did you mean n?)"
+        in json.loads(lokki("invoke", str(module), "--json", "-p", "nn=2").stdout)["error"]["message"]
+    )
+
+
+def test_map_totals_are_the_counts_the_sources_returned(cloud: Cloud) -> None:
+    from lokki_sam.cloud.map_totals import map_totals
+    from lokki_sam.testing import run_flow_in_process
+
+    f = SHAPES["maps_in_sequence"][0]  # numbers(3) -> squares -> total 14 -> range(14) -> doubles
+    execution = cloud.execute(f.graph, {"n": 3})
+    assert execution.status == "SUCCEEDED"
+    local = run_flow_in_process(f, n=3)
+    expected = {names.map_label(m.id): len(local.output(m.id)) for m in f.graph.maps}
+    assert map_totals(cloud.sfn, execution.arn, f.graph) == expected == {"map-square": 3, "map-double": 14}
 
 
 EDITED = """
@@ -156,6 +197,10 @@ def test_result_of_a_run_is_read_as_it_was_made_after_the_file_changed(cloud: Cl
     assert "step 'shout' changed" in fetched.stderr
     one_step = lokki("result", run_id, "--flow", str(module), "--step", "words")
     assert one_step.exit_code == 0 and json.loads(one_step.stdout) == ["a", "b", "c"]
+    as_json = lokki("result", run_id, "--flow", str(module), "--step", "words", "--json")
+    assert as_json.exit_code == 0, as_json.stderr
+    expected = {"flow": "edited", "run_id": run_id, "step": "words", "result": ["a", "b", "c"]}
+    assert json.loads(as_json.stdout) == expected
     module.write_text(
         textwrap.dedent(EDITED)
         .replace("@flow", "@step\ndef join(ws: list[str]) -> str:\n    return ''.join(ws)\n\n@flow")

@@ -272,27 +272,60 @@ def test_unsuccessful_runs_exit_1_saying_what_happened(status: str, error: str, 
     assert f"error: {error}: by the operator" in exc.message
 
 
-@pytest.mark.parametrize("terminal", [True, False])
-def test_progress_view_on_a_terminal_and_in_plain_text(terminal: bool) -> None:
+def view_of(terminal: bool, as_json: bool = False, interval: int = 10) -> tuple[Any, Any]:
     import io
 
     from rich.console import Console
 
     from lokki_sam.cli.view import ExecutionView
-    from lokki_sam.cloud.status import MapProgress, Snapshot
 
-    view = ExecutionView()
+    view = ExecutionView(as_json, totals=lambda: {"map-flap": 200}, progress_interval=interval)
     out = io.StringIO()
     view.console = Console(file=out, force_terminal=terminal, width=120, color_system=None, highlight=False)
     view.live = terminal
-    view.started("birds", "birds-1", "arn:x", {"limit": 2})
-    running = MapProgress("map-flap", "RUNNING", total=2, succeeded=1, failed=0, running=1)
-    view.update(Snapshot("RUNNING", ["Start flow", "get_birds"], ["map-flap"], [running]))
-    done = MapProgress("map-flap", "SUCCEEDED", total=2, succeeded=2, failed=0, running=0)
-    view.update(Snapshot("SUCCEEDED", ["Start flow", "get_birds", "map-flap", "join"], [], [done]))
-    view.finished("birds-1", "SUCCEEDED", 1.5, [done])
+    return view, out
+
+
+def started_so_far(done: int, status: str = "RUNNING") -> Any:
+    """What DescribeMapRun reports while a 200-item map starts its children: `total` is the items
+    started so far (113 of 200 here), not the map's size."""
+    from lokki_sam.cloud.status import MapProgress
+
+    return MapProgress("map-flap", status, total=min(200, done + 16), succeeded=done, failed=0, running=16)
+
+
+def follow(view: Any, steps: range) -> None:
+    from lokki_sam.cloud.status import Snapshot
+
+    view.started("birds", "birds-1", "arn:x", {"limit": 200})
+    for done in steps:
+        view.update(Snapshot("RUNNING", ["Start flow", "get_birds"], ["map-flap"], [started_so_far(done)]))
+    last = started_so_far(200, "SUCCEEDED")
+    view.update(Snapshot("SUCCEEDED", ["Start flow", "get_birds", "map-flap", "join"], [], [last]))
+    view.finished("birds-1", "SUCCEEDED", 1.5, [last])
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_view_shows_each_map_against_its_real_total(terminal: bool) -> None:
+    view, out = view_of(terminal)
+    follow(view, range(0, 200, 3))  # 67 polls
     text = out.getvalue()
     assert "done get_birds" in text and "done join" in text and "Start flow" not in text
-    assert "map-flap: 2/2 items succeeded, 0 failed" in text
+    assert "map-flap: 200/200 items succeeded, 0 failed" in text
     assert "run birds-1 succeeded in 1.5 s" in text
-    assert ("map-flap: 1/2 items (0 failed)" in text) is not terminal  # a live line instead on a terminal
+    assert "/113" not in text and "/19" not in text  # never the items started so far as the total
+    if terminal:  # one bar for the map, redrawn in place
+        assert list(view.tasks) == ["map-flap"] and view.bars is None  # stopped when the run finished
+    else:  # a line each 10% of the items, as a local run's log shows
+        lines = [line.strip() for line in text.splitlines() if line.strip().startswith("map-flap ")]
+        crossed = [-(-20 * k // 3) * 3 for k in range(1, 10)]  # the first poll past each 10% (polls every 3)
+        assert lines == [f"map-flap {done}/200 ({done // 2}%)" for done in crossed]
+
+
+def test_progress_view_json_lines_carry_the_real_total(capsys: pytest.CaptureFixture[str]) -> None:
+    view, _ = view_of(False, as_json=True)
+    follow(view, range(0, 200, 50))
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    progress = [e for e in events if e["event"] == "map_progress"]
+    assert [e["succeeded"] for e in progress] == [0, 50, 100, 150, 200]
+    assert {e["total"] for e in progress} == {200}

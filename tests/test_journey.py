@@ -204,6 +204,9 @@ def test_invoke_prints_what_run_prints(app: App, ref: str, params: tuple[str, ..
     assert "succeeded" in remote.stderr  # progress went to stderr, the result alone to stdout
     if ref.endswith(":batched"):
         assert f"{BIG_MAP}/{BIG_MAP} items succeeded, 0 failed" in remote.stderr
+        # Progress counts against the map's real size, never the items started so far.
+        totals = re.findall(r"^\s+map-\S+ \d+/(\d+) \(\d+%\)", remote.stderr, flags=re.M)
+        assert set(totals) <= {str(BIG_MAP)}, remote.stderr
 
 
 def test_failing_map_item_shows_step_error_and_logs(app: App) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -200,3 +201,45 @@ def test_enum_parameters_are_recorded_and_resolved_back_to_the_members() -> None
     assert record == {"mode": {"$enum": "slow"}, "levels": [{"$enum": 1}, {"$enum": 2}]}
     again = resolve_params(params, from_record(record), where="run r")
     assert again == resolved and type(again["mode"]) is Mode and type(again["levels"][1]) is Level
+
+
+@pytest.mark.parametrize(
+    ("tp", "text", "said"),
+    [
+        (dt.date, "2026-11-31", "day 31 is out of range: November 2026 has 30 days"),
+        (dt.date, "2025-02-29", "day 29 is out of range: February 2025 has 28 days"),
+        (dt.date, "2026-13-01", "month 13 is out of range: months are 01 to 12"),
+        (dt.date, "0000-01-01", "year 0000 is out of range: years are 0001 to 9999"),
+        (dt.datetime, "2026-04-31T09:00", "day 31 is out of range: April 2026 has 30 days"),
+        (dt.date | None, "2026-06-31", "day 31 is out of range: June 2026 has 30 days"),
+        (dt.time, "25:00", "out of range: hour must be in 0..23"),
+        (dt.time, "9h30", "not an ISO 8601 time (like 09:30:00)"),
+    ],
+)
+def test_a_date_or_time_out_of_range_says_which_field(tp: Any, text: str, said: str) -> None:
+    with pytest.raises(ParamError) as caught:
+        resolve_params((Param("day", tp),), {"day": text}, where="flow 'f'")
+    assert f"got {text!r} ({said})" in caught.value.message
+    assert "not an ISO" not in caught.value.message or "not an ISO" in said
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"limt": 1}, "unknown parameter(s) limt (did you mean limit?)"),
+        ({"Ratio": 1}, "unknown parameter(s) Ratio (did you mean ratio?)"),
+        ({"zzz": 1, "verbos": 1}, "unknown parameter(s) verbos (did you mean verbose?), zzz"),
+    ],
+)
+def test_an_unknown_parameter_suggests_the_closest_one(given: dict[str, Any], said: str) -> None:
+    with pytest.raises(ParamError) as caught:
+        resolve_params(params_from_signature(flow_params), {"limit": 1, **given}, where="flow 'f'")
+    assert caught.value.message == said
+    assert caught.value.hint == "this flow accepts: limit, names, ratio, verbose"
+
+
+@pytest.mark.parametrize("value", [dt.time(9, 30), dt.time(23, 59, 59, 999), dt.time(7, tzinfo=dt.UTC)])
+def test_time_parameters_are_recorded_exactly(value: dt.time) -> None:
+    record = to_record({"at": value, "ats": [value]}, where="flow 'f'")
+    assert json.loads(json.dumps(record)) == record
+    assert from_record(record) == {"at": value, "ats": [value]}

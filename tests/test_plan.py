@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from lokki_sam import flow, layout, names, runtime, step
+from lokki_sam import Retry, flow, layout, names, runtime, step
 from lokki_sam.compile import asl
 from lokki_sam.config import Config, load_config
 from lokki_sam.ir import FlowGraph
@@ -90,6 +92,38 @@ def add(xs: list[int]) -> int:
 @flow
 def napping(n: int = 4, seconds: float = 0.02):
     return few(n=n).map(nap, execution_type="EXPRESS", batch_size=2).next(heavy_nap).agg(add)
+
+
+ATTEMPTS: dict[str, int] = {}
+
+
+@step(retry=Retry(retries=2, interval=0, exceptions=(ConnectionError,)))
+def flaky_source(n: int = 3) -> list[int]:
+    ATTEMPTS["source"] = ATTEMPTS.get("source", 0) + 1
+    if ATTEMPTS["source"] == 1:
+        raise ConnectionError("the first call drops")
+    return list(range(n))
+
+
+@step(retry=Retry(retries=1, interval=0, exceptions=(ConnectionError,)))
+def flaky_item(x: int) -> int:
+    key = f"item-{x}"
+    ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1
+    if x == 99:
+        raise ValueError("not retried: not a ConnectionError")
+    if ATTEMPTS[key] == 1 or x < 0:
+        raise ConnectionError(f"item {x}: the call drops")
+    return x
+
+
+@step
+def plus(xs: list[int], extra: int = 0) -> list[int]:
+    return [*xs, extra] if extra else xs
+
+
+@flow
+def flaky(n: int = 3, extra: int = 0):
+    return flaky_source(n=n).next(plus, extra=extra).map(flaky_item).agg(add)
 
 
 # ------------------------------------------------------------------- proof: the emulator agrees
@@ -252,6 +286,51 @@ def test_manifest_size_is_what_the_store_writes(n: int, batch: int, tmp_path: Pa
     assert len(store.get_bytes("m.json")) == manifest_bytes(n, chunk)
 
 
+def per_item_manifest_bytes(n: int, chunk: int) -> int:
+    """The manifest's length counted item by item, as plan did before its closed form."""
+    if n == 0:
+        return 2
+    digits = sum(len(str(i)) + len(str(layout.chunk_start(i, chunk))) for i in range(n))
+    return 2 + n * (len('{"c":,"d":"","i":}') + DIGEST_LENGTH) + digits + (n - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(0, 30_000), chunk=st.integers(1, 5_000))
+def test_closed_form_manifest_size_equals_the_per_item_count(n: int, chunk: int) -> None:
+    assert manifest_bytes(n, chunk) == per_item_manifest_bytes(n, chunk)
+
+
+@pytest.mark.parametrize("n", [0, 1, 9, 10, 11, 99, 100, 999, 1000, 1001, 9999, 10_000, 100_001])
+@pytest.mark.parametrize("chunk", [1, 7, 10, 100, 999, 1000])
+def test_closed_form_manifest_size_at_the_digit_boundaries(n: int, chunk: int) -> None:
+    assert manifest_bytes(n, chunk) == per_item_manifest_bytes(n, chunk)
+
+
+def digits_below_power_of_ten(k: int) -> int:
+    """sum(len(str(i)) for i in range(10**k)): 0, then 9 * 10**(d-1) numbers of d digits."""
+    return 1 + sum(9 * 10 ** (d - 1) * d for d in range(1, k + 1))
+
+
+@pytest.mark.parametrize("k", [8, 12])
+def test_plan_of_10_to_the_k_items_is_computed_in_closed_form(k: int, config: Config) -> None:
+    """ReaderConfig.MaxItems is 10**8; far larger sizes are planned too (over the limit)."""
+    n = 10**k
+    f = SHAPES["map_agg"][0]  # numbers -> squares (one item per child) -> total
+    plan = plan_of(f, {"n": 3}, config, f"{n}")
+    size = plan.sizes["map-square"]
+    assert (size.items, size.chunks) == (n, n // 1000)
+    # Every chunk is full: chunk c starts at c * 1000, whose digits are c's and three zeros (c > 0).
+    starts = 1000 * (1 + digits_below_power_of_ten(k - 3) - 1 + 3 * (10 ** (k - 3) - 1))
+    entry = len('{"c":,"d":"","i":}') + DIGEST_LENGTH
+    assert size.manifest_bytes == 2 + n * entry + digits_below_power_of_ten(k) + starts + n - 1
+    assert plan.lambda_invocations == n + 2
+    stages = {s.id: s for s in plan.stages}
+    assert stages["map-square"].children == n and stages["map-square"].transitions == 1 + 2 * n
+    assert stages["total"].lists == n // 1000 and stages["total"].gets == n + 2  # and the pointer, the manifest
+    reader = next(limit for limit in plan.limits if limit.check == "ItemReader items")
+    assert (reader.value, reader.ok) == (n, n <= prices.MAX_READER_ITEMS)
+
+
 def test_birds_by_hand(config: Config) -> None:
     """birds with 3 items: the table's numbers, and the USD from the list prices."""
     from lokki_sam.loader import load_flow
@@ -293,6 +372,37 @@ def test_measure_with_items_scales_the_mean_duration(config: Config) -> None:
     stage = next(s for s in plan.stages if s.id == "map-nap")
     assert (stage.items, stage.children) == (40, 20)
     assert stage.gb_seconds is not None and stage.gb_seconds >= 20 * 2 * 0.01 * 1.5
+
+
+@pytest.mark.parametrize("measure", [False, True])
+def test_a_flaky_step_is_sized_and_measured_under_its_retry(config: Config, measure: bool) -> None:
+    ATTEMPTS.clear()
+    plan = plan_of(flaky, {"n": 3}, config, measure=measure)
+    assert plan.sizes["map-flaky_item"].items == 3
+    assert ATTEMPTS["source"] == 2
+    notes = [n for n in plan.notes if n.startswith("the local run retried")]
+    if measure:
+        assert all(ATTEMPTS[f"item-{x}"] == 2 for x in range(3))
+        assert plan.durations_known
+        assert notes == [
+            "the local run retried (flaky_source 1x, flaky_item 3x) as the steps' Retry allows: "
+            "durations are the successful attempts'"
+        ]
+    else:  # sizing runs the stages up to the map's source only
+        assert not any(key.startswith("item-") for key in ATTEMPTS)
+        assert notes == [
+            "the local run retried (flaky_source 1x) as the steps' Retry allows: durations are the successful attempts'"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"), [(-1, "ConnectionError: item -1: the call drops"), (99, "ValueError: not retried")]
+)
+def test_a_step_failing_beyond_its_retry_fails_the_measure(config: Config, extra: int, error: str) -> None:
+    ATTEMPTS.clear()
+    with pytest.raises(PlanError, match=f"step 'flaky_item' failed when run locally for --measure: {error}"):
+        plan_of(flaky, {"n": 1, "extra": extra}, config, measure=True)
+    assert ATTEMPTS[f"item-{extra}"] == (2 if extra < 0 else 1)  # one retry for ConnectionError only
 
 
 def test_items_for_one_map_the_other_from_the_local_run(config: Config) -> None:
@@ -448,6 +558,8 @@ def test_stack_name_from_samconfig_else_assumed(
         (["-4"], "cannot have -4 items"),
         (["3", "4"], "given twice"),
         (["map-square=3", "map-square=4"], "given twice"),
+        ([str(10**15 + 1)], r"more items than any run could have \(plan takes up to 1,000,000,000,000,000;"),
+        (["1" + "0" * 400], "more items than any run could have"),
     ],
 )
 def test_bad_items_are_refused(items: list[str], message: str) -> None:

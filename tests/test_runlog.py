@@ -172,3 +172,96 @@ def test_lambdas_own_json_format_writes_every_field(awslambdaric_python: str, tm
     assert lines[1]["run_id"] == "r-1" and lines[1]["items"] == [[4, 7]] and lines[1]["logger"] == "user"
     assert {"seconds", "s3_requests", "bytes_read", "bytes_written"} <= set(lines[2])
     assert lines[-1]["errorType"] == "KeyError" and lines[-1]["error"] == "KeyError: 'k'"
+
+
+PEAKS = """
+import json, logging, os, subprocess, sys
+from lokki_sam import runlog
+runlog.configure(dict(os.environ))
+
+def touch(mb):
+    block = bytearray(mb * 1024 * 1024)
+    block[::4096] = b"\\x01" * len(range(0, len(block), 4096))  # resident, not just reserved
+    return block
+
+if sys.argv[1] == "warm":  # one worker, two invocations: a large one, then a small one
+    with runlog.step_scope({"node": "large"}):
+        block = touch(300)
+    del block
+    with runlog.step_scope({"node": "small"}):
+        pass
+else:  # a worker started by a large process (an emulator's), then one small invocation
+    block = touch(300)
+    sys.stdout.flush()
+    child = "from lokki_sam import runlog; import os; runlog.configure(dict(os.environ))\\n"
+    child += "with runlog.step_scope({'node': 'child'}): pass"
+    subprocess.run([sys.executable, "-c", child], check=True)
+"""
+
+
+@pytest.mark.cli  # fresh interpreters: a process's peak is the figure under test
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the per-invocation peak uses /proc (Lambda is Linux)")
+@pytest.mark.parametrize("how", ["warm", "forked"])
+def test_each_invocation_reports_its_own_peak_memory(tmp_path: Path, how: str) -> None:
+    """ru_maxrss carries a warm worker's earlier peak, and a large parent's, into every invocation."""
+    script = tmp_path / "peaks.py"
+    script.write_text(PEAKS)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_LAMBDA_", "LOKKI_"))}
+    done = subprocess.run(
+        [sys.executable, str(script), how], capture_output=True, text=True, timeout=120,
+        env=environ | {"PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    finished = {
+        line["node"]: line for line in map(json.loads, done.stdout.splitlines()) if line["message"] == runlog.FINISHED
+    }
+    small = finished["small" if how == "warm" else "child"]
+    assert "peak_memory_scope" not in small  # the invocation's own figure
+    assert 0 < small["peak_memory_mb"] < 150
+    if how == "warm":
+        assert finished["large"]["peak_memory_mb"] >= 300
+
+
+def test_without_a_peak_reset_the_process_peak_is_reported_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where /proc/self/clear_refs cannot be written (not Linux, a locked-down /proc): simulated by
+    pointing the reset at a path that cannot be opened."""
+    monkeypatch.setattr(runlog.PeakMemory, "CLEAR_REFS", "/nonexistent/clear_refs")
+    figures = runlog.PeakMemory().figures()
+    assert figures["peak_memory_scope"] == "process" and figures["peak_memory_mb"] > 0
+
+
+def test_logs_shows_a_cloud_failure_from_the_users_frames(caplog: pytest.LogCaptureFixture) -> None:
+    """The record the runtime logs for a failed step (real handler, moto's Step Functions), as the
+    JSON lines a platform writes, read back by `lokki-sam logs`: the traceback starts at the step."""
+    from lokki_sam.cli.logs import render
+
+    with moto_cloud() as cloud, caplog.at_level(logging.INFO):
+        cloud.execute(logged.graph, {"n": 4, "bad": 1})
+    (failed,) = [r for r in lokki_records(caplog) if r.getMessage() == runlog.FAILED]
+    record = json.loads(runlog.JsonLines().format(failed))
+    assert any("lokki_sam" in frame for frame in record["stackTrace"])  # the record keeps every frame
+    shown = render(record).splitlines()
+    assert shown[1].strip() == "RuntimeError: item 1 is bad"
+    frames = [line.strip() for line in shown[2:] if line.strip().startswith("File ")]
+    assert frames and all("lokki_sam" not in frame for frame in frames)
+    assert frames[0].endswith(", in doubled") and "test_runlog.py" in frames[0]
+    assert "raise RuntimeError" in shown[-1]
+
+
+@pytest.mark.parametrize(
+    ("filename", "own"),
+    [
+        ("/opt/python/lokki_sam/runtime.py", True),
+        ("/work/site-packages/lokki_sam/cli/logs.py", True),
+        ("C:\\\\py\\\\Lib\\\\lokki_sam\\\\execution.py", True),
+        ("/var/task/flows.py", False),
+        ("/home/me/lokki_sam_demo/flow.py", False),
+        ("/home/me/lokki_sam.py", False),
+    ],
+)
+def test_lokki_sams_own_files_are_told_apart_by_their_folder(filename: str, own: bool) -> None:
+    from lokki_sam.tracebacks import is_own_file, user_frames
+
+    assert is_own_file(filename) is own
+    frames = [f'  File "{filename}", line 3, in f\n    x()\n', '  File "/var/task/app.py", line 9, in g\n']
+    assert user_frames(frames) == frames[own:]

@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import TYPE_CHECKING
 
 import click
 
 from lokki_sam import __version__
-from lokki_sam.cli.state import report_error
+from lokki_sam.cli.state import CommandLine, report_error
 from lokki_sam.errors import LokkiError
-
-if TYPE_CHECKING:
-    from lokki_sam.dsl import Flow
 
 # Command name -> module exposing `command`, in the order `--help` lists them.
 COMMANDS = {
@@ -40,7 +36,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(CommandLine):
     """Imports a command's module only when that command (or `--help`) needs it."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -64,12 +60,5 @@ def main() -> None:
     try:
         cli(prog_name="lokki-sam")
     except LokkiError as exc:  # raised outside a command's error handling
-        report_error(exc)
+        report_error(exc, as_json="--json" in sys.argv[1:])
         sys.exit(exc.exit_code)
-
-
-def flow_main(flow_obj: Flow, argv: list[str] | None = None) -> None:
-    """`main(flow)`: a command line for one flow module (see `lokki_sam.cli.flow_main`)."""
-    from lokki_sam.cli.flow_main import flow_main as run_flow_main
-
-    run_flow_main(flow_obj, argv)

@@ -18,7 +18,7 @@ import click
 from lokki_sam import __version__
 from lokki_sam.cli.options import run_options
 from lokki_sam.cli.run import execute_run
-from lokki_sam.cli.state import CliState, handle_errors, report_error
+from lokki_sam.cli.state import CliState, CommandLine, handle_errors, report_error
 from lokki_sam.config import LOG_FORMATS, LOG_LEVELS
 from lokki_sam.dsl import Flow
 from lokki_sam.errors import LokkiError
@@ -74,13 +74,13 @@ def flow_main(flow_obj: Flow, argv: list[str] | None = None) -> None:
     try:
         check_parameter_names(flow_obj)
     except LokkiError as exc:
-        report_error(exc)
+        report_error(exc, as_json="--json" in (sys.argv[1:] if argv is None else argv))
         sys.exit(exc.exit_code)
 
     state = CliState()
     state.hold_warnings()  # config warnings go through the run's reporter
 
-    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(cls=CommandLine, context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(__version__, prog_name="lokki-sam")
     @click.option(
         "--log-level",

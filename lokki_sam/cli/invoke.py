@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import click
 
 from lokki_sam.cli.options import aws_options, param_option, pop_aws
-from lokki_sam.cli.output import json_result, print_result
+from lokki_sam.cli.output import json_result, print_json, print_result
 from lokki_sam.cli.state import CliState, handle_errors, pass_state
+from lokki_sam.errors import LokkiError
 
 
 def source_of(flow_obj: Any) -> str:
@@ -70,6 +70,7 @@ def command(
     from lokki_sam.cloud.flows import resolve_flow
     from lokki_sam.cloud.identity import check_deployed
     from lokki_sam.cloud.invoke import execution_input, start_run, wait
+    from lokki_sam.cloud.map_totals import map_totals
     from lokki_sam.cloud.result import read_output
     from lokki_sam.cloud.stack import deployment
     from lokki_sam.cloud.status import diagnose
@@ -104,24 +105,35 @@ def command(
         run_id, arn = start_run(dep, graph, given)
     if no_wait:
         if as_json:
-            click.echo(json.dumps({"flow": graph.name, "run_id": run_id, "execution_arn": arn, "status": "running"}))
+            print_json({"flow": graph.name, "run_id": run_id, "execution_arn": arn, "status": "running"})
         else:
             click.echo(run_id)
         return
-    view = ExecutionView(as_json)
-    view.started(graph.name, run_id, arn, given)
+    sfn = dep.client("stepfunctions")
+    view = ExecutionView(
+        as_json, totals=lambda: map_totals(sfn, arn, graph), progress_interval=state.config["progress_interval"]
+    )
+    view.started(graph.name, run_id, arn, {k: v for k, v in given.items() if k != names.RERUN_INPUT_KEY})
     began = time.monotonic()
     try:
         snap = wait(dep, arn, view.update)
+        view.finished(run_id, snap.status, time.monotonic() - began, snap.maps)
+        if resumed_name is not None:
+            report_decisions(dep, graph, run_id, resumed_name)
+        if snap.status != "SUCCEEDED":
+            raise failure_error(dep, graph, run_id, diagnose(sfn, arn, snap.status), arn)
+        value = read_output(dep, graph, run_id)
     except KeyboardInterrupt:
-        click.echo(f"\nstopped following run {run_id}; it goes on in the cloud: lokki-sam result {run_id}", err=True)
-        raise SystemExit(130) from None
-    view.finished(run_id, snap.status, time.monotonic() - began, snap.maps)
-    if resumed_name is not None:
-        report_decisions(dep, graph, run_id, resumed_name)
-    if snap.status != "SUCCEEDED":
-        raise failure_error(dep, graph, run_id, diagnose(dep.client("stepfunctions"), arn, snap.status), arn)
-    value = read_output(dep, graph, run_id)
+        view.stop()
+        stopped = StoppedFollowing(
+            f"stopped following run {run_id}; it goes on in the cloud",
+            hint=f"lokki-sam result {run_id} (or lokki-sam runs {graph.name})",
+        )
+        stopped.details.update(flow=graph.name, run_id=run_id, execution_arn=arn)
+        raise stopped from None
+    except LokkiError as exc:
+        exc.details.update(flow=graph.name, run_id=run_id, execution_arn=arn)
+        raise
     if as_json:
         payload = {
             "flow": graph.name,
@@ -131,7 +143,7 @@ def command(
             "failed_items": [{"map": m.label, "count": m.failed} for m in snap.maps if m.failed],
             "execution_arn": arn,
         }
-        click.echo(json.dumps(payload, indent=2))
+        print_json(payload)
     else:
         print_result(value)
 
@@ -144,3 +156,9 @@ def report_decisions(dep: Any, graph: Any, run_id: str, execution_name: str) -> 
     ctx = run_context(graph, dep.store(graph.name), run_id, check_finished(dep, graph, run_id), None)
     for decision in read_decisions(ctx, execution_name):
         click.echo(f"  {decision.describe(run_id)}", err=True)
+
+
+class StoppedFollowing(LokkiError):
+    """Ctrl-C while `invoke` follows a run: the run goes on in the cloud (exit code 130)."""
+
+    exit_code = 130

@@ -9,12 +9,13 @@ import click
 
 from lokki_sam.cli.options import aws_options, pop_aws
 from lokki_sam.cli.state import CliState, handle_errors, pass_state
+from lokki_sam.tracebacks import user_frames
 
 FIGURES = (("bytes_read", "read"), ("bytes_written", "written"))
 
 
 def render(record: dict[str, Any]) -> str:
-    """One readable line (and the traceback of a failure) for a record."""
+    """One readable line (and the traceback of a failure, the user's frames) for a record."""
     items = record.get("items")
     where = str(record.get("node") or record.get("step") or "-")
     if items:
@@ -26,13 +27,13 @@ def render(record: dict[str, Any]) -> str:
         parts = [f"{record['seconds']:.3f} s", f"{record.get('s3_requests', 0)} S3 requests"]
         parts += [f"{_size(int(record.get(key) or 0))} {label}" for key, label in FIGURES]
         if record.get("peak_memory_mb"):
-            parts.append(f"peak {record['peak_memory_mb']} MB")
+            scope = "process peak" if record.get("peak_memory_scope") == "process" else "peak"
+            parts.append(f"{scope} {record['peak_memory_mb']} MB")
         text += f"  ({', '.join(parts)})"
     if record.get("errorType"):
         text += f"\n    {record['errorType']}: {record.get('errorMessage', '')}"
-        text += "".join(
-            f"\n    {line.rstrip()}" for frame in record.get("stackTrace") or () for line in frame.splitlines()
-        )
+        frames = [str(frame) for frame in record.get("stackTrace") or ()]
+        text += "".join(f"\n    {line.rstrip()}" for frame in user_frames(frames) for line in frame.splitlines())
     return text
 
 

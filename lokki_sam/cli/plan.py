@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 from lokki_sam.cli.options import param_option
+from lokki_sam.cli.output import error_document, print_json
 from lokki_sam.cli.state import CliState, handle_errors, pass_state
 
 
@@ -58,8 +58,18 @@ def command(
         stack_name=stack_name,
         config_env=config_env,
     )
-    click.echo(json.dumps(render.as_json(plan), indent=2, ensure_ascii=False) if as_json else render.text(plan))
+    over = None
     if plan.exceeded:
         shown = ", ".join(f"{limit.check} [{limit.where}]" for limit in plan.exceeded)
-        click.echo(f"error: over a service limit: {shown}", err=True)
+        over = f"over a service limit: {shown}"
+    if as_json:
+        document = render.as_json(plan)
+        if over:  # the plan, and the error its exit code 1 stands for
+            hint = "see each limit's fix in `limits`"
+            document |= error_document(over, kind="LimitExceeded", exit_code=1, hint=hint)
+        print_json(document)
+    else:
+        click.echo(render.text(plan))
+    if over:
+        click.echo(f"error: {over}", err=True)
         sys.exit(1)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from lokki_sam.cli.options import aws_options, pop_aws
-from lokki_sam.cli.output import json_result, print_result
+from lokki_sam.cli.output import json_result, print_json, print_result
 from lokki_sam.cli.state import CliState, handle_errors, pass_state
 
 
@@ -29,11 +29,19 @@ def write_output(value: Any, path: Path) -> None:
 @click.option("--flow", "flow_arg", metavar="FLOW", help="Flow of the run [default: from lokki.toml and the run id].")
 @click.option("--step", metavar="STEP", help="Print this step's (or map's) output instead of the result.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (.pkl, .json).")
+@click.option("--json", "as_json", is_flag=True, help="A JSON document on stdout: flow, run_id, step, result.")
 @aws_options
 @pass_state
 @handle_errors
 def command(
-    state: CliState, /, run_id: str, flow_arg: str | None, step: str | None, output: Path | None, **kwargs: Any
+    state: CliState,
+    /,
+    run_id: str,
+    flow_arg: str | None,
+    step: str | None,
+    output: Path | None,
+    as_json: bool,
+    **kwargs: Any,
 ) -> None:
     """Fetch a deployed run's result, or one step's output (--step)."""
     from lokki_sam import layout
@@ -66,5 +74,7 @@ def command(
     if output is not None:
         write_output(value, output)
         click.echo(f"wrote {output}", err=True)
-    else:
+    if as_json:
+        print_json({"flow": flow_obj.graph.name, "run_id": run_id, "step": step, "result": json_result(value)})
+    elif output is None:
         print_result(value)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from lokki_sam.cli.options import param_option, run_options
-from lokki_sam.cli.output import json_result, print_result
+from lokki_sam.cli.output import json_result, print_json, print_result
 from lokki_sam.cli.state import CliState, handle_errors, pass_state
 from lokki_sam.dsl import Flow
 from lokki_sam.errors import LokkiError
+from lokki_sam.streams import stdout_to_stderr
 
 if TYPE_CHECKING:
+    from lokki_sam.local import ItemFailure
     from lokki_sam.progress import Reporter
 
 
@@ -51,36 +53,62 @@ def execute_run(
     verbose: bool = False,
     rerun: tuple[str, ...] = (),
 ) -> None:
-    """Run `flow_obj` with the reporter the options ask for and print its result."""
-    from lokki_sam.local import run_flow, sigterm_interrupts
+    """Run `flow_obj` with the reporter the options ask for and print its result. Stdout holds
+    the result alone: what the steps print goes to stderr. A failure of a run that started names
+    its run (`--json`: `flow` and `run_id` beside the error)."""
+    from lokki_sam import layout
+    from lokki_sam.local import MapFailed, run_flow, sigterm_interrupts
 
     config = state.config
     reporter = run_reporter(state, as_json=as_json, quiet=quiet, verbose=verbose)
+    root = store or config["store"]
+    run_id = resume or layout.new_run_id(flow_obj.name)
     try:
-        with sigterm_interrupts():
+        with sigterm_interrupts(), stdout_to_stderr():
             outcome = run_flow(
                 flow_obj,
                 raw_params,
-                store=store or config["store"],
+                store=root,
+                run_id=None if resume else run_id,
                 resume=resume,
                 rerun=rerun,
                 reporter=reporter,
                 concurrency=config.get("concurrency"),
             )
+    except LokkiError as exc:
+        if _run_exists(root, run_id):
+            exc.details.update(flow=flow_obj.name, run_id=run_id)
+        if isinstance(exc, MapFailed):
+            exc.details["failed_items"] = failed_items(exc.failures)
+        raise
     finally:
         reporter.close()
     if as_json:
-        failures = [f.__dict__ | {"indexes": list(f.indexes)} for f in outcome.failures]
         payload = {
             "flow": flow_obj.name,
             "run_id": outcome.run_id,
             "params": json_result(outcome.params),
             "result": json_result(outcome.result),
-            "failed_items": failures,
+            "failed_items": failed_items(outcome.failures),
         }
-        click.echo(json.dumps(payload, indent=2))
+        print_json(payload)
     else:
         print_result(outcome.result)
+
+
+def _run_exists(store: str, run_id: str) -> bool:
+    """Whether the run started (it has a record): only then does a failure name it."""
+    from lokki_sam import layout
+    from lokki_sam.store import LocalStore
+
+    try:
+        return LocalStore(store).exists(layout.run_record(layout.check_run_id(run_id)))
+    except LokkiError:  # an invalid run id (the error being reported says so)
+        return False
+
+
+def failed_items(failures: Sequence[ItemFailure]) -> list[dict[str, Any]]:
+    return [f.__dict__ | {"indexes": list(f.indexes)} for f in failures]
 
 
 @click.command("run")

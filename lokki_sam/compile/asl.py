@@ -49,6 +49,7 @@ NEVER_RETRIED = (
     "LokkiError",
     "MapIncomplete",
     "MapSourceError",
+    "MissingOutput",
     "ParamError",
     "ProtocolError",
     "RuntimeConfigError",

@@ -11,8 +11,6 @@ invocations, transitions, history events and S3 requests (`model.py`); check the
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +23,13 @@ from lokki_sam.plan import limits, model, prices, sizing
 from lokki_sam.plan.limits import Deployment, Limit
 from lokki_sam.plan.model import StageCount
 from lokki_sam.plan.sizing import LocalPass, MapSize, PlanError
+from lokki_sam.streams import stdout_to_stderr
 
 __all__ = ["Plan", "PlanError", "make_plan", "parse_items"]
 
+# Far beyond the ItemReader's limit (a plan shows by how much a size is over it), small enough
+# for every figure to stay a finite float in USD.
+MAX_PLANNED_ITEMS = 10**15
 ITEMS_HINT = "--items N (every map) or --items MAP=N (one map; map ids as `lokki-sam graph` shows them)"
 
 
@@ -106,6 +108,13 @@ def _count(text: str, value: str, where: str) -> int:
         raise PlanError(f"--items {value!r}: {text!r} is not a whole number", where=where, hint=ITEMS_HINT) from None
     if count < 0:
         raise PlanError(f"--items {value!r}: a map cannot have {count} items", where=where, hint=ITEMS_HINT)
+    if count > MAX_PLANNED_ITEMS:
+        raise PlanError(
+            f"--items {value!r}: more items than any run could have (plan takes up to {MAX_PLANNED_ITEMS:,}; "
+            f"a distributed map reads at most {prices.MAX_READER_ITEMS:,})",
+            where=where,
+            hint=ITEMS_HINT,
+        )
     return count
 
 
@@ -139,8 +148,7 @@ def make_plan(
     target = resolve_deployment(config, stack_name, config_env)
     local = LocalPass(graph, params)
     try:
-        # A step's prints must not mix with the plan (`--json` on stdout).
-        with contextlib.redirect_stdout(sys.stderr):
+        with stdout_to_stderr():  # a step's output must not mix with the plan (`--json` on stdout)
             sizes = _size(graph, given, local, measure)
         written = local.largest_objects() if measure else None
     finally:
@@ -150,7 +158,7 @@ def make_plan(
     stages = model.count(graph, sizes, funcs, seconds)
     checked = limits.check(graph, stages, sizes, funcs, params, target, written)
     plan = Plan(graph, dict(params), sizes, stages, checked, target, measure)
-    plan.notes = _notes(plan, written)
+    plan.notes = _notes(plan, written, local.measured.retries)
     return plan
 
 
@@ -169,12 +177,17 @@ def _size(graph: FlowGraph, given: Mapping[str, int], local: LocalPass, measure:
     return sizes
 
 
-def _notes(plan: Plan, written: Mapping[str, int] | None) -> list[str]:
+def _notes(plan: Plan, written: Mapping[str, int] | None, retries: Mapping[str, int]) -> list[str]:
     notes = [
         "counts are for one run without retries or redrives; each retry adds its invocations and transitions",
         "S3 requests are the Lambda handler's; Step Functions' own (ItemReader GET, ResultWriter PUTs) are "
         "estimated apart and priced in the USD",
     ]
+    if retries:
+        shown = ", ".join(f"{node} {count}x" for node, count in retries.items())
+        notes.append(
+            f"the local run retried ({shown}) as the steps' Retry allows: durations are the successful attempts'"
+        )
     for map_id, map_size in plan.sizes.items():
         if map_size.estimated:
             notes.append(

@@ -138,7 +138,7 @@ def _map_limits(
             "bytes",
             map_size.manifest_bytes <= prices.MAX_READER_BYTES,
             "split the source's list over several runs or maps",
-            "limit from lokki-sam's issue 12, unconfirmed in AWS docs",
+            "the size commonly given for a JSON item source; the AWS documentation does not state it",
         )
     )
     if block.options.execution_type == "EXPRESS":
@@ -174,14 +174,13 @@ def _child_input(graph: FlowGraph, block: MapBlock, map_size: MapSize, params: M
     item = {"i": last, "c": chunk, "d": PLACEHOLDER_ID, **context}
     batch = block.options.batch_size
     payload: Any = item
+    more = 0  # the batch's other items, each as long as the first, and a comma
     if batch > 1:
-        payload = {
-            "Items": [item] * max(1, min(batch, map_size.items)),
-            "BatchInput": context,
-        }
+        payload = {"Items": [item], "BatchInput": context}
+        more = (max(1, min(batch, map_size.items)) - 1) * (size(item) + 1)
     node = max(block.nodes, key=lambda n: len(n.id))
     event = {"node": node.id, "map": block.id, "input": payload, "lokki": asl.stamp(graph, node).to_json()}
-    n = size(event)
+    n = size(event) + more
     return Limit(
         "map child input (one batch, as the Lambda payload)",
         block.id,

@@ -39,7 +39,7 @@ MAX_STATE_MACHINE_NAME = 80
 MAX_EXECUTION_NAME = 80
 MAX_EXPRESS_SECONDS = 300
 # Distributed Map ItemReader: ReaderConfig.MaxItems accepts at most 100,000,000 items
-# (input-output-itemreader.html, read 2026). The 10 GB object size is the figure the issue gives
+# (input-output-itemreader.html, read 2026). The 10 GB object size is the figure commonly given
 # for a JSON item source; the AWS pages reachable while writing this did not state it.
 MAX_READER_ITEMS = 100_000_000
 MAX_READER_BYTES = 10 * 1000**3

@@ -9,9 +9,10 @@ is the store's own (`execution.write_map_items`), so the planned PUTs are the on
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,10 @@ from typing import Any
 from lokki_sam import execution, layout
 from lokki_sam.errors import LokkiError
 from lokki_sam.execution import CHUNK_MAX_ITEMS, RunContext
+from lokki_sam.installed import check_installed
 from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
 from lokki_sam.protocol import ItemRef
+from lokki_sam.retry import call_with_retry
 from lokki_sam.serialization import DIGEST_LENGTH
 from lokki_sam.store import LocalStore
 
@@ -50,6 +53,7 @@ class Measurement:
 
     seconds: dict[str, list[float]] = field(default_factory=dict)
     largest: dict[str, int] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)  # attempts the step's Retry made again
 
 
 def sized_by_items(n: int, batch_size: int) -> MapSize:
@@ -60,12 +64,31 @@ def sized_by_items(n: int, batch_size: int) -> MapSize:
 
 
 def manifest_bytes(n: int, chunk: int) -> int:
-    """Length of the manifest `execution.write_map_items` writes for n items in chunks of `chunk`."""
+    """Length of the manifest `execution.write_map_items` writes for n items in chunks of `chunk`,
+    in closed form (a plan of 10**12 items is as quick as one of 10).
+
+    Entry i is `{"c":<chunk start>,"d":"<digest>","i":<i>}` (sorted keys, no spaces: ArtifactStore.put_json),
+    entries are joined by commas inside `[]`. The chunk start of items k*chunk .. k*chunk+chunk-1
+    is k*chunk, so the chunk starts' digits are those of the multiples of `chunk`, each `chunk`
+    times, the last chunk holding the remainder."""
     if n == 0:
         return 2  # []
-    entry = len('{"c":,"d":"","i":}') + DIGEST_LENGTH  # sorted keys, no spaces (ArtifactStore.put_json)
-    digits = sum(len(str(i)) + len(str(layout.chunk_start(i, chunk))) for i in range(n))
-    return 2 + n * entry + digits + (n - 1)
+    entry = len('{"c":,"d":"","i":}') + DIGEST_LENGTH  # and the item's digest, always as long
+    chunks = -(-n // chunk)
+    last = layout.chunk_start(n - 1, chunk)  # the last chunk's start, (chunks - 1) * chunk
+    starts = chunk * digits_of_multiples(chunks - 1, chunk) + (n - last) * len(str(last))
+    return 2 + n * entry + digits_of_multiples(n, 1) + starts + (n - 1)
+
+
+def digits_of_multiples(count: int, step: int) -> int:
+    """`sum(len(str(k * step)) for k in range(count))`, one term per number of digits."""
+    total = below = 0
+    digits = 1
+    while below < count:
+        upto = min(count, -(-(10**digits) // step))  # the k with k * step < 10**digits
+        total += (upto - below) * digits
+        below, digits = upto, digits + 1
+    return total
 
 
 class LocalPass:
@@ -91,12 +114,13 @@ class LocalPass:
 
     def run(self, stages: Sequence[Stage], purpose: str) -> None:
         """Run `stages` in order; `purpose` says why in the error if a step fails."""
+        check_installed(self.graph)
         self._purpose = purpose
         for stage in stages:
             if isinstance(stage, MapBlock):
                 self._map(stage)
             else:
-                self._call(stage, lambda node=stage: execution.run_task(self._ctx(), node))
+                self._call(stage, functools.partial(self._task, stage))
 
     def _map(self, block: MapBlock) -> None:
         refs = execution.read_manifest(self._ctx(), block)
@@ -105,12 +129,30 @@ class LocalPass:
         for first in range(0, len(refs), size):
             batch: list[ItemRef] = refs[first : first + size]
             for node in block.nodes:
-                self._call(node, lambda node=node, batch=batch: execution.run_batch(self._ctx(), block, node, batch))
+                self._call(node, functools.partial(self._batch, block, node, batch))
 
-    def _call(self, node: Node, call: Any) -> None:
+    # Each call (each attempt of it) gets a fresh RunContext, as each Lambda invocation has its own.
+    def _task(self, node: Node) -> None:
+        execution.run_task(self._ctx(), node)
+
+    def _batch(self, block: MapBlock, node: Node, batch: list[ItemRef]) -> None:
+        execution.run_batch(self._ctx(), block, node, batch)
+
+    def _call(self, node: Node, call: Callable[[], None]) -> None:
+        """One invocation, retried as the step's Retry says (a flaky step is measured as it runs
+        in the cloud); its duration is the successful attempt's, as each attempt is billed apart."""
         began = time.perf_counter()
-        try:
+
+        def attempt() -> None:
+            nonlocal began
+            began = time.perf_counter()
             call()
+
+        def retried(number: int, error: BaseException, wait: float) -> None:
+            self.measured.retries[node.id] = self.measured.retries.get(node.id, 0) + 1
+
+        try:
+            call_with_retry(attempt, node.step.options.retry, on_retry=retried)
         except LokkiError:
             raise
         except Exception as exc:

@@ -147,6 +147,19 @@ def week(names: list[str]) -> str:
 
 
 @step
+def half_hours(start: dt.time, until: dt.time | None = None) -> list[str]:
+    assert isinstance(start, dt.time)  # a time, not its text, in both engines
+    end = until or dt.time(12, 0)
+    minutes = range(start.hour * 60 + start.minute, end.hour * 60 + end.minute + 1, 30)
+    return [dt.time(m // 60, m % 60).isoformat("minutes") for m in minutes]
+
+
+@step
+def o_clock(hhmm: str) -> str:
+    return hhmm.replace(":", "h")
+
+
+@step
 def make_route(route: tuple[str, str], via: list[str], labels: dict[str, str]) -> str:
     return f"{route[0]}->{'->'.join(via)}->{route[1]} {sorted(labels.items())}"
 
@@ -233,6 +246,12 @@ def dated(day: dt.date = dt.date(2026, 1, 3), at: dt.datetime | None = None):
 
 
 @flow
+def timed(start: dt.time = dt.time(9, 0), until: dt.time | None = None):
+    # Times as parameters: ISO text (`09:30`) on the command line and in the execution input.
+    return half_hours(start=start, until=until).map(o_clock).agg(week)
+
+
+@flow
 def enum_params(level: Level = Level.LOW):
     # An Enum parameter: by value or name on the command line, its name's text in the execution input.
     return repeat_level(level=level).map(square).agg(total)
@@ -265,6 +284,7 @@ SHAPES: dict[str, tuple[Any, dict[str, Any], Any]] = {
     "routes": (routes, {"destination": "z"}, "a->z->a->z [('from', 'a')]"),
     "dated": (dated, {"day": "2026-03-02", "at": "2026-02-27T23:30:00+00:00"}, "Fri Sat Sun Mon"),
     "enum_params": (enum_params, {"level": "HIGH"}, 3 * 2**2),
+    "timed": (timed, {"start": "09:30", "until": "11:00:00"}, "09h30 10h00 10h30 11h00"),
 }
 
 
