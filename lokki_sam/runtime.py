@@ -26,7 +26,7 @@ from lokki_sam.execution import RunContext
 from lokki_sam.ir import FlowGraph, Node
 from lokki_sam.params import resolve_params
 from lokki_sam.protocol import PROTOCOL_VERSION, MapEvent, MapSourceResult, Stamp, TaskEvent
-from lokki_sam.store import S3Store, s3_client
+from lokki_sam.store import ArtifactStore, S3Store, s3_client
 
 
 class RuntimeConfigError(LokkiError):
@@ -93,16 +93,21 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     return handle(event, os.environ)
 
 
-def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, Any]:
-    """Run what `event` asks with the function environment `env` (handler() passes os.environ)."""
+def handle(
+    event: Any, env: Mapping[str, str], client: Any = None, store: ArtifactStore | None = None
+) -> dict[str, Any]:
+    """Run what `event` asks with the function environment `env` (handler() passes os.environ).
+    `store`: the artifacts' store when it is not the function's bucket (a local run's directory,
+    for a Batch step that `lokki-sam run` runs through the job's entry point)."""
     settings = FunctionEnv.from_env(env)
     if not isinstance(event, Mapping):
         raise RuntimeConfigError(f"the event must be a JSON object, got {type(event).__name__}")
     check_location(event, settings)
     graph = load_graph(settings.module, settings.flow)
     check_stamp(graph, Stamp.parse(event))
-    store = S3Store(settings.bucket, settings.prefix, client if client is not None else _s3())
-    runlog.METER.attach(store.client)
+    if store is None:
+        store = S3Store(settings.bucket, settings.prefix, client if client is not None else _s3())
+        runlog.METER.attach(store.client)
     if MapEvent.is_map_event(event):
         return _run_map_step(graph, store, event, settings.step)
     task = TaskEvent.parse(event)
@@ -118,12 +123,13 @@ def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, 
 def _run_task(ctx: RunContext, node: Node, execution_name: str, attempt: int) -> dict[str, Any]:
     """A step outside any map; a map source returns where its map finds its items."""
     graph, store = ctx.graph, ctx.store
-    assert isinstance(store, S3Store)
     resumed = attempt > 0
     count = execution.run_task(ctx, node, reuse=resumed)
     fed = graph.map_fed_by(node.id)
     if fed is None:
         return {"node": node.id}
+    if not isinstance(store, S3Store):  # a local run: its runner reads the manifest itself
+        return {"node": node.id, "count": count}
     inline = fed.options.mode == "inline"  # an INLINE map iterates over the state, not an ItemReader
     if resumed:  # the map runs only the items that have no output yet
         todo = [ref.to_json() for ref in execution.todo_items(ctx, fed)]
@@ -149,7 +155,7 @@ def _log_fields(ctx: RunContext, node: Node, execution_name: str, **more: Any) -
     }
 
 
-def _run_map_step(graph: FlowGraph, store: S3Store, raw: Mapping[str, Any], step_name: str) -> dict[str, Any]:
+def _run_map_step(graph: FlowGraph, store: ArtifactStore, raw: Mapping[str, Any], step_name: str) -> dict[str, Any]:
     node_id, map_id = MapEvent.target(raw)
     node = resolve_node(graph, node_id, step_name)
     block = next((m for m in graph.maps if m.id == map_id), None)
@@ -167,7 +173,7 @@ def _run_map_step(graph: FlowGraph, store: S3Store, raw: Mapping[str, Any], step
 # ------------------------------------------------------------------------- input resolution
 
 
-def _context(graph: FlowGraph, store: S3Store, run_id: Any, params: Any) -> tuple[RunContext, str, int]:
+def _context(graph: FlowGraph, store: ArtifactStore, run_id: Any, params: Any) -> tuple[RunContext, str, int]:
     """The run's context, the execution's name (the event's `run_id`) and its resume attempt."""
     if not isinstance(run_id, str):
         raise RuntimeConfigError(f"the event's run_id must be a string, got {run_id!r}")
