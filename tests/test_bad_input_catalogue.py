@@ -755,6 +755,21 @@ CASES: list[Case] = [
         ),
     ),
     Case(
+        "cli",
+        "generate a flow with a Batch step",
+        cli_run("generate", "src/heavy.py", "--code-uri", "src"),
+        ("flow 'heavy': step(s) 'fit' run as AWS Batch jobs", "lokki-sam run"),
+        2,
+        setup=write_files(
+            **{
+                "src__heavy.py": "from lokki_sam import flow, step\n\n"
+                '@step(compute="batch")\n'
+                "def fit() -> int:\n    return 1\n\n"
+                "@flow\ndef heavy():\n    return fit()\n"
+            }
+        ),
+    ),
+    Case(
         "config",
         "[batch] size Fargate does not offer",
         cli_run("plan", BIRDS),
