@@ -47,6 +47,7 @@ ENTRY_POINTS = (
     + "".join(f"{kind.lower()} = {BATCH_PACKAGE}.resources:{cls}\n" for kind, cls in BATCH_RESOURCE_PLUGINS.items())
 )
 MARKER = ".lokki-executor"
+BATCH_RUNNER = "LOKKI_EMULATOR_BATCH_RUNNER"
 
 
 def sources(package: str = SOURCE_PACKAGE) -> dict[str, bytes]:
@@ -117,6 +118,8 @@ def executor_environment(venv: Path) -> dict[str, str]:
         "LOKKI_EMULATOR_PYTHONS": json.dumps(python.discover_all()),  # python3.X per function runtime
         "LOKKI_EMULATOR_RUNTIME_PATH": str(runtime_path(venv)),
         "LOKKI_EMULATOR_MAX_IDLE_WORKERS": os.environ.get("LOKKI_EMULATOR_MAX_IDLE_WORKERS", str(max_idle_workers())),
+        # How Batch jobs run: auto (a container when Docker has the job's image, else a host process), host, docker.
+        BATCH_RUNNER: os.environ.get(BATCH_RUNNER, "auto"),
     }
 
 

@@ -24,6 +24,11 @@ def square(x: int) -> int:
     return x * x
 
 
+@step(compute=COMPUTE)
+def cube(x: int) -> int:
+    return x * x * x
+
+
 @step(compute=COMPUTE, retry=Retry(retries=2, interval=0, exceptions=(ConnectionError,)))
 def shift(x: int, offset: int = 1) -> int:
     if x == 9 and os.environ.get("LOKKI_TEST_FAIL_ON_9"):
@@ -48,3 +53,10 @@ def batch_mixed(n: int = 5, offset: int = 1, label: str = "sum"):
 @flow
 def batch_single(n: int = 3, offset: int = 1, label: str = "sum"):
     return numbers(n=n).map(square).next(shift, offset=offset).agg(total, label=label)
+
+
+@flow
+def batch_only(n: int = 5, offset: int = 1, label: str = "sum"):
+    """Every step a Batch job: what a local cloud without Lambda functions can run whole (one job per
+    item: LocalStack's Step Functions has no ItemBatcher)."""
+    return numbers(n=n).map(cube).next(shift, offset=offset).agg(total, label=label)
