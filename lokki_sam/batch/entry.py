@@ -35,9 +35,6 @@ from lokki_sam.protocol import MAP, NODE, RUN_ID
 from lokki_sam.retry import call_with_retry
 from lokki_sam.store import ArtifactStore, LocalStore, S3Store, s3_client
 
-# `lokki-sam run` points a Batch step's subprocess at its local run directory with this.
-ENV_LOCAL_STORE = "LOKKI_LOCAL_STORE"
-
 
 def main(environ: Mapping[str, str] | None = None) -> int:
     """Run the job the environment describes; return the process's exit code."""
@@ -82,7 +79,7 @@ def run(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _store(env: Mapping[str, str], settings: runtime.FunctionEnv) -> ArtifactStore:
-    local = env.get(ENV_LOCAL_STORE, "").strip()
+    local = env.get(job.ENV_LOCAL_STORE, "").strip()
     if local:
         return LocalStore(local)
     # As the Lambda runtime: only a non-empty LOKKI_ENDPOINT_URL is passed on to boto3.

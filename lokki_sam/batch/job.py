@@ -45,6 +45,8 @@ ENV_STAMP = "LOKKI_STAMP"
 ENV_MAP = "LOKKI_MAP"
 ENV_ITEMS = "LOKKI_ITEMS"
 ENV_CHUNKS = "LOKKI_CHUNKS"
+# Not from the state machine: `lokki-sam run` points a Batch step's subprocess at its local run directory.
+ENV_LOCAL_STORE = "LOKKI_LOCAL_STORE"
 EVENT_VARIABLES = (ENV_NODE, ENV_RUN_ID, ENV_PARAMS, ENV_STAMP, ENV_MAP, ENV_ITEMS, ENV_CHUNKS)
 
 

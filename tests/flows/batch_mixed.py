@@ -31,6 +31,10 @@ def cube(x: int) -> int:
 
 @step(compute=COMPUTE, retry=Retry(retries=2, interval=0, exceptions=(ConnectionError,)))
 def shift(x: int, offset: int = 1) -> int:
+    calls = os.environ.get("LOKKI_TEST_CALLS")  # a file: one line per call, to count them
+    if calls:
+        with open(calls, "a") as log:
+            log.write(f"{x}\n")
     if x == 9 and os.environ.get("LOKKI_TEST_FAIL_ON_9"):
         raise ValueError("nine is not allowed")
     flaky = os.environ.get("LOKKI_TEST_FLAKY")  # a file: absent, the first call fails once (and creates it)
@@ -42,6 +46,8 @@ def shift(x: int, offset: int = 1) -> int:
 
 @step(compute=COMPUTE)
 def total(xs: list[int], label: str = "sum") -> str:
+    if label == "boom":
+        raise RuntimeError("no boom allowed")
     return f"{label}={sum(xs)}"
 
 
