@@ -237,7 +237,9 @@ def _function_limits(
     def label(step: str) -> str:
         return names.function_id(graph.name, step)
 
-    out = []
+    out: list[Limit] = []
+    if not funcs:  # every step a Batch job: no function
+        return out
     bad_memory = [f for f in funcs.values() if not prices.LAMBDA_MIN_MEMORY <= f.memory <= prices.LAMBDA_MAX_MEMORY]
     shown = bad_memory[0] if bad_memory else max(funcs.values(), key=lambda f: f.memory)
     out.append(
