@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from lokki_sam import __version__, execution, layout, names
+from lokki_sam import __version__, execution, layout, names, runlog
 from lokki_sam.batch import job, sizing
 from lokki_sam.errors import LokkiError
 from lokki_sam.execution import RunContext
@@ -110,7 +110,9 @@ def _run(ctx: RunContext, node: Node, event: dict[str, Any]) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "lokki_sam.batch"], env=env, capture_output=True, text=True, check=False
     )
+    sys.stdout.write(done.stdout)  # the step's prints, where an in-process step's go
     if done.returncode == 0:
+        sys.stderr.write(done.stderr)
         return
     stderr = done.stderr.strip()[-STDERR_SHOWN:]
     if done.returncode == 1:
@@ -133,6 +135,8 @@ def _environment(ctx: RunContext, node: Node, store: LocalStore, event: dict[str
             names.ENV_VERSION: __version__,
             job.ENV_LOCAL_STORE: str(store.root),
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)),
+            # The job's run log records (start, finish) are the cloud's: the local run reports itself.
+            runlog.ENV_LOG_LEVEL: "WARNING",
         }
     )
     env.update(job.environment_for(event))
