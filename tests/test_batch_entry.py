@@ -100,14 +100,14 @@ def test_a_flow_with_batch_steps_runs_through_the_entry_point_on_the_lambda_keys
 def test_a_failing_step_exits_1_with_the_users_traceback(
     s3: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("LOKKI_TEST_FAIL_ON_9", "1")
+    monkeypatch.setenv("LOKKI_TEST_FAIL_ON", "9")
     params = {"n": 5, "offset": 1, "label": "sum"}
     outcomes = drive("r2", params, s3, capsys)[:-1]  # the aggregation would find item 3 missing
     failed = [(code, err) for code, err in outcomes if code != 0]
     assert len(failed) == 1 and failed[0][0] == 1, outcomes
     err = failed[0][1]
     assert err.startswith("Traceback (most recent call last):") and err.rstrip().endswith(
-        "ValueError: nine is not allowed"
+        "ValueError: 9 is not allowed"
     )
     assert "batch_mixed.py" in err and "lokki_sam" not in err
 

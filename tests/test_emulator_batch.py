@@ -120,30 +120,44 @@ def template() -> dict[str, Any]:
         },
     }
     flow_prefix = {"Fn::Sub": names.template_flow_prefix(FLOW.graph.name)}
-    jobs = {
-        names.job_definition_id(FLOW.graph.name, step.name): job_definition(
-            [sys.executable, "-m", "lokki_sam.batch"],
-            {
-                names.ENV_MODULE: FLOW.graph.module,
-                names.ENV_FLOW: FLOW.graph.name,
-                names.ENV_STEP: step.name,
-                names.ENV_BUCKET: {"Ref": "Bucket"},
-                names.ENV_PREFIX: flow_prefix,
-                names.ENV_VERSION: __version__,
-                "PYTHONPATH": str(REPO),  # the flow's module (an image would carry the code)
+
+    def flow_jobs(prefix: str, extra: dict[str, str]) -> dict[str, Any]:
+        """A job definition per step, as phase 2 will generate them (`prefix`: a second set)."""
+        return {
+            prefix + names.job_definition_id(FLOW.graph.name, step.name): job_definition(
+                [sys.executable, "-m", "lokki_sam.batch"],
+                {
+                    names.ENV_MODULE: FLOW.graph.module,
+                    names.ENV_FLOW: FLOW.graph.name,
+                    names.ENV_STEP: step.name,
+                    names.ENV_BUCKET: {"Ref": "Bucket"},
+                    names.ENV_PREFIX: flow_prefix,
+                    names.ENV_VERSION: __version__,
+                    "PYTHONPATH": str(REPO),  # the flow's module (an image would carry the code)
+                    **extra,
+                },
+                vcpu="0.5",
+                memory="1024",
+            )
+            for step in FLOW.graph.steps
+        }
+
+    def flow_substitutions(prefix: str) -> dict[str, Any]:
+        found = {
+            names.JOB_QUEUE_SUBSTITUTION: {"Ref": "Queue"},
+            names.BUCKET_SUBSTITUTION: {"Ref": "Bucket"},
+            names.PREFIX_SUBSTITUTION: flow_prefix,
+            **{
+                names.job_definition_substitution(FLOW.graph.name, step.name): {
+                    "Ref": prefix + names.job_definition_id(FLOW.graph.name, step.name)
+                }
+                for step in FLOW.graph.steps
             },
-            vcpu="0.5",
-            memory="1024",
-        )
-        for step in FLOW.graph.steps
-    }
-    flow_substitutions: dict[str, Any] = {
-        names.JOB_QUEUE_SUBSTITUTION: {"Ref": "Queue"},
-        names.BUCKET_SUBSTITUTION: {"Ref": "Bucket"},
-        names.PREFIX_SUBSTITUTION: flow_prefix,
-        **{f"{job_id}Arn": {"Ref": job_id} for job_id in jobs},
-    }
-    assert sorted(flow_substitutions) == asl.substitution_names(FLOW.graph)
+        }
+        assert sorted(found) == asl.substitution_names(FLOW.graph)
+        return found
+
+    jobs = {**flow_jobs("", {}), **flow_jobs("Failing", {"LOKKI_TEST_FAIL_ON": "27"})}
     copy_substitutions = {"Queue": {"Ref": "Queue"}, "Copy": {"Ref": "Copy"}}
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -212,11 +226,12 @@ def template() -> dict[str, Any]:
             },
             "OneJob": state_machine({"StartAt": "copy", "States": {"copy": submit(key_and_exit)}}, copy_substitutions),
             "ManyJobs": state_machine(fan_out, copy_substitutions),
-            "Flow": state_machine(asl.render(FLOW.graph), flow_substitutions),
+            "Flow": state_machine(asl.render(FLOW.graph), flow_substitutions("")),
+            "FailingFlow": state_machine(asl.render(FLOW.graph), flow_substitutions("Failing")),
         },
         "Outputs": {
             name: {"Value": {"Ref": name}}
-            for name in ("Bucket", "Compute", "Queue", "Copy", "OneJob", "ManyJobs", "Flow")
+            for name in ("Bucket", "Compute", "Queue", "Copy", "OneJob", "ManyJobs", "Flow", "FailingFlow")
         },
     }
 
@@ -329,3 +344,32 @@ def test_a_generated_definition_runs_a_flow_of_batch_jobs_through_the_entry_poin
     store = S3Store(stack["Bucket"], names.flow_prefix(STACK, FLOW.graph.name), client(cloud, "s3"))
     result = read_result(RunContext(FLOW.graph, store, "run-1", params))
     assert result == f"total={sum(x**3 + 2 for x in range(5))}"
+
+
+def test_a_failing_batch_item_fails_the_generated_flow_with_its_exit_code_and_traceback(
+    cloud: Any,  # noqa: F811
+    stack: dict[str, str],
+) -> None:
+    """Item 3's shift job (its input: 3 cubed) exits 1. LocalStack lets the Distributed Map succeed
+    with a failed item (docs/deploy.md), so the run fails at the aggregation, whose job refuses
+    the incomplete map; the failed job's log stream holds the user's traceback."""
+    execution = run(cloud, stack["FailingFlow"], {"n": 5}, name="run-2")
+    assert execution["status"] == "FAILED"
+    details = failure(cloud, execution)
+    assert details["error"] == "States.TaskFailed"
+    job = json.loads(details["cause"])
+    assert job["JobName"] == "batch_only-total" and job["Container"]["ExitCode"] == 1
+    logs = client(cloud, "logs")
+    streams = logs.describe_log_streams(logGroupName="/aws/batch/job")["logStreams"]
+    texts = [
+        "\n".join(
+            e["message"]
+            for e in logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=st["logStreamName"])["events"]
+        )
+        for st in streams
+    ]
+    failed = [t for t in texts if "ValueError: 27 is not allowed" in t]
+    assert len(failed) == 1 and "batch_mixed.py" in failed[0] and "Traceback (most recent call last):" in failed[0]
+    assert any(
+        "map 'map-cube' is incomplete: 1 of 5 item(s) have no output of step 'shift' (items 3)" in t for t in texts
+    )

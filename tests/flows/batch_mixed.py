@@ -35,8 +35,8 @@ def shift(x: int, offset: int = 1) -> int:
     if calls:
         with open(calls, "a") as log:
             log.write(f"{x}\n")
-    if x == 9 and os.environ.get("LOKKI_TEST_FAIL_ON_9"):
-        raise ValueError("nine is not allowed")
+    if str(x) == os.environ.get("LOKKI_TEST_FAIL_ON"):
+        raise ValueError(f"{x} is not allowed")
     flaky = os.environ.get("LOKKI_TEST_FLAKY")  # a file: absent, the first call fails once (and creates it)
     if flaky and not Path(flaky).exists():
         Path(flaky).write_text("failed once")
