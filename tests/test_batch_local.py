@@ -17,6 +17,8 @@ from lokki_sam.local import MapFailed, run_flow
 from lokki_sam.progress import Reporter
 from tests.flows import batch_mixed
 
+# Every Batch step runs in a fresh interpreter (the job's entry point).
+pytestmark = pytest.mark.cli
 DEFAULTS = {name: key.default for name, key in SCHEMA.items()}
 
 
@@ -91,7 +93,6 @@ def test_a_size_the_batch_defaults_cannot_complete_is_refused_before_the_run() -
         batch_local.describe_sizes(graph, {**DEFAULTS, "batch_memory": 512})
 
 
-@pytest.mark.cli
 def test_lokki_sam_run_reports_the_batch_sizes_and_prints_the_flows_result(lokki: Any, tmp_path: Path) -> None:
     (tmp_path / "lokki.toml").write_text("[batch]\ncpu = 2\nmemory = 4096\n")
     flow_file = Path(batch_mixed.__file__)

@@ -346,7 +346,10 @@ def _names(graph: FlowGraph, target: Deployment, run_id: str) -> list[Limit]:
             "a shorter flow name: @flow(name=...)",
         ),
     ]
-    longest = max((names.function_id(graph.name, s.name) for s in graph.steps), key=len)
+    functions = [names.function_id(graph.name, s.name) for s in graph.steps if not s.options.on_batch]
+    if not functions:  # every step a Batch job
+        return out
+    longest = max(functions, key=len)
     generated = len(target.stack) + 1 + len(longest) + 1 + prices.GENERATED_SUFFIX
     out.append(
         Limit(
