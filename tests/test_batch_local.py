@@ -100,3 +100,22 @@ def test_lokki_sam_run_reports_the_batch_sizes_and_prints_the_flows_result(lokki
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected(3, 1, "total")
     assert "step 'shift' runs as an AWS Batch job: here in a subprocess, its declared 2 vCPU, 4096 MiB" in done.stderr
+
+
+def test_switching_steps_between_batch_and_lambda_keeps_the_keys(lokki: Any, tmp_path: Path) -> None:
+    """A run made with Batch steps is resumed with the same steps on Lambda (configuration only):
+    every output is found under the same keys, nothing is computed again, the result is the same."""
+    flow_ref = f"{Path(batch_mixed.__file__)}:batch_mixed"
+    calls = tmp_path / "calls"
+    first = lokki("run", flow_ref, "-p", "n=4", "--store", "runs", LOKKI_TEST_CALLS=str(calls))
+    assert first.returncode == 0, first.stderr
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and len(calls.read_text().split()) == 4, first.stderr
+    calls.unlink()
+    again = lokki(
+        "run", flow_ref, "--resume", runs[0], "--store", "runs", LOKKI_TEST_CALLS=str(calls), LOKKI_TEST_LAMBDA_ONLY="1"
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout and first.stdout.strip() == expected(4, 1, "sum")
+    assert not calls.exists()  # every step's output reused: same fingerprints, same keys
+    assert "runs as an AWS Batch job" in first.stderr and "runs as an AWS Batch job" not in again.stderr
