@@ -373,3 +373,19 @@ def test_a_failing_batch_item_fails_the_generated_flow_with_its_exit_code_and_tr
     assert any(
         "map 'map-cube' is incomplete: 1 of 5 item(s) have no output of step 'shift' (items 3)" in t for t in texts
     )
+
+
+def test_an_updated_job_definition_is_a_new_revision(cloud: Any, stack: dict[str, str]) -> None:  # noqa: F811
+    """Run last: it changes the module's stack (its teardown deletes every resource, the providers' delete)."""
+    cfn = client(cloud, "cloudformation")
+    body = template()
+    body["Resources"]["Copy"]["Properties"]["ContainerProperties"]["ResourceRequirements"][1]["Value"] = "1024"
+    cfn.update_stack(StackName=STACK, TemplateBody=json.dumps(body), Capabilities=["CAPABILITY_IAM"])
+    cfn.get_waiter("stack_update_complete").wait(StackName=STACK, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=STACK)["Stacks"][0]["Outputs"]}
+    assert outputs["Copy"] == stack["Copy"].removesuffix(":1") + ":2"
+    batch = client(cloud, "batch")
+    (old,) = batch.describe_job_definitions(jobDefinitions=[stack["Copy"]])["jobDefinitions"]
+    (new,) = batch.describe_job_definitions(jobDefinitions=[outputs["Copy"]])["jobDefinitions"]
+    assert (old["status"], new["status"]) == ("INACTIVE", "ACTIVE")
+    assert {r["type"]: r["value"] for r in new["containerProperties"]["resourceRequirements"]}["MEMORY"] == "1024"
