@@ -29,31 +29,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import boto3  # noqa: E402
-
 from lokki_sam.emulator import control, process  # noqa: E402
+from tests.support.local_batch import client, create_queue, finished, register  # noqa: E402
 
 SUBMIT = "arn:aws:states:::batch:submitJob.sync"
-
-
-def client(endpoint: str, service: str) -> Any:
-    return boto3.client(
-        service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
-    )
 
 
 def timed(fn: Any) -> float:
     began = time.perf_counter()
     fn()
     return time.perf_counter() - began
-
-
-def wait_job(batch: Any, job_id: str) -> str:
-    while True:
-        status = batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"]
-        if status in ("SUCCEEDED", "FAILED"):
-            return str(status)
-        time.sleep(0.02)
 
 
 def wait_execution(sfn: Any, arn: str) -> str:
@@ -78,24 +63,8 @@ def main() -> None:
     endpoint = started.record.endpoint
     try:
         batch, sfn = client(endpoint, "batch"), client(endpoint, "stepfunctions")
-        batch.create_compute_environment(
-            computeEnvironmentName="bench",
-            type="MANAGED",
-            computeResources={"type": "FARGATE", "maxvCpus": 64, "subnets": ["subnet-1"], "securityGroupIds": ["sg-1"]},
-        )
-        batch.create_job_queue(
-            jobQueueName="bench", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "bench"}]
-        )
-        batch.register_job_definition(
-            jobDefinitionName="bench",
-            type="container",
-            platformCapabilities=["FARGATE"],
-            containerProperties={
-                "image": "bench",
-                "command": [sys.executable, "-c", "pass"],
-                "resourceRequirements": [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}],
-            },
-        )
+        create_queue(batch, "bench", max_vcpus=64)
+        register(batch, "bench", "bench", [sys.executable, "-c", "pass"])
         task = {
             "Type": "Task",
             "Resource": SUBMIT,
@@ -137,7 +106,7 @@ def main() -> None:
         for _ in range(args.jobs):
             began = time.perf_counter()
             job = batch.submit_job(jobName="bench-job", jobQueue="bench", jobDefinition="bench")["jobId"]
-            assert wait_job(batch, job) == "SUCCEEDED"
+            assert finished(batch, job, poll=0.02)["status"] == "SUCCEEDED"
             direct.append(time.perf_counter() - began)
         through_sfn = []
         for _ in range(args.jobs):

@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import WaiterError
 
@@ -27,6 +26,7 @@ from lokki_sam.execution import RunContext, read_result
 from lokki_sam.store import S3Store
 from tests.conftest import REPO
 from tests.flows import batch_mixed
+from tests.support import local_batch
 from tests.test_emulator_localstack import cloud  # noqa: F401  # one LocalStack for the module
 
 pytestmark = pytest.mark.emulator
@@ -47,14 +47,7 @@ SUBMIT = "arn:aws:states:::batch:submitJob.sync"
 
 
 def client(cloud: Any, service: str) -> Any:  # noqa: F811
-    """A client of the local cloud (module fixtures run before the per-test dummy credentials)."""
-    return boto3.client(
-        service,
-        endpoint_url=cloud.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    return local_batch.client(cloud.endpoint, service)
 
 
 def job_definition(command: list[str], environment: dict[str, Any], vcpu: str = "0.25", memory: str = "512") -> Any:
