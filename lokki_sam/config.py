@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lokki_sam import runlog
+from lokki_sam.batch import sizing as batch_sizing
 from lokki_sam.errors import ConfigError
 from lokki_sam.params import coerce, type_name
 from lokki_sam.upstream_config import SECTIONS, Upstream
@@ -125,7 +126,43 @@ SCHEMA: dict[str, Key] = {
         int, 10, "report a map's progress in lines each time this percentage of its items finishes", 1, 100
     ),
     "show_timestamps": Key(bool, False, "start each human progress line with the time"),
+    # [batch]: defaults of the steps that run as AWS Batch jobs (@step(compute="batch")); a step's
+    # own cpu/memory/timeout/platform win. Written `[batch] cpu = 2` (or LOKKI_BATCH_CPU).
+    "batch_job_queue": Key(
+        str,
+        None,
+        "[batch] job_queue: an existing AWS Batch job queue (name or ARN) for the Batch steps "
+        "(none: the stack creates a compute environment and a queue)",
+        normalize=lambda v: v or None,
+        check=batch_sizing.job_queue_problem,
+    ),
+    "batch_cpu": Key(
+        float,
+        1,
+        "[batch] cpu: vCPUs of a Batch job (Fargate: 0.25, 0.5, 1, 2, 4, 8, 16; EC2: whole vCPUs)",
+        check=batch_sizing.any_cpu_problem,
+    ),
+    "batch_memory": Key(int, 2048, "[batch] memory: MiB of a Batch job (Fargate: as its table pairs with cpu)", 4),
+    "batch_timeout": Key(
+        int,
+        3600,
+        "[batch] timeout: seconds before Batch stops a job",
+        batch_sizing.MIN_TIMEOUT,
+        batch_sizing.MAX_TIMEOUT,
+    ),
+    "batch_platform": Key(
+        str,
+        "fargate",
+        "[batch] platform of Batch jobs without a GPU: fargate or ec2 (a GPU job runs on ec2)",
+        choices=batch_sizing.PLATFORMS,
+        normalize=lambda v: v.lower(),
+    ),
+    "batch_max_vcpus": Key(
+        int, 256, "[batch] max_vcpus: the vCPUs the stack's compute environment runs at once (jobs queue beyond)", 1
+    ),
+    "batch_spot": Key(bool, False, "[batch] spot: run the stack's Fargate jobs on Fargate Spot (up to 70% cheaper)"),
 }
+BATCH_SECTION = "batch"  # `[batch] cpu` is key `batch_cpu`: lokki-sam's section, read with upstream's spellings
 
 
 @dataclass(frozen=True)
@@ -182,7 +219,25 @@ def load_config(root: str | os.PathLike[str] | None = None, environ: Mapping[str
     values.update(in_env)
     sources.update({name: f"LOKKI_{name.upper()}" for name in in_env})
     sources.update({s.key: s.label for s in env_upstream.settings})
+    _check_batch_defaults(values, sources)
     return Config(values, sources, (*upstream.warnings(path), *env_upstream.warnings("environment")))
+
+
+def _check_batch_defaults(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """The `[batch]` defaults must make a job Fargate offers when they say Fargate (each key alone
+    was checked already): a Batch step that sets neither cpu nor memory runs with exactly these."""
+    if values["batch_platform"] != "fargate":
+        return
+    cpu, memory = values["batch_cpu"], values["batch_memory"]
+    problem = batch_sizing.cpu_problem(cpu, "fargate") or batch_sizing.memory_problem(memory, "fargate")
+    problem = problem or batch_sizing.pair_problem(cpu, memory)
+    if problem is not None:
+        raise ConfigError(
+            f"[batch] cpu = {batch_sizing.shown_number(cpu)} and memory = {memory} are not a Fargate job size: "
+            f"{problem}",
+            where=" and ".join(dict.fromkeys(sources[k] for k in ("batch_cpu", "batch_memory"))),
+            hint=f'Fargate\'s vCPU/memory pairs: {batch_sizing.describe_fargate()}; or [batch] platform = "ec2"',
+        )
 
 
 def _merge(level: dict[str, Any], upstream: Upstream, *, where: str, from_text: bool) -> None:
@@ -246,7 +301,7 @@ def _check(name: str, raw: Any, *, where: str, from_text: bool, shown: str | Non
     key = SCHEMA[name]
     label = shown or f"'{name}'"
     # TOML is typed: a quoted "4" or "yes" for an int/bool key is a mistake, not a value to coerce.
-    if not from_text and key.type in (int, bool) and isinstance(raw, bool | str) and type(raw) is not key.type:
+    if not from_text and key.type in (int, float, bool) and isinstance(raw, bool | str) and type(raw) is not key.type:
         raise ConfigError(f"{label} must be {type_name(key.type)}, got {raw!r}", where=where, hint=key.help)
     if not from_text and key.type is str and not isinstance(raw, str):
         raise ConfigError(f"{label} must be a string, got {raw!r}", where=where)

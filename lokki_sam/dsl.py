@@ -22,7 +22,7 @@ from typing import Any, overload
 from lokki_sam.build import GraphBuilder, Op, StepCall, call_of
 from lokki_sam.errors import FlowDefinitionError, LokkiError
 from lokki_sam.ir import FlowGraph
-from lokki_sam.options import MapOptions, Retry, StepOptions, check_package, lambda_sizing_from_upstream
+from lokki_sam.options import MapOptions, Retry, StepOptions, check_package, sizing_from_upstream
 from lokki_sam.params import params_from_signature
 from lokki_sam.placeholder import Placeholder
 
@@ -105,8 +105,12 @@ def step(
     permissions: list[Mapping[str, Any]] | None = None,
     requirements: Sequence[str] | str | None = None,
     package: str | None = None,
-    job_type: str = "lambda",
-    vcpu: int | None = None,
+    compute: str | None = None,
+    cpu: float | None = None,
+    gpu: int | None = None,
+    platform: str | None = None,
+    job_type: str | None = None,
+    vcpu: float | None = None,
     memory_mb: int | None = None,
     timeout_seconds: int | None = None,
 ) -> Callable[[Callable[..., Any]], Step]: ...
@@ -124,8 +128,12 @@ def step(
     permissions: list[Mapping[str, Any]] | None = None,
     requirements: Sequence[str] | str | None = None,
     package: str | None = None,
-    job_type: str = "lambda",
-    vcpu: int | None = None,
+    compute: str | None = None,
+    cpu: float | None = None,
+    gpu: int | None = None,
+    platform: str | None = None,
+    job_type: str | None = None,
+    vcpu: float | None = None,
     memory_mb: int | None = None,
     timeout_seconds: int | None = None,
 ) -> Step | Callable[[Callable[..., Any]], Step]:
@@ -135,19 +143,25 @@ def step(
     this step's Lambda function; `environment` sets its environment variables; `requirements`
     (requirement lines, or a requirements file next to the module) are packaged into a layer of
     this step's function only; `package="image"` builds its function as a container image.
-    Upstream lokki's `memory_mb`/`timeout_seconds` mean `memory`/`timeout`; its `job_type="batch"`
-    and `vcpu` (AWS Batch) are refused with what to write instead.
+
+    `compute="batch"` runs the step as an AWS Batch job instead of a Lambda function (beyond
+    Lambda's 15 minutes and 10 GB, or with GPUs): `cpu` vCPUs, `memory` MiB, `gpu` GPUs,
+    `timeout` seconds, `platform` "fargate" (the default) or "ec2" (the default with a GPU).
+    Upstream lokki's names mean the same: `job_type` is `compute`, `vcpu` is `cpu`, `memory_mb`
+    is `memory`, `timeout_seconds` is `timeout`; giving both names of one setting is an error.
     """
 
     def wrap(f: Callable[..., Any]) -> Step:
         where = f"step '{getattr(f, '__name__', f)}'"
-        sized_memory, sized_timeout = lambda_sizing_from_upstream(
+        chosen, sized_cpu, sized_memory, sized_timeout = sizing_from_upstream(
             where,
-            memory=memory,
-            timeout=timeout,
+            compute=compute,
             job_type=job_type,
+            cpu=cpu,
             vcpu=vcpu,
+            memory=memory,
             memory_mb=memory_mb,
+            timeout=timeout,
             timeout_seconds=timeout_seconds,
         )
         options = StepOptions.create(
@@ -160,6 +174,10 @@ def step(
             permissions=permissions,
             requirements=requirements,
             package=package,
+            compute=chosen,
+            cpu=sized_cpu,
+            gpu=gpu,
+            platform=platform,
         )
         return Step(f, options)
 
@@ -216,6 +234,29 @@ def _check_map_kwargs(step_: Step, kwargs: Mapping[str, Any], where: str) -> Non
             )
 
 
+def _open_map(ops: tuple[Op, ...]) -> Op | None:
+    """The `.map()` that opened the map still open at the end of `ops` (None: no map is open)."""
+    opened: Op | None = None
+    for op in ops:
+        if op.kind == "agg":
+            opened = None
+        elif op.kind == "map" and opened is None:
+            opened = op
+    return opened
+
+
+def _check_body_step(step_: Step, options: MapOptions, where: str) -> None:
+    """A step joining a map's body must be able to run in that map's child executions."""
+    express = options.mode == "distributed" and options.execution_type == "EXPRESS"
+    if express and step_.options.on_batch:
+        raise FlowDefinitionError(
+            f"step '{step_.name}' runs as an AWS Batch job, which an EXPRESS map cannot wait for "
+            "(Step Functions' .sync integrations run in STANDARD workflows only)",
+            where=where,
+            hint='use execution_type="STANDARD" for this map (the default), or run the step on Lambda',
+        )
+
+
 class Chain:
     """An immutable sequence of step calls under construction inside a `@flow` function."""
 
@@ -224,7 +265,11 @@ class Chain:
 
     def next(self, target: Step | Chain, **kwargs: Any) -> Chain:
         """Run `target` on this chain's output (inside an open map: on each item's output)."""
-        return Chain((*self.ops, Op("next", _as_call(target, kwargs, "next"))))
+        call = _as_call(target, kwargs, "next")
+        opened = _open_map(self.ops)
+        if opened is not None and opened.map_options is not None:
+            _check_body_step(call.step, opened.map_options, f"flow '{_DEFINING.get()}', .next({call.step.name})")
+        return Chain((*self.ops, Op("next", call)))
 
     def map(
         self,
@@ -286,6 +331,10 @@ class Chain:
             execution_type=execution_type,
         )
         rest = tuple(Op("next", _as_call(t, {}, "map")) for t in targets[1:])
+        opened = _open_map(self.ops)
+        body_options = opened.map_options if opened is not None and opened.map_options is not None else options
+        for body_call in (call, *(op.call for op in rest)):
+            _check_body_step(body_call.step, body_options, where)
         return Chain((*self.ops, Op("map", call, options), *rest))
 
     def agg(self, target: Step | Chain, **kwargs: Any) -> Chain:

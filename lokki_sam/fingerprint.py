@@ -446,10 +446,11 @@ def _type_text(annotation: Any) -> str:
     return repr(annotation)
 
 
-# How a function is packaged changes nothing a run computes: the option is left out, so the
-# fingerprints of flows written before it existed stay, and so do those of a flow packaged as
-# images by config or `@flow(package=...)` (a step's own decorator is part of its source anyway).
-_NOT_FINGERPRINTED = ("package",)
+# How a function is packaged, and whether Lambda or Batch runs the step, change nothing a run
+# computes: those options are left out, so the fingerprints of flows written before they existed
+# stay, and so do those of a flow packaged as images by config or `@flow(package=...)` (a step's
+# own decorator is part of its source anyway).
+_NOT_FINGERPRINTED = ("package", "compute", "cpu", "gpu", "platform")
 
 
 def _step_options(options: Any) -> Any:

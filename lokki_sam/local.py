@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lokki_sam import __version__, execution, layout, lineage, names
+from lokki_sam.batch import local as batch_local
 from lokki_sam.config import MAX_LOCAL_CONCURRENCY
 from lokki_sam.errors import LokkiError, ParamError, StepFailed, StoreError
 from lokki_sam.execution import RunContext
@@ -248,6 +249,7 @@ class LocalRunner:
         record.update(fingerprint=self.graph.fingerprints.flow, nodes=dict(self.graph.fingerprints.nodes))
         self.store.put_json(layout.run_record(ctx.run_id), record)
         self.reporter.run_started(self.graph.name, ctx.run_id, dict(ctx.params), resumed)
+        batch_local.announce(self.graph, self.reporter.config_warning)  # Batch steps: sizes, checked
         failures: list[ItemFailure] = []
         status = "failed"
         try:
@@ -282,12 +284,15 @@ class LocalRunner:
         self.reporter.step_started(node.id)
         began = time.perf_counter()
         try:
-            call_with_retry(
-                lambda: execution.compute_task(ctx, plan),
-                node.step.options.retry,
-                on_retry=lambda n, exc, w: self.reporter.step_retry(node.id, n, exc, w, None),
-                sleep=self.sleep,
-            )
+            if node.step.options.on_batch:  # in a subprocess, as its job; the step's Retry runs there
+                batch_local.run_task(ctx, node)
+            else:
+                call_with_retry(
+                    lambda: execution.compute_task(ctx, plan),
+                    node.step.options.retry,
+                    on_retry=lambda n, exc, w: self.reporter.step_retry(node.id, n, exc, w, None),
+                    sleep=self.sleep,
+                )
         except LokkiError:
             raise
         except Exception as exc:
@@ -380,6 +385,9 @@ class LocalRunner:
         computed: list[tuple[str, list[Any]]] = []
         for node in block.nodes:
             try:
+                if node.step.options.on_batch:  # its job stores its outputs itself; its Retry runs there
+                    values = batch_local.compute_batch(ctx, block, node, batch, values)
+                    continue
                 values = call_with_retry(
                     functools.partial(execution.compute_batch, ctx, node, values),
                     node.step.options.retry,

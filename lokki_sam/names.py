@@ -74,6 +74,32 @@ def function_arn_substitution(flow: str, step: str) -> str:
     return f"{function_id(flow, step)}Arn"
 
 
+def job_definition_id(flow: str, step: str) -> str:
+    """The AWS Batch job definition of a Batch step (one per flow and step, as a function is)."""
+    return f"{pascal(flow)}{pascal(step)}JobDefinition"
+
+
+def job_definition_substitution(flow: str, step: str) -> str:
+    return f"{job_definition_id(flow, step)}Arn"
+
+
+# One job queue serves every Batch step of a stack (the stack's own, or lokki.toml's `[batch] job_queue`).
+JOB_QUEUE_ID = "BatchJobQueue"
+JOB_QUEUE_SUBSTITUTION = "BatchJobQueueArn"
+BATCH_RESULT_DIR = "_batch"  # '_' keeps it apart from run ids, like RESULT_WRITER_DIR
+
+
+def job_name(flow: str, node: str) -> str:
+    """A Batch job's name: 1 to 128 letters, digits, '-' and '_' (node ids are `name` or `name-2`)."""
+    return f"{flow}-{node}"[:128]
+
+
+def batch_result_key(execution: str, node: str) -> str:
+    """Where a Batch job leaves what its step returns to the state machine (a map source's
+    manifest location), relative to the flow's prefix: a job has no return value of its own."""
+    return f"{BATCH_RESULT_DIR}/{execution}/{node}.json"
+
+
 def state_machine_id(flow: str) -> str:
     return f"{pascal(flow)}StateMachine"
 

@@ -18,6 +18,8 @@ ARCHITECTURES = ("x86_64", "arm64")
 EXECUTION_TYPES = ("STANDARD", "EXPRESS")
 MAP_MODES = ("distributed", "inline")
 PACKAGES = ("zip", "image")  # how a step's function is packaged: a zip with layers, or a container image
+COMPUTES = ("lambda", "batch")  # where a step runs: an AWS Lambda function, or an AWS Batch job
+LAMBDA_MAX_TIMEOUT = 900
 # Environment variables that look like secrets (by name or value) must hold a reference, never the value.
 _SECRET_REFERENCE_RE = re.compile(r"^(/[A-Za-z0-9_.\-/]+|arn:aws[a-z-]*:(ssm|secretsmanager):\S+)$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -125,6 +127,17 @@ class StepOptions:
     requirements: tuple[str, ...] | str = ()
     # "zip" or "image" (a container image: no 250 MB limit); None: the flow's, else config `package`.
     package: str | None = None
+    # "lambda" or "batch" (an AWS Batch job: `memory` and `timeout` then size the job, and `cpu`,
+    # `gpu` and `platform` apply; None in any of them: lokki.toml's `[batch]`). Switching a step
+    # between the two changes where it runs, never its result: same protocol, store and keys.
+    compute: str = "lambda"
+    cpu: float | None = None
+    gpu: int | None = None
+    platform: str | None = None  # "fargate" or "ec2"; None: EC2 with a GPU, else Fargate
+
+    @property
+    def on_batch(self) -> bool:
+        return self.compute == "batch"
 
     @classmethod
     def create(
@@ -139,16 +152,33 @@ class StepOptions:
         permissions: list[Mapping[str, Any]] | None = None,
         requirements: Sequence[str] | str | None = None,
         package: str | None = None,
+        compute: str | None = None,
+        cpu: float | None = None,
+        gpu: int | None = None,
+        platform: str | None = None,
     ) -> StepOptions:
+        compute = _check_choice(compute, "compute", COMPUTES, where) or "lambda"
+        if compute == "lambda":
+            memory, timeout = _check_lambda_sizing(
+                where, cpu=cpu, gpu=gpu, platform=platform, memory=memory, timeout=timeout
+            )
+        else:
+            _check_batch_sizing(
+                where, cpu=cpu, gpu=gpu, platform=platform, memory=memory, timeout=timeout, package=package
+            )
         return cls(
             retry=Retry.parse(retry, where=where),
-            memory=_check_range(memory, "memory", 128, 10240, where),
-            timeout=_check_range(timeout, "timeout", 1, 900, where),
+            memory=memory,
+            timeout=timeout,
             architecture=_check_choice(architecture, "architecture", ARCHITECTURES, where),
             environment=_check_environment(environment, where),
             permissions=_check_permissions(permissions, where),
             requirements=_check_requirements(requirements, where),
             package=check_package(package, where),
+            compute=compute,
+            cpu=cpu,
+            gpu=gpu,
+            platform=platform,
         )
 
 
@@ -243,45 +273,115 @@ def check_package(value: str | None, where: str) -> str | None:
     return value
 
 
-def lambda_sizing_from_upstream(
+def sizing_from_upstream(
     where: str,
     *,
+    compute: str | None,
+    job_type: str | None,
+    cpu: float | None,
+    vcpu: float | None,
     memory: int | None,
-    timeout: int | None,
-    job_type: str,
-    vcpu: int | None,
     memory_mb: int | None,
+    timeout: int | None,
     timeout_seconds: int | None,
-) -> tuple[int | None, int | None]:
-    """(memory, timeout) from upstream lokki's `@step` sizing options, which size a Lambda step
-    under upstream's names; AWS Batch (`job_type="batch"`, `vcpu`) has no counterpart here."""
-    if job_type == "batch":
-        raise FlowDefinitionError(
-            "job_type='batch' asks for an AWS Batch job: lokki-sam runs every step on AWS Lambda",
-            where=where,
-            hint="remove job_type (and vcpu) and size the Lambda function: @step(memory=..., timeout=...) "
-            "up to 10240 MB and 900 s; package='image' for dependencies beyond a zip's 250 MB",
-        )
-    if job_type != "lambda":
-        raise FlowDefinitionError(f"job_type must be 'lambda', got {job_type!r}", where=where)
-    if vcpu is not None:
-        raise FlowDefinitionError(
-            "vcpu has no meaning on AWS Lambda: its CPU grows with memory (one vCPU at 1769 MB)",
-            where=where,
-            hint="remove vcpu and set memory=... instead",
-        )
-    for ours, ours_name, theirs, theirs_name in (
+) -> tuple[str | None, float | None, int | None, int | None]:
+    """(compute, cpu, memory, timeout) from `@step`'s two spellings of each setting: upstream
+    lokki's (`job_type`, `vcpu`, `memory_mb`, `timeout_seconds`) and lokki-sam's. Either may be
+    used; both names of one setting together are refused, even with equal values."""
+    pairs = (
+        (compute, "compute", job_type, "job_type"),
+        (cpu, "cpu", vcpu, "vcpu"),
         (memory, "memory", memory_mb, "memory_mb"),
         (timeout, "timeout", timeout_seconds, "timeout_seconds"),
-    ):
+    )
+    for ours, ours_name, theirs, theirs_name in pairs:
         if ours is not None and theirs is not None:
             raise FlowDefinitionError(
-                f"{ours_name} and {theirs_name} are one setting (upstream lokki's name and ours): give one",
+                f"{ours_name} and {theirs_name} are one setting (lokki-sam's name and upstream lokki's): give one",
                 where=where,
+                hint=f"keep {ours_name}={ours!r} or {theirs_name}={theirs!r}",
             )
-    memory_mb = _check_range(memory_mb, "memory_mb", 128, 10240, where)
-    timeout_seconds = _check_range(timeout_seconds, "timeout_seconds", 1, 900, where)
-    return (memory if memory is not None else memory_mb, timeout if timeout is not None else timeout_seconds)
+    if job_type is not None and job_type not in COMPUTES:
+        raise FlowDefinitionError(
+            f"job_type must be one of {', '.join(COMPUTES)}, got {job_type!r}",
+            where=where,
+            hint='job_type="batch" (or compute="batch") runs the step as an AWS Batch job',
+        )
+    return (
+        compute if compute is not None else job_type,
+        cpu if cpu is not None else vcpu,
+        memory if memory is not None else memory_mb,
+        timeout if timeout is not None else timeout_seconds,
+    )
+
+
+def _check_lambda_sizing(
+    where: str, *, cpu: float | None, gpu: int | None, platform: str | None, memory: int | None, timeout: int | None
+) -> tuple[int | None, int | None]:
+    """A Lambda step's memory and timeout; the Batch-only settings are refused with what to write."""
+    if cpu is not None:
+        raise FlowDefinitionError(
+            "cpu (vcpu) has no meaning on AWS Lambda: its CPU grows with memory (one vCPU at 1769 MB)",
+            where=where,
+            hint='set memory=... instead, or run the step as an AWS Batch job: compute="batch"',
+        )
+    for value, name in ((gpu, "gpu"), (platform, "platform")):
+        if value is not None:
+            raise FlowDefinitionError(
+                f"{name} is a setting of AWS Batch jobs; this step runs on AWS Lambda",
+                where=where,
+                hint=f'add compute="batch" to run it as a Batch job, or remove {name}',
+            )
+    return (
+        _check_range(memory, "memory", 128, 10240, where),
+        _check_range(timeout, "timeout", 1, LAMBDA_MAX_TIMEOUT, where),
+    )
+
+
+def _check_batch_sizing(
+    where: str,
+    *,
+    cpu: float | None,
+    gpu: int | None,
+    platform: str | None,
+    memory: int | None,
+    timeout: int | None,
+    package: str | None,
+) -> None:
+    """A Batch step's size, as far as the step itself gives it (lokki.toml's `[batch]` fills the
+    rest when the flow is generated, planned or run: `lokki_sam.batch.sizing`)."""
+    from lokki_sam.batch import sizing  # only flows with Batch steps pay for it (cold start)
+
+    platform = _check_choice(platform, "platform", sizing.PLATFORMS, where)
+    runs_on = sizing.platform_of(platform, gpu)
+    problems = [
+        (sizing.gpu_problem(gpu, runs_on) if gpu is not None else None, "gpu"),
+        (sizing.cpu_problem(cpu, runs_on) if cpu is not None else None, "cpu"),
+        (sizing.memory_problem(memory, runs_on) if memory is not None else None, "memory"),
+        (sizing.timeout_problem(timeout) if timeout is not None else None, "timeout"),
+    ]
+    if runs_on == "fargate" and cpu is not None and memory is not None and not any(p for p, _ in problems):
+        problems.append((sizing.pair_problem(cpu, memory), "cpu and memory"))
+    fargate_pairs = (
+        f'Fargate\'s vCPU/memory pairs: {sizing.describe_fargate()}; or platform="ec2" (whole vCPUs, any memory)'
+    )
+    hints = {
+        "gpu": 'a GPU job runs on EC2: drop platform="fargate" (gpu=N alone chooses EC2)',
+        "cpu": fargate_pairs,
+        "memory": fargate_pairs,
+        "cpu and memory": fargate_pairs,
+        "timeout": "split the work into map items, or checkpoint it and let a resume continue",
+    }
+    for problem, setting in problems:
+        if problem is not None:
+            hint = hints[setting] if runs_on == "fargate" or setting in ("gpu", "timeout") else None
+            raise FlowDefinitionError(f"{problem} (an AWS Batch step)", where=where, hint=hint)
+    if package == "zip":
+        raise FlowDefinitionError(
+            'package="zip" cannot hold an AWS Batch job: a Batch step always runs as a container image',
+            where=where,
+            hint='remove package (or use package="image")',
+        )
 
 
 def _check_range(value: int | None, name: str, low: int, high: int, where: str) -> int | None:

@@ -26,7 +26,7 @@ from lokki_sam.execution import RunContext
 from lokki_sam.ir import FlowGraph, Node
 from lokki_sam.params import resolve_params
 from lokki_sam.protocol import PROTOCOL_VERSION, MapEvent, MapSourceResult, ProtocolError, Stamp, TaskEvent
-from lokki_sam.store import S3Store, s3_client
+from lokki_sam.store import ArtifactStore, S3Store, s3_client
 
 
 class RuntimeConfigError(LokkiError):
@@ -93,16 +93,21 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     return handle(event, os.environ)
 
 
-def handle(event: Any, env: Mapping[str, str], client: Any = None) -> dict[str, Any]:
-    """Run what `event` asks with the function environment `env` (handler() passes os.environ)."""
+def handle(
+    event: Any, env: Mapping[str, str], client: Any = None, store: ArtifactStore | None = None
+) -> dict[str, Any]:
+    """Run what `event` asks with the function environment `env` (handler() passes os.environ).
+    `store`: the artifacts' store when it is not the function's bucket (a local run's directory,
+    for a Batch step that `lokki-sam run` runs through the job's entry point)."""
     settings = FunctionEnv.from_env(env)
     if not isinstance(event, Mapping):
         raise RuntimeConfigError(f"the event must be a JSON object, got {type(event).__name__}")
     check_location(event, settings)
     graph = load_graph(settings.module, settings.flow)
     check_stamp(graph, Stamp.parse(event))
-    store = S3Store(settings.bucket, settings.prefix, client if client is not None else _s3())
-    runlog.METER.attach(store.client)
+    if store is None:
+        store = S3Store(settings.bucket, settings.prefix, client if client is not None else _s3())
+        runlog.METER.attach(store.client)
     if MapEvent.is_map_event(event):
         return _run_map_step(graph, store, event, settings.step)
     task = TaskEvent.parse(event)
@@ -126,7 +131,6 @@ def _run_task(ctx: RunContext, node: Node, attempt: int) -> dict[str, Any]:
     execution (attempt > 0) outputs stored under their current identity are kept, a map runs only
     the items without such an output (a todo manifest), and what was decided is recorded."""
     graph, store = ctx.graph, ctx.store
-    assert isinstance(store, S3Store)
     resumed = attempt > 0
     plan = execution.run_task(ctx, node, reuse=resumed)
     if resumed:
@@ -134,6 +138,8 @@ def _run_task(ctx: RunContext, node: Node, attempt: int) -> dict[str, Any]:
     fed = graph.map_fed_by(node.id)
     if fed is None:
         return {"node": node.id}
+    if not isinstance(store, S3Store):  # a local run: its runner reads the manifest itself
+        return {"node": node.id, "count": plan.count}
     inline = fed.options.mode == "inline"  # an INLINE map iterates over the state, not an ItemReader
     manifest = layout.manifest(ctx.run_id, node.id, plan.identity)
     refs = execution.read_manifest(ctx, fed, manifest) if resumed or inline else []
@@ -160,7 +166,7 @@ def _log_fields(ctx: RunContext, node: Node, **more: Any) -> dict[str, Any]:
     }
 
 
-def _run_map_step(graph: FlowGraph, store: S3Store, raw: Mapping[str, Any], step_name: str) -> dict[str, Any]:
+def _run_map_step(graph: FlowGraph, store: ArtifactStore, raw: Mapping[str, Any], step_name: str) -> dict[str, Any]:
     node_id, map_id = MapEvent.target(raw)
     node = resolve_node(graph, node_id, step_name)
     block = next((m for m in graph.maps if m.id == map_id), None)
@@ -183,7 +189,7 @@ def _run_map_step(graph: FlowGraph, store: S3Store, raw: Mapping[str, Any], step
 # ------------------------------------------------------------------------- input resolution
 
 
-def _context(graph: FlowGraph, store: S3Store, run_id: Any, params: Any) -> tuple[RunContext, int]:
+def _context(graph: FlowGraph, store: ArtifactStore, run_id: Any, params: Any) -> tuple[RunContext, int]:
     """The run's context (the event's `run_id` is the execution's name) and its resume attempt."""
     if not isinstance(run_id, str):
         raise RuntimeConfigError(f"the event's run_id must be a string, got {run_id!r}")

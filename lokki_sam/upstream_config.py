@@ -3,7 +3,8 @@
 Upstream groups its settings in sections (`[aws]`, `[lambda]`, `[logging]`, ...). A setting that
 means something here sets one of lokki-sam's keys (`[lambda] timeout` is `timeout`); one that does
 not (images, roles, the build directory, AWS Batch) is read, type-checked, and named in a warning
-that says what replaces it. Anything else in those sections is an error, as an unknown key is:
+that says what replaces it (`[batch]` is also lokki-sam's own section: see config.SCHEMA's
+batch_* keys). Anything else in those sections is an error, as an unknown key is:
 typos must not pass silently. Tables cover current and earlier upstream layouts
 (`[aws] ecr_repo_prefix`, `[aws.roles]`, `[lambda_defaults]`).
 """
@@ -32,8 +33,8 @@ ENVIRONMENT = (
     "Globals.Function.Environment in template.yaml (generate keeps it)"
 )
 BATCH = (
-    "every step runs on Lambda (@step(memory=..., timeout=...): up to 10240 MB and 900 s); "
-    "container images: see @step(package=...)"
+    "lokki-sam generates each Batch step's job definition and container image from the step "
+    '(@step(compute="batch", cpu=..., memory=..., environment={...}, architecture=...))'
 )
 SECRETS = (
     "put a secret's ARN or SSM parameter name in @step(environment={...}), grant it with "
@@ -77,16 +78,24 @@ _LAMBDA: dict[str, Mapped | Replaced] = {
     "image_tag": Replaced(str, IMAGES),
     "env": Replaced(dict[str, str], ENVIRONMENT),
 }
+# `[batch]` is lokki-sam's own section too (config.SCHEMA's batch_* keys); upstream's spellings
+# of the same settings (vcpu, memory_mb, timeout_seconds) set them, as `@step` accepts both.
 _BATCH: dict[str, Mapped | Replaced] = {
-    "job_queue": Replaced(str, BATCH),
+    "job_queue": Mapped("batch_job_queue"),
+    "cpu": Mapped("batch_cpu"),
+    "vcpu": Mapped("batch_cpu"),
+    "memory": Mapped("batch_memory"),
+    "memory_mb": Mapped("batch_memory"),
+    "timeout": Mapped("batch_timeout"),
+    "timeout_seconds": Mapped("batch_timeout"),
+    "platform": Mapped("batch_platform"),
+    "max_vcpus": Mapped("batch_max_vcpus"),
+    "spot": Mapped("batch_spot"),
     "job_definition_name": Replaced(str, BATCH),
     "base_image": Replaced(str, BATCH),
     "image": Replaced(str, BATCH),
     "python_version": Replaced(str, BATCH),
     "architecture": Replaced(str, BATCH),
-    "timeout_seconds": Replaced(int, BATCH),
-    "vcpu": Replaced(int, BATCH),
-    "memory_mb": Replaced(int, BATCH),
     "env": Replaced(dict[str, str], BATCH),
 }
 _ROLES: dict[str, Mapped | Replaced] = {"pipeline": Replaced(str, ROLES), "lambda": Replaced(str, ROLES)}
@@ -129,7 +138,6 @@ ENVIRONMENT_VARIABLES: dict[str, Mapped | Replaced] = {
     "LOKKI_AWS_ENDPOINT": Replaced(str, ENDPOINT),
     "LOKKI_IMAGE_REPOSITORY": Replaced(str, IMAGES),
     "LOKKI_BUILD_DIR": Replaced(str, BUILD),
-    "LOKKI_BATCH_JOB_QUEUE": Replaced(str, BATCH),
     "LOKKI_BATCH_JOB_DEFINITION": Replaced(str, BATCH),
     "LOKKI_STORE_TYPE": Replaced(str, MEMORY_STORE, ("local", "memory"), same_as_here="local"),
     "LOKKI_INCLUDE_PATHS": Replaced(str, INCLUDE),

@@ -249,7 +249,7 @@ def validate(paths: list[Path]) -> subprocess.CompletedProcess[str]:
 
 def test_asl_validator_accepts_every_generated_definition(tmp_path: Path) -> None:
     paths = []
-    graphs = [*all_graphs(), options_flow.graph, express_flow.graph, inline_flow.graph]
+    graphs = [*all_graphs(), options_flow.graph, express_flow.graph, inline_flow.graph, *batch_graphs()]
     for graph in graphs:
         path = tmp_path / f"{graph.module}.{graph.name}.asl.json"
         path.write_text(asl.render(graph))
@@ -302,3 +302,61 @@ def test_retry_on_any_exception_never_retries_lokki_sams_own_errors() -> None:
     assert raised_by_runtime <= set(NEVER_RETRIED)
     # A specific exception list needs no such guard.
     assert [r["ErrorEquals"] for r in retriers(Retry(exceptions=(KeyError,)), "m")[1:]] == [["KeyError"]]
+
+
+# ------------------------------------------------------------------------------ AWS Batch steps
+
+
+def batch_graphs() -> list[Any]:
+    from tests.flows import batch_mixed
+
+    return [batch_mixed.batch_mixed.graph, batch_mixed.batch_single.graph]
+
+
+def test_batch_steps_submit_a_job_and_wait_passing_references_only() -> None:
+    """Parameter names are SubmitJob's as Step Functions takes them; the job's environment holds
+    the node, the run (execution name), the params and the items as paths, never data."""
+    from lokki_sam.batch import job
+
+    graph = batch_graphs()[0]
+    definition = asl.compile_flow(graph)
+    states = definition["States"]
+    total = states["total"]
+    assert total["Resource"] == "arn:aws:states:::batch:submitJob.sync"
+    params = total["Parameters"]
+    # The keys SubmitJob accepts from Step Functions (ArrayProperties, ContainerOverrides, DependsOn,
+    # JobDefinition, JobName, JobQueue, Parameters, RetryStrategy, Timeout, Tags).
+    assert set(params) == {"JobName", "JobQueue", "JobDefinition", "ContainerOverrides"}
+    assert params["JobQueue"] == "${BatchJobQueueArn}"
+    assert params["JobDefinition"] == "${BatchMixedTotalJobDefinitionArn}"
+    env = {e["Name"]: e.get("Value", e.get("Value.$")) for e in params["ContainerOverrides"]["Environment"]}
+    assert env[job.ENV_NODE] == "total" and env[job.ENV_RUN_ID] == "$$.Execution.Name"
+    assert env[job.ENV_PARAMS] == "States.JsonToString($.params)"
+    assert json.loads(env[job.ENV_STAMP]) == asl.stamp(graph, graph.node("total")).to_json()
+    assert total["Retry"][0]["ErrorEquals"] == ["Batch.AWSBatchException", "Batch.ServerException"]
+    assert total["ResultPath"] is None and total["End"] is True
+    # A Batch map source: its job leaves the manifest's location; the next state reads it into $.items.
+    assert states["numbers"]["Next"] == "numbers result"
+    reader = states["numbers result"]
+    assert reader["Resource"] == "arn:aws:states:::aws-sdk:s3:getObject" and reader["ResultPath"] == "$.items"
+    assert reader["Parameters"]["Key.$"] == (
+        "States.Format('${ArtifactPrefix}/_batch/{}/numbers.json', $$.Execution.Name)"
+    )
+    assert states["map-square"]["ItemReader"]["Parameters"]["Key.$"] == "$.items.value.Key"
+    # In a batched map body: one job per batch, its items listed by index from the batch.
+    shift = states["map-square"]["ItemProcessor"]["States"]["shift"]
+    env = {
+        e["Name"]: e.get("Value", e.get("Value.$")) for e in shift["Parameters"]["ContainerOverrides"]["Environment"]
+    }
+    assert env[job.ENV_ITEMS] == "States.JsonToString($.Items[*].i)"
+    assert env[job.ENV_RUN_ID] == "$.BatchInput.run_id" and env[job.ENV_MAP] == "map-square"
+    assert states["map-square"]["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] == "STANDARD"
+    assert asl.substitution_names(graph) == [
+        "ArtifactBucketName",
+        "ArtifactPrefix",
+        "BatchJobQueueArn",
+        "BatchMixedNumbersJobDefinitionArn",
+        "BatchMixedShiftJobDefinitionArn",
+        "BatchMixedSquareFunctionArn",
+        "BatchMixedTotalJobDefinitionArn",
+    ]

@@ -378,6 +378,23 @@ def step_option(**options: Any) -> Callable[[Env], None]:
     return build
 
 
+def batch_in_map(*, execution_type: str, first: bool = True) -> Callable[[Env], None]:
+    """A map whose body holds a Batch step: as the map's step, or after a Lambda step."""
+
+    def build(e: Env) -> None:
+        @step(compute="batch")
+        def heavy(x: int) -> int:
+            return x
+
+        @flow
+        def mixed():
+            if first:
+                return cat_items().map(heavy, execution_type=execution_type)
+            return cat_items().map(cat_double, execution_type=execution_type).next(heavy)
+
+    return build
+
+
 def flow_package(package: str) -> Callable[[Env], None]:
     def build(e: Env) -> None:
         @flow(package=package)
@@ -656,18 +673,131 @@ CASES: list[Case] = [
     Case("flow API", "architecture sparc", api(step_option(architecture="sparc")), ("architecture",), LokkiError),
     Case(
         "flow API",
-        "upstream AWS Batch step",
-        api(step_option(job_type="batch", vcpu=2)),
-        ("job_type='batch' asks for an AWS Batch job", "@step(memory=..., timeout=...)"),
+        "upstream job_type spark",
+        api(step_option(job_type="spark")),
+        ("job_type must be one of lambda, batch, got 'spark'",),
         FDE,
     ),
-    Case("flow API", "upstream vcpu on Lambda", api(step_option(vcpu=4)), ("vcpu has no meaning on AWS Lambda",), FDE),
+    Case(
+        "flow API", "unknown compute", api(step_option(compute="ecs")), ("compute must be one of lambda, batch",), FDE
+    ),
+    Case(
+        "flow API",
+        "compute and job_type",
+        api(step_option(compute="batch", job_type="batch")),
+        ("compute and job_type are one setting",),
+        FDE,
+    ),
+    Case("flow API", "upstream vcpu on Lambda", api(step_option(vcpu=4)), ("has no meaning on AWS Lambda",), FDE),
+    Case("flow API", "gpu on Lambda", api(step_option(gpu=1)), ("gpu is a setting of AWS Batch jobs",), FDE),
+    Case(
+        "flow API",
+        "cpu and vcpu",
+        api(step_option(compute="batch", cpu=2, vcpu=2)),
+        ("cpu and vcpu are one setting",),
+        FDE,
+    ),
     Case(
         "flow API",
         "memory and memory_mb",
         api(step_option(memory=512, memory_mb=1024)),
         ("memory and memory_mb are one setting",),
         FDE,
+    ),
+    Case(
+        "flow API",
+        "GPU on Fargate",
+        api(step_option(compute="batch", gpu=1, platform="fargate")),
+        ("Fargate has no GPUs", "a GPU job runs on EC2"),
+        FDE,
+    ),
+    Case(
+        "flow API",
+        "Fargate without that vCPU/memory pair",
+        api(step_option(job_type="batch", vcpu=2, memory_mb=1024)),
+        ("Fargate offers 2 vCPU with 4096-16384 in steps of 1024 MiB, not 1024 MiB", 'platform="ec2"'),
+        FDE,
+    ),
+    Case("flow API", "Fargate 3 vCPUs", api(step_option(compute="batch", cpu=3)), ("Fargate offers 0.25, 0.5",), FDE),
+    Case(
+        "flow API",
+        "half a vCPU on EC2",
+        api(step_option(compute="batch", cpu=0.5, platform="ec2")),
+        ("on EC2 a job takes whole vCPUs",),
+        FDE,
+    ),
+    Case(
+        "flow API",
+        "Batch timeout of two years",
+        api(step_option(compute="batch", timeout=2 * 365 * 24 * 3600)),
+        ("a Batch job's timeout is an integer from 60", "31536000"),
+        FDE,
+    ),
+    Case(
+        "flow API",
+        "Batch timeout under a minute",
+        api(step_option(job_type="batch", timeout_seconds=30)),
+        ("a Batch job's timeout is an integer from 60",),
+        FDE,
+    ),
+    Case(
+        "flow API",
+        "zip-packaged Batch step",
+        api(step_option(compute="batch", package="zip")),
+        ("a Batch step always runs as a container image",),
+        FDE,
+    ),
+    Case(
+        "flow API",
+        "Batch step in an EXPRESS map",
+        api(batch_in_map(execution_type="EXPRESS")),
+        ("step 'heavy' runs as an AWS Batch job, which an EXPRESS map cannot wait for", "STANDARD"),
+        FDE,
+    ),
+    Case(
+        "flow API",
+        "Batch step later in an EXPRESS map's body",
+        api(batch_in_map(execution_type="EXPRESS", first=False)),
+        (".next(heavy)", "an EXPRESS map cannot wait for"),
+        FDE,
+    ),
+    Case(
+        "cli",
+        "run: GPU on Fargate at the step's line",
+        cli_run("run", "gpu.py"),
+        ("gpu.py:3: step 'fit': Fargate has no GPUs",),
+        2,
+        setup=write_files(
+            **{
+                "gpu.py": "from lokki_sam import flow, step\n\n"
+                '@step(compute="batch", gpu=1, platform="fargate")\n'
+                "def fit() -> int:\n    return 1\n\n"
+                "@flow\ndef gpu():\n    return fit()\n"
+            }
+        ),
+    ),
+    Case(
+        "cli",
+        "generate a flow with a Batch step",
+        cli_run("generate", "src/heavy.py", "--code-uri", "src"),
+        ("flow 'heavy': step(s) 'fit' run as AWS Batch jobs", "lokki-sam run"),
+        2,
+        setup=write_files(
+            **{
+                "src__heavy.py": "from lokki_sam import flow, step\n\n"
+                '@step(compute="batch")\n'
+                "def fit() -> int:\n    return 1\n\n"
+                "@flow\ndef heavy():\n    return fit()\n"
+            }
+        ),
+    ),
+    Case(
+        "config",
+        "[batch] size Fargate does not offer",
+        cli_run("plan", BIRDS),
+        ("[batch] cpu = 4 and memory = 2048 are not a Fargate job size",),
+        2,
+        setup=write_files(**{"lokki.toml": "[batch]\ncpu = 4\n"}),
     ),
     # --- cookiecutter answers (distinct from tests/test_cookiecutter.py's rows)
     Case("cookiecutter", "slug lokki_sam", cookiecutter(project_slug="lokki_sam"), ("would shadow",), HookFailed),

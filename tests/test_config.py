@@ -168,7 +168,7 @@ LOG_LEVEL = "INFO"
 [batch]
 job_queue = "default"
 vcpu = 2
-memory_mb = 1024
+memory_mb = 4096
 
 [logging]
 level = "debug"
@@ -192,9 +192,13 @@ def test_upstream_sections_set_the_keys_they_mean_and_warn_once_about_the_rest(t
     logging = {k: config[k] for k in ("log_level", "log_format", "progress_interval", "show_timestamps")}
     assert logging == {"log_level": "DEBUG", "log_format": "json", "progress_interval": 25, "show_timestamps": True}
     assert config.sources["timeout"] == f"{tmp_path / 'lokki.toml'} [lambda] timeout"
+    # [batch] is lokki-sam's section too: upstream's spellings there set the Batch defaults.
+    batch = {k: config[k] for k in ("batch_job_queue", "batch_cpu", "batch_memory")}
+    assert batch == {"batch_job_queue": "default", "batch_cpu": 2, "batch_memory": 4096}
+    assert config.sources["batch_cpu"] == f"{tmp_path / 'lokki.toml'} [batch] vcpu"
     # One warning per replacement, naming every key it covers and what replaces them.
     text = "\n".join(config.warnings)
-    assert len(config.warnings) == len(set(config.warnings)) == 6, text
+    assert len(config.warnings) == len(set(config.warnings)) == 5, text
     expected = [
         r"build_dir has no meaning in lokki-sam: `sam build` builds into \.aws-sam/build",
         r"\[aws\] image_repository, \[lambda\] package_type, \[lambda\] base_image, \[lambda\] image_tag have no "
@@ -202,7 +206,6 @@ def test_upstream_sections_set_the_keys_they_mean_and_warn_once_about_the_rest(t
         r"\[aws\] endpoint has no meaning .*AWS_ENDPOINT_URL",
         r"\[aws\] stepfunctions_role has no meaning .*least-privilege role for each function and state machine",
         r"\[lambda.env\] has no meaning .*@step\(environment=\{\.\.\.\}\).*Globals\.Function\.Environment",
-        r"\[batch\] job_queue, \[batch\] vcpu, \[batch\] memory_mb have no meaning .*every step runs on Lambda",
     ]
     for pattern in expected:
         assert any(re.search(pattern, w) for w in config.warnings), f"{pattern} not in:\n{text}"
@@ -215,12 +218,15 @@ def test_upstream_values_that_ask_for_what_lokki_sam_does_give_no_warning(tmp_pa
 
 
 def test_upstream_sections_in_pyproject_tool_lokki(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text("[tool.lokki.lambda]\nmemory = 2048\n\n[tool.lokki.batch]\nvcpu = 4\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.lokki.lambda]\nmemory = 2048\n\n[tool.lokki.batch]\nvcpu = 4\nmemory = 8192\nimage = "x"\n'
+    )
     config = load_config(tmp_path, environ={})
-    assert config["memory"] == 2048
+    assert (config["memory"], config["batch_cpu"], config["batch_memory"]) == (2048, 4, 8192)
     assert config.warnings == (
-        f"{tmp_path / 'pyproject.toml'}: [tool.lokki.batch] vcpu has no meaning in lokki-sam: every step runs on "
-        "Lambda (@step(memory=..., timeout=...): up to 10240 MB and 900 s); container images: see @step(package=...)",
+        f"{tmp_path / 'pyproject.toml'}: [tool.lokki.batch] image has no meaning in lokki-sam: lokki-sam generates "
+        "each Batch step's job definition and container image from the step "
+        '(@step(compute="batch", cpu=..., memory=..., environment={...}, architecture=...))',
     )
     with pytest.raises(
         ConfigError, match=r"pyproject.toml \[tool.lokki.lambda\] memory: \[tool.lokki.lambda\] memory must"
@@ -298,7 +304,7 @@ def test_upstream_environment_variables(tmp_path: Path) -> None:
             r"lokki.toml \[lambda\] python_version: python_version must be a "
             r'version string like "3.12", got 3.12',
         ),
-        ('[batch]\nvcpu = "2"\n', {}, r"lokki.toml: \[batch\] vcpu must be an integer, got '2'"),
+        ('[batch]\nvcpu = "2"\n', {}, r"lokki.toml \[batch\] vcpu: \[batch\] vcpu must be float, got '2'"),
         ("[lambda]\nimage_tag = 5\n", {}, r"lokki.toml: \[lambda\] image_tag must be a string, got 5"),
         ("[lambda.env]\nLOG_LEVEL = 10\n", {}, r"lokki.toml: \[lambda.env\] must be a table of strings"),
         ('[include]\npaths = "data/*"\n', {}, r"\[include\] paths must be a list of strings"),
@@ -438,3 +444,52 @@ def test_generate_writes_the_configured_bucket_as_the_parameters_default(lokki: 
     template = (tmp_path / "template.yaml").read_text()
     assert re.search(r"ExistingArtifactBucket:\n(\s+\w+: .*\n)*?\s+Default: lokki\n", template), template
     assert "MemorySize: 1024" in template
+
+
+def test_batch_section_sets_the_batch_defaults_in_either_spelling(tmp_path: Path) -> None:
+    (tmp_path / "lokki.toml").write_text(
+        '[batch]\ncpu = 0.5\nmemory = 4096\ntimeout = 7200\njob_queue = "analytics"\n'
+        'platform = "FARGATE"\nspot = true\n'
+    )
+    config = load_config(tmp_path, environ={"LOKKI_BATCH_MAX_VCPUS": "64"})
+    got = {k: config[k] for k in SCHEMA if k.startswith("batch_")}
+    assert got == {
+        "batch_job_queue": "analytics",
+        "batch_cpu": 0.5,
+        "batch_memory": 4096,
+        "batch_timeout": 7200,
+        "batch_platform": "fargate",
+        "batch_max_vcpus": 64,
+        "batch_spot": True,
+    }
+    assert config.sources["batch_max_vcpus"] == "LOKKI_BATCH_MAX_VCPUS" and config.warnings == ()
+    # EC2 takes whole vCPUs with any memory: no Fargate pair needed.
+    (tmp_path / "lokki.toml").write_text('[batch]\ncpu = 3\nmemory = 1000\nplatform = "ec2"\n')
+    assert (load_config(tmp_path, environ={})["batch_cpu"], load_config(tmp_path, environ={})["batch_memory"]) == (
+        3,
+        1000,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        (
+            "[batch]\ncpu = 4\n",
+            {},
+            r"\[batch\] cpu = 4 and memory = 2048 are not a Fargate job size: Fargate offers 4 vCPU",
+        ),
+        ("", {"LOKKI_BATCH_CPU": "16"}, r"LOKKI_BATCH_CPU and default: \[batch\] cpu = 16 and memory = 2048"),
+        ("[batch]\ncpu = 1.5\n", {}, r"\[batch\] cpu is not valid \(1.5\): Fargate offers .* on EC2 a job takes whole"),
+        ("[batch]\ncpu = 2\nvcpu = 4\n", {}, r"'batch_cpu' is set twice, to different values: \[batch\] cpu = 2"),
+        ("[batch]\ntimeout = 30\n", {}, r"\[batch\] timeout must be at least 60, got 30"),
+        ('[batch]\nplatform = "lambda"\n', {}, r"\[batch\] platform must be one of fargate, ec2"),
+        ('[batch]\njob_queue = "my queue"\n', {}, r"\[batch\] job_queue is not valid \('my queue'\): a job queue name"),
+        ('[batch]\njob_queue = "arn:aws:batch:eu-west-1:12:job-queue/q"\n', {}, r"a job queue ARN looks like"),
+        ("[batch]\ngpu = 1\n", {}, r"unknown key 'gpu' in \[batch\]"),
+    ],
+)
+def test_bad_batch_settings(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
+    (tmp_path / "lokki.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, environ=env)

@@ -106,14 +106,18 @@ def test_the_plugin_wheel_carries_the_executor_and_its_entry_point(tmp_path: Pat
             data = archive.read(path)
             expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
             assert (digest, int(size)) == (f"sha256={expected}", len(data)), path
+        assert "[localstack.aws.provider]\nbatch:default = lokki_sam_localstack_batch.provider:batch" in entry_points
+        for kind in ("computeenvironment", "jobqueue", "jobdefinition"):
+            assert f"aws::batch::{kind} = lokki_sam_localstack_batch.resources:" in entry_points
+        batch = {"__init__.py", "provider.py", "jobs.py", "resources.py"}
         assert {p for p in names if not p.startswith(info)} == {f"lokki_sam_localstack/{m}" for m in modules} | {
             "lokki_sam_localstack/__init__.py"
-        }
+        } | {f"lokki_sam_localstack_batch/{m}" for m in batch}
 
 
 def test_the_plugin_imports_only_the_stdlib_localstack_and_itself() -> None:
-    """It runs in LocalStack's venv, where there is no lokki-sam."""
-    for name, source in plugin.sources().items():
+    """It runs in LocalStack's venv, where there is no lokki-sam (Batch uses the moto LocalStack bundles)."""
+    for name, source in plugin.all_sources().items():
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.ImportFrom) and node.level == 0:
                 top = (node.module or "").split(".")[0]
@@ -121,7 +125,8 @@ def test_the_plugin_imports_only_the_stdlib_localstack_and_itself() -> None:
                 top = node.names[0].name.split(".")[0]
             else:
                 continue
-            assert top in sys.stdlib_module_names or top in ("localstack", "__future__"), (name, top)
+            allowed = ("localstack", "__future__", *(("moto",) if name.startswith(plugin.BATCH_PACKAGE) else ()))
+            assert top in sys.stdlib_module_names or top in allowed, (name, top)
 
 
 def test_the_localstack_environment_listens_on_loopback_and_selects_the_executor(tmp_path: Path) -> None:

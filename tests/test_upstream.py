@@ -162,16 +162,51 @@ def test_upstream_ci_pipeline_is_refused_for_its_parameter_no_step_reads() -> No
         ported("ci_pipeline")
 
 
-def test_upstream_batch_step_is_refused_at_import_with_what_to_write_instead() -> None:
-    with pytest.raises(LokkiError, match=r"lambda_batch_pipeline\.py:\d+: step 'process_batch': job_type='batch'") as e:
+def test_upstream_batch_step_is_refused_at_import_for_a_size_fargate_does_not_offer() -> None:
+    """Upstream's own Batch example asks for 2 vCPUs with 1024 MiB: Fargate (the default platform)
+    has no such job, so AWS would refuse it; here the import stops at the step's line, saying why."""
+    with pytest.raises(
+        LokkiError, match=r"lambda_batch_pipeline\.py:\d+: step 'process_batch': Fargate offers 2 vCPU"
+    ) as e:
         ported("lambda_batch_pipeline")
-    assert "runs every step on AWS Lambda" in str(e.value) and "@step(memory=..., timeout=...)" in str(e.value)
+    assert "1024 MiB comes with 0.25 or 0.5 vCPU" in str(e.value) and 'platform="ec2"' in str(e.value)
 
 
 def test_upstream_batch_step_through_the_cli_exits_2_without_a_traceback(lokki: Any) -> None:
     result = lokki("run", str(UPSTREAM / "lambda_batch_pipeline.py"))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "step 'process_batch': job_type='batch'" in result.stderr and "Traceback" not in result.stderr
+    assert "step 'process_batch': Fargate offers 2 vCPU" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_upstream_batch_spelling_is_lokki_sams_batch_step(write_module: Any) -> None:
+    """`job_type="batch", vcpu=, memory_mb=, timeout_seconds=` are `compute="batch", cpu=, memory=, timeout=`."""
+    path = write_module(
+        "batchy",
+        """
+        from lokki_sam import flow, step
+
+        @step(job_type="batch", vcpu=2, memory_mb=8192, timeout_seconds=7200)
+        def theirs() -> int:
+            return 2
+
+        @step(compute="batch", cpu=2, memory=8192, timeout=7200)
+        def ours(x: int) -> int:
+            return x + 1
+
+        @flow
+        def batchy():
+            return theirs().next(ours)
+        """,
+    )
+    (f,) = load_flows(str(path))
+    theirs, ours = (f.graph.node(name).step.options for name in ("theirs", "ours"))
+    assert (theirs.compute, theirs.cpu, theirs.memory, theirs.timeout) == ("batch", 2, 8192, 7200)
+    assert (theirs.compute, theirs.cpu, theirs.memory, theirs.timeout) == (
+        ours.compute,
+        ours.cpu,
+        ours.memory,
+        ours.timeout,
+    )
 
 
 def test_upstream_lambda_sizing_names_size_the_function_in_the_template(write_module: Any) -> None:

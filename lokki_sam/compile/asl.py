@@ -4,7 +4,11 @@ The state carries references and small control values only: `{"params": <executi
 plus, after a map source ran, `{"items": {"Bucket", "Key", "count", "id"}}` (and the
 manifest itself for an INLINE map). Every Task invokes the step's Lambda function through
 `arn:aws:states:::lambda:invoke` with a payload naming the node; `lokki_sam.runtime` does the
-rest with `lokki_sam.execution`, exactly as the local runner does. The run id is the
+rest with `lokki_sam.execution`, exactly as the local runner does. A Batch step's Task submits
+its job and waits for it (`batch:submitJob.sync`), passing the same references in the job's
+environment (`lokki_sam.batch.job`); inside a map, one job per child execution, that is per item
+or, with `batch_size`, per ItemBatcher batch (the map keeps its per-item failure tolerance,
+concurrency and resume; an array job would make the whole map one job that fails as one). The run id is the
 execution name. Function ARNs and the bucket are `${...}` DefinitionSubstitutions (see
 `substitution_names`), so one file serves `sam deploy` and the emulator tests.
 """
@@ -17,12 +21,15 @@ import math
 from typing import Any
 
 from lokki_sam import names
+from lokki_sam.batch import job
 from lokki_sam.ir import FlowGraph, MapBlock, Node
 from lokki_sam.names import START_STATE, map_label, result_writer_prefix
 from lokki_sam.options import Retry
 from lokki_sam.protocol import PROTOCOL_VERSION, MapEvent, MapSourceResult, Stamp, TaskEvent
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+BATCH_SUBMIT_JOB = "arn:aws:states:::batch:submitJob.sync"
+S3_SDK_GET_OBJECT = "arn:aws:states:::aws-sdk:s3:getObject"
 S3_GET_OBJECT = "arn:aws:states:::s3:getObject"
 S3_PUT_OBJECT = "arn:aws:states:::s3:putObject"
 
@@ -36,6 +43,17 @@ TRANSIENT_ERRORS = (
 TRANSIENT_RETRY: dict[str, Any] = {
     "ErrorEquals": list(TRANSIENT_ERRORS),
     "IntervalSeconds": 1,
+    "MaxAttempts": 6,
+    "BackoffRate": 2,
+    "JitterStrategy": "FULL",
+}
+
+# A job Batch could not take (queue admission limits, throttling, its own faults): submit it again.
+# A failed job is States.TaskFailed, never retried here: the step's Retry runs inside the job
+# (lokki_sam/batch/entry.py), where the exception's class is known.
+BATCH_TRANSIENT_RETRY: dict[str, Any] = {
+    "ErrorEquals": ["Batch.AWSBatchException", "Batch.ServerException"],
+    "IntervalSeconds": 2,
     "MaxAttempts": 6,
     "BackoffRate": 2,
     "JitterStrategy": "FULL",
@@ -63,14 +81,22 @@ NEVER_RETRIED = (
 RUN_ID = "$$.Execution.Name"
 PARAMS = "$.params"
 ITEMS = "$.items"
+BATCH_RESULT_FIELD = "value"
+BATCH_RESULT = f"{ITEMS}.{BATCH_RESULT_FIELD}"
 
 
 def substitution_names(graph: FlowGraph) -> list[str]:
     """Exactly the `${...}` variables the definition uses, sorted (the bucket and the flow's
     prefix only with a distributed map): the template must supply each."""
     distributed = any(m.options.mode == "distributed" for m in graph.maps)
-    subs = {names.BUCKET_SUBSTITUTION, names.PREFIX_SUBSTITUTION} if distributed else set()
-    subs.update(names.function_arn_substitution(graph.name, s.name) for s in graph.steps)
+    # A Batch map source's result is read from the bucket, under the flow's prefix.
+    batch_source = any(graph.node(m.source).step.options.on_batch for m in graph.maps)
+    subs = {names.BUCKET_SUBSTITUTION, names.PREFIX_SUBSTITUTION} if distributed or batch_source else set()
+    for step in graph.steps:
+        if step.options.on_batch:
+            subs.update((names.job_definition_substitution(graph.name, step.name), names.JOB_QUEUE_SUBSTITUTION))
+        else:
+            subs.add(names.function_arn_substitution(graph.name, step.name))
     return sorted(subs)
 
 
@@ -91,9 +117,11 @@ def compile_flow(graph: FlowGraph) -> dict[str, Any]:
     for stage in graph.stages:
         if isinstance(stage, MapBlock):
             states[stage.id] = _map_state(graph, stage)
-        else:
-            states[stage.id] = _task_state(graph, stage)
-        order.append(stage.id)
+            order.append(stage.id)
+            continue
+        for name, state in _task_states(graph, stage):
+            states[name] = state
+            order.append(name)
     for current, following in itertools.pairwise(order):
         states[current]["Next"] = following
     states[order[-1]]["End"] = True
@@ -123,16 +151,65 @@ def _invoke(graph: FlowGraph, node: Node, payload: dict[str, Any]) -> dict[str, 
     return state
 
 
-def _task_state(graph: FlowGraph, node: Node) -> dict[str, Any]:
-    """A step outside maps. A map source returns the manifest location, kept under $.items."""
-    state = _invoke(graph, node, TaskEvent.asl_template(node.id, RUN_ID, PARAMS, stamp(graph, node)))
+def _task_states(graph: FlowGraph, node: Node) -> list[tuple[str, dict[str, Any]]]:
+    """The states of a step outside maps. A map source's result (the manifest's location) goes
+    to $.items: a Lambda returns it; a Batch job leaves it in the bucket for a second state."""
     fed = graph.map_fed_by(node.id)
+    if node.step.options.on_batch:
+        environment = job.asl_environment(node.id, None, stamp(graph, node), batched=False)
+        state = _submit_job(graph, node, environment)
+        state["ResultPath"] = None
+        if fed is None:
+            return [(node.id, state)]
+        return [(node.id, state), (batch_result_state(node.id), _read_batch_result(node.id))]
+    state = _invoke(graph, node, TaskEvent.asl_template(node.id, RUN_ID, PARAMS, stamp(graph, node)))
     if fed is None:
         state["ResultPath"] = None
     else:
         state["ResultSelector"] = MapSourceResult.result_selector(inline=fed.options.mode == "inline")
         state["ResultPath"] = ITEMS
-    return state
+    return [(node.id, state)]
+
+
+def _submit_job(graph: FlowGraph, node: Node, environment: list[dict[str, str]]) -> dict[str, Any]:
+    """A Batch step's Task: submit its job and wait for it (`.sync`), passing references only."""
+    definition = "${" + names.job_definition_substitution(graph.name, node.step.name) + "}"
+    return {
+        "Type": "Task",
+        "Resource": BATCH_SUBMIT_JOB,
+        "Parameters": {
+            "JobName": names.job_name(graph.name, node.id),
+            "JobQueue": "${" + names.JOB_QUEUE_SUBSTITUTION + "}",
+            "JobDefinition": definition,
+            "ContainerOverrides": {"Environment": environment},
+        },
+        "Retry": [dict(BATCH_TRANSIENT_RETRY)],
+    }
+
+
+def batch_result_state(node_id: str) -> str:
+    """The state reading a Batch map source's result (a space: no node or map id has one)."""
+    return f"{node_id} result"
+
+
+def _read_batch_result(node_id: str) -> dict[str, Any]:
+    """What the job left at `names.batch_result_key`, parsed, under $.items (as a Lambda's return)."""
+    key = "${" + names.PREFIX_SUBSTITUTION + "}/" + names.batch_result_key("{}", node_id)
+    return {
+        "Type": "Task",
+        "Resource": S3_SDK_GET_OBJECT,
+        "Parameters": {
+            "Bucket": "${" + names.BUCKET_SUBSTITUTION + "}",
+            "Key.$": f"States.Format('{key}', {RUN_ID})",
+        },
+        "ResultSelector": {f"{BATCH_RESULT_FIELD}.$": "States.StringToJson($.Body)"},
+        "ResultPath": ITEMS,
+    }
+
+
+def _items(graph: FlowGraph, block: MapBlock) -> str:
+    """Where the map's source left its result: a Lambda's as it returned it, a Batch job's parsed."""
+    return BATCH_RESULT if graph.node(block.source).step.options.on_batch else ITEMS
 
 
 # -------------------------------------------------------------------------------- maps
@@ -143,9 +220,14 @@ def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
     distributed = opts.mode == "distributed"
     context = MapEvent.context_template(RUN_ID, PARAMS, f"{ITEMS}.id")
     body: dict[str, Any] = {}
+    batched = distributed and opts.batch_size > 1
     for i, node in enumerate(block.nodes):
         # The child's input is one item (or a batch); each Task keeps it and passes it on.
-        task = _invoke(graph, node, MapEvent.asl_template(node.id, block.id, stamp(graph, node)))
+        if node.step.options.on_batch:  # one job per child: per item, or per batch of items
+            environment = job.asl_environment(node.id, block.id, stamp(graph, node), batched=batched)
+            task = _submit_job(graph, node, environment)
+        else:
+            task = _invoke(graph, node, MapEvent.asl_template(node.id, block.id, stamp(graph, node)))
         task["ResultPath"] = None
         if i + 1 < len(block.nodes):
             task["Next"] = block.nodes[i + 1].id
@@ -171,7 +253,7 @@ def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
         state["ItemReader"] = {
             "Resource": S3_GET_OBJECT,
             "ReaderConfig": {"InputType": "JSON"},
-            "Parameters": {"Bucket": bucket, "Key.$": f"{ITEMS}.Key"},
+            "Parameters": {"Bucket": bucket, "Key.$": f"{_items(graph, block)}.Key"},
         }
         state["ResultWriter"] = {
             "Resource": S3_PUT_OBJECT,
@@ -186,7 +268,7 @@ def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
         if opts.batch_size > 1:
             state["ItemBatcher"] = {"MaxItemsPerBatch": opts.batch_size, "BatchInput": context}
     else:
-        state["ItemsPath"] = f"{ITEMS}.Items"
+        state["ItemsPath"] = f"{_items(graph, block)}.Items"
     if opts.concurrency is not None:
         state["MaxConcurrency"] = opts.concurrency
     if opts.tolerated_failure is not None:

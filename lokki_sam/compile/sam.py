@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lokki_sam import __version__, layout, names, runlog
+from lokki_sam.batch.template import refuse_batch_steps
 from lokki_sam.compile import asl, images, layers
 from lokki_sam.errors import LokkiError
 from lokki_sam.ir import FlowGraph
@@ -230,6 +231,7 @@ def build_model(graphs: Sequence[FlowGraph], settings: Settings) -> TemplateMode
     if not graphs:
         raise LokkiError("no flow to generate a template for")
     check_names(graphs)
+    refuse_batch_steps(graphs)  # until the Batch resources are generated (lokki_sam/batch/template.py)
     runtime = check_runtime(settings.runtime) if settings.runtime else default_runtime()
     flow_list = ", ".join(g.name for g in graphs)
     image_sets = images.image_sets(graphs, settings.package, settings.architecture)

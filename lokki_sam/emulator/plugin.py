@@ -1,11 +1,15 @@
-"""lokki-sam's LocalStack Lambda executor, installed into LocalStack's venv as a tiny wheel.
+"""lokki-sam's LocalStack plugins, installed into LocalStack's venv as a tiny wheel: the host
+Lambda executor, and AWS Batch (a service provider running jobs on this machine, and the
+CloudFormation resource providers of its resources).
 
-The plugin's source is `lokki_sam/emulator/localstack_executor/` (shipped inside lokki-sam).
-It must import in LocalStack's venv, which has no lokki-sam, so it is copied there as a package
-of its own, `lokki_sam_localstack`. A wheel (written here with zipfile, no build backend needed)
+The plugins' sources are `lokki_sam/emulator/localstack_executor/` and `localstack_batch/`
+(shipped inside lokki-sam). They must import in LocalStack's venv, which has no lokki-sam, so
+they are copied there as packages of their own, `lokki_sam_localstack` and
+`lokki_sam_localstack_batch`. A wheel (written here with zipfile, no build backend needed)
 is the cleanest carrier: pip records its files, so a newer lokki-sam replaces them (and `pip
 uninstall lokki-sam-localstack` removes them), and its `entry_points.txt` is how LocalStack
-finds executors (plux reads the namespace `localstack.lambda.runtime_executor`).
+finds plugins (plux reads the namespaces `localstack.lambda.runtime_executor`,
+`localstack.aws.provider` and `localstack.cloudformation.resource_providers`).
 """
 
 from __future__ import annotations
@@ -26,20 +30,41 @@ from lokki_sam.emulator.errors import EmulatorError
 EXECUTOR_NAME = "lokki-host"  # LAMBDA_RUNTIME_EXECUTOR
 DIST = "lokki_sam_localstack"
 SOURCE_PACKAGE = "lokki_sam.emulator.localstack_executor"
-ENTRY_POINTS = f"[localstack.lambda.runtime_executor]\n{EXECUTOR_NAME} = {DIST}.plugin:HostExecutorPlugin\n"
+# AWS Batch (LocalStack's community edition has none): a service provider and the CloudFormation
+# resource providers of its three resource types, in a package of their own.
+BATCH_PACKAGE = f"{DIST}_batch"
+BATCH_SOURCE_PACKAGE = "lokki_sam.emulator.localstack_batch"
+PACKAGES = {DIST: SOURCE_PACKAGE, BATCH_PACKAGE: BATCH_SOURCE_PACKAGE}  # installed name -> source
+BATCH_RESOURCE_PLUGINS = {
+    "AWS::Batch::ComputeEnvironment": "ComputeEnvironmentPlugin",
+    "AWS::Batch::JobQueue": "JobQueuePlugin",
+    "AWS::Batch::JobDefinition": "JobDefinitionPlugin",
+}
+ENTRY_POINTS = (
+    f"[localstack.lambda.runtime_executor]\n{EXECUTOR_NAME} = {DIST}.plugin:HostExecutorPlugin\n\n"
+    f"[localstack.aws.provider]\nbatch:default = {BATCH_PACKAGE}.provider:batch\n\n"
+    "[localstack.cloudformation.resource_providers]\n"
+    + "".join(f"{kind.lower()} = {BATCH_PACKAGE}.resources:{cls}\n" for kind, cls in BATCH_RESOURCE_PLUGINS.items())
+)
 MARKER = ".lokki-executor"
+BATCH_RUNNER = "LOKKI_EMULATOR_BATCH_RUNNER"
 
 
-def sources() -> dict[str, bytes]:
-    """The plugin's modules by file name."""
-    root = resources.files(SOURCE_PACKAGE)
+def sources(package: str = SOURCE_PACKAGE) -> dict[str, bytes]:
+    """One of the plugin's packages (the Lambda executor by default): its modules by file name."""
+    root = resources.files(package)
     return {f.name: f.read_bytes() for f in root.iterdir() if f.name.endswith(".py")}
+
+
+def all_sources() -> dict[str, bytes]:
+    """Every file the wheel installs, by its path there."""
+    return {f"{dist}/{name}": data for dist, package in PACKAGES.items() for name, data in sources(package).items()}
 
 
 def plugin_version() -> str:
     """lokki-sam's version plus a digest of the sources: an edited checkout reinstalls too."""
     digest = hashlib.sha256()
-    for name, data in sorted(sources().items()):
+    for name, data in sorted(all_sources().items()):
         digest.update(name.encode() + b"\0" + data + b"\0")
     return f"{__version__}+{digest.hexdigest()[:12]}"
 
@@ -47,7 +72,7 @@ def plugin_version() -> str:
 def build_wheel(folder: Path) -> Path:
     version = plugin_version()
     info = f"{DIST}-{version}.dist-info"
-    files = {f"{DIST}/{name}": data for name, data in sorted(sources().items())}
+    files = dict(sorted(all_sources().items()))
     files[f"{info}/METADATA"] = (
         f"Metadata-Version: 2.1\nName: lokki-sam-localstack\nVersion: {version}\n"
         "Summary: lokki-sam's host Lambda runtime executor for LocalStack (installed by `lokki-sam emulator`)\n"
@@ -93,6 +118,8 @@ def executor_environment(venv: Path) -> dict[str, str]:
         "LOKKI_EMULATOR_PYTHONS": json.dumps(python.discover_all()),  # python3.X per function runtime
         "LOKKI_EMULATOR_RUNTIME_PATH": str(runtime_path(venv)),
         "LOKKI_EMULATOR_MAX_IDLE_WORKERS": os.environ.get("LOKKI_EMULATOR_MAX_IDLE_WORKERS", str(max_idle_workers())),
+        # How Batch jobs run: auto (a container when Docker has the job's image, else a host process), host, docker.
+        BATCH_RUNNER: os.environ.get(BATCH_RUNNER, "auto"),
     }
 
 

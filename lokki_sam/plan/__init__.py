@@ -19,7 +19,8 @@ from typing import Any
 from lokki_sam.config import Config
 from lokki_sam.ir import FlowGraph
 from lokki_sam.params import resolve_params
-from lokki_sam.plan import limits, model, prices, sizing
+from lokki_sam.plan import batch, limits, model, prices, sizing
+from lokki_sam.plan.batch import BatchJobs
 from lokki_sam.plan.limits import Deployment, Limit
 from lokki_sam.plan.model import StageCount
 from lokki_sam.plan.sizing import LocalPass, MapSize, PlanError
@@ -43,6 +44,7 @@ class Plan:
     target: Deployment
     measured: bool
     notes: list[str] = field(default_factory=list)
+    batch: list[BatchJobs] = field(default_factory=list)  # the Batch steps' jobs (plan/batch.py)
 
     @property
     def lambda_invocations(self) -> int:
@@ -62,11 +64,11 @@ class Plan:
 
     @property
     def usd(self) -> float:
-        return sum(s.usd for s in self.stages)
+        return sum(s.usd for s in self.stages) + sum(j.usd or 0.0 for j in self.batch)
 
     @property
     def durations_known(self) -> bool:
-        return all(s.durations_known for s in self.stages)
+        return all(s.durations_known for s in self.stages) and all(j.usd is not None for j in self.batch)
 
     @property
     def exceeded(self) -> list[Limit]:
@@ -157,7 +159,9 @@ def make_plan(
     seconds = local.measured.seconds if measure else None
     stages = model.count(graph, sizes, funcs, seconds)
     checked = limits.check(graph, stages, sizes, funcs, params, target, written)
-    plan = Plan(graph, dict(params), sizes, stages, checked, target, measure)
+    jobs = batch.jobs(graph, sizes, config.values, seconds)
+    checked += batch.limits(graph, jobs, params, config.values)
+    plan = Plan(graph, dict(params), sizes, stages, checked, target, measure, batch=jobs)
     plan.notes = _notes(plan, written, local.measured.retries)
     return plan
 

@@ -240,7 +240,9 @@ def _function_limits(
     def label(step: str) -> str:
         return names.function_id(graph.name, step)
 
-    out = []
+    out: list[Limit] = []
+    if not funcs:  # every step a Batch job: no function
+        return out
     bad_memory = [f for f in funcs.values() if not prices.LAMBDA_MIN_MEMORY <= f.memory <= prices.LAMBDA_MAX_MEMORY]
     shown = bad_memory[0] if bad_memory else max(funcs.values(), key=lambda f: f.memory)
     out.append(
@@ -347,7 +349,10 @@ def _names(graph: FlowGraph, target: Deployment, run_id: str) -> list[Limit]:
             "a shorter flow name: @flow(name=...)",
         ),
     ]
-    longest = max((names.function_id(graph.name, s.name) for s in graph.steps), key=len)
+    functions = [names.function_id(graph.name, s.name) for s in graph.steps if not s.options.on_batch]
+    if not functions:  # every step a Batch job
+        return out
+    longest = max(functions, key=len)
     generated = len(target.stack) + 1 + len(longest) + 1 + prices.GENERATED_SUFFIX
     out.append(
         Limit(

@@ -58,9 +58,12 @@ class Function:
 
 
 def functions(graph: FlowGraph, config: Config) -> dict[str, Function]:
+    """The Lambda steps' functions (a Batch step's jobs: plan/batch.py)."""
     out = {}
     for step in graph.steps:
         opts = step.options
+        if opts.on_batch:
+            continue
         out[step.name] = Function(
             step.name,
             opts.memory if opts.memory is not None else int(config.get("memory", 512)),
@@ -162,6 +165,11 @@ def _task(
     fed = graph.map_fed_by(node.id)
     kind = f"task -> {fed.id}" if fed else "task"
     stage = StageCount(node.id, kind, invocations=1, transitions=1, history_events=TASK_EVENTS)
+    if node.step.options.on_batch:  # a job, not an invocation (plan/batch.py counts it)
+        stage.kind = f"Batch {kind}"
+        stage.invocations = 0
+        if fed is not None:  # the job's result is read back by one more Task (S3 GetObject)
+            stage.transitions, stage.history_events, stage.sfn_gets, stage.puts = 2, 2 * TASK_EVENTS, 1, 1
     if node.input_from is not None:  # execution.input_of
         upstream = graph.get(node.input_from)
         if isinstance(upstream, MapBlock):
@@ -198,7 +206,8 @@ def _map(
     calls = _calls(block, size.items)
     body = len(block.nodes)
     stage = StageCount(block.id, "", items=size.items, body_states=body)
-    stage.invocations = stage.gets = stage.puts = calls * body
+    stage.gets = stage.puts = calls * body
+    stage.invocations = calls * sum(not n.step.options.on_batch for n in block.nodes)  # Batch: jobs instead
     if block.options.mode == "inline":
         stage.kind = "map (INLINE)"
         stage.transitions = 1 + size.items * body
@@ -237,7 +246,7 @@ def _lambda_durations(
     seconds: Mapping[str, Sequence[float]] | None,
 ) -> None:
     gb_seconds = usd = 0.0
-    for node in nodes:
+    for node in (n for n in nodes if not n.step.options.on_batch):  # Batch jobs bill Fargate (plan/batch.py)
         found = per_call(seconds.get(node.id) if seconds else None, calls)
         if found is None:
             stage.gb_seconds = stage.lambda_duration_usd = None

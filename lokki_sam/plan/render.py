@@ -6,6 +6,7 @@ from typing import Any
 
 from lokki_sam.params import as_text
 from lokki_sam.plan import Plan, prices
+from lokki_sam.plan.batch import BatchJobs
 from lokki_sam.plan.limits import Limit
 from lokki_sam.plan.model import StageCount
 
@@ -71,6 +72,7 @@ def text(plan: Plan) -> str:
                 f"  {s.id}: {s.children:,} child execution(s); children as STANDARD {_usd(standard)}, "
                 f"as EXPRESS {_usd(express if express is not None else _express_requests_only(s))}{duration}"
             )
+    lines += [_batch_line(j) for j in plan.batch]
     lines.append("")
     lines.append("limits")
     lines += [_limit_line(limit) for limit in plan.limits]
@@ -78,6 +80,17 @@ def text(plan: Plan) -> str:
     lines.append("notes")
     lines += [f"  - {note}" for note in plan.notes]
     return "\n".join(lines)
+
+
+def _batch_line(j: BatchJobs) -> str:
+    size = f"{j.size.cpu:g} vCPU, {j.size.memory} MiB{f', {j.size.gpu} GPU' if j.size.gpu else ''} on {j.size.platform}"
+    if j.job_seconds is None:
+        cost = "vCPU- and GB-seconds unknown without --measure"
+    else:
+        cost = f"{j.vcpu_seconds:,.0f} vCPU-s, {j.gb_seconds:,.0f} GB-s" + (
+            f", {_usd(j.usd)}" if j.usd is not None else " (EC2: billed by its instances)"
+        )
+    return f"  {j.node}: {j.jobs:,} AWS Batch job(s) of {size}; {cost}"
 
 
 def _express_requests_only(s: StageCount) -> float:
@@ -116,6 +129,21 @@ def as_json(plan: Plan) -> dict[str, Any]:
             for map_id, size in plan.sizes.items()
         },
         "stages": [_stage(s) for s in plan.stages],
+        "batch_jobs": [
+            {
+                "node": j.node,
+                "map": j.map,
+                "jobs": j.jobs,
+                "platform": j.size.platform,
+                "vcpu": j.size.cpu,
+                "memory_mib": j.size.memory,
+                "gpu": j.size.gpu,
+                "vcpu_seconds": j.vcpu_seconds,
+                "gb_seconds": j.gb_seconds,
+                "usd": None if j.usd is None else round(j.usd, 9),
+            }
+            for j in plan.batch
+        ],
         "limits": [
             {
                 "check": limit.check,
