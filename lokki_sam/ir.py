@@ -133,8 +133,18 @@ class FlowGraph:
 
         return compute(self)
 
+    @cached_property
+    def chained_fingerprints(self) -> Fingerprints:
+        """The fingerprints with each node's chained to its upstream node's (`fingerprint.chained`):
+        what outputs are keyed by until they are keyed by their inputs' identity."""
+        from lokki_sam.fingerprint import Fingerprints, chained
+
+        own = self.fingerprints
+        return Fingerprints(own.flow, chained(self), own.opaque)
+
     def fingerprint(self, node_id: str) -> str:
-        return self.fingerprints.nodes[node_id]
+        """The key of a node's outputs (its chained fingerprint)."""
+        return self.chained_fingerprints.nodes[node_id]
 
     def get(self, stage_id: str) -> Stage:
         try:

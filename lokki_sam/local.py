@@ -164,7 +164,7 @@ class LocalRunner:
         with self._lock(run_id):
             record = self._read_record(run_id)
             params = self._resumed_params(run_id, record, raw_params or {})
-            changes = self.graph.fingerprints.changes(record.get("nodes") or {})
+            changes = self.graph.chained_fingerprints.changes(record.get("nodes") or {})
             if changes:
                 self.reporter.flow_changed(changes)
             record["status"] = "running"
@@ -223,7 +223,7 @@ class LocalRunner:
 
     def _execute(self, ctx: RunContext, record: dict[str, Any], resumed: bool) -> RunOutcome:
         started = time.perf_counter()
-        record.update(fingerprint=self.graph.fingerprints.flow, nodes=dict(self.graph.fingerprints.nodes))
+        record.update(fingerprint=self.graph.fingerprints.flow, nodes=dict(self.graph.chained_fingerprints.nodes))
         self.store.put_json(layout.run_record(ctx.run_id), record)
         self.reporter.run_started(self.graph.name, ctx.run_id, dict(ctx.params), resumed)
         failures: list[ItemFailure] = []

@@ -74,7 +74,7 @@ def check_deployed(dep: Deployment, graph: FlowGraph, source: str) -> None:
     with aws_errors(f"reading the deployed state machine of flow '{graph.name}'"):
         described = dep.client("stepfunctions").describe_state_machine(stateMachineArn=arn)
     deployed = definition_fingerprints(described.get("definition"))
-    local = graph.fingerprints
+    local = graph.chained_fingerprints
     fix = "run `lokki-sam generate`, `sam build` and `sam deploy`, then invoke again"
     if deployed is None:
         raise DeployedFlowDiffers(

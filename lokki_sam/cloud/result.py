@@ -67,7 +67,7 @@ def version_of_run(dep: Deployment, graph: FlowGraph, execution_arn: str) -> Run
         except sfn.exceptions.ClientError:  # an emulator without it: the deployed definition
             definition = sfn.describe_state_machine(stateMachineArn=dep.state_machine_arn(graph.name))["definition"]
     ran = definition_fingerprints(definition)
-    local = graph.fingerprints
+    local = graph.chained_fingerprints
     if ran is None or ran.flow == local.flow:
         return None
     what = how_it_differs(local, ran)
