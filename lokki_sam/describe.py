@@ -101,6 +101,9 @@ class Describer:
         self._alive: list[Any] = []  # keeps what was described alive, so no id is reused meanwhile
         self._sources: dict[int, source.SourceFile | None] = {}
         self._count = 0
+        # The globals of the function whose values are being described: where a class met in them
+        # (a dataclass default, a closure's instance) is looked for before its module's name.
+        self._home: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ entry points
 
@@ -136,7 +139,7 @@ class Describer:
         if isinstance(value, types.FunctionType):
             return self.function(value)
         if isinstance(value, type):
-            return self.klass(value)
+            return self.klass(value, self._home)
         if isinstance(value, types.ModuleType):
             own = self._modules.describe_module(value)
             return own if own is not None else ["library module", value.__name__]
@@ -243,7 +246,11 @@ class Describer:
         body = (
             self._code(nodes, src, func.__globals__) if src is not None and nodes else ["no source", func.__qualname__]
         )
-        return ["function", body, self._closure(func), self._defaults(func)]
+        home, self._home = self._home, func.__globals__
+        try:
+            return ["function", body, self._closure(func), self._defaults(func)]
+        finally:
+            self._home = home
 
     def klass(self, cls: type, home: dict[str, Any] | None = None) -> Any:
         file, namespace, lines = _class_home(cls, home)
@@ -585,8 +592,8 @@ def _class_home(cls: type, home: dict[str, Any] | None) -> tuple[str | None, dic
         func = func.fget if isinstance(func, property) else func
         if not isinstance(func, types.FunctionType) or func.__code__.co_filename.startswith("<"):
             continue
-        if not func.__qualname__.startswith(cls.__qualname__ + "."):
-            continue
+        if not func.__code__.co_qualname.startswith(cls.__qualname__ + "."):
+            continue  # a wrapper made elsewhere (dataclass's __repr__ is made in dataclasses.py)
         file = file or func.__code__.co_filename
         namespace = namespace or func.__globals__
         lines.append(func.__code__.co_firstlineno)
@@ -595,10 +602,14 @@ def _class_home(cls: type, home: dict[str, Any] | None) -> tuple[str | None, dic
     if home is not None and home.get("__name__") == cls.__module__ and _lookup(home, cls.__qualname__) is cls:
         found = home.get("__file__")
         return (found if isinstance(found, str) else None), home, []
-    module = sys.modules.get(cls.__module__)
-    if module is not None and _lookup(vars(module), cls.__qualname__) is cls:
-        found = getattr(module, "__file__", None)
-        return (found if isinstance(found, str) else None), vars(module), []
+    # Its module by name, if that is the module holding it (two files named flow.py share a name).
+    named = sys.modules.get(cls.__module__)
+    for module in [named, *(m for m in list(sys.modules.values()) if m is not named)]:
+        if not isinstance(module, types.ModuleType) or module.__name__ != cls.__module__:
+            continue
+        if _lookup(vars(module), cls.__qualname__) is cls:
+            found = getattr(module, "__file__", None)
+            return (found if isinstance(found, str) else None), vars(module), []
     return None, None, []
 
 
