@@ -35,7 +35,7 @@ from lokki_sam.fingerprint import RESULT_MAP_OPTIONS, RESULT_OPTIONS, Fingerprin
 from lokki_sam.ir import FlowGraph, MapBlock, Node
 from lokki_sam.options import MapOptions, StepOptions
 from lokki_sam.project_code import is_project_file
-from tests.test_correctness import COUNTING, calls, run_id_of
+from tests.test_correctness import COUNTING, check_resume_after_edit, run_id_of
 
 Lokki = Callable[..., subprocess.CompletedProcess[str]]
 REPO = Path(__file__).resolve().parents[1]
@@ -785,19 +785,7 @@ def test_resume_after_an_edit_the_fingerprint_used_to_miss_recomputes(
     write_project(tmp_path, files)
     path = tmp_path / "project.py"
     path.write_text(COUNTING + E2E_FLOW.format(prelude=prelude, weigh=weigh, call=call))
-    first = lokki("run", str(path), "--store", "runs", "--json")
-    assert first.returncode == 0, first.stderr
-    calls(tmp_path)
-    old, new = edit.split("->")
-    edited = tmp_path / edited_file
-    assert old in edited.read_text()
-    edited.write_text(edited.read_text().replace(old, new))
-    resumed = lokki("run", str(path), "--store", "runs", "--resume", run_id_of(first), "--json")
-    fresh = lokki("run", str(path), "--store", "fresh", "--json")
-    assert resumed.returncode == fresh.returncode == 0, resumed.stderr + fresh.stderr
-    assert json.loads(resumed.stdout)["result"] == json.loads(fresh.stdout)["result"]
-    assert json.loads(resumed.stdout)["result"] != json.loads(first.stdout)["result"]
-    assert calls(tmp_path) == sorted(["weigh-1", "weigh-2", "weigh-3", "total"] * 2 + ["nums"])  # nums reused
+    check_resume_after_edit(lokki, path, tmp_path / edited_file, *edit.split("->"))
 
 
 def test_resume_after_editing_one_of_two_steps_with_one_name_recomputes_it(tmp_path: Path, lokki: Lokki) -> None:
