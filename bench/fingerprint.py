@@ -2,11 +2,11 @@
 
     python bench/fingerprint.py [--repeat 50] [--against main]
 
-Loads the example flows once, then times `fingerprint.compute(graph)` for all of them together:
-the first call in this process (cold: sources parsed, distribution metadata read) and the best of
-`--repeat` further calls (warm: what a long-lived process pays again). `--against REV` also times
-`lokki_sam/fingerprint.py` as it is at that git revision, loaded beside the current one, on the
-same graphs in the same process, so before and after come from one run.
+Loads the example flows, then times `fingerprint.compute(graph)` for all of them together: the
+first call (cold: sources read and parsed, distribution metadata read; what a Lambda's first
+invocation pays) and the best of `--repeat` further calls (warm). `--against REV` also times
+`lokki_sam/fingerprint.py` as it is at that git revision (loaded beside the current package, on
+the same graphs), so before and after come from one run; each variant runs in a fresh process.
 """
 
 from __future__ import annotations
