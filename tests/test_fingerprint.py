@@ -583,7 +583,9 @@ target = step(Reader().target)
 
 
 def test_a_bound_instance_holding_an_open_file_is_opaque(tmp_path: Path) -> None:
-    fps, _ = fingerprints_of(tmp_path, {"flow.py": flow_file(READER)})
+    with imported(write_project(tmp_path, {"flow.py": flow_file(READER)}), "flow") as module:
+        fps = compute(module.pipeline.graph)
+        module.target.func.__self__.handle.close()
     assert "its bound instance" in fps.opaque["target"] and "at `.handle`" in fps.opaque["target"]
 
 
