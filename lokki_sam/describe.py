@@ -65,11 +65,12 @@ class Opaque(NamedTuple):
     path: str  # where inside that value, "" for the value itself
     type_name: str  # the object that cannot be described
     outer: str  # the type of the value the step holds
+    why: str = ""  # when it is not the object itself: "too large to describe"
 
     def text(self) -> str:
-        if not self.path:
-            return f"{self.where} (a {self.type_name})"
-        return f"{self.where} (a {self.outer}, which holds a {self.type_name} at `{self.path}`)"
+        held = f", which holds a {self.type_name} at `{self.path}`" if self.path else ""
+        why = f", {self.why}" if self.why else ""
+        return f"{self.where} (a {self.outer}{held}{why})"
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,8 @@ class Describer:
         if kind in _SIMPLE:
             return _simple(value)
         self._count += 1
-        if self._count > MAX_OBJECTS:
-            return self._opaque(value, at, "too large to describe")
+        if self._count > MAX_OBJECTS:  # said once: what follows is past the limit too
+            return self._opaque(value, at, "too large to describe") if self._count == MAX_OBJECTS + 1 else ["too large"]
         if isinstance(value, ParamRef):
             return ["param", self.param(value.name)]
         if isinstance(value, Step):
@@ -179,7 +180,7 @@ class Describer:
         if kind is list or kind is tuple:
             return [kind.__name__, [self.value(v, at.child(f"[{i}]")) for i, v in enumerate(value)]]
         if kind is set or kind is frozenset:
-            return [kind.__name__, sorted((self.value(v, at.child("{...}")) for v in value), key=_dump)]
+            return [kind.__name__, sorted((self.value(v, at.child("{...}")) for v in value), key=canonical_json)]
         if kind is dict:
             return ["dict", self._items(value.items(), at, attributes=False)]
         return self._object(value, kind, at)
@@ -215,11 +216,11 @@ class Describer:
         for key, item in items:
             suffix = f".{key}" if attributes and isinstance(key, str) else f"[{key!r}]"
             described.append([self.value(key, at), self.value(item, at.child(suffix))])
-        return sorted(described, key=_dump)
+        return sorted(described, key=canonical_json)
 
-    def _opaque(self, value: Any, at: _At, reason: str | None = None) -> Any:
+    def _opaque(self, value: Any, at: _At, why: str = "") -> Any:
         type_name = public_name(type(value))
-        self.opaque.append(Opaque(at.where, at.path, reason or type_name, at.outer))
+        self.opaque.append(Opaque(at.where, at.path, type_name, at.outer, why))
         return ["opaque", type_name]
 
     def param(self, name: str) -> Any:
@@ -266,7 +267,7 @@ class Describer:
             bases = [self.value(base) for base in cls.__bases__ if base is not object]
             attributes = sorted(
                 ([k, self.value(v)] for k, v in vars(cls).items() if not (k.startswith("__") and k.endswith("__"))),
-                key=_dump,
+                key=canonical_json,
             )
             return ["class", ["no source", cls.__qualname__], bases, attributes]
         return ["class", self._code(nodes, src, namespace)]
@@ -435,7 +436,7 @@ class ModuleClosures:
                     if other is not None and other.key not in reached and _is_project(other):
                         reached.add(other.key)
                         todo.append(other)
-        described = source.digest(_dump(sorted(files)))
+        described = source.digest(canonical_json(sorted(files)))
         self._described[start.key] = described
         return described
 
@@ -667,5 +668,6 @@ def _simple(value: Any) -> Any:
     return ["bytes", len(value), hashlib.sha256(value).hexdigest()]
 
 
-def _dump(value: Any) -> str:
+def canonical_json(value: Any) -> str:
+    """One text for one description: what digests and sort orders are taken of."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

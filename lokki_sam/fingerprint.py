@@ -31,12 +31,11 @@ environment).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lokki_sam.describe import Describer, ModuleClosures, Opaque
+from lokki_sam.describe import Describer, ModuleClosures, Opaque, canonical_json
 from lokki_sam.ir import Const, FlowGraph, MapBlock, Nested, Node, ParamRef
 
 LENGTH = 16  # hex characters kept: 64 bits, short in keys and payloads, collision-free in practice
@@ -77,6 +76,7 @@ def describe_changes(changes: Mapping[str, str]) -> str:
 
 
 def compute(graph: FlowGraph) -> Fingerprints:
+    """The flow's fingerprint and each node's own (`FlowGraph.fingerprints` caches it)."""
     params = {p.name: p for p in graph.params}
     modules = ModuleClosures()
     codes: dict[int, tuple[str, list[Opaque]]] = {}  # by step object: two steps may share a name
@@ -150,16 +150,20 @@ def value_fingerprint(value: Any) -> tuple[str | None, str | None]:
     describer = Describer()
     described = describer.value_at(value, "the value")
     if describer.opaque:
-        return None, "; ".join(o.text() for o in describer.opaque[:3]) + " cannot be described"
+        return None, f"{_listed(describer.opaque)} cannot be described"
     return _hash(["value", described]), None
 
 
 def _reason(node: Node, found: list[Opaque]) -> str:
-    shown = ", ".join(o.text() for o in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
     return (
-        f"step '{node.name}' uses {shown}: it cannot be described, so resume always recomputes this step; "
-        "pass plain values or create it inside the step"
+        f"step '{node.name}' uses {_listed(found)}: it cannot be described, so resume always recomputes "
+        "this step; pass plain values or create it inside the step"
     )
+
+
+def _listed(found: list[Opaque]) -> str:
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return "; ".join(o.text() for o in found[:3]) + more
 
 
 def _binding(describer: Describer, key: str, binding: Any) -> Any:
@@ -176,9 +180,5 @@ def _map_options(describer: Describer, block: MapBlock) -> Any:
     return [[name, describer.value(getattr(block.options, name))] for name in RESULT_MAP_OPTIONS]
 
 
-def _dump(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
 def _hash(parts: Any) -> str:
-    return hashlib.sha256(_dump(parts).encode()).hexdigest()[:LENGTH]
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()[:LENGTH]

@@ -123,6 +123,14 @@ class Scaler:
         return x * self.k
 """
 SLOTTED = BOUND.replace("class Scaler:", "class Scaler:\n    __slots__ = ('k',)")
+CALLABLE = """
+class Target:
+    def __init__(self, k):
+        self.k = k
+        self.__name__ = "target"
+    def __call__(self, x: int) -> int:
+        return x * self.k
+"""
 PARTIAL = """
 import functools
 def scaled(k, x):
@@ -173,6 +181,9 @@ CASES: dict[str, Case] = {
     "bound instance's class": changes(
         {"flow.py": flow_file(prelude=BOUND + "target = step(Scaler(2).target)")},
         ("flow.py", "x * self.k", "x + self.k"),
+    ),
+    "callable instance": changes(
+        {"flow.py": flow_file(prelude=CALLABLE + "target = step(Target(2))")}, ("flow.py", "Target(2)", "Target(3)")
     ),
     "partial argument": changes({"flow.py": flow_file(prelude=PARTIAL)}, ("flow.py", "(scaled, 2)", "(scaled, 3)")),
     "partial function": changes({"flow.py": flow_file(prelude=PARTIAL)}, ("flow.py", "x * k", "x + k")),
@@ -580,6 +591,18 @@ class Reader:
 
 target = step(Reader().target)
 """
+
+
+def test_a_value_too_large_to_describe_is_opaque(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lokki_sam import describe
+
+    monkeypatch.setattr(describe, "MAX_OBJECTS", 10)
+    digest, why = value_fingerprint([[i] for i in range(20)])
+    assert digest is None
+    assert why == "the value (a builtins.list, which holds a builtins.list at `[9]`, too large to describe) " + (
+        "cannot be described"
+    )
+    assert value_fingerprint([[i] for i in range(5)])[1] is None
 
 
 def test_a_bound_instance_holding_an_open_file_is_opaque(tmp_path: Path) -> None:
