@@ -165,7 +165,7 @@ class Describer:
         if isinstance(value, property):
             return ["property", *(self.value(f, at) for f in (value.fget, value.fset, value.fdel))]
         wrapped = _wrapped(value)
-        if wrapped is not None and self.klass(kind)[0] == "library":  # functools.lru_cache's wrapper
+        if wrapped is not None and not _is_project_class(kind, self._home):  # functools.lru_cache's wrapper
             return ["wrapped", public_name(kind), self.value(wrapped, at.child(".__wrapped__"))]
         if id(value) in self._active:
             return ["cycle", public_name(kind)]
@@ -214,7 +214,10 @@ class Describer:
     def _items(self, items: Iterable[tuple[Any, Any]], at: _At, *, attributes: bool) -> list[Any]:
         described = []
         for key, item in items:
-            suffix = f".{key}" if attributes and isinstance(key, str) else f"[{key!r}]"
+            if attributes and isinstance(key, str):
+                suffix = f".{key}"
+            else:
+                suffix = f"[{key!r}]" if type(key) in _SIMPLE else "[...]"
             described.append([self.value(key, at), self.value(item, at.child(suffix))])
         return sorted(described, key=canonical_json)
 
@@ -612,6 +615,11 @@ def _class_home(cls: type, home: dict[str, Any] | None) -> tuple[str | None, dic
             found = getattr(module, "__file__", None)
             return (found if isinstance(found, str) else None), vars(module), []
     return None, None, []
+
+
+def _is_project_class(cls: type, home: dict[str, Any] | None) -> bool:
+    file, namespace, _ = _class_home(cls, home)
+    return file is not None and namespace is not None and is_project_file(file)
 
 
 def _lookup(namespace: Mapping[str, Any], qualname: str) -> Any:

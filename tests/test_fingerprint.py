@@ -265,6 +265,18 @@ CASES: dict[str, Case] = {
         },
         ("flow.py", "fn(fn(v))", "fn(v)"),
     ),
+    "helper's class-based decorator": changes(
+        {
+            "flow.py": flow_file(
+                "import functools\n\nclass times:\n    def __init__(self, fn):\n        self.fn = fn\n"
+                "        functools.update_wrapper(self, fn)\n\n"
+                "    def __call__(self, v):\n        return self.fn(v) * 2\n\n"
+                "@times\ndef helper(v):\n    return v + 1\n",
+                "@step\ndef target(x):\n    return helper(x)\n",
+            )
+        },
+        ("flow.py", "self.fn(v) * 2", "self.fn(v) * 3"),
+    ),
     "class attribute changed at module level": changes(
         {"flow.py": flow_file("class C:\n    k = 2\n\nC.k = 5", "@step\ndef target(x):\n    return x * C.k\n")},
         ("flow.py", "C.k = 5", "C.k = 6"),
