@@ -238,14 +238,16 @@ class Describer:
 
     def function(self, func: types.FunctionType) -> Any:
         code = func.__code__
-        generated = code.co_filename.startswith("<")  # exec'd code: described by the call that made it
+        # exec'd code (`<string>`): by its source if registered (IPython's cells), else by the call
+        # that made it, where a global name reaches it
+        generated = code.co_filename.startswith("<")
         if not generated and not is_project_file(code.co_filename):
             return ["library", public_name(func)]
         if id(func) in self._code_seen:
             return ["seen", func.__qualname__]
         self._code_seen.add(id(func))
         self._alive.append(func)
-        src = None if generated else source.source_file(code.co_filename, func.__globals__)
+        src = source.source_file(code.co_filename, func.__globals__)
         nodes = src.code_nodes(code) if src is not None else []
         body = (
             self._code(nodes, src, func.__globals__) if src is not None and nodes else ["no source", func.__qualname__]

@@ -276,9 +276,9 @@ def _header_bound(node: ast.AST, blocks: list[str]) -> set[str]:
 def source_file(filename: str, namespace: dict[str, Any] | None = None) -> SourceFile | None:
     """The parsed source of `filename` as the interpreter finds it (through the module's loader
     when given its namespace), re-read when the file changed; None without Python source."""
-    if not filename or filename.startswith("<"):
+    if not filename:
         return None
-    linecache.checkcache(filename)
+    linecache.checkcache(filename)  # `<...>` names are kept only if registered (IPython's cells)
     text = "".join(linecache.getlines(filename, namespace))
     return parse(text) if text else None
 
