@@ -55,7 +55,16 @@ _DESCRIPTORS = (
     types.GetSetDescriptorType,
     types.MemberDescriptorType,
 )
-_PRUNED = frozenset({"__pycache__", "node_modules", "site-packages", "dist-packages"})
+# Folders below a package that are not its code: installed libraries, caches, and what `sam build`
+# leaves out of a function (aws-lambda-builders' python_pip EXCLUDED_FILES: virtualenvs, htmlcov...),
+# so a package is described from the same files here and in the Lambda. Hidden folders too.
+_PRUNED = frozenset(
+    [
+        *("__pycache__", "node_modules", "site-packages", "dist-packages"),
+        *("htmlcov", "venv", "venv.bak", "env", "env.bak", "ENV"),
+    ]
+)
+_PRUNED_SUFFIXES = (".egg-info", ".egg", ".dist-info")
 
 
 class Opaque(NamedTuple):
@@ -499,7 +508,9 @@ def _files_of(location: Location) -> Iterator[tuple[str, str, str]]:
 def _python_files(folder: str) -> list[str]:
     found: list[str] = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d not in _PRUNED and not d.startswith("."))
+        dirs[:] = sorted(
+            d for d in dirs if d not in _PRUNED and not d.startswith(".") and not d.endswith(_PRUNED_SUFFIXES)
+        )
         found.extend(os.path.join(root, f) for f in sorted(files) if f.endswith(".py"))
     return found
 
