@@ -35,8 +35,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lokki_sam.describe import Describer, ModuleClosures, Opaque, canonical_json
+from lokki_sam.describe import Describer, Opaque, canonical_json
 from lokki_sam.ir import Const, FlowGraph, MapBlock, Nested, Node, ParamRef
+from lokki_sam.project_code import ModuleClosures
 
 LENGTH = 16  # hex characters kept: 64 bits, short in keys and payloads, collision-free in practice
 
