@@ -274,15 +274,16 @@ class Describer:
         return ["class", self._code(nodes, src, namespace)]
 
     def _code(self, nodes: Sequence[ast.AST], src: source.SourceFile, namespace: dict[str, Any]) -> Any:
-        omit = _step_decorators(nodes, namespace)
+        omit = _step_decorators(src.decorators(nodes), namespace)
         home = self._source_of(namespace)
         refs = []
-        for name in sorted(source.loaded_names(nodes, omit)):
+        reads = src.reads(nodes, omit)
+        for name in sorted(reads.names):
             if name in namespace:
                 part = self.global_name(name, namespace, home)
                 if part is not _SKIP:
                     refs.append([name, part])
-        return [[src.digest_of(node, omit) for node in nodes], refs, self._imports(source.imports(nodes), namespace)]
+        return [[src.digest_of(node, omit) for node in nodes], refs, self._imports(reads.imports, namespace)]
 
     def _closure(self, func: types.FunctionType) -> list[Any]:
         described = []
@@ -360,7 +361,7 @@ class Describer:
         parts.append(refs)
         return parts
 
-    def _imports(self, found: list[tuple[int, str, tuple[str, ...]]], namespace: dict[str, Any]) -> list[Any]:
+    def _imports(self, found: Iterable[tuple[int, str, tuple[str, ...]]], namespace: dict[str, Any]) -> list[Any]:
         """The project modules imported in a body (`import helpers` inside a function), by what the
         import says (relative imports stay relative: the package's name differs between places)."""
         package = package_of(namespace)
@@ -382,17 +383,14 @@ class Describer:
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _step_decorators(nodes: Sequence[ast.AST], namespace: dict[str, Any]) -> frozenset[int]:
+def _step_decorators(decorators: Iterable[ast.expr], namespace: dict[str, Any]) -> frozenset[int]:
     """The ids of the decorators that are lokki-sam's `@step`: not code of what they decorate
     (`@step(memory=...)` sizes a Lambda; it computes nothing)."""
     omitted = set()
-    for node in nodes:
-        for inner in ast.walk(node):
-            if isinstance(inner, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                for decorator in inner.decorator_list:
-                    target = decorator.func if isinstance(decorator, ast.Call) else decorator
-                    if _static_value(target, namespace) is step:
-                        omitted.add(id(decorator))
+    for decorator in decorators:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if _static_value(target, namespace) is step:
+            omitted.add(id(decorator))
     return frozenset(omitted)
 
 

@@ -130,6 +130,14 @@ def _walk(nodes: Iterable[ast.AST], omit: frozenset[int]) -> Iterator[ast.AST]:
 
 
 @dataclass(frozen=True)
+class Reads:
+    """What code reads: the names it loads, and the imports in it as (level, module, names)."""
+
+    names: frozenset[str]
+    imports: tuple[tuple[int, str, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True)
 class Statement:
     """A module-level statement that names a variable: the digest of its tree and of the headers
     of the blocks around it (`if`, `try`, `for`, `with`...), the names those read, and for an
@@ -146,12 +154,33 @@ class SourceFile:
     def __init__(self, tree: ast.Module) -> None:
         self.tree = tree
         self._digests: dict[tuple[int, frozenset[int]], str] = {}
+        self._reads: dict[tuple[tuple[int, ...], frozenset[int]], Reads] = {}
+        self._decorators: dict[tuple[int, ...], tuple[ast.expr, ...]] = {}
 
     def digest_of(self, node: ast.AST, omit: frozenset[int] = frozenset()) -> str:
         key = (id(node), omit)
         if key not in self._digests:
             self._digests[key] = digest(dump(node, omit))
         return self._digests[key]
+
+    def reads(self, nodes: Sequence[ast.AST], omit: frozenset[int] = frozenset()) -> Reads:
+        """The names `nodes` read and the modules they import (found once per file text)."""
+        key = (tuple(id(n) for n in nodes), omit)
+        if key not in self._reads:
+            self._reads[key] = Reads(frozenset(loaded_names(nodes, omit)), tuple(imports(nodes)))
+        return self._reads[key]
+
+    def decorators(self, nodes: Sequence[ast.AST]) -> tuple[ast.expr, ...]:
+        """Every decorator in `nodes`, of the definitions themselves and of those inside them."""
+        key = tuple(id(n) for n in nodes)
+        if key not in self._decorators:
+            self._decorators[key] = tuple(
+                decorator
+                for node in _walk(nodes, frozenset())
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                for decorator in node.decorator_list
+            )
+        return self._decorators[key]
 
     @cached_property
     def digest(self) -> str:
