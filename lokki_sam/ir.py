@@ -134,6 +134,7 @@ class FlowGraph:
         return compute(self)
 
     def fingerprint(self, node_id: str) -> str:
+        """A node's own code fingerprint (what its outputs' identities start from: lineage.py)."""
         return self.fingerprints.nodes[node_id]
 
     def get(self, stage_id: str) -> Stage:

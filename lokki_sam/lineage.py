@@ -90,7 +90,7 @@ def recipe(
     execution, so it is recomputed once per execution and never reused across executions.
     `fingerprints`: another version's node fingerprints (reading a run that version made)."""
     code = (fingerprints if fingerprints is not None else graph.fingerprints.nodes)[node.id]
-    opaque: Mapping[str, str] = getattr(graph.fingerprints, "opaque", {}) if fingerprints is None else {}
+    opaque: Mapping[str, str] = graph.fingerprints.opaque if fingerprints is None else {}
     salt, reason = "", ""
     if node.id in (reruns or {}):
         salt, reason = f"rerun@{(reruns or {})[node.id]}", "--rerun"

@@ -1132,7 +1132,8 @@ def test_bad_input_with_json_prints_one_error_document(case: Case, env: Env) -> 
     assert result.exit_code == case.expect, result.stderr
     error = json.loads(result.stdout)["error"]
     assert error["exit_code"] == case.expect and error["type"] and error["message"]
-    said = " ".join(str(error[key] or "") for key in ("message", "where", "hint"))
+    where = f"{error['where']}: " if error["where"] else ""
+    said = f"{where}{error['message']} {error['hint'] or ''}"  # as the human message renders them
     for fragment in case.fragments:
         assert fragment in said, f"{fragment!r} not in:\n{said}"
     assert "Traceback" not in result.stderr

@@ -212,10 +212,16 @@ def test_resume_after_editing_project_code_outside_the_step_recomputes_what_uses
     (tmp_path / "pkg" / "calc.py").write_text("def scale(x):\n    return x * 2\n")
     path = tmp_path / "project.py"
     path.write_text(COUNTING + imports + "\n" + textwrap.dedent(PROJECT_FLOW).replace("{use}", use))
+    check_resume_after_edit(lokki, path, tmp_path / edited_file, before, after)
+
+
+def check_resume_after_edit(lokki: Lokki, path: Path, edited: Path, before: str, after: str) -> None:
+    """Run the flow in `path` (`nums`, a map of `weigh` over 1, 2, 3, `total`), replace `before`
+    by `after` in `edited`, resume the run: it gives what a fresh run of the edited flow gives
+    (not the first run's result), reusing `nums` and recomputing the items and the total."""
     first = lokki("run", str(path), "--store", "runs", "--json")
     assert first.returncode == 0, first.stderr
-    calls(tmp_path)
-    edited = tmp_path / edited_file
+    calls(path.parent)
     assert before in edited.read_text()
     edited.write_text(edited.read_text().replace(before, after))
     resumed = lokki("run", str(path), "--store", "runs", "--resume", run_id_of(first), "--json")
@@ -223,8 +229,7 @@ def test_resume_after_editing_project_code_outside_the_step_recomputes_what_uses
     assert resumed.returncode == fresh.returncode == 0, resumed.stderr + fresh.stderr
     assert json.loads(resumed.stdout)["result"] == json.loads(fresh.stdout)["result"]
     assert json.loads(resumed.stdout)["result"] != json.loads(first.stdout)["result"]
-    # The resume reused `nums` (untouched) and recomputed the items and the total.
-    assert calls(tmp_path) == sorted(["weigh-1", "weigh-2", "weigh-3", "total"] * 2 + ["nums"])
+    assert calls(path.parent) == sorted(["weigh-1", "weigh-2", "weigh-3", "total"] * 2 + ["nums"])
 
 
 def test_resume_after_changing_a_step_factorys_argument_recomputes_the_step(tmp_path: Path, lokki: Lokki) -> None:

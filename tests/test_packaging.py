@@ -251,7 +251,8 @@ def words() -> list[str]:
 
 @step
 def loud(xs: list[str]) -> str:
-    return PREFIX + shout(" ".join(xs))
+    from parts import marks  # a namespace package (no __init__.py), imported inside the body
+    return PREFIX + shout(" ".join(xs)) + marks.END
 
 @flow
 def project():
@@ -260,13 +261,15 @@ def project():
 
 
 def test_built_functions_compute_the_fingerprint_their_state_machine_sends(tmp_path: Path, lokki: Lokki) -> None:
-    """The generator sees six in site-packages, wording.py in src/ and no WORD_PREFIX; a built
-    function sees both modules in its own folder (six with its .dist-info) and its own environment.
+    """The generator sees six in site-packages, wording.py and parts/ in src/ and no WORD_PREFIX; a
+    built function sees them in its own folder (six with its .dist-info) and its own environment.
     Each built function must still compute the flow fingerprint the state machine stamps on its
     payloads, or every deployed run would be refused."""
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "project.py").write_text(textwrap.dedent(PROJECT))
     (tmp_path / "src" / "wording.py").write_text("def shout(text):\n    return text.upper() + '!'\n")
+    (tmp_path / "src" / "parts").mkdir()
+    (tmp_path / "src" / "parts" / "marks.py").write_text("END = '.'\n")
     (tmp_path / "src" / "requirements.txt").write_text("six==1.16.0\n")
     assert lokki("generate", "src/project.py").returncode == 0
     definition = (tmp_path / "statemachine" / "project.asl.json").read_text()
@@ -276,6 +279,7 @@ def test_built_functions_compute_the_fingerprint_their_state_machine_sends(tmp_p
     for name in ("words", "loud"):
         code = built / names.function_id("project", name)
         assert (code / "six.py").is_file() and list(code.glob("six-*.dist-info")), list(code.iterdir())
+        assert (code / "parts" / "marks.py").is_file()
         probe = (
             f"import sys; sys.path[:0] = [{str(code)!r}, {str(layer)!r}]; from lokki_sam import runtime; "
             "graph = runtime.load_graph('project', 'project'); import six, wording; "
@@ -294,3 +298,7 @@ def test_built_functions_compute_the_fingerprint_their_state_machine_sends(tmp_p
     (tmp_path / "src" / "wording.py").write_text("def shout(text):\n    return text.upper() + '!!'\n")
     check = lokki("generate", "src/project.py", "--check")
     assert check.returncode != 0, check.stdout + check.stderr  # an edit of the project module is a new flow
+    assert lokki("generate", "src/project.py").returncode == 0
+    (tmp_path / "src" / "parts" / "marks.py").write_text("END = '?'\n")
+    check = lokki("generate", "src/project.py", "--check")
+    assert check.returncode != 0, check.stdout + check.stderr  # so is an edit of what a step imports inside

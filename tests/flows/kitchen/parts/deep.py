@@ -1,0 +1,2 @@
+def deepen(x: int) -> int:
+    return x + 1
