@@ -69,7 +69,7 @@ def command(
     warning = requirements_warning(template_path.parent / (code_uri or str(config.get("code_uri", "src"))))
     if warning:
         click.echo(warning, err=True)
-    docker = docker_note(result.image_steps)
+    docker = docker_note(result.image_steps, "serverless package" if target == "serverless" else "sam build")
     if docker:
         click.echo(docker, err=True)
     done = result.write()
@@ -88,8 +88,8 @@ def default_template(config: Config, target: str) -> str:
     return str(config.get("template", "template.yaml"))
 
 
-def docker_note(steps: list[str]) -> str | None:
-    """Image steps are built by `sam build` with Docker: say so now when no daemon answers here."""
+def docker_note(steps: list[str], builder: str = "sam build") -> str | None:
+    """Image steps are built by `builder` with Docker: say so now when no daemon answers here."""
     import os
 
     from lokki_sam.compile.images import docker_problem
@@ -98,6 +98,6 @@ def docker_note(steps: list[str]) -> str | None:
     if problem is None:
         return None
     return (
-        f"note: {len(steps)} step(s) are container images, which `sam build` builds with Docker, but {problem}: "
-        "start Docker (or set DOCKER_HOST) before `sam build` (docs/docker.md)"
+        f"note: {len(steps)} step(s) are container images, which `{builder}` builds with Docker, but {problem}: "
+        f"start Docker (or set DOCKER_HOST) before `{builder}` (docs/docker.md)"
     )

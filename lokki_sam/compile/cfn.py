@@ -115,6 +115,12 @@ class Intrinsics:
     def __init__(self, logical_id: Callable[[model.Resource], str]) -> None:
         self.logical_id = logical_id
 
+    def bucket_name(self) -> Json:
+        return {"Fn::If": [CREATE_BUCKET_CONDITION, ref(names.BUCKET_ID), ref(BUCKET_PARAMETER)]}
+
+    def text(self, value: model.Sub) -> Json:
+        return sub(value.text, {name: self(v) for name, v in value.variables})
+
     def __call__(self, value: model.Value) -> Json:
         if isinstance(value, model.Ref):
             return ref(self.logical_id(value.resource))
@@ -123,9 +129,9 @@ class Intrinsics:
                 return sub("${" + self.logical_id(value.resource) + ".Arn}" + value.suffix)
             return get_att(self.logical_id(value.resource), "Arn")
         if isinstance(value, model.Sub):
-            return sub(value.text, {name: self(v) for name, v in value.variables})
+            return self.text(value)
         if isinstance(value, model.BucketName):
-            return {"Fn::If": [CREATE_BUCKET_CONDITION, ref(names.BUCKET_ID), ref(BUCKET_PARAMETER)]}
+            return self.bucket_name()
         if isinstance(value, model.Statement):
             document = {key: self(v) for key, v in value.document.items()}
             return Justified(document, value.reason) if value.reason else document
@@ -156,10 +162,11 @@ def bucket_parameters(bucket: model.ArtifactBucket) -> tuple[dict[str, Json], di
     return parameters, conditions
 
 
-def bucket_resources(bucket: model.ArtifactBucket) -> dict[str, Json]:
+def bucket_resources(bucket: model.ArtifactBucket, condition: str | None = CREATE_BUCKET_CONDITION) -> dict[str, Json]:
+    """The bucket and its policy, created only under `condition` (None: always)."""
     resource = {
         "Type": "AWS::S3::Bucket",
-        "Condition": CREATE_BUCKET_CONDITION,
+        "Condition": condition,
         # Artifacts are data: deleting the stack keeps them (the lifecycle rule still expires them).
         "DeletionPolicy": "Retain",
         "UpdateReplacePolicy": "Retain",
@@ -190,7 +197,7 @@ def bucket_resources(bucket: model.ArtifactBucket) -> dict[str, Json]:
     }
     policy = {
         "Type": "AWS::S3::BucketPolicy",
-        "Condition": CREATE_BUCKET_CONDITION,
+        "Condition": condition,
         "Metadata": owned_marker(),
         "Properties": {
             "Bucket": ref(bucket.key),
@@ -209,6 +216,8 @@ def bucket_resources(bucket: model.ArtifactBucket) -> dict[str, Json]:
             },
         },
     }
+    if condition is None:
+        del resource["Condition"], policy["Condition"]
     return {bucket.key: resource, model.BUCKET_POLICY_ID: policy}
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -36,6 +36,7 @@ LOCAL_STAGE = "local"
 # The CloudFormation stack the framework deploys to, as a serverless.yml variable (a plugin's
 # state machine name must be a string: `${AWS::StackName}` cannot be used there).
 STACK_NAME = "${self:provider.stackName, '${self:service}-${sls:stage}'}"
+STACK_PSEUDO = "${AWS::StackName}"
 RUNTIME_LAYER_NAME = "LokkiSamRuntime"
 LAYER_CONTENT = "python/**"  # what a layer folder holds for Lambda (its requirements.txt stays out)
 
@@ -133,12 +134,31 @@ def package_patterns(code_uri: str) -> list[str]:
     return ["!**", f"{code}/**", "!**/__pycache__/**"]
 
 
+class ServerlessValues(cfn.Intrinsics):
+    """CloudFormation, except what the framework knows itself, written as it: the stack name as
+    its variable, the bucket as lokki.toml chose it (an existing one by name, else the stack's).
+    `serverless invoke local` resolves only literals and Ref in a function's environment."""
+
+    def __init__(self, logical_id: Callable[[model.Resource], str], existing_bucket: str) -> None:
+        super().__init__(logical_id)
+        self.existing_bucket = existing_bucket
+
+    def bucket_name(self) -> Json:
+        return self.existing_bucket or cfn.ref(names.BUCKET_ID)
+
+    def text(self, value: model.Sub) -> Json:
+        stack_only = value.text.replace(STACK_PSEUDO, "")
+        if not value.variables and "${" not in stack_only:
+            return value.text.replace(STACK_PSEUDO, STACK_NAME)
+        return super().text(value)
+
+
 class ServerlessRenderer:
     """Maps each model resource to serverless.yml entries (functions, layers, state machines, resources)."""
 
     def __init__(self, app: model.App) -> None:
         self.app = app
-        self.values = cfn.Intrinsics(self.logical_id)
+        self.values = ServerlessValues(self.logical_id, app.bucket.existing)
         self.functions: dict[str, Json] = {}
         self.layers: dict[str, Json] = {}
         self.state_machines: dict[str, Json] = {}
@@ -161,7 +181,6 @@ class ServerlessRenderer:
         app = self.app
         for resource in app.resources:
             self.resource(resource)
-        parameters, conditions = cfn.bucket_parameters(app.bucket)
         outputs = {
             o.key: {"Description": o.description, "Value": self.values(o.value)}
             for o in app.outputs
@@ -173,8 +192,8 @@ class ServerlessRenderer:
             layers=self.layers,
             state_machines=self.state_machines,
             images=self.images,
-            parameters=parameters,
-            conditions=conditions,
+            parameters={},  # the bucket is chosen in lokki.toml: `serverless deploy` sets no parameters
+            conditions={},
             resources=self.resources,
             outputs=outputs,
             extensions=self.extensions,
@@ -194,7 +213,8 @@ class ServerlessRenderer:
 
     @resource.register
     def _bucket(self, bucket: model.ArtifactBucket) -> None:
-        self.resources.update(cfn.bucket_resources(bucket))
+        if not bucket.existing:
+            self.resources.update(cfn.bucket_resources(bucket, condition=None))
 
     @resource.register
     def _runtime_layer(self, layer: model.RuntimeLayer) -> None:

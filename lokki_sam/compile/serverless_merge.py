@@ -187,6 +187,7 @@ def _merge(doc: CommentedMap, config: ServerlessConfig, where: str, service: str
         for section in RESOURCE_SECTIONS:
             previously = set(record.get(section, ()))
             merge._merge_section(resources, section, generated[section], previously, set(), where)
+            _prune_empty(doc, ("resources", section))
         extensions = config.extensions
         _merge_entries(
             doc, ("resources", "extensions"), extensions, record.get("extensions", []), EXTENSION_PATHS, set(), where
