@@ -263,7 +263,7 @@ def plan(
         from lokki_sam.compile.serverless_files import serverless_plan
 
         return serverless_plan(given, template, model.build(graphs, settings))
-    template_model = sam.build_model(graphs, settings)
+    template_model = sam.render(model.build(graphs, settings))
     result = Plan(root)
     existing = _read(template)
     result.files[template] = render_template(template_model, existing, where=str(template))

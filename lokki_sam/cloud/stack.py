@@ -120,7 +120,13 @@ def serverless_target(
 ) -> Target:
     """The stack and region of the serverless.yml in this folder (config `target = "serverless"`)."""
     path = path or Path.cwd() / SERVERLESS_YML
-    found = serverless_stack(path, None if config_env == "default" else config_env) if path.is_file() else None
+    found = None
+    if path.is_file():
+        try:
+            found = serverless_stack(path, None if config_env == "default" else config_env)
+        except LokkiError:
+            if not stack_name:  # with --stack-name, serverless.yml only suggests the region
+                raise
     if stack_name:
         name, source = stack_name, "--stack-name"
     elif found:

@@ -8,7 +8,7 @@ per resource class) and decides nothing: every policy is the model's.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,6 @@ from lokki_sam.compile.model import (
     check_runtime,
     default_runtime,
 )
-from lokki_sam.ir import FlowGraph
 
 # The SAM target's vocabulary, kept importable from here (merge.py, generate.py, tests).
 __all__ = [
@@ -57,7 +56,6 @@ __all__ = [
     "SamRenderer",
     "Settings",
     "TemplateModel",
-    "build_model",
     "check_runtime",
     "default_runtime",
     "get_att",
@@ -105,11 +103,6 @@ class TemplateModel:
             "Resources": self.resources,
             "Outputs": self.outputs,
         }
-
-
-def build_model(graphs: Sequence[FlowGraph], settings: Settings) -> TemplateModel:
-    """The flows' deployment model rendered for SAM."""
-    return render(model.build(graphs, settings))
 
 
 def render(app: model.App) -> TemplateModel:

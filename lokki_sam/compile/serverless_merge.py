@@ -8,12 +8,12 @@ lokki-sam owns, and rewrites on every run:
 - under `resources:`, its Parameters, Conditions, Outputs and `extensions`, and its Resources (as
   in template.yaml: marked `Metadata: {lokki-sam: generated}`, only the properties merge.py owns);
 - its items of `plugins:` and `package.patterns:`, and `custom.lokki-sam` (the record: flows,
-  owned entries, the digest of what it wrote).
+  owned entries, the digests of what it wrote).
 Entries it owned that the flows no longer produce are deleted. Everything else (keys, comments,
 tags, the user's resources and functions) is kept, by ruamel.yaml's round trip.
 
-A user's edit inside an owned value is overwritten, and said: the record keeps a digest of the
-owned values as written, so a run that finds them changed lists each one it replaces.
+A user's edit inside an owned value is overwritten, and said: the record keeps a digest of each
+entry's owned values as written, so a run that finds an entry changed lists each value it replaces.
 """
 
 from __future__ import annotations
@@ -158,7 +158,10 @@ def _merge(doc: CommentedMap, config: ServerlessConfig, where: str, service: str
     record = _owned_record(doc, where)
     _check(doc, config, record, where)
     before = owned_view(doc, record)
-    edited = _record(doc).get("digest") not in (None, digest(before))
+    written = _record(doc).get("digests")
+    written = written if isinstance(written, Mapping) else {}
+    # Entries whose owned values are no longer what lokki-sam wrote: the user edited them.
+    edited = {entry: values for entry, values in before.items() if written.get(entry, digest(values)) != digest(values)}
     if "service" not in doc:
         _insert(doc, "service", service)
     provider = _mapping_at(doc, ("provider",), where)
@@ -201,22 +204,18 @@ def _merge(doc: CommentedMap, config: ServerlessConfig, where: str, service: str
     entry = {"flows": {name: config.sources.get(name, "") for name in config.flows}, "owned": owned}
     if config.pip_layers:
         entry["layers"] = config.pip_layers
-    entry["digest"] = digest(after)
+    entry["digests"] = {name: digest(values) for name, values in after.items()}
     custom = _mapping_at(doc, ("custom",), where)
     if cfn.MARKER_KEY not in custom or merge.to_plain(custom[cfn.MARKER_KEY]) != entry:
         custom[cfn.MARKER_KEY] = merge.to_node(entry)
-    if not edited:
-        return []
     return [
         f"{where}: {path} was edited; lokki-sam owns it and wrote its value again "
         f"(yours: {json.dumps(old)}). Change it where lokki-sam takes it from (the step, flow or lokki.toml), "
         "or move it out of lokki-sam's entries"
-        for path, old in before.items()
-        if after.get(path, _GONE) != old
+        for name, values in edited.items()
+        for path, old in values.items()
+        if after.get(name, {}).get(path, old) != old
     ]
-
-
-_GONE = object()
 
 
 def _has_resources(config: ServerlessConfig, record: Mapping[str, list[str]]) -> bool:
@@ -379,9 +378,11 @@ def _events(existing: Any, generated: list[Any]) -> list[Any]:
 # ------------------------------------------------------------------------------ the record
 
 
-def owned_view(doc: Mapping[str, Any], record: Mapping[str, list[str]]) -> dict[str, Any]:
-    """Every owned value in `doc` by its dotted path (what the digest covers)."""
-    view: dict[str, Any] = {}
+def owned_view(doc: Mapping[str, Any], record: Mapping[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """Every owned value in `doc`, by entry (`functions.BirdsFlap`) and dotted path: what the digests
+    cover. Of a shared list only lokki-sam's items count (a user's layer or event is no edit of ours)."""
+    view: dict[str, dict[str, Any]] = {}
+    layer_ids = {f"{name}LambdaLayer" for name in record.get("layers", ())}
     entries = {
         "functions": (("functions",), FUNCTION_KEYS),
         "layers": (("layers",), LAYER_KEYS),
@@ -391,28 +392,36 @@ def owned_view(doc: Mapping[str, Any], record: Mapping[str, list[str]]) -> dict[
     }
     for section, (path, keys) in entries.items():
         for name in record.get(section, ()):
+            values = view.setdefault(".".join((*path, name)), {})
             for key in keys:
                 key_path = (*path, name, *(key if isinstance(key, tuple) else (key,)))
                 value = merge._get(doc, key_path)
-                if value is not merge._ABSENT:
-                    view[".".join(key_path)] = merge.to_plain(value)
+                if value is merge._ABSENT:
+                    continue
+                value = merge.to_plain(value)
+                if key_path[-1] == "layers" and isinstance(value, list):
+                    value = [v for v in value if isinstance(v, Mapping) and v.get("Ref") in layer_ids]
+                elif key_path[-1] == "events" and isinstance(value, list):
+                    value = [v for v in value if isinstance(v, Mapping) and "schedule" in v]
+                values[".".join(key_path)] = value
     for section in RESOURCE_SECTIONS:
         for name in record.get(section, ()):
             node = merge._get(doc, ("resources", section, name))
+            values = view.setdefault(f"resources.{section}.{name}", {})
             if node is merge._ABSENT:
                 continue
             if section != "Resources":
-                view[f"resources.{section}.{name}"] = merge.to_plain(node)
+                values[f"resources.{section}.{name}"] = merge.to_plain(node)
                 continue
             for key_path in merge.OWNED_PATHS.get(str(merge.to_plain(node).get("Type")), ()):
                 value = merge._get(node, key_path)
                 if value is not merge._ABSENT:
-                    view[".".join(("resources", section, name, *key_path))] = merge.to_plain(value)
+                    values[".".join(("resources", section, name, *key_path))] = merge.to_plain(value)
     return view
 
 
-def digest(view: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(view, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def digest(values: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 # -------------------------------------------------------------------------------- helpers
