@@ -60,9 +60,7 @@ def osls(app: Path, *args: str, env: Mapping[str, str], timeout: float = 300) ->
     link = app / "node_modules"
     if not link.exists():
         link.symlink_to(REPO / "node_modules", target_is_directory=True)
-    return subprocess.run(
-        [str(OSLS), *args], cwd=app, env=dict(env), capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([str(OSLS), *args], cwd=app, env=dict(env), capture_output=True, text=True, timeout=timeout)
 
 
 def packaged(app: Path) -> dict[str, Any]:
@@ -78,5 +76,3 @@ def canonical_ids(flows: Mapping[str, Iterable[str]]) -> dict[str, str]:
             out[names.serverless_function_id(flow, step)] = names.function_id(flow, step)
             out[f"{names.serverless_function_key(flow, step)}LogGroup"] = f"{names.function_id(flow, step)}LogGroup"
     return out
-
-
