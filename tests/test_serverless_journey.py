@@ -151,3 +151,28 @@ def test_the_frameworks_own_invoke(app: App) -> None:
     done = osls(app.root, "invoke", "stepf", "--name", "birds", "--data", '{"limit": 2}', "--stage", STAGE, env=app.env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert '"status": "SUCCEEDED"' in done.stdout and re.search(r"manifest\.json", done.stdout)
+
+
+def test_serverless_invoke_local_runs_the_steps_in_flow_order(app: App) -> None:
+    """`serverless invoke local` runs each step in this Python against the stack's bucket: the events of
+    a flow share one run id, so invoking them in flow order runs the whole flow."""
+    local_env = app.env | {"PATH": f"{BIN}:{app.env['PATH']}"}  # python3: the one with lokki-sam
+    outputs = []
+    for key, event in (("BirdsGetBirds", "get_birds"), ("BirdsFlap", "flap"), ("BirdsJoin", "join")):
+        done = osls(
+            app.root, "invoke", "local", "-f", key, "-p", f"events/birds/{event}.json", "--stage", STAGE,
+            "-e", f"LOKKI_ENDPOINT_URL={app.env['AWS_ENDPOINT_URL']}", env=local_env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        outputs.append(done.stdout)
+    assert '"node": "join"' in outputs[-1]
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=app.env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    bucket = next(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(f"{STACK}-artifactbucket"))
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"lokki/{STACK}/birds/sample-run/")["Contents"]]
+    assert {step for step in ("get_birds", "flap", "join") if any(f"/step={step}/" in k for k in keys)} == {
+        "get_birds",
+        "flap",
+        "join",
+    }, keys
