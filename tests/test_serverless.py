@@ -22,31 +22,11 @@ from lokki_sam.compile.serverless_merge import LAYERS_PLUGIN
 from tests.flows.shapes import SHAPES
 from tests.support.sam import EXAMPLES, REPO, forget_module
 from tests.support.serverless import generate as generate_in
+from tests.test_generate import FLOW_V1, FLOW_V2  # the same flow as the SAM template's tests
 
 pytestmark = pytest.mark.usefixtures("unload_modules")
 
 GOLDEN = Path(__file__).parent / "golden" / "serverless"
-
-FLOW_V1 = """
-from lokki_sam import flow, step
-
-@step
-def fetch(limit: int = 3) -> list[int]:
-    return list(range(limit))
-
-@step
-def square(x: int) -> int:
-    return x * x
-
-@step
-def total(xs: list[int]) -> int:
-    return sum(xs)
-
-@flow
-def calc(limit: int = 3):
-    return fetch(limit=limit).map(square).agg(total)
-"""
-FLOW_V2 = FLOW_V1.replace(".map(square).agg(total)", ".next(total)")  # square removed
 
 
 class Loader(yaml.SafeLoader):
@@ -480,3 +460,20 @@ def test_an_existing_bucket_replaces_the_stacks_own(app: Path) -> None:
     assert config["resources"]["Outputs"]["ArtifactBucketName"]["Value"] == "team-artifacts"
     text = textwrap.dedent((app / "serverless.yml").read_text())
     assert "arn:${AWS::Partition}:s3:::${Bucket}" in text and "Bucket: team-artifacts" in text
+
+
+def test_every_resource_kind_has_a_method_in_each_renderer() -> None:
+    """A new kind of resource is one model class and one method per renderer: a class a renderer
+    does not know is refused (TypeError), never silently left out of one target."""
+    import typing
+
+    from lokki_sam.compile import sam
+
+    kinds = set(typing.get_args(model.Resource))
+    app = model.build([SHAPES["map_agg"][0].graph], model.Settings())
+    assert kinds == {type(r) for r in app.resources} | {model.DependencyLayer}  # (no step of map_agg has requirements)
+    for renderer in (sam.SamRenderer, serverless.ServerlessRenderer):
+        registry = renderer.__dict__["resource"].dispatcher.registry
+        assert kinds <= set(registry), (renderer.__name__, kinds - set(registry))
+    with pytest.raises(TypeError, match="has no method for object"):
+        sam.SamRenderer(app).resource(object())
