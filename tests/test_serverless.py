@@ -477,3 +477,22 @@ def test_every_resource_kind_has_a_method_in_each_renderer() -> None:
         assert kinds <= set(registry), (renderer.__name__, kinds - set(registry))
     with pytest.raises(TypeError, match="has no method for object"):
         sam.SamRenderer(app).resource(object())
+
+
+def test_image_steps_are_the_frameworks_images(tmp_path: Path) -> None:
+    """An image step is `image: {name}` with a `provider.ecr.images` entry built from the SAM target's
+    Dockerfile; its module is imported from the image's task root (the Dockerfile copies the code folder)."""
+    from tests.support.sam import PACKAGING_FILE
+    from tests.support.serverless import make_serverless_app
+
+    path = make_serverless_app(tmp_path / "app", [PACKAGING_FILE], runtime="python3.11", architecture="x86_64")
+    forget_module("packaging")
+    config = load(path.read_text())
+    square = config["functions"]["MixedSquare"]
+    name = square["image"]["name"]
+    image = config["provider"]["ecr"]["images"][name]
+    assert image == {"path": ".", "file": f"images/{name.removeprefix('lokki-')}/Dockerfile", "platform": "linux/amd64"}
+    assert (tmp_path / "app" / image["file"]).is_file()
+    assert "handler" not in square and "runtime" not in square and "layers" not in square
+    assert square["environment"]["LOKKI_MODULE"] == "packaging"
+    assert config["functions"]["MixedSizes"]["environment"]["LOKKI_MODULE"] == "src.packaging"
