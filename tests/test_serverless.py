@@ -496,3 +496,19 @@ def test_image_steps_are_the_frameworks_images(tmp_path: Path) -> None:
     assert "handler" not in square and "runtime" not in square and "layers" not in square
     assert square["environment"]["LOKKI_MODULE"] == "packaging"
     assert config["functions"]["MixedSizes"]["environment"]["LOKKI_MODULE"] == "src.packaging"
+
+
+def test_a_lost_record_is_rebuilt_from_what_the_entries_are(app: Path) -> None:
+    """Without custom.lokki-sam (deleted by hand), lokki-sam's entries are still recognised as its own:
+    the state machine by its definition file, functions by their handler, resources by their marker."""
+    generate(app, "src/calc.py")
+    path = app / "serverless.yml"
+    fresh = path.read_text()
+    config = load(fresh)
+    del config["custom"]["lokki-sam"]
+    start = fresh.index("  lokki-sam:\n")
+    end = fresh.index("\npackage:\n")
+    path.write_text(fresh[:start] + fresh[end + 1 :])
+    code, _, err = generate(app, "src/calc.py")
+    assert code == 0, err
+    assert path.read_text() == fresh
