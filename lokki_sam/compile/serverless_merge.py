@@ -61,6 +61,15 @@ TOP_ORDER = (
 )
 RESOURCE_SECTIONS = ("Parameters", "Conditions", "Resources", "Outputs")
 EXTENSION_PATHS = (("Properties", "DefinitionSubstitutions"),)
+# lokki-sam's entries outside `resources:` sections: the record's name for each -> where they are
+# in serverless.yml, and the keys (or key paths) it owns inside each entry.
+ENTRIES: dict[str, tuple[tuple[str, ...], tuple[Any, ...]]] = {
+    "functions": (("functions",), FUNCTION_KEYS),
+    "layers": (("layers",), LAYER_KEYS),
+    "stateMachines": (("stepFunctions", "stateMachines"), STATE_MACHINE_KEYS),
+    "images": (("provider", "ecr", "images"), IMAGE_KEYS),
+    "extensions": (("resources", "extensions"), EXTENSION_PATHS),
+}
 
 
 @dataclass
@@ -167,39 +176,26 @@ def _merge(doc: CommentedMap, config: ServerlessConfig, where: str, service: str
     provider = _mapping_at(doc, ("provider",), where)
     if "name" not in provider:
         provider.insert(0, "name", "aws")
-    plugins = _merge_plugins(doc, config, record, where)
-    if plugins.get("seeded"):
+    plugins, seeded = _merge_plugins(doc, config)
+    if seeded:
         custom = _mapping_at(doc, ("custom",), where)
         if "localstack" not in custom:  # the local cloud of `lokki-sam emulator start`, for --stage local only
             custom["localstack"] = merge.to_node({"stages": [LOCAL_STAGE]})
-    patterns = _merge_list(doc, ("package", "patterns"), config.patterns, record.get("patterns", []), where)
+    _merge_list(doc, ("package", "patterns"), config.patterns, record.get("patterns", []), where)
     generated = generated_sections(config)
     layer_ids = {f"{name}LambdaLayer" for name in (*record.get("layers", ()), *config.layers)}
-    _merge_entries(doc, ("layers",), config.layers, record.get("layers", []), LAYER_KEYS, layer_ids, where)
-    _merge_entries(doc, ("functions",), config.functions, record.get("functions", []), FUNCTION_KEYS, layer_ids, where)
-    machines = config.state_machines
-    _merge_entries(
-        doc, ("stepFunctions", "stateMachines"), machines, record.get("stateMachines", []), STATE_MACHINE_KEYS,
-        layer_ids, where,
-    )  # fmt: skip
-    _merge_entries(
-        doc, ("provider", "ecr", "images"), config.images, record.get("images", []), IMAGE_KEYS, layer_ids, where
-    )
-    resources = _mapping_at(doc, ("resources",), where) if _has_resources(config, record) else None
-    if resources is not None:
+    if _has_resources(config, record):
+        resources = _mapping_at(doc, ("resources",), where)
         for section in RESOURCE_SECTIONS:
-            previously = set(record.get(section, ()))
-            merge._merge_section(resources, section, generated[section], previously, set(), where)
+            merge._merge_section(resources, section, generated[section], set(record.get(section, ())), set(), where)
             _prune_empty(doc, ("resources", section))
-        extensions = config.extensions
-        _merge_entries(
-            doc, ("resources", "extensions"), extensions, record.get("extensions", []), EXTENSION_PATHS, set(), where
-        )
+    for section, (path, keys) in ENTRIES.items():
+        _merge_entries(doc, path, generated[section], record.get(section, []), keys, layer_ids, where)
     _prune_empty(doc, ("provider", "ecr", "images"))
     _prune_empty(doc, ("provider", "ecr"))
     owned = {section: list(entries) for section, entries in generated.items() if entries}
-    owned["plugins"] = plugins["ours"]
-    owned["patterns"] = patterns
+    owned["plugins"] = plugins
+    owned["patterns"] = list(config.patterns)
     after = owned_view(doc, owned)
     entry = {"flows": {name: config.sources.get(name, "") for name in config.flows}, "owned": owned}
     if config.pip_layers:
@@ -247,14 +243,8 @@ def _check(doc: CommentedMap, config: ServerlessConfig, record: Mapping[str, lis
             hint=f"add `- {STEP_FUNCTIONS_PLUGIN}` to plugins (package.json pins it; `npm ci` installs it)",
         )
     generated = generated_sections(config)
-    locations = {
-        "functions": ("functions",),
-        "layers": ("layers",),
-        "stateMachines": ("stepFunctions", "stateMachines"),
-        "images": ("provider", "ecr", "images"),
-        "extensions": ("resources", "extensions"),
-        **{s: ("resources", s) for s in RESOURCE_SECTIONS},
-    }
+    locations = {section: path for section, (path, _) in ENTRIES.items()}
+    locations.update({section: ("resources", section) for section in RESOURCE_SECTIONS})
     for section, path in locations.items():
         existing = merge._get(doc, path)
         if existing is merge._ABSENT or existing is None:
@@ -306,28 +296,26 @@ def _plugin_list(doc: Mapping[str, Any], where: str) -> list[str] | None:
 # ------------------------------------------------------------------------------- merging
 
 
-def _merge_plugins(
-    doc: CommentedMap, config: ServerlessConfig, record: Mapping[str, list[str]], where: str
-) -> dict[str, Any]:
-    """lokki-sam needs the step functions plugin (and its layers plugin with dependency layers)."""
+def _merge_plugins(doc: CommentedMap, config: ServerlessConfig) -> tuple[list[str], bool]:
+    """lokki-sam's plugins (the step functions one; its layers one with dependency layers), and whether
+    it wrote `plugins:` itself (then with serverless-localstack for the local cloud)."""
     ours = [STEP_FUNCTIONS_PLUGIN] + ([LAYERS_PLUGIN] if config.pip_layers else [])
     if doc.get("plugins") is None:
         _insert(doc, "plugins", CommentedSeq([*ours, LOCALSTACK_PLUGIN]))
-        return {"ours": ours, "seeded": True}
+        return ours, True
     plugins = doc["plugins"]
     if isinstance(plugins, CommentedMap):
         plugins = plugins.setdefault("modules", CommentedSeq())
-    for name in (LAYERS_PLUGIN,):
-        if name in plugins and name not in ours:
-            plugins.remove(name)
-        elif name not in plugins and name in ours:
-            plugins.append(name)
-    return {"ours": ours, "seeded": False}
+    if LAYERS_PLUGIN in plugins and LAYERS_PLUGIN not in ours:
+        plugins.remove(LAYERS_PLUGIN)
+    elif LAYERS_PLUGIN not in plugins and LAYERS_PLUGIN in ours:
+        plugins.append(LAYERS_PLUGIN)
+    return ours, False
 
 
 def _merge_list(
     doc: CommentedMap, path: tuple[str, ...], generated: list[str], previous: list[str], where: str
-) -> list[str]:
+) -> None:
     """A list lokki-sam shares: its items first, then the user's (its earlier items are replaced)."""
     current = merge._get(doc, path)
     if current is merge._ABSENT or current is None:
@@ -339,7 +327,6 @@ def _merge_list(
     if [str(x) for x in current] != wanted:
         parent = _mapping_at(doc, path[:-1], where)
         parent[path[-1]] = CommentedSeq(wanted)
-    return list(generated)
 
 
 def _merge_entries(
@@ -399,14 +386,7 @@ def owned_view(doc: Mapping[str, Any], record: Mapping[str, list[str]]) -> dict[
     cover. Of a shared list only lokki-sam's items count (a user's layer or event is no edit of ours)."""
     view: dict[str, dict[str, Any]] = {}
     layer_ids = {f"{name}LambdaLayer" for name in record.get("layers", ())}
-    entries = {
-        "functions": (("functions",), FUNCTION_KEYS),
-        "layers": (("layers",), LAYER_KEYS),
-        "stateMachines": (("stepFunctions", "stateMachines"), STATE_MACHINE_KEYS),
-        "images": (("provider", "ecr", "images"), IMAGE_KEYS),
-        "extensions": (("resources", "extensions"), EXTENSION_PATHS),
-    }
-    for section, (path, keys) in entries.items():
+    for section, (path, keys) in ENTRIES.items():
         for name in record.get(section, ()):
             values = view.setdefault(".".join((*path, name)), {})
             for key in keys:
