@@ -93,6 +93,13 @@ SCHEMA: dict[str, Key] = {
         int, None, "default local map concurrency (a map's own `concurrency` wins)", 1, MAX_LOCAL_CONCURRENCY
     ),
     "template": Key(str, "template.yaml", "SAM template written by `lokki-sam generate`"),
+    "target": Key(
+        str,
+        "sam",
+        "what `lokki-sam generate` writes and the cloud commands read: sam (template.yaml, samconfig.toml) or "
+        "serverless (serverless.yml, for the Serverless Framework)",
+        choices=("sam", "serverless"),
+    ),
     "code_uri": Key(str, "src", "CodeUri of the generated functions (the directory holding the flow modules)"),
     "runtime": Key(str, None, "Lambda runtime, e.g. python3.12 (default: the generator's Python)"),
     "architecture": Key(str, "arm64", "default Lambda architecture (x86_64 or arm64)", choices=("x86_64", "arm64")),

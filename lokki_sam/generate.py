@@ -11,7 +11,7 @@ import difflib
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +21,8 @@ from lokki_sam.errors import LokkiError
 from lokki_sam.ir import FlowGraph
 
 if TYPE_CHECKING:
-    from lokki_sam.compile import sam
+    from lokki_sam.compile import model
+    from lokki_sam.compile.images import ImageSet
 
 
 @dataclass
@@ -241,17 +242,50 @@ class FlowSource:
     source: str
 
 
-def plan(flows: Sequence[FlowGraph | FlowSource], template: Path, config: Config, code_uri: str | None = None) -> Plan:
-    """Every file for exactly `flows`: recorded flows not among them are removed (see `select`)."""
-    from lokki_sam.compile import asl, events, layers, sam
+def plan(
+    flows: Sequence[FlowGraph | FlowSource],
+    template: Path,
+    config: Config,
+    code_uri: str | None = None,
+    target: str = "sam",
+) -> Plan:
+    """Every file for exactly `flows`: recorded flows not among them are removed (see `select`).
+    `target` "serverless": `template` is a serverless.yml (compile/serverless_files.py)."""
+    from lokki_sam.compile import events, layers, model, sam
     from lokki_sam.compile.merge import recorded_flows, render_template
 
     root = template.parent
     given = [f if isinstance(f, FlowSource) else FlowSource(f, _source_of(f, root)) for f in flows]
     graphs = [f.graph for f in given]
     uri = code_uri or str(config.get("code_uri", "src"))
-    code_dir = root / uri
-    settings = sam.Settings(
+    settings = model_settings(given, config, uri, root / uri)
+    if target == "serverless":
+        from lokki_sam.compile.serverless_files import serverless_plan
+
+        return serverless_plan(given, template, model.build(graphs, settings))
+    template_model = sam.render(model.build(graphs, settings))
+    result = Plan(root)
+    existing = _read(template)
+    result.files[template] = render_template(template_model, existing, where=str(template))
+    dropped = [f for f in recorded_flows(existing, str(template)) if f not in template_model.flows]
+    wanted_layers = layers.layer_files(
+        root, template_model.dependencies, layers.RUNTIME_LAYER_ID in template_model.resources
+    )
+    makefile = root / layers.RUNTIME_LAYER_DIR / "Makefile"
+    if makefile not in wanted_layers and makefile.is_file():  # no zip function: no runtime layer
+        result.delete.append(makefile)
+    result.files.update(wanted_layers)
+    result.files[root / "events" / events.ENV_FILE] = events.render_event(events.local_env(graphs))
+    image_files(result, template_model.images, template_model.runtime, uri, root / uri)
+    flow_files(result, graphs, dropped, wanted_layers)
+    return result
+
+
+def model_settings(given: Sequence[FlowSource], config: Config, uri: str, code_dir: Path) -> model.Settings:
+    """The deployment model's settings, from lokki.toml and the flows' modules."""
+    from lokki_sam.compile import model
+
+    return model.Settings(
         code_uri=uri,
         runtime=config.get("runtime"),
         architecture=str(config.get("architecture", "arm64")),
@@ -263,26 +297,24 @@ def plan(flows: Sequence[FlowGraph | FlowSource], template: Path, config: Config
         tracing=bool(config.get("tracing", False)),
         log_level=str(config.get("log_level") or "INFO").upper(),
         artifact_bucket=str(config.get("artifact_bucket", "")),
-        modules={g.name: module_in_code_uri(g, code_dir, uri) for g in graphs},
+        modules={f.graph.name: module_in_code_uri(f.graph, code_dir, uri) for f in given},
         sources={f.graph.name: f.source for f in given},
     )
-    model = sam.build_model(graphs, settings)
-    result = Plan(root)
-    existing = _read(template)
-    result.files[template] = render_template(model, existing, where=str(template))
-    dropped = [f for f in recorded_flows(existing, str(template)) if f not in model.flows]
-    for flow in dropped:  # a flow removed from the template takes its generated files with it
+
+
+def flow_files(
+    result: Plan, graphs: Sequence[FlowGraph], dropped: Sequence[str], layer_files: Mapping[Path, str]
+) -> None:
+    """What both targets write per flow: the definition and the sample events; the files of flows
+    no longer generated (`dropped`) and of dependency sets no step declares any more go."""
+    from lokki_sam.compile import asl, events
+
+    root = result.root
+    for flow in dropped:  # a flow removed from the app takes its generated files with it
         result.delete.append(root / "statemachine" / f"{flow}.asl.json")
         result.delete.extend(sorted((root / "events" / flow).glob("*.json")))
-    wanted_layers = layers.layer_files(root, model.dependencies, layers.RUNTIME_LAYER_ID in model.resources)
-    makefile = root / layers.RUNTIME_LAYER_DIR / "Makefile"
-    if makefile not in wanted_layers and makefile.is_file():  # no zip function: no runtime layer
-        result.delete.append(makefile)
-    result.files.update(wanted_layers)
     # layers/deps-*/ are generated: a dependency set no step declares any more goes
-    result.delete.extend(p for p in sorted(root.glob("layers/deps-*/requirements.txt")) if p not in wanted_layers)
-    result.files[root / "events" / events.ENV_FILE] = events.render_event(events.local_env(graphs))
-    image_files(result, model, uri, code_dir)
+    result.delete.extend(p for p in sorted(root.glob("layers/deps-*/requirements.txt")) if p not in layer_files)
     for graph in graphs:
         result.files[root / "statemachine" / f"{graph.name}.asl.json"] = asl.render(graph)
         event_dir = root / "events" / graph.name
@@ -290,10 +322,11 @@ def plan(flows: Sequence[FlowGraph | FlowSource], template: Path, config: Config
         result.files.update(wanted)
         if event_dir.is_dir():  # events/<flow>/ is generated: drop events of removed steps
             result.delete.extend(sorted(p for p in event_dir.glob("*.json") if p not in wanted))
-    return result
 
 
-def image_files(result: Plan, model: sam.TemplateModel, code_uri: str, code_dir: Path) -> None:
+def image_files(
+    result: Plan, image_sets: Mapping[tuple[str, str], ImageSet], runtime: str, code_uri: str, code_dir: Path
+) -> None:
     """The files of image steps (compile/images.py): a Dockerfile (and requirements.txt) per image,
     the runtime copy and the .dockerignore; those of images no step uses any more go."""
     from lokki_sam.compile import images
@@ -302,14 +335,14 @@ def image_files(result: Plan, model: sam.TemplateModel, code_uri: str, code_dir:
     root = result.root
     runtime_dir = root / images.RUNTIME_DIR
     result.bundles[runtime_dir] = f"the lokki-sam {_version()} runtime of image steps"
-    by_image = images.steps_by_image(model.images)
+    by_image = images.steps_by_image(image_sets)
     result.image_steps = sorted(step for steps in by_image.values() for step in steps)
     wanted: set[Path] = set()
     if by_image:
         flow_requirements = lists_packages(code_dir / "requirements.txt")
         for image, steps in by_image.items():
             path = root / image.dockerfile
-            text = images.dockerfile(image, model.runtime, code_uri, steps, flow_requirements)
+            text = images.dockerfile(image, runtime, code_uri, steps, flow_requirements)
             result.own(path, text, images.owned(_read(path)))
             if image.requirements:
                 result.files[root / image.directory / "requirements.txt"] = images.requirements_file(image)
@@ -351,12 +384,17 @@ class Selection:
     removed: list[str] = field(default_factory=list)  # recorded flows dropped (with --prune)
 
 
-def select(refs: Sequence[str], template: Path, config: Config, *, prune: bool = False) -> Selection:
+def select(
+    refs: Sequence[str], template: Path, config: Config, *, prune: bool = False, target: str = "sam"
+) -> Selection:
     """The flows to generate: those `refs` name (else the configured `flow`/`flows`), plus every flow
-    the template already records, loaded again from the FLOW_REF it records, so generating one
-    flow never deletes the others. With `prune`, recorded flows not given are dropped instead."""
-    from lokki_sam.compile.merge import recorded_flows
+    the template (or serverless.yml, `target` "serverless") already records, loaded again from the
+    FLOW_REF it records, so generating one flow never deletes the others. With `prune`, recorded
+    flows not given are dropped instead."""
+    from lokki_sam.compile import merge, serverless_merge
     from lokki_sam.loader import load_flows
+
+    recorded_flows = serverless_merge.recorded_flows if target == "serverless" else merge.recorded_flows
 
     root = template.parent
     asked = list(refs) or configured_refs(config)

@@ -70,6 +70,16 @@ def function_id(flow: str, step: str) -> str:
     return f"{pascal(flow)}{pascal(step)}Function"
 
 
+def serverless_function_key(flow: str, step: str) -> str:
+    """A step's function in a serverless.yml (`functions:`), e.g. `BirdsGetBirds`."""
+    return f"{pascal(flow)}{pascal(step)}"
+
+
+def serverless_function_id(flow: str, step: str) -> str:
+    """Its logical ID: the Serverless Framework appends `LambdaFunction` to the key."""
+    return f"{serverless_function_key(flow, step)}LambdaFunction"
+
+
 def function_arn_substitution(flow: str, step: str) -> str:
     return f"{function_id(flow, step)}Arn"
 

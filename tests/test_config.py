@@ -383,7 +383,7 @@ def test_log_level_takes_upstreams_names_in_any_case(tmp_path: Path, given: str,
 
 
 def test_artifact_bucket_becomes_the_templates_existing_bucket_default(tmp_path: Path) -> None:
-    from lokki_sam.compile import sam
+    from lokki_sam.compile import model, sam
     from tests.flows.shapes import map_agg
 
     (tmp_path / "lokki.toml").write_text(
@@ -393,12 +393,13 @@ def test_artifact_bucket_becomes_the_templates_existing_bucket_default(tmp_path:
     settings = sam.Settings(
         artifact_bucket=config["artifact_bucket"], memory=config["memory"], timeout=config["timeout"]
     )
-    model = sam.build_model([map_agg.graph], settings)
-    parameter = model.parameters[sam.BUCKET_PARAMETER]
+    template = sam.render(model.build([map_agg.graph], settings))
+    parameter = template.parameters[sam.BUCKET_PARAMETER]
     assert parameter["Default"] == "team-artifacts"
     assert re.fullmatch(parameter["AllowedPattern"], "team-artifacts")
-    assert (model.globals_function["MemorySize"], model.globals_function["Timeout"]) == (2048, 60)
-    assert sam.build_model([map_agg.graph], sam.Settings()).parameters[sam.BUCKET_PARAMETER]["Default"] == ""
+    assert (template.globals_function["MemorySize"], template.globals_function["Timeout"]) == (2048, 60)
+    default = sam.render(model.build([map_agg.graph], sam.Settings()))
+    assert default.parameters[sam.BUCKET_PARAMETER]["Default"] == ""
 
 
 UPSTREAM_CI_TOML = """

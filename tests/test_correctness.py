@@ -829,7 +829,7 @@ def test_user_permissions_with_wildcards_or_generated_sids_are_refused(statement
 
 
 def test_a_wildcard_with_a_reason_is_kept_and_the_template_shows_the_authors_reason() -> None:
-    from lokki_sam.compile import merge, sam
+    from lokki_sam.compile import merge, model, sam
 
     @step(permissions=[{"Action": "sqs:SendMessage", "Resource": "*", "WildcardReason": "queues are made per run"}])
     def notify(n: int = 1) -> int:
@@ -839,7 +839,7 @@ def test_a_wildcard_with_a_reason_is_kept_and_the_template_shows_the_authors_rea
     def notifying():
         return notify()
 
-    text = merge.render_template(sam.build_model([notifying.graph], sam.Settings()), None)
+    text = merge.render_template(sam.render(model.build([notifying.graph], sam.Settings())), None)
     line = next(line for line in text.splitlines() if "wildcard requested by the step's author" in line)
     assert line.strip().startswith("Resource: '*'") and "queues are made per run" in line
     assert "WildcardReason" not in text and "AWS requires" not in line

@@ -15,7 +15,7 @@ from lokki_sam import flow, names, runtime, step
 
 # sam and merge imported here, before any test: `unload_modules` drops what a test imports first, and
 # a re-imported sam.Justified would no longer be the class merge.py checks for (its comments vanish).
-from lokki_sam.compile import events, images, merge, sam
+from lokki_sam.compile import events, images, merge, model, sam
 from lokki_sam.config import load_config
 from lokki_sam.errors import ConfigError, FlowDefinitionError, LokkiError
 from lokki_sam.packaging import CLI_ONLY, runtime_files
@@ -301,7 +301,7 @@ def test_a_runtime_without_a_base_image_and_code_outside_the_context(
     with pytest.raises(LokkiError, match=r"runtime 'python3.9' has no Lambda base image .*image step\(s\) calc.show"):
         images.base_image("python3.9", "x86_64", ["calc.show"])
     # Lambda adds a Python before AWS publishes its base image:
-    monkeypatch.setattr(sam, "LAMBDA_PYTHONS", (*sam.LAMBDA_PYTHONS, "python3.99"))
+    monkeypatch.setattr(model, "LAMBDA_PYTHONS", (*model.LAMBDA_PYTHONS, "python3.99"))
     (app / "lokki.toml").write_text('runtime = "python3.99"\n')
     code, _, err = generate("src/calc.py")
     assert code == 2 and "runtime 'python3.99' has no Lambda base image" in err and "python3.13" in err

@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from lokki_sam import Retry, flow, step
-from lokki_sam.compile import images, layers, merge, sam
+from lokki_sam.compile import images, layers, merge, model, sam
 from lokki_sam.ir import FlowGraph
 from tests.flows.shapes import SHAPES
 
@@ -48,8 +48,8 @@ def emitted_paths() -> dict[str, set[str]]:
     that between them switch on every optional property."""
     found: dict[str, set[str]] = defaultdict(set)
     for settings in CONFIGURATIONS:
-        model = sam.build_model(graphs(), settings)
-        for resource in model.resources.values():
+        template = sam.render(model.build(graphs(), settings))
+        for resource in template.resources.values():
             for key, value in resource.get("Properties", {}).items():
                 if key == "Events":
                     found[resource["Type"]].update(f"Events.{name}" for name in value)
@@ -84,7 +84,7 @@ def test_every_emitted_attribute_and_metadata_key_is_owned() -> None:
     owned = {path for path in merge._OWNED_ATTRIBUTES}
     seen: set[tuple[str, ...]] = set()
     for settings in CONFIGURATIONS:
-        for resource in sam.build_model(graphs(), settings).resources.values():
+        for resource in sam.render(model.build(graphs(), settings)).resources.values():
             for key, value in resource.items():
                 if key == "Metadata":
                     seen.update(("Metadata", k) for k in value)
@@ -97,13 +97,13 @@ def test_every_emitted_attribute_and_metadata_key_is_owned() -> None:
 def test_image_and_zip_globals() -> None:
     """Image functions ignore the zip-only Globals (samtranslator refuses Runtime, Handler and Layers on
     them); with no zip function those keys, and the runtime layer, are not generated at all."""
-    mixed = sam.build_model(graphs(), sam.Settings())
+    mixed = sam.render(model.build(graphs(), sam.Settings()))
     assert set(images.ZIP_ONLY_GLOBALS) <= set(mixed.globals_function)
     boxed_fn = mixed.resources["ScheduledBoxedFunction"]
     assert boxed_fn["IgnoreGlobals"] == ["CodeUri", "Handler", "Layers", "Runtime"]
     assert boxed_fn["Properties"]["PackageType"] == "Image" and "Layers" not in boxed_fn["Properties"]
     assert "PackageType" not in mixed.resources["ScheduledTunedFunction"]["Properties"]
-    only_images = sam.build_model(graphs(), sam.Settings(package="image"))
+    only_images = sam.render(model.build(graphs(), sam.Settings(package="image")))
     assert not set(images.ZIP_ONLY_GLOBALS) & set(only_images.globals_function)
     assert layers.RUNTIME_LAYER_ID not in only_images.resources
     assert not [r for r in only_images.resources.values() if "IgnoreGlobals" in r]

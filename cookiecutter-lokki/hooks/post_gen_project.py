@@ -1,4 +1,4 @@
-"""Finish the project: install the chosen starter flow, then generate the SAM files from it.
+"""Finish the project: install the chosen starter flow and framework, then generate its files from it.
 
 Runs in the new project directory. Standard library only: it runs under whatever Python runs
 cookiecutter or `sam init`, which may not have lokki-sam installed.
@@ -30,6 +30,16 @@ def install_starter(root: Path, starter: str, slug: str) -> None:
     shutil.rmtree(root / "_starters")
 
 
+def install_framework(root: Path, framework: str) -> None:
+    """The Serverless Framework variant: its serverless.yml skeleton and README, no samconfig.toml."""
+    chosen = root / "_frameworks" / framework
+    if framework == "serverless":
+        shutil.move(str(chosen / "README.md"), str(root / "README.md"))
+        shutil.move(str(chosen / "serverless.yml"), str(root / "serverless.yml"))
+        (root / "samconfig.toml").unlink()
+    shutil.rmtree(root / "_frameworks")
+
+
 def lokki_sam_command() -> list[str] | None:
     """The lokki-sam the user runs (on PATH), else one importable by this Python (the SAM CLI's or
     cookiecutter's own, which need not have it)."""
@@ -41,11 +51,11 @@ def lokki_sam_command() -> list[str] | None:
     return None
 
 
-def generate(root: Path) -> bool:
+def generate(root: Path, generated: str) -> bool:
     command = lokki_sam_command()
     if command is None:
         print(
-            "lokki-sam is not installed here, so template.yaml, statemachine/ and events/ were not generated.\n"
+            f"lokki-sam is not installed here, so {generated}, statemachine/ and events/ were not generated.\n"
             f"  Install it ({INSTALL_HINT}), then run `lokki-sam generate` in {root}",
             file=sys.stderr,
         )
@@ -53,7 +63,7 @@ def generate(root: Path) -> bool:
     done = subprocess.run([*command, "generate"], cwd=root, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         print(
-            f"`lokki-sam generate` failed, so template.yaml was not written:\n{done.stdout}{done.stderr}"
+            f"`lokki-sam generate` failed, so {generated} was not written:\n{done.stdout}{done.stderr}"
             f"  Fix the problem, then run `lokki-sam generate` in {root}",
             file=sys.stderr,
         )
@@ -64,10 +74,16 @@ def generate(root: Path) -> bool:
 def main() -> int:
     root = Path.cwd()
     install_starter(root, ANSWERS["starter"], ANSWERS["project_slug"])
-    generated = generate(root)
+    framework = ANSWERS.get("framework", "sam")
+    install_framework(root, framework)
+    serverless = framework == "serverless"
+    generated = generate(root, "serverless.yml" if serverless else "template.yaml")
     print(f"Created {root}")
     steps = ["lokki-sam run", "pytest"]
-    steps += ["sam build", "sam deploy --guided"] if generated else ["lokki-sam generate"]
+    if not generated:
+        steps += ["lokki-sam generate"]
+    else:
+        steps += ["npm install", "npx osls deploy"] if serverless else ["sam build", "sam deploy --guided"]
     print(f"Next: cd {shlex.quote(root.name)} && {'; '.join(steps)}  (README.md has the whole journey)")
     return 0  # the project is usable even without generated files: never delete it
 

@@ -19,6 +19,7 @@ ANSWERS = json.loads(r"""{{ cookiecutter|jsonify }}""")
 # Lambda Python runtimes lokki-sam supports (it needs Python >= 3.11).
 RUNTIMES = ("python3.11", "python3.12", "python3.13")
 ARCHITECTURES = ("arm64", "x86_64")
+FRAMEWORKS = ("sam", "serverless")
 # Top-level names of each starter's flow.py: a flow named like one of them would replace it.
 STARTER_NAMES = {
     "birds": ("get_birds", "flap", "join"),
@@ -62,6 +63,8 @@ def problems(a: dict) -> list[str]:
     taken = STARTER_NAMES.get(a["starter"], ()) + IMPORTED
     if name in taken or hasattr(builtins, name):
         found.append(f"flow_name {name!r} clashes with a name the flow module uses")
+    if a.get("framework", "sam") not in FRAMEWORKS:
+        found.append(f"framework {a['framework']!r} is not one of {', '.join(FRAMEWORKS)}")
     if a["runtime"] not in RUNTIMES:
         found.append(f"runtime {a['runtime']!r} is not supported; use one of {', '.join(RUNTIMES)}")
     if a["architecture"] not in ARCHITECTURES:

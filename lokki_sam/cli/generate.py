@@ -4,26 +4,44 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from lokki_sam.cli.state import CliState, handle_errors, pass_state
 
+if TYPE_CHECKING:
+    from lokki_sam.config import Config
+
 
 @click.command("generate")
 @click.argument("flow_refs", nargs=-1, metavar="FLOW_REF...")
 @click.option(
-    "--template", "template", metavar="FILE", help="SAM template to write or update [default: template.yaml]."
+    "--template",
+    "template",
+    metavar="FILE",
+    help="File to write or update [default: template.yaml; serverless.yml with --target serverless].",
 )
 @click.option("--code-uri", metavar="DIR", help="Functions' CodeUri, relative to the template [default: src].")
+@click.option(
+    "--target",
+    type=click.Choice(["sam", "serverless"]),
+    help="What to write: sam (template.yaml) or serverless (serverless.yml) [default: config target, else sam].",
+)
 @click.option("--check", is_flag=True, help="Write nothing; print a diff and exit 1 if anything is stale.")
 @click.option("--prune", is_flag=True, help="Remove the flows the template records but FLOW_REF does not name.")
 @pass_state
 @handle_errors
 def command(
-    state: CliState, flow_refs: tuple[str, ...], template: str | None, code_uri: str | None, check: bool, prune: bool
+    state: CliState,
+    flow_refs: tuple[str, ...],
+    template: str | None,
+    code_uri: str | None,
+    target: str | None,
+    check: bool,
+    prune: bool,
 ) -> None:
-    """Write or update template.yaml, statemachine/<flow>.asl.json, events/ and layers/ for the flows.
+    """Write or update template.yaml (or serverless.yml), statemachine/<flow>.asl.json, events/ and layers/.
 
     FLOW_REF is path/to/file.py[:flow] or package.module[:flow]; a module without :flow gives
     all its flows. Without FLOW_REF: the flows of lokki.toml (`flow`, `flows`). The flows the
@@ -33,9 +51,10 @@ def command(
     from lokki_sam.generate import display, plan, requirements_warning, select
 
     config = state.config
-    template_path = Path(template or str(config.get("template", "template.yaml")))
-    selection = select(flow_refs, template_path, config, prune=prune)
-    result = plan(selection.flows, template_path, config, code_uri)
+    target = target or str(config.get("target", "sam"))
+    template_path = Path(template or default_template(config, target))
+    selection = select(flow_refs, template_path, config, prune=prune, target=target)
+    result = plan(selection.flows, template_path, config, code_uri, target=target)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if check:
@@ -50,7 +69,7 @@ def command(
     warning = requirements_warning(template_path.parent / (code_uri or str(config.get("code_uri", "src"))))
     if warning:
         click.echo(warning, err=True)
-    docker = docker_note(result.image_steps)
+    docker = docker_note(result.image_steps, "serverless package" if target == "serverless" else "sam build")
     if docker:
         click.echo(docker, err=True)
     done = result.write()
@@ -62,8 +81,15 @@ def command(
         click.echo("generated files are up to date")
 
 
-def docker_note(steps: list[str]) -> str | None:
-    """Image steps are built by `sam build` with Docker: say so now when no daemon answers here."""
+def default_template(config: Config, target: str) -> str:
+    """The file generate writes: config `template` when set, else the target's own."""
+    if target == "serverless" and config.sources.get("template", "default") == "default":
+        return "serverless.yml"
+    return str(config.get("template", "template.yaml"))
+
+
+def docker_note(steps: list[str], builder: str = "sam build") -> str | None:
+    """Image steps are built by `builder` with Docker: say so now when no daemon answers here."""
     import os
 
     from lokki_sam.compile.images import docker_problem
@@ -72,6 +98,6 @@ def docker_note(steps: list[str]) -> str | None:
     if problem is None:
         return None
     return (
-        f"note: {len(steps)} step(s) are container images, which `sam build` builds with Docker, but {problem}: "
-        "start Docker (or set DOCKER_HOST) before `sam build` (docs/docker.md)"
+        f"note: {len(steps)} step(s) are container images, which `{builder}` builds with Docker, but {problem}: "
+        f"start Docker (or set DOCKER_HOST) before `{builder}` (docs/docker.md)"
     )

@@ -3,10 +3,15 @@
 Stack name: --stack-name, else samconfig.toml (`[<config-env>.deploy.parameters]` or `.global`),
 else `stack_name` in lokki.toml. Region and profile: the option, else samconfig.toml, else
 lokki.toml, else the AWS SDK's own defaults (AWS_REGION, AWS_PROFILE, ~/.aws/config).
+With `target = "serverless"` in lokki.toml, serverless.yml takes samconfig.toml's place: the
+stack is the framework's `<service>-<stage>` (or `provider.stackName`), the stage --config-env
+(when given) else `provider.stage` else `dev`, the region `provider.region` else `us-east-1`.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +25,10 @@ from lokki_sam.errors import ConfigError, LokkiError
 from lokki_sam.store import IO_THREADS, S3Store
 
 SAMCONFIG = "samconfig.toml"
+SERVERLESS_YML = "serverless.yml"
+# An output only the Serverless Framework's stacks have: how a stack given by name is recognised.
+SERVERLESS_OUTPUT = "ServerlessDeploymentBucketName"
+DEPLOY_COMMANDS = {"sam": "sam deploy", "serverless": "serverless deploy"}
 ARN_SUFFIX = names.state_machine_arn_output("x")[1:]  # "StateMachineArn"
 UNUSABLE_STATUSES = (
     "CREATE_IN_PROGRESS",
@@ -63,6 +72,7 @@ class Target:
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None
+    framework: str = "sam"  # or "serverless": how the stack names its functions
 
 
 def resolve_target(
@@ -75,6 +85,8 @@ def resolve_target(
     config_env: str = "default",
     samconfig: Path | None = None,
 ) -> Target:
+    if config.get("target") == "serverless":
+        return serverless_target(config, stack_name, region, profile, endpoint_url, config_env)
     path = samconfig or Path.cwd() / SAMCONFIG
     sam = read_samconfig(path, config_env)
     if stack_name:
@@ -97,6 +109,93 @@ def resolve_target(
     )
 
 
+def serverless_target(
+    config: Config,
+    stack_name: str | None,
+    region: str | None,
+    profile: str | None,
+    endpoint_url: str | None,
+    config_env: str,
+    path: Path | None = None,
+) -> Target:
+    """The stack and region of the serverless.yml in this folder (config `target = "serverless"`)."""
+    path = path or Path.cwd() / SERVERLESS_YML
+    found = None
+    if path.is_file():
+        try:
+            found = serverless_stack(path, None if config_env == "default" else config_env)
+        except LokkiError:
+            if not stack_name:  # with --stack-name, serverless.yml only suggests the region
+                raise
+    if stack_name:
+        name, source = stack_name, "--stack-name"
+    elif found:
+        name, source = found[0], str(path)
+    elif config.get("stack_name"):
+        name, source = str(config["stack_name"]), "lokki.toml stack_name"
+    else:
+        raise LokkiError(
+            f"which stack? no --stack-name, no {path}, no stack_name in lokki.toml",
+            hint="pass --stack-name <service>-<stage> (what `serverless deploy` printed), or run in the folder of "
+            "serverless.yml",
+        )
+    return Target(
+        stack_name=name,
+        source=source,
+        region=region or (found[1] if found else None) or config.get("region"),
+        profile=profile,
+        endpoint_url=endpoint_url,
+        framework="serverless",
+    )
+
+
+def serverless_stack(path: Path, stage: str | None) -> tuple[str, str]:
+    """(stack name, region) a serverless.yml deploys to, as the framework names them; `stage`
+    overrides its provider.stage (as `serverless deploy --stage` does)."""
+    from lokki_sam.compile.serverless_merge import parse
+
+    doc = parse(path.read_text(encoding="utf-8"), str(path))
+    provider = doc.get("provider") if isinstance(doc.get("provider"), Mapping) else {}
+    service = doc.get("service")
+    service = service.get("name") if isinstance(service, Mapping) else service
+
+    def literal(value: Any, key: str, default: str | None = None) -> str:
+        resolved = _variable_default(value) if value is not None else default
+        if not resolved:
+            raise LokkiError(
+                f"cannot tell the stack from {key} in serverless.yml ({value!r})",
+                where=f"{path}: {key}",
+                hint="pass --stack-name <service>-<stage> (what `serverless deploy` printed)",
+            )
+        return resolved
+
+    stage = stage or literal(provider.get("stage"), "provider.stage", "dev")
+    if provider.get("stackName") is not None:
+        name = literal(provider.get("stackName"), "provider.stackName")
+    else:
+        name = f"{literal(service, 'service')}-{stage}"
+    return name, literal(provider.get("region"), "provider.region", "us-east-1")
+
+
+_VARIABLE = re.compile(
+    r"^\$\{(?P<source>[a-z]+):(?P<address>[A-Za-z0-9_.-]+)\s*,\s*(?P<quote>['\"])(?P<default>[^'\"]*)(?P=quote)\s*\}$"
+)
+
+
+def _variable_default(value: Any) -> str | None:
+    """A literal, or what `${opt:x, 'default'}` / `${env:X, 'default'}` gives without the option: None
+    for values only the framework can resolve."""
+    text = str(value)
+    if "${" not in text:
+        return text
+    found = _VARIABLE.match(text.strip())
+    if found is None:
+        return None
+    if found["source"] == "env":
+        return os.environ.get(found["address"], found["default"])
+    return found["default"] if found["source"] == "opt" else None
+
+
 def _str(value: Any) -> str | None:
     return str(value) if value else None
 
@@ -109,6 +208,7 @@ class Deployment:
     stack_name: str
     outputs: dict[str, str]
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    framework: str = "sam"  # or "serverless" (by config, or by the stack's outputs)
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -164,10 +264,11 @@ class Deployment:
         """The physical name of a step's Lambda function (None if the stack does not say)."""
         import botocore.exceptions
 
+        logical_id = names.serverless_function_id if self.framework == "serverless" else names.function_id
         try:
             with aws_errors():
                 found = self.client("cloudformation").describe_stack_resource(
-                    StackName=self.stack_name, LogicalResourceId=names.function_id(flow, step)
+                    StackName=self.stack_name, LogicalResourceId=logical_id(flow, step)
                 )
         except (AwsError, botocore.exceptions.ClientError):
             return None
@@ -205,7 +306,8 @@ def open_deployment(target: Target) -> Deployment:
     if not stacks:
         raise StackNotFound(
             f"no stack '{target.stack_name}' in {where} (name from {target.source})",
-            hint=f"stacks there: {_stack_names(cfn)}; deploy with `sam deploy`, or pass --stack-name / --region",
+            hint=f"stacks there: {_stack_names(cfn)}; deploy with `{DEPLOY_COMMANDS[target.framework]}`, "
+            "or pass --stack-name / --region" + (" / --config-env STAGE" if target.framework == "serverless" else ""),
         )
     stack = stacks[0]
     status = str(stack.get("StackStatus", ""))
@@ -215,6 +317,10 @@ def open_deployment(target: Target) -> Deployment:
             hint="see `aws cloudformation describe-stack-events`, fix the template and run `sam deploy` again",
         )
     deployment.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", ())}
+    if SERVERLESS_OUTPUT in deployment.outputs:
+        deployment.framework = "serverless"
+    else:
+        deployment.framework = target.framework
     return deployment
 
 

@@ -35,8 +35,11 @@ def forget_module(name: str) -> None:
         del sys.modules[key]
 
 
-def make_app(root: Path, sources: Iterable[Path], refs: Iterable[str] | None = None, **config: Any) -> Path:
-    """Copy flow modules into root/src and run `generate` (in-process) there; returns template.yaml."""
+def make_app(
+    root: Path, sources: Iterable[Path], refs: Iterable[str] | None = None, target: str = "sam", **config: Any
+) -> Path:
+    """Copy flow modules into root/src and run `generate` (in-process) there; returns template.yaml
+    (serverless.yml with `target` "serverless")."""
     from lokki_sam.loader import load_flows
 
     src = root / "src"
@@ -51,8 +54,9 @@ def make_app(root: Path, sources: Iterable[Path], refs: Iterable[str] | None = N
     with restored_sys_path():
         graphs = [f.graph for ref in (refs or [str(p) for p in files]) for f in load_flows(ref)]
         settings = load_config(root, environ={f"LOKKI_{k.upper()}": str(v) for k, v in config.items()})
-        plan(graphs, root / "template.yaml", settings).write()
-    return root / "template.yaml"
+        path = root / ("serverless.yml" if target == "serverless" else "template.yaml")
+        plan(graphs, path, settings, target=target).write()
+    return path
 
 
 @contextlib.contextmanager

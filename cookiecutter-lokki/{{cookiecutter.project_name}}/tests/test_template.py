@@ -1,4 +1,4 @@
-"""template.yaml, statemachine/ and events/ are generated from the flow: fail when they are stale."""
+"""template.yaml (or serverless.yml), statemachine/ and events/ are generated from the flow: fail when stale."""
 
 import importlib.util
 import subprocess
@@ -20,4 +20,4 @@ def test_generated_files_match_the_flow() -> None:
         text=True,
         check=False,
     )
-    assert done.returncode == 0, f"run `lokki-sam generate` to refresh the SAM files:\n{done.stdout}{done.stderr}"
+    assert done.returncode == 0, f"run `lokki-sam generate` to refresh the generated files:\n{done.stdout}{done.stderr}"

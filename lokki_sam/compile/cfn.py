@@ -1,0 +1,251 @@
+"""CloudFormation that both targets write the same way: intrinsics for the model's values, and the
+plain resources (bucket, bucket policy, log group, IAM role) that SAM's template and a
+serverless.yml's `resources:` hold alike. Dicts use long-form intrinsics (`{"Ref": ...}`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lokki_sam import names
+from lokki_sam.compile import model
+
+Json = Any
+
+MARKER_KEY = "lokki-sam"  # Metadata key marking what lokki-sam owns
+MARKER = "generated"
+BUCKET_PARAMETER = "ExistingArtifactBucket"
+CREATE_BUCKET_CONDITION = "CreateArtifactBucket"
+
+# checkov findings accepted by design, each written next to its resource with the reason
+# (Metadata.checkov.skip; checkov reads it, and `docs/reliability.md` lists them).
+CHECKOV_SKIPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "AWS::Serverless::Function": (
+        (
+            "CKV_AWS_115",
+            "Reserved concurrency would be carved out of the account's pool for every step; the map's "
+            "MaxConcurrency already bounds how many invocations run at once",
+        ),
+        (
+            "CKV_AWS_116",
+            "Step Functions invokes this function synchronously and retries or fails the execution; "
+            "a dead-letter queue only applies to asynchronous invocations",
+        ),
+        (
+            "CKV_AWS_117",
+            "The function reaches only S3 and its own log group; a VPC would add NAT or endpoints. "
+            "Add VpcConfig under Globals if your data must stay in a VPC",
+        ),
+        (
+            "CKV_AWS_173",
+            "The environment holds names only (module, flow, step, bucket, prefix) and secret references, "
+            "never secret values (lokki-sam refuses literal secrets); Lambda encrypts it at rest by default",
+        ),
+    ),
+    "AWS::Logs::LogGroup": (
+        (
+            "CKV_AWS_158",
+            "CloudWatch Logs encrypts log data at rest by default; a customer-managed KMS key is opt-in "
+            "(add KmsKeyId and a key policy for logs)",
+        ),
+    ),
+    "AWS::S3::Bucket": (
+        (
+            "CKV_AWS_18",
+            "Server access logs need a second bucket; use CloudTrail S3 data events to audit artifact access",
+        ),
+        (
+            "CKV_AWS_21",
+            "Artifacts are rewritten only under keys derived from (run, step, item) and expire by the "
+            "lifecycle rule; versioning would keep every retried write beyond that expiry",
+        ),
+    ),
+}
+
+# The properties each emitter below sets: lokki-sam owns exactly these on its resources (set when
+# generated, removed when no longer generated); the merge keeps every other property of the user's.
+BUCKET_PROPERTIES = (
+    "BucketEncryption",
+    "PublicAccessBlockConfiguration",
+    "OwnershipControls",
+    "LifecycleConfiguration",
+)
+BUCKET_POLICY_PROPERTIES = ("Bucket", "PolicyDocument")
+ROLE_PROPERTIES = ("Description", "AssumeRolePolicyDocument", "Policies")
+LOG_GROUP_PROPERTIES = ("LogGroupName", "RetentionInDays")
+
+
+class Justified(dict[str, Json]):
+    """An IAM statement the template shows with the reason for its wildcard (a comment next to it).
+
+    Only statements built as Justified get a comment: a user's Sid can never borrow a reason."""
+
+    def __init__(self, statement: Mapping[str, Json], reason: str) -> None:
+        super().__init__(statement)
+        self.reason = reason
+
+
+def ref(name: str) -> Json:
+    return {"Ref": name}
+
+
+def get_att(resource: str, attribute: str) -> Json:
+    return {"Fn::GetAtt": [resource, attribute]}
+
+
+def sub(text: str, variables: Mapping[str, Json] | None = None) -> Json:
+    return {"Fn::Sub": [text, dict(variables)] if variables else text}
+
+
+def owned_marker() -> dict[str, str]:
+    return {MARKER_KEY: MARKER}
+
+
+def owned_metadata(resource_type: str) -> dict[str, Json]:
+    """The ownership marker, plus the checkov findings accepted for this type and why."""
+    meta: dict[str, Json] = dict(owned_marker())
+    if resource_type in CHECKOV_SKIPS:
+        meta["checkov"] = {"skip": [{"id": i, "comment": why} for i, why in CHECKOV_SKIPS[resource_type]]}
+    return meta
+
+
+class Intrinsics:
+    """The model's values as CloudFormation, with a target's logical IDs (`logical_id`)."""
+
+    def __init__(self, logical_id: Callable[[model.Resource], str]) -> None:
+        self.logical_id = logical_id
+
+    def bucket_name(self) -> Json:
+        return {"Fn::If": [CREATE_BUCKET_CONDITION, ref(names.BUCKET_ID), ref(BUCKET_PARAMETER)]}
+
+    def text(self, value: model.Sub) -> Json:
+        return sub(value.text, {name: self(v) for name, v in value.variables})
+
+    def __call__(self, value: model.Value) -> Json:
+        if isinstance(value, model.Ref):
+            return ref(self.logical_id(value.resource))
+        if isinstance(value, model.Arn):
+            if value.suffix:
+                return sub("${" + self.logical_id(value.resource) + ".Arn}" + value.suffix)
+            return get_att(self.logical_id(value.resource), "Arn")
+        if isinstance(value, model.Sub):
+            return self.text(value)
+        if isinstance(value, model.BucketName):
+            return self.bucket_name()
+        if isinstance(value, model.Statement):
+            document = {key: self(v) for key, v in value.document.items()}
+            return Justified(document, value.reason) if value.reason else document
+        if isinstance(value, Mapping):
+            return {key: self(v) for key, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self(v) for v in value]
+        return value
+
+    def policy(self, statements: tuple[model.Statement, ...]) -> Json:
+        return {"Version": "2012-10-17", "Statement": [self(s) for s in statements]}
+
+
+# ------------------------------------------------------------------------------ plain resources
+
+
+def bucket_parameters(bucket: model.ArtifactBucket) -> tuple[dict[str, Json], dict[str, Json]]:
+    """The template's Parameters and Conditions: an existing bucket, else the stack's own."""
+    parameters = {
+        BUCKET_PARAMETER: {
+            "Type": "String",
+            "Default": bucket.existing,
+            "AllowedPattern": "^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+            "Description": "Name of an existing S3 bucket for run artifacts; empty creates one in the stack",
+        }
+    }
+    conditions = {CREATE_BUCKET_CONDITION: {"Fn::Equals": [ref(BUCKET_PARAMETER), ""]}}
+    return parameters, conditions
+
+
+def bucket_resources(bucket: model.ArtifactBucket, condition: str | None = CREATE_BUCKET_CONDITION) -> dict[str, Json]:
+    """The bucket and its policy, created only under `condition` (None: always)."""
+    resource = {
+        "Type": "AWS::S3::Bucket",
+        "Condition": condition,
+        # Artifacts are data: deleting the stack keeps them (the lifecycle rule still expires them).
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Metadata": owned_metadata("AWS::S3::Bucket"),
+        "Properties": {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "LifecycleConfiguration": {
+                "Rules": [
+                    {
+                        "Id": "ExpireRunArtifacts",
+                        "Status": "Enabled",
+                        "Prefix": "lokki/",
+                        "ExpirationInDays": bucket.expiry_days,
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                    }
+                ]
+            },
+        },
+    }
+    policy = {
+        "Type": "AWS::S3::BucketPolicy",
+        "Condition": condition,
+        "Metadata": owned_marker(),
+        "Properties": {
+            "Bucket": ref(bucket.key),
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [get_att(bucket.key, "Arn"), sub("${" + bucket.key + ".Arn}/*")],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ],
+            },
+        },
+    }
+    if condition is None:
+        del resource["Condition"], policy["Condition"]
+    return {bucket.key: resource, model.BUCKET_POLICY_ID: policy}
+
+
+def log_group_name(group: model.LogGroup) -> Json:
+    """lokki-sam's names: a step's function logs under its stack and flow, a state machine's where
+    Step Functions' log delivery expects vended logs."""
+    if group.step is None:
+        return sub("/aws/vendedlogs/states/${AWS::StackName}-" + group.flow)
+    return sub(f"/aws/lambda/${{AWS::StackName}}/{group.flow}/{group.step}")
+
+
+def log_group_resource(group: model.LogGroup) -> Json:
+    return {
+        "Type": "AWS::Logs::LogGroup",
+        "DeletionPolicy": "Delete",
+        "UpdateReplacePolicy": "Delete",
+        "Metadata": owned_metadata("AWS::Logs::LogGroup"),
+        "Properties": {"LogGroupName": log_group_name(group), "RetentionInDays": group.retention_days},
+    }
+
+
+def role_resource(role: model.Role, values: Intrinsics) -> Json:
+    properties: dict[str, Json] = {
+        "Description": role.description,
+        "AssumeRolePolicyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": role.service}, "Action": "sts:AssumeRole"}],
+        },
+        "Policies": [{"PolicyName": role.policy_name, "PolicyDocument": values.policy(role.statements)}],
+    }
+    return {"Type": "AWS::IAM::Role", "Metadata": owned_marker(), "Properties": properties}
