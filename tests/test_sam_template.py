@@ -15,6 +15,7 @@ from lokki_sam import names
 from lokki_sam.compile import asl
 from lokki_sam.execution import RunContext, read_result
 from lokki_sam.local import run_flow
+from lokki_sam.params import resolve_params
 from lokki_sam.protocol import PROTOCOL_VERSION
 from lokki_sam.store import LocalStore, S3Store
 from tests.support.sam import (
@@ -382,7 +383,8 @@ def test_events_drive_the_real_runtime(apps: dict[str, Any], app: str, tmp_path:
                 runtime.handle(event, env, s3)
             # The events, invoked in flow order, ran the whole flow: its result is a local run's.
             store = S3Store(BUCKET, names.flow_prefix(STACK, graph.name), s3)
-            cloud = read_result(RunContext(graph, store, "sample-run", {}))
+            defaults = resolve_params(graph.params, {}, where="sample events")  # what the events carry
+            cloud = read_result(RunContext(graph, store, "sample-run", defaults))
             assert cloud == run_flow(graph, store=tmp_path / graph.name).result
 
 
