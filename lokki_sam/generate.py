@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from lokki_sam.ir import FlowGraph
 
 if TYPE_CHECKING:
     from lokki_sam.compile import sam
+    from lokki_sam.compile.merge import ExistingTemplate
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # files lokki-sam would write but keeps (yours now)
     image_steps: list[str] = field(default_factory=list)  # `flow.step` of every image-packaged step
     bundles: dict[Path, str] = field(default_factory=dict)  # folders reported as one line, with what they hold
+    dangling: list[str] = field(default_factory=list)  # references to owned entries this plan removes
 
     def own(self, path: Path, text: str, owned: bool) -> None:
         """Write `path` while it is lokki-sam's (`owned`), else keep it and say so."""
@@ -77,14 +78,15 @@ class Plan:
         and only when all are written are they renamed into place (a full disk, say, leaves the
         old files as they were). Then delete what is stale."""
         changed = [(path, text) for path, text in self.files.items() if _read(path) != text]
-        staged: list[tuple[Path, Path]] = []
+        staged: list[tuple[Path, Path, Path]] = []  # (temporary file, where it goes, the path as named)
         created: list[Path] = []
         try:
             for path, text in changed:
-                created += _make_dirs(path.parent, self.root)
-                staged.append((_stage(path, text), path))
+                target = _link_target(path)
+                created += _make_dirs(target.parent, self.root)
+                staged.append((_stage(target, text), target, path))
         except BaseException as exc:
-            for tmp, _ in staged:
+            for tmp, _, _ in staged:
                 tmp.unlink(missing_ok=True)
             for folder in reversed(created):
                 with contextlib.suppress(OSError):
@@ -98,9 +100,9 @@ class Plan:
                 hint="free some space or fix the permissions, then run `lokki-sam generate` again",
             ) from None
         done = []
-        for tmp, path in staged:
-            os.replace(tmp, path)
-        done += self._summary("wrote", [path for _, path in staged])
+        for tmp, target, _ in staged:
+            os.replace(tmp, target)
+        done += self._summary("wrote", [path for _, _, path in staged])
         removed = []
         for path in self.delete:
             if path.exists():
@@ -123,6 +125,21 @@ class Plan:
             else f"{verb} {display(key, self.root)}"
             for key, count in entries.items()
         ]
+
+
+def _link_target(path: Path) -> Path:
+    """Where writing `path` goes: through a symbolic link to the file it names (the link stays a
+    link, so the real file is the one updated), else `path` itself."""
+    if not path.is_symlink():
+        return path
+    try:
+        return path.resolve(strict=False)
+    except (OSError, RuntimeError) as exc:  # a loop of links
+        raise LokkiError(
+            f"cannot follow the symbolic link {path}: {exc}; nothing was changed",
+            where=str(path),
+            hint="point the link at a file (or replace it with one)",
+        ) from None
 
 
 def _remove_empty_parents(folder: Path, root: Path) -> None:
@@ -205,12 +222,11 @@ def display(path: Path, root: Path) -> str:
 
 
 def module_in_code_uri(graph: FlowGraph, code_dir: Path, code_uri: str) -> str:
-    """The flow's module as a dotted name importable from CodeUri (what LOKKI_MODULE holds)."""
-    module = sys.modules.get(graph.module)
-    file = getattr(module, "__file__", None)
-    if not file:
-        raise LokkiError(f"cannot find the file of module {graph.module}", where=f"flow '{graph.name}'")
-    path = Path(file).resolve()
+    """The flow's module as a dotted name importable from CodeUri (what LOKKI_MODULE holds), from
+    the file the flow was defined in (not from a module of that name: two flow.py share one)."""
+    if not graph.source_file:
+        raise LokkiError(f"flow module {graph.module} has no file to package", where=f"flow '{graph.name}'")
+    path = Path(graph.source_file).resolve()
     try:
         relative = path.relative_to(code_dir.resolve())
     except ValueError:
@@ -241,15 +257,33 @@ class FlowSource:
     source: str
 
 
-def plan(flows: Sequence[FlowGraph | FlowSource], template: Path, config: Config, code_uri: str | None = None) -> Plan:
-    """Every file for exactly `flows`: recorded flows not among them are removed (see `select`)."""
+def read_template(template: Path) -> ExistingTemplate:
+    """The template on disk, parsed (once, when first needed) as YAML, or as JSON for a `.json` file."""
+    from lokki_sam.compile.merge import ExistingTemplate
+
+    return ExistingTemplate(_read(template), str(template), as_json=template.suffix.lower() == ".json")
+
+
+def code_uri_of(config: Config, code_uri: str | None) -> str:
+    """The functions' CodeUri, relative to the template: --code-uri, else config `code_uri`, else src."""
+    return code_uri or str(config.get("code_uri", "src"))
+
+
+def plan(
+    flows: Sequence[FlowGraph | FlowSource],
+    template: Path,
+    config: Config,
+    code_uri: str | None = None,
+    existing: ExistingTemplate | None = None,
+) -> Plan:
+    """Every file for exactly `flows`: recorded flows not among them are removed (see `select`).
+    `existing`: the template as `select` read it (else it is read here)."""
     from lokki_sam.compile import asl, events, layers, sam
-    from lokki_sam.compile.merge import recorded_flows, render_template
 
     root = template.parent
     given = [f if isinstance(f, FlowSource) else FlowSource(f, _source_of(f, root)) for f in flows]
     graphs = [f.graph for f in given]
-    uri = code_uri or str(config.get("code_uri", "src"))
+    uri = code_uri_of(config, code_uri)
     code_dir = root / uri
     settings = sam.Settings(
         code_uri=uri,
@@ -268,12 +302,7 @@ def plan(flows: Sequence[FlowGraph | FlowSource], template: Path, config: Config
     )
     model = sam.build_model(graphs, settings)
     result = Plan(root)
-    existing = _read(template)
-    result.files[template] = render_template(model, existing, where=str(template))
-    dropped = [f for f in recorded_flows(existing, str(template)) if f not in model.flows]
-    for flow in dropped:  # a flow removed from the template takes its generated files with it
-        result.delete.append(root / "statemachine" / f"{flow}.asl.json")
-        result.delete.extend(sorted((root / "events" / flow).glob("*.json")))
+    template_files(result, template, model, existing or read_template(template))
     wanted_layers = layers.layer_files(root, model.dependencies, layers.RUNTIME_LAYER_ID in model.resources)
     makefile = root / layers.RUNTIME_LAYER_DIR / "Makefile"
     if makefile not in wanted_layers and makefile.is_file():  # no zip function: no runtime layer
@@ -291,6 +320,19 @@ def plan(flows: Sequence[FlowGraph | FlowSource], template: Path, config: Config
         if event_dir.is_dir():  # events/<flow>/ is generated: drop events of removed steps
             result.delete.extend(sorted(p for p in event_dir.glob("*.json") if p not in wanted))
     return result
+
+
+def template_files(result: Plan, template: Path, model: sam.TemplateModel, existing: ExistingTemplate) -> None:
+    """The template with `model` merged in, and the removal of the files of flows it no longer holds;
+    references left without their target are kept in `result.dangling`."""
+    root = result.root
+    recorded = existing.recorded_flows  # before rendering changes the parsed document
+    rendered = existing.render(model)
+    result.files[template] = rendered.text
+    result.dangling = [d.describe() for d in rendered.dangling]
+    for flow in (f for f in recorded if f not in model.flows):  # a removed flow takes its files with it
+        result.delete.append(root / "statemachine" / f"{flow}.asl.json")
+        result.delete.extend(sorted((root / "events" / flow).glob("*.json")))
 
 
 def image_files(result: Plan, model: sam.TemplateModel, code_uri: str, code_dir: Path) -> None:
@@ -349,21 +391,33 @@ class Selection:
 
     flows: list[FlowSource]
     removed: list[str] = field(default_factory=list)  # recorded flows dropped (with --prune)
+    moved: list[str] = field(default_factory=list)  # recorded flows now taken from another source
+    template: ExistingTemplate | None = None  # the template as read (parsed once): give it to `plan`
 
 
-def select(refs: Sequence[str], template: Path, config: Config, *, prune: bool = False) -> Selection:
+def select(
+    refs: Sequence[str],
+    template: Path,
+    config: Config,
+    *,
+    prune: bool = False,
+    code_uri: str | None = None,
+    existing: ExistingTemplate | None = None,
+) -> Selection:
     """The flows to generate: those `refs` name (else the configured `flow`/`flows`), plus every flow
     the template already records, loaded again from the FLOW_REF it records, so generating one
-    flow never deletes the others. With `prune`, recorded flows not given are dropped instead."""
-    from lokki_sam.compile.merge import recorded_flows
+    flow never deletes the others. With `prune`, recorded flows not given are dropped instead.
+    Flow names are unique across the template: a given flow whose name the template records from
+    another module that still defines it is refused (with `prune`, the given one replaces it)."""
     from lokki_sam.loader import load_flows
 
     root = template.parent
+    code_root = root / code_uri_of(config, code_uri)
     asked = list(refs) or configured_refs(config)
     found: dict[str, FlowSource] = {}
     for ref in asked:
         try:
-            loaded = load_flows(ref)
+            loaded = load_flows(ref, code_root)
         except LokkiError as exc:
             if refs:
                 raise
@@ -371,10 +425,13 @@ def select(refs: Sequence[str], template: Path, config: Config, *, prune: bool =
             raise LokkiError(f"{ref} (from {source}): {exc.message}", where=exc.where, hint=exc.hint) from None
         for flow_obj in loaded:
             _add(found, FlowSource(flow_obj.graph, relative_ref(ref, flow_obj.name, root)))
-    recorded = recorded_flows(_read(template), str(template))
-    selection = Selection(list(found.values()))
-    for name, source in recorded.items():
-        if name in found:
+    existing = existing or read_template(template)
+    selection = Selection(list(found.values()), template=existing)
+    for name, source in existing.recorded_flows.items():
+        given = found.get(name)
+        if given is not None:
+            if source is not None and source != given.source:
+                _check_still_defined(given, source, root, code_root, str(template), prune, selection)
             continue
         if prune:
             selection.removed.append(name)
@@ -385,7 +442,7 @@ def select(refs: Sequence[str], template: Path, config: Config, *, prune: bool =
                 where=str(template),
                 hint="pass its FLOW_REF as well, or `--prune` to remove it from the template",
             )
-        located = _from_source(source, name, root)
+        located = _from_source(source, name, root, code_root)
         if located is None:
             raise LokkiError(
                 f"flow '{name}', recorded in the template from {source}, is no longer there",
@@ -401,6 +458,36 @@ def select(refs: Sequence[str], template: Path, config: Config, *, prune: bool =
             hint='lokki-sam generate path/to/flow.py[:flow] (or set flow = "..." / flows = [...] in lokki.toml)',
         )
     return selection
+
+
+def _check_still_defined(
+    given: FlowSource, recorded: str, root: Path, code_root: Path, where: str, prune: bool, selection: Selection
+) -> None:
+    """A flow given from `given.source` that the template records from `recorded`: refused while the
+    recorded module still defines a flow of that name in another file (one name, two flows); a flow
+    that moved (its recorded module no longer defines it) is taken from where it is now."""
+    name = given.graph.name
+    other = _from_source(recorded, name, root, code_root)
+    if other is None or _same_file(other.graph, given.graph):
+        if other is None:
+            selection.moved.append(f"flow '{name}' now comes from {given.source} ({recorded} no longer defines it)")
+        return
+    if prune:
+        selection.moved.append(f"flow '{name}' now comes from {given.source}, no longer from {recorded} (--prune)")
+        return
+    raise LokkiError(
+        f"flow '{name}' is defined in {given.source}, but the template already holds flow '{name}' "
+        f"from {recorded}, which still defines it",
+        where=where,
+        hint="flow names are unique in a template: rename one with @flow(name=...), or run "
+        f"`lokki-sam generate --prune {given.source}` (plus the other flows to keep) to replace it",
+    )
+
+
+def _same_file(a: FlowGraph, b: FlowGraph) -> bool:
+    if a.source_file and b.source_file:
+        return Path(a.source_file).resolve() == Path(b.source_file).resolve()
+    return a.module == b.module
 
 
 def configured_refs(config: Config) -> list[str]:
@@ -427,7 +514,7 @@ def _defines_a_flow(path: Path) -> bool:
 
 def _add(found: dict[str, FlowSource], flow: FlowSource) -> None:
     other = found.get(flow.graph.name)
-    if other is not None and other.source != flow.source:
+    if other is not None and other.source != flow.source and not _same_file(other.graph, flow.graph):
         raise LokkiError(
             f"two flows are named '{flow.graph.name}': in {other.source} and in {flow.source}",
             hint="flow names are unique in a template: rename one with @flow(name=...)",
@@ -437,8 +524,7 @@ def _add(found: dict[str, FlowSource], flow: FlowSource) -> None:
 
 def _source_of(graph: FlowGraph, root: Path) -> str:
     """The FLOW_REF of a flow given as a graph: its module's file (or module name) and its name."""
-    file = getattr(sys.modules.get(graph.module), "__file__", None)
-    return relative_ref(file or graph.module, graph.name, root)
+    return relative_ref(graph.source_file or graph.module, graph.name, root)
 
 
 def relative_ref(ref: str, flow_name: str, root: Path) -> str:
@@ -453,7 +539,7 @@ def relative_ref(ref: str, flow_name: str, root: Path) -> str:
     return f"{target}:{flow_name}"
 
 
-def _from_source(source: str, name: str, root: Path) -> FlowSource | None:
+def _from_source(source: str, name: str, root: Path, code_root: Path | None = None) -> FlowSource | None:
     from lokki_sam.loader import load_flows, split_ref
 
     target, _ = split_ref(source)
@@ -461,7 +547,7 @@ def _from_source(source: str, name: str, root: Path) -> FlowSource | None:
     ref = str(path) if target.endswith(".py") else target
     if target.endswith(".py") and not path.is_file():
         return None
-    flows = {f.name: f for f in load_flows(ref)}
+    flows = {f.name: f for f in load_flows(ref, code_root)}
     return FlowSource(flows[name].graph, source) if name in flows else None
 
 

@@ -44,8 +44,13 @@ def check_ref(ref: str) -> None:
         raise LokkiError(f"{target} is not a Python file (.py)", hint=FLOW_REF_HINT)
 
 
-def load_module(target: str) -> ModuleType:
-    """Import a module by file path or dotted name; user import errors become LokkiErrors."""
+def load_module(target: str, code_root: Path | None = None) -> ModuleType:
+    """Import a module by file path or dotted name; user import errors become LokkiErrors.
+
+    A file inside `code_root` (the functions' CodeUri, when the caller knows it) is imported under
+    its dotted path from there, `etl.flow` for `src/etl/flow.py`: the name the Lambda imports it
+    under, unique for every file (two `flow.py` in different folders are two modules). Any other
+    file is imported under its name from the nearest folder that is not a package (`flow`)."""
     check_ref(target)
     is_path = target.endswith(".py") or "/" in target or "\\" in target
     if not is_path and not all(part.isidentifier() for part in target.split(".")):
@@ -54,7 +59,7 @@ def load_module(target: str) -> ModuleType:
         path = Path(target)
         if not path.is_file():
             raise LokkiError(f"file not found: {target}", hint="give a path to a .py file or a module name")
-        module_name, search_root = _module_name_for(path.resolve())
+        module_name, search_root = _module_name_for(path.resolve(), code_root)
         # The file's own folder must win over any other folder holding a module of that name.
         if str(search_root) in sys.path:
             sys.path.remove(str(search_root))
@@ -126,8 +131,17 @@ def _import_failed(module_name: str, exc: BaseException) -> LokkiError:
     )
 
 
-def _module_name_for(path: Path) -> tuple[str, Path]:
-    """Dotted module name for a file, walking up through packages (dirs with __init__.py)."""
+def _module_name_for(path: Path, code_root: Path | None = None) -> tuple[str, Path]:
+    """Dotted module name for a file and the folder it is imported from: relative to `code_root`
+    when the file is inside it (namespace packages included), else walking up through packages
+    (folders with __init__.py)."""
+    if code_root is not None and path.is_relative_to(code_root.resolve()):
+        root = code_root.resolve()
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts and parts[-1] == "__init__":
+            parts.pop()
+        if parts and all(part.isidentifier() for part in parts):
+            return ".".join(parts), root
     parts = [path.stem]
     parent = path.parent
     while (parent / "__init__.py").is_file():
@@ -145,11 +159,12 @@ def flows_in(module: ModuleType) -> dict[str, Flow]:
     return found
 
 
-def load_flows(ref: str) -> list[Flow]:
-    """All flows FLOW_REF names: one if it names a flow, else every flow in the module."""
+def load_flows(ref: str, code_root: Path | None = None) -> list[Flow]:
+    """All flows FLOW_REF names: one if it names a flow, else every flow in the module
+    (`code_root`: see `load_module`)."""
     check_ref(ref)
     target, name = split_ref(ref)
-    module = load_module(target)
+    module = load_module(target, code_root)
     found = flows_in(module)
     if name is not None:
         if name in found:

@@ -18,32 +18,46 @@ from lokki_sam.cli.state import CliState, handle_errors, pass_state
 @click.option("--code-uri", metavar="DIR", help="Functions' CodeUri, relative to the template [default: src].")
 @click.option("--check", is_flag=True, help="Write nothing; print a diff and exit 1 if anything is stale.")
 @click.option("--prune", is_flag=True, help="Remove the flows the template records but FLOW_REF does not name.")
+@click.option(
+    "--force", is_flag=True, help="Write even when your entries refer to generated ones this run removes (warns)."
+)
 @pass_state
 @handle_errors
 def command(
-    state: CliState, flow_refs: tuple[str, ...], template: str | None, code_uri: str | None, check: bool, prune: bool
+    state: CliState,
+    flow_refs: tuple[str, ...],
+    template: str | None,
+    code_uri: str | None,
+    check: bool,
+    prune: bool,
+    force: bool,
 ) -> None:
     """Write or update template.yaml, statemachine/<flow>.asl.json, events/ and layers/ for the flows.
 
     FLOW_REF is path/to/file.py[:flow] or package.module[:flow]; a module without :flow gives
     all its flows. Without FLOW_REF: the flows of lokki.toml (`flow`, `flows`). The flows the
     template already records are regenerated too (from where they came), unless --prune.
-    Your own resources, parameters, outputs, properties and comments survive.
+    Your own resources, parameters, outputs, properties and comments survive; a generated entry
+    that one of yours refers to is not removed without --force.
     """
     from lokki_sam.generate import display, plan, requirements_warning, select
 
     config = state.config
     template_path = Path(template or str(config.get("template", "template.yaml")))
-    selection = select(flow_refs, template_path, config, prune=prune)
-    result = plan(selection.flows, template_path, config, code_uri)
-    for note in result.notes:
+    selection = select(flow_refs, template_path, config, prune=prune, code_uri=code_uri)
+    result = plan(selection.flows, template_path, config, code_uri, selection.template)
+    for note in [*selection.moved, *result.notes]:
         click.echo(f"note: {note}", err=True)
+    if result.dangling and not check:
+        check_references(result.dangling, str(template_path), force)
     if check:
         stale = result.stale()
         if stale:
             click.echo(result.diff(), nl=False)
             names = ", ".join(display(p, result.root) for p in stale)
             click.echo(f"stale: {names}; run `lokki-sam generate` to update", err=True)
+            if result.dangling:
+                check_references(result.dangling, str(template_path), force=False)
             sys.exit(1)
         click.echo("generated files are up to date")
         return
@@ -60,6 +74,22 @@ def command(
         click.echo(line)
     if not done and not selection.removed:
         click.echo("generated files are up to date")
+
+
+def check_references(dangling: list[str], template: str, force: bool) -> None:
+    """Refuse to remove generated entries that the user's entries refer to, or with `force` warn."""
+    from lokki_sam.errors import LokkiError
+
+    listed = "; ".join(dangling)
+    if force:
+        click.echo(f"warning: {template}: {listed} (written anyway: --force); `sam deploy` fails until fixed", err=True)
+        return
+    raise LokkiError(
+        f"{listed}; nothing was written",
+        where=template,
+        hint="update or delete what refers to it (point it at the renamed step's new entry), then generate again; "
+        "--force writes the template anyway",
+    )
 
 
 def docker_note(steps: list[str]) -> str | None:
