@@ -212,6 +212,12 @@ def _read(path: Path) -> str | None:
         ) from None
     except UnicodeDecodeError:
         raise LokkiError("not a UTF-8 text file", where=str(path)) from None
+    except OSError as exc:  # a loop of symbolic links, no permission...
+        raise LokkiError(
+            f"cannot read it: {exc.strerror or exc}; nothing was changed",
+            where=str(path),
+            hint="fix the file (or the link) or its permissions, or pass --template FILE to write elsewhere",
+        ) from None
 
 
 def display(path: Path, root: Path) -> str:

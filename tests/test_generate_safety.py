@@ -1,0 +1,389 @@
+"""`generate` never writes a wrong file and never loses one (issue 22): step and module identity,
+flow names unique across the template, symlinks, JSON templates, dangling references, one parse."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lokki_sam import names
+from lokki_sam.errors import FlowDefinitionError
+from lokki_sam.loader import load_flow, load_flows
+from tests.support.sam import generate_in_process, load
+
+pytestmark = pytest.mark.usefixtures("unload_modules")
+
+CALC = """
+from lokki_sam import flow, step
+
+@step
+def fetch(limit: int = 3) -> list[int]:
+    return list(range(limit))
+
+@step
+def square(x: int) -> int:
+    return x * x
+
+@step
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+@flow
+def calc(limit: int = 3):
+    return fetch(limit=limit).map(square).agg(total)
+"""
+CALC_WITHOUT_SQUARE = CALC.replace(".map(square).agg(total)", ".next(total)")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def generate(*args: str) -> tuple[int, str, str]:
+    return generate_in_process("calc", *args)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# =========================================================================== step identity
+
+
+def test_two_steps_with_one_name_are_refused_naming_both_definitions(project: Path) -> None:
+    write(project / "src" / "orders.py", "from lokki_sam import step\n\n@step\ndef clean(data):\n    return data\n")
+    write(project / "src" / "users.py", "from lokki_sam import step\n\n\n@step\ndef clean(data):\n    return [data]\n")
+    write(
+        project / "src" / "both.py",
+        """
+        from lokki_sam import flow, step
+        import orders, users
+
+        @step
+        def load() -> list[int]:
+            return [1]
+
+        @flow
+        def both():
+            return load().next(orders.clean).next(users.clean)
+        """,
+    )
+    sys.path.insert(0, str(project / "src"))
+    try:
+        with pytest.raises(FlowDefinitionError) as caught:
+            load_flow("src/both.py")
+    finally:
+        sys.path.remove(str(project / "src"))
+    message = caught.value.render()
+    assert "two different steps are named 'clean'" in message
+    assert "src/orders.py:3" in message and "src/users.py:4" in message  # each definition, file:line
+    assert "def clean_orders" in message and "alias" in message  # how to rename
+
+
+def test_the_same_step_used_twice_is_one_step_with_two_nodes(project: Path) -> None:
+    write(
+        project / "src" / "twice.py",
+        """
+        from lokki_sam import flow, step
+
+        @step
+        def start() -> int:
+            return 1
+
+        @step
+        def inc(x: int) -> int:
+            return x + 1
+
+        @flow
+        def twice():
+            return start().next(inc).next(inc)
+        """,
+    )
+    graph = load_flow("src/twice.py").graph
+    assert [n.id for n in graph.nodes] == ["start", "inc", "inc-2"]
+    assert [s.name for s in graph.steps] == ["start", "inc"]
+    assert graph.nodes[1].step is graph.nodes[2].step
+
+
+# ========================================================================= module identity
+
+ETL = """
+from lokki_sam import flow, step
+
+@step
+def extract(n: int = 3) -> list[int]:
+    return list(range(n))
+
+@step
+def double(x: int) -> int:
+    return 2 * x
+
+@step
+def add(xs: list[int]) -> int:
+    return sum(xs)
+
+@flow
+def etl(n: int = 3):
+    return extract(n=n).map(double).agg(add)
+"""
+REPORTS = """
+from lokki_sam import flow, step
+
+@step
+def titles(n: int = 2) -> list[str]:
+    return [f"report {i}" for i in range(n)]
+
+@step
+def shout(title: str) -> str:
+    return title.upper()
+
+@step
+def join(titles: list[str]) -> str:
+    return "; ".join(titles)
+
+@flow
+def reports(n: int = 2):
+    return titles(n=n).map(shout).agg(join)
+"""
+
+
+def docs_layout(root: Path) -> None:
+    """docs/template.md's layout: two modules named flow.py, one named by file, one by folder."""
+    write(root / "src" / "etl" / "flow.py", ETL)
+    write(root / "src" / "reports" / "flow.py", REPORTS)
+    write(root / "lokki.toml", 'flows = ["src/etl/flow.py", "src/reports/"]\narchitecture = "x86_64"\n')
+
+
+def function_variables(template: dict[str, Any], flow: str, step: str) -> dict[str, Any]:
+    resource = template["Resources"][names.function_id(flow, step)]
+    return dict(resource["Properties"]["Environment"]["Variables"])
+
+
+def test_two_flow_py_modules_get_their_own_module_names(project: Path) -> None:
+    docs_layout(project)
+    code, _, err = generate_in_process("flow")
+    assert code == 0, err
+    template = load((project / "template.yaml").read_text())
+    assert function_variables(template, "etl", "double")[names.ENV_MODULE] == "etl.flow"
+    assert function_variables(template, "reports", "shout")[names.ENV_MODULE] == "reports.flow"
+    recorded = template["Metadata"]["lokki-sam"]["flows"]
+    assert recorded == {"etl": "src/etl/flow.py:etl", "reports": "src/reports/flow.py:reports"}
+    # Both modules are held at once, each graph by its own module and file.
+    etl, reports = sys.modules["etl.flow"], sys.modules["reports.flow"]
+    assert etl is not reports
+    assert etl.etl.graph.module_object is etl and reports.reports.graph.module_object is reports
+    assert etl.etl.graph.source_file == str((project / "src" / "etl" / "flow.py").resolve())
+    assert generate_in_process("flow", "--check")[0] == 0  # regenerating from the records: the same
+
+
+def test_run_of_one_flow_py_alone_still_works(project: Path) -> None:
+    from lokki_sam.local import run_flow
+
+    docs_layout(project)
+    flow_obj = load_flow("src/etl/flow.py")  # no code root: imported from its folder, as `flow`
+    assert flow_obj.graph.source_file == str((project / "src" / "etl" / "flow.py").resolve())
+    assert run_flow(flow_obj, {"n": 4}, store=project / ".lokki").result == 12
+
+
+def test_loading_a_second_flow_py_keeps_the_first_graph_whole(project: Path) -> None:
+    docs_layout(project)
+    code_root = project / "src"
+    (etl,) = load_flows("src/etl/flow.py", code_root)
+    (reports,) = load_flows("src/reports/flow.py", code_root)
+    assert etl.graph.module == "etl.flow" and reports.graph.module == "reports.flow"
+    assert etl.graph.module_object is not reports.graph.module_object
+    assert Path(str(reports.graph.source_file)).parent.name == "reports"
+
+
+# ==================================================================== flow name uniqueness
+
+
+def test_a_flow_name_recorded_from_another_module_is_refused(project: Path) -> None:
+    write(project / "src" / "calc.py", CALC)
+    other = CALC.replace("def total", "def grand_total").replace("agg(total)", "agg(grand_total)")
+    write(project / "src" / "other.py", other)
+    assert generate("src/calc.py")[0] == 0
+    before = snapshot(project)
+    code, _, err = generate_in_process("other", "src/other.py")
+    assert code == 2
+    assert "flow 'calc' is defined in src/other.py:calc" in err and "from src/calc.py:calc" in err
+    assert "@flow(name=...)" in err and "--prune" in err
+    assert snapshot(project) == before  # nothing written, the recorded flow's function kept
+    # --prune is the one way to replace it: the given module wins and says so.
+    code, _, err = generate_in_process("other", "src/other.py", "--prune")
+    assert code == 0, err
+    assert "now comes from src/other.py:calc, no longer from src/calc.py:calc" in err
+    template = load((project / "template.yaml").read_text())
+    assert names.function_id("calc", "grand_total") in template["Resources"]
+    assert names.function_id("calc", "total") not in template["Resources"]
+
+
+def test_a_flow_that_moved_to_another_module_is_taken_from_there(project: Path) -> None:
+    write(project / "src" / "calc.py", CALC)
+    assert generate("src/calc.py")[0] == 0
+    (project / "src" / "calc.py").rename(project / "src" / "moved.py")
+    code, _, err = generate_in_process("moved", "src/moved.py")
+    assert code == 0, err
+    assert "now comes from src/moved.py:calc (src/calc.py:calc no longer defines it)" in err
+    template = load((project / "template.yaml").read_text())
+    assert template["Metadata"]["lokki-sam"]["flows"] == {"calc": "src/moved.py:calc"}
+
+
+# ============================================================================== symlinks
+
+
+def test_a_symlinked_template_is_written_through_and_stays_a_link(project: Path) -> None:
+    write(project / "src" / "calc.py", CALC)
+    real = project / "infra" / "template.yaml"
+    real.parent.mkdir()
+    real.write_text("")
+    os.symlink(real, project / "template.yaml")
+    code, _, err = generate("src/calc.py")
+    assert code == 0, err
+    assert (project / "template.yaml").is_symlink()
+    assert names.function_id("calc", "square") in load(real.read_text())["Resources"]
+    write(project / "src" / "calc.py", CALC_WITHOUT_SQUARE)
+    assert generate("src/calc.py")[0] == 0
+    assert (project / "template.yaml").is_symlink()
+    assert names.function_id("calc", "square") not in load(real.read_text())["Resources"]
+
+
+def test_a_symlink_loop_is_refused_and_nothing_is_written(project: Path) -> None:
+    write(project / "src" / "calc.py", CALC)
+    os.symlink(project / "loop-b.yaml", project / "loop-a.yaml")
+    os.symlink(project / "loop-a.yaml", project / "loop-b.yaml")
+    code, _, err = generate("src/calc.py", "--template", "loop-a.yaml")
+    assert code == 2 and "loop-a.yaml" in err
+    assert not (project / "statemachine").exists()
+
+
+# ========================================================================== JSON templates
+
+
+def test_a_json_template_stays_json_with_the_same_ownership(project: Path) -> None:
+    write(project / "src" / "calc.py", CALC)
+    code, _, err = generate("src/calc.py", "--template", "template.json")
+    assert code == 0, err
+    doc = json.loads((project / "template.json").read_text())
+    assert doc["Resources"][names.function_id("calc", "square")]["Metadata"] == {
+        **doc["Resources"][names.function_id("calc", "square")]["Metadata"],
+        "lokki-sam": "generated",
+    }
+    doc["Resources"]["MyTopic"] = {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "mine"}}
+    doc["Resources"][names.function_id("calc", "total")]["Properties"]["Tags"] = {"team": "data"}
+    (project / "template.json").write_text(json.dumps(doc, indent=4))
+    write(project / "src" / "calc.py", CALC_WITHOUT_SQUARE)
+    code, _, err = generate("src/calc.py", "--template", "template.json")
+    assert code == 0, err
+    text = (project / "template.json").read_text()
+    again = json.loads(text)
+    assert again["Resources"]["MyTopic"] == doc["Resources"]["MyTopic"]
+    assert again["Resources"][names.function_id("calc", "total")]["Properties"]["Tags"] == {"team": "data"}
+    assert names.function_id("calc", "square") not in again["Resources"]
+    assert text == json.dumps(again, indent=2, ensure_ascii=False) + "\n"  # lokki-sam's own layout
+    assert generate("src/calc.py", "--template", "template.json", "--check")[0] == 0
+
+
+def test_a_json_template_with_a_duplicate_key_is_refused(project: Path) -> None:
+    write(project / "src" / "calc.py", CALC)
+    (project / "template.json").write_text('{"Resources": {}, "Resources": {}}')
+    code, _, err = generate("src/calc.py", "--template", "template.json")
+    assert code == 2 and "duplicate key 'Resources'" in err and "template.json" in err
+
+
+# ==================================================================== dangling references
+
+
+def test_removing_a_step_that_user_entries_refer_to_is_refused(project: Path) -> None:
+    write(project / "src" / "calc.py", CALC)
+    assert generate("src/calc.py")[0] == 0
+    template = project / "template.yaml"
+    text = template.read_text().replace(
+        "\nOutputs:\n",
+        "\nOutputs:\n"
+        "  SquareArn:  # mine\n"
+        "    Value: !GetAtt CalcSquareFunction.Arn\n"
+        "  SquareText:\n"
+        '    Value: !Sub "square is ${CalcSquareFunction}, logs ${CalcSquareFunctionLogGroup.Arn}, ${!Literal}"\n',
+        1,
+    )
+    text = text.replace(
+        "\nResources:\n",
+        "\nResources:\n  MyTopic:\n    Type: AWS::SNS::Topic\n    DependsOn: [CalcSquareFunction]\n",
+        1,
+    )
+    template.write_text(text)
+    write(project / "src" / "calc.py", CALC_WITHOUT_SQUARE)
+    before = snapshot(project)
+    code, _, err = generate("src/calc.py")
+    assert code == 2
+    for where in (
+        "Outputs.SquareArn.Value (Fn::GetAtt CalcSquareFunction)",
+        "Outputs.SquareText.Value (Fn::Sub CalcSquareFunction)",
+        "Outputs.SquareText.Value (Fn::Sub CalcSquareFunctionLogGroup)",
+        "Resources.MyTopic.DependsOn (DependsOn CalcSquareFunction)",
+    ):
+        assert where in err, err
+    assert "refers to Resources.CalcSquareFunction" in err and "--force" in err and "nothing was written" in err
+    assert snapshot(project) == before
+    code, out, err = generate("src/calc.py", "--check")  # --check reports them too
+    assert code == 2 and "Outputs.SquareArn.Value" in err and "CalcSquareFunction" in out
+    code, out, err = generate("src/calc.py", "--force")
+    assert code == 0 and "warning:" in err and "Outputs.SquareArn.Value" in err
+    written = load(template.read_text())
+    assert "CalcSquareFunction" not in written["Resources"] and "SquareArn" in written["Outputs"]
+
+
+def test_references_that_stay_valid_do_not_stop_generate(project: Path) -> None:
+    write(project / "src" / "calc.py", CALC)
+    assert generate("src/calc.py")[0] == 0
+    template = project / "template.yaml"
+    template.write_text(
+        template.read_text().replace(
+            "\nOutputs:\n", "\nOutputs:\n  TotalArn:\n    Value: !GetAtt CalcTotalFunction.Arn\n", 1
+        )
+    )
+    write(project / "src" / "calc.py", CALC_WITHOUT_SQUARE)
+    code, _, err = generate("src/calc.py")
+    assert code == 0, err
+    assert "TotalArn" in load(template.read_text())["Outputs"]
+
+
+# ============================================================================ one parse
+
+
+def test_the_template_is_parsed_once_and_kept_byte_for_byte_when_up_to_date(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lokki_sam.compile import merge
+
+    write(project / "src" / "calc.py", CALC)
+    assert generate("src/calc.py")[0] == 0
+    template = project / "template.yaml"
+    # Formatting of the user's own that ruamel would not reproduce: kept, because nothing changes.
+    template.write_text(template.read_text() + "# my notes   (odd spacing kept)\n")
+    original = template.read_bytes()
+    parses: list[str] = []
+    real_parse = merge.parse
+    monkeypatch.setattr(merge, "parse", lambda text, where: parses.append(where) or real_parse(text, where))
+    code, out, _ = generate("src/calc.py")
+    assert code == 0 and "up to date" in out
+    assert parses == ["template.yaml"] and template.read_bytes() == original
+    parses.clear()
+    assert generate("src/calc.py", "--check")[0] == 0 and parses == ["template.yaml"]
