@@ -265,9 +265,12 @@ class FlowSource:
 
 def read_template(template: Path) -> ExistingTemplate:
     """The template on disk, parsed (once, when first needed) as YAML, or as JSON for a `.json` file."""
+    from lokki_sam.compile.memo import TemplateMemo
     from lokki_sam.compile.merge import ExistingTemplate
 
-    return ExistingTemplate(_read(template), str(template), as_json=template.suffix.lower() == ".json")
+    text = _read(template)
+    memo = TemplateMemo(template, text) if text is not None else None
+    return ExistingTemplate(text, str(template), as_json=template.suffix.lower() == ".json", memo=memo)
 
 
 def code_uri_of(config: Config, code_uri: str | None) -> str:

@@ -385,5 +385,14 @@ def test_the_template_is_parsed_once_and_kept_byte_for_byte_when_up_to_date(
     code, out, _ = generate("src/calc.py")
     assert code == 0 and "up to date" in out
     assert parses == ["template.yaml"] and template.read_bytes() == original
+    # What that run learnt about this exact text is remembered: the next runs parse nothing ...
     parses.clear()
-    assert generate("src/calc.py", "--check")[0] == 0 and parses == ["template.yaml"]
+    assert generate("src/calc.py", "--check")[0] == 0 and generate("src/calc.py")[0] == 0
+    assert parses == [] and template.read_bytes() == original
+    # ... until the text or the flow changes: then the file is read again, once per run.
+    template.write_text(template.read_text() + "# another note\n")
+    assert generate("src/calc.py")[0] == 0 and parses == ["template.yaml"]
+    write(project / "src" / "calc.py", CALC_WITHOUT_SQUARE)
+    code, out, _ = generate("src/calc.py")
+    assert code == 0 and "wrote template.yaml" in out and parses == ["template.yaml"] * 2
+    assert "# another note" in template.read_text() and "CalcSquareFunction:" not in template.read_text()

@@ -7,8 +7,9 @@ the parameters, conditions, outputs and Globals.Function keys recorded under the
 user's and is kept as it is, thanks to ruamel.yaml's round-trip mode. Owned entries that the
 flows no longer produce (a removed step) are deleted. Output is deterministic.
 
-The existing template is parsed once per run (`ExistingTemplate`); when the merge changes nothing
-the file's own text is kept (no re-rendering, so an up-to-date template costs one parse). A
+The existing template is parsed at most once per run (`ExistingTemplate`); when the merge changes
+nothing the file's own text is kept (no re-rendering), and what that run learnt is remembered
+(`memo.py`), so regenerating an up-to-date template again parses nothing. A
 `.json` template is read and written as JSON (two-space indent, long-form intrinsics), with the
 same ownership rules; JSON holds no comments.
 """
@@ -30,6 +31,7 @@ from ruamel.yaml.tag import Tag
 
 from lokki_sam.compile import references
 from lokki_sam.compile.images import METADATA_KEYS, ZIP_ONLY_GLOBALS
+from lokki_sam.compile.memo import TemplateMemo, digest_of
 from lokki_sam.compile.sam import (
     DESCRIPTION_PREFIX,
     MARKER,
@@ -210,10 +212,13 @@ class ExistingTemplate:
     `recorded_flows` reads the parsed document; `render` folds a model into it (once: it changes
     the document in place)."""
 
-    def __init__(self, text: str | None, where: str = "template.yaml", as_json: bool = False) -> None:
+    def __init__(
+        self, text: str | None, where: str = "template.yaml", as_json: bool = False, memo: TemplateMemo | None = None
+    ) -> None:
         self.text = text if text is not None and text.strip() else None
         self.where = where
         self.as_json = as_json
+        self.memo = memo if self.text is not None else None  # what earlier runs learnt about this text
         self._rendered = False
 
     @cached_property
@@ -226,13 +231,17 @@ class ExistingTemplate:
     def recorded_flows(self) -> dict[str, str | None]:
         """The flows the template was generated for, with the FLOW_REF each came from (relative to
         the template's folder; None where an older lokki-sam recorded only names)."""
-        return _recorded_flows(self.doc)
+        known = self.memo.recorded_flows() if self.memo is not None else None
+        return known if known is not None else _recorded_flows(self.doc)
 
     def render(self, model: TemplateModel) -> Rendered:
         if self._rendered:
             raise RuntimeError("an ExistingTemplate renders once: it changes its document")
         self._rendered = True
-        self.recorded_flows  # noqa: B018 (read before the document changes)
+        recorded = self.recorded_flows  # read before the document changes
+        model_digest = digest_of([self.as_json, model.as_template(), model.flows, model.sources])
+        if self.memo is not None and self.text is not None and self.memo.unchanged_by(model_digest):
+            return Rendered(self.text, changed=False)  # an earlier run merged this model into this text
         doc = self.doc
         if doc is None:
             doc, record, before = CommentedMap(), {}, None
@@ -242,6 +251,8 @@ class ExistingTemplate:
         after = to_plain(doc)
         dangling = [Dangling(ref, target) for ref, target in references.dangling(before, after)] if before else []
         if before is not None and self.text is not None and after == before:
+            if self.memo is not None:
+                self.memo.record(recorded, unchanged_by=model_digest)
             return Rendered(self.text, changed=False)
         if self.as_json:
             text = json.dumps(after, indent=2, ensure_ascii=False) + "\n"
