@@ -6,8 +6,10 @@ Each figure is the median of `--repeat` whole processes (interpreter start, impo
 flow, rendering, writing): wall time, what a user waits for, and CPU time (user + system), which a
 shared machine disturbs less. The cases:
 - fresh: no template yet (the generated files are deleted before each run);
-- regenerate: the template and every generated file are up to date (nothing to write);
-- check: `--check` on that up-to-date project.
+- regenerate: right after that write, everything up to date (nothing to write);
+- again: regenerating once more (what generate learnt about the text is remembered: memo.py);
+- after an edit: a comment of the user's appended to the template before each run (a new text: parsed);
+- --check: on the up-to-date project.
 `--before DIR` runs the same cases with the lokki_sam package of another checkout (e.g. a
 `git worktree add DIR <base sha>`) first, on PYTHONPATH, so before and after come from one run.
 """
@@ -93,21 +95,29 @@ def measure(label: str, pythonpath: str | None, repeat: int) -> None:
         project = Path(tmp)
         (project / "src").mkdir()
         (project / "src" / "big.py").write_text(flow_module())
+        os.environ["XDG_CACHE_HOME"] = str(project / "cache")  # generate's memo (memo.py): this run's own
         args = ["src/big.py"]
-        fresh = []
+        fresh, first = [], []
         for _ in range(repeat):
             clean(project)
             fresh.append(run(project, args, pythonpath))
+            first.append(run(project, args, pythonpath))  # the first regeneration after a write
         size = (project / "template.yaml").stat().st_size
-        regenerate = [run(project, args, pythonpath) for _ in range(repeat)]
+        again = [run(project, args, pythonpath) for _ in range(repeat)]
+        edited = []
+        for i in range(repeat):  # a user's edit before each run: the text is new to generate
+            with (project / "template.yaml").open("a") as fh:
+                fh.write(f"# a note of mine {i}\n")
+            edited.append(run(project, args, pythonpath))
         check = [run(project, [*args, "--check"], pythonpath) for _ in range(repeat)]
+    print(f"{label}: template {size / 1024:.0f} KB")
     for kind, index in (("wall", 0), ("cpu", 1)):
-        f, r, c = (statistics.median(t[index] for t in times) for times in (fresh, regenerate, check))
-        print(
-            f"{label:<7} {kind:<4} template {size / 1024:.0f} KB | fresh {f:.2f} s | regenerate {r:.2f} s "
-            f"({r / f:.2f}x) | --check {c:.2f} s ({c / f:.2f}x)",
-            flush=True,
+        f, *rest = (statistics.median(t[index] for t in times) for times in (fresh, first, again, edited, check))
+        shown = " | ".join(
+            f"{name} {value:.2f} s ({value / f:.2f}x)"
+            for name, value in zip(("regenerate", "again", "after an edit", "--check"), rest, strict=True)
         )
+        print(f"  {kind:<4} fresh {f:.2f} s | {shown}", flush=True)
 
 
 def main() -> None:

@@ -269,7 +269,7 @@ def read_template(template: Path) -> ExistingTemplate:
     from lokki_sam.compile.merge import ExistingTemplate
 
     text = _read(template)
-    memo = TemplateMemo(template, text) if text is not None else None
+    memo = TemplateMemo(template, text or "")
     return ExistingTemplate(text, str(template), as_json=template.suffix.lower() == ".json", memo=memo)
 
 

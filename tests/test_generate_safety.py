@@ -368,31 +368,44 @@ def test_references_that_stay_valid_do_not_stop_generate(project: Path) -> None:
 # ============================================================================ one parse
 
 
-def test_the_template_is_parsed_once_and_kept_byte_for_byte_when_up_to_date(
+def test_the_template_is_parsed_at_most_once_and_kept_byte_for_byte_when_up_to_date(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from lokki_sam.compile import merge
 
-    write(project / "src" / "calc.py", CALC)
-    assert generate("src/calc.py")[0] == 0
-    template = project / "template.yaml"
-    # Formatting of the user's own that ruamel would not reproduce: kept, because nothing changes.
-    template.write_text(template.read_text() + "# my notes   (odd spacing kept)\n")
-    original = template.read_bytes()
     parses: list[str] = []
     real_parse = merge.parse
     monkeypatch.setattr(merge, "parse", lambda text, where: parses.append(where) or real_parse(text, where))
+    write(project / "src" / "calc.py", CALC)
+    assert generate("src/calc.py")[0] == 0 and parses == []  # a fresh template: nothing to parse
+    # The run that rendered the text remembered what it holds: regenerating parses nothing.
+    code, out, _ = generate("src/calc.py")
+    assert code == 0 and "up to date" in out and parses == []
+    template = project / "template.yaml"
+    # An edit of the user's (with formatting ruamel would not reproduce): parsed once, kept as it is.
+    template.write_text(template.read_text() + "# my notes   (odd spacing kept)\n")
+    original = template.read_bytes()
     code, out, _ = generate("src/calc.py")
     assert code == 0 and "up to date" in out
     assert parses == ["template.yaml"] and template.read_bytes() == original
-    # What that run learnt about this exact text is remembered: the next runs parse nothing ...
-    parses.clear()
     assert generate("src/calc.py", "--check")[0] == 0 and generate("src/calc.py")[0] == 0
-    assert parses == [] and template.read_bytes() == original
-    # ... until the text or the flow changes: then the file is read again, once per run.
-    template.write_text(template.read_text() + "# another note\n")
-    assert generate("src/calc.py")[0] == 0 and parses == ["template.yaml"]
-    write(project / "src" / "calc.py", CALC_WITHOUT_SQUARE)
+    assert parses == ["template.yaml"] and template.read_bytes() == original  # remembered: no more parses
+    write(project / "src" / "calc.py", CALC_WITHOUT_SQUARE)  # a change: parsed (comments), once
     code, out, _ = generate("src/calc.py")
     assert code == 0 and "wrote template.yaml" in out and parses == ["template.yaml"] * 2
-    assert "# another note" in template.read_text() and "CalcSquareFunction:" not in template.read_text()
+    assert "# my notes   (odd spacing kept)" in template.read_text()
+    assert "CalcSquareFunction:" not in template.read_text()
+
+
+def test_what_generate_remembers_of_a_text_is_what_parsing_it_gives(project: Path) -> None:
+    """The cache's data of a rendered text equals the parsed text (the fact the fast path trusts)."""
+    from lokki_sam.compile.memo import TemplateMemo
+    from lokki_sam.compile.merge import parse, to_plain
+
+    write(project / "src" / "calc.py", CALC)
+    for source in (CALC, CALC_WITHOUT_SQUARE):
+        write(project / "src" / "calc.py", source)
+        assert generate("src/calc.py")[0] == 0
+        text = (project / "template.yaml").read_text()
+        data = TemplateMemo(project / "template.yaml", text).data()
+        assert data is not None and json.loads(data) == to_plain(parse(text, "template.yaml"))

@@ -1,13 +1,15 @@
 """What `generate` learnt about a template's exact text, so an up-to-date template is not parsed again.
 
 Parsing a template with ruamel's round-trip loader is most of a regeneration's time (a 50-step flow's
-222 KB template: ~0.5 s of CPU, more than writing it fresh). Two facts about a text are pure
-functions of it and of the code that merges: the flows it records, and whether merging a given
-model into it changes nothing. `generate` records them, keyed by the SHA-256 of the text, of the
-model and of lokki-sam's own compile code, in the user's cache folder (one small JSON file per
-template path), and reads them back before parsing. Any edit of the file, of the flows or of
+222 KB template: ~0.5 s of CPU, more than writing it fresh). Facts about a text are pure functions
+of it and of the code that merges: the data it holds (for a text lokki-sam rendered: the data it
+dumped), the flows it records, and whether merging a given model into it changes nothing.
+`generate` records them, keyed by the SHA-256 of the text, of the model and of lokki-sam's own
+compile code, in the user's cache folder (one JSON file per template path), and reads them back
+before parsing: deciding that nothing changes then takes a JSON load and a merge on plain data,
+and only a change needs the round-trip parse (comments). Any edit of the file, of the flows or of
 lokki-sam changes a digest, so a recorded fact never applies to anything else; a missing or
-unreadable cache only costs the parse. Nothing here is ever needed for correctness.
+unreadable cache only costs the parse.
 """
 
 from __future__ import annotations
@@ -85,16 +87,29 @@ class TemplateMemo:
     def unchanged_by(self, model_digest: str) -> bool:
         return model_digest in (self.entry.get("unchanged") or [])
 
-    def record(self, flows: Mapping[str, str | None], unchanged_by: str | None = None) -> None:
-        """Remember the text's flows (and that merging the model of `unchanged_by` changes nothing)."""
-        known = [d for d in self.entry.get("unchanged") or [] if isinstance(d, str)]
-        unchanged = ([unchanged_by] if unchanged_by else []) + [d for d in known if d != unchanged_by]
+    def data(self) -> str | None:
+        """The text's data as JSON (long-form intrinsics), when lokki-sam rendered the text."""
+        data = self.entry.get("data")
+        return data if isinstance(data, str) else None
+
+    def record(self, flows: Mapping[str, str | None], unchanged_by: str) -> None:
+        """Remember that merging the model of digest `unchanged_by` into this text changes nothing."""
+        known = [d for d in self.entry.get("unchanged") or [] if isinstance(d, str) and d != unchanged_by]
+        # A few models: flipping between two settings stays fast.
+        self._write(self.text_digest, flows, [unchanged_by, *known][:4], self.data())
+
+    def record_rendered(self, text: str, flows: Mapping[str, str | None], data: Any) -> None:
+        """Remember what a text this run rendered holds (for the run that finds it on disk next)."""
+        self._write(hashlib.sha256(text.encode()).hexdigest(), flows, [], json.dumps(data, ensure_ascii=False))
+
+    def _write(self, text_digest: str, flows: Mapping[str, str | None], unchanged: list[str], data: str | None) -> None:
         self.entry = {
             "format": _FORMAT,
-            "text": self.text_digest,
+            "text": text_digest,
             "code": code_digest(),
             "flows": dict(flows),
-            "unchanged": unchanged[:4],  # a few models: flipping between two settings stays fast
+            "unchanged": unchanged,
+            **({"data": data} if data is not None else {}),
         }
         with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
             self.path.parent.mkdir(parents=True, exist_ok=True)

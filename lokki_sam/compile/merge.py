@@ -218,7 +218,7 @@ class ExistingTemplate:
         self.text = text if text is not None and text.strip() else None
         self.where = where
         self.as_json = as_json
-        self.memo = memo if self.text is not None else None  # what earlier runs learnt about this text
+        self.memo = memo  # what earlier runs learnt about this text (and where to say what this one renders)
         self._rendered = False
 
     @cached_property
@@ -231,6 +231,8 @@ class ExistingTemplate:
     def recorded_flows(self) -> dict[str, str | None]:
         """The flows the template was generated for, with the FLOW_REF each came from (relative to
         the template's folder; None where an older lokki-sam recorded only names)."""
+        if self.text is None:
+            return {}
         known = self.memo.recorded_flows() if self.memo is not None else None
         return known if known is not None else _recorded_flows(self.doc)
 
@@ -240,8 +242,8 @@ class ExistingTemplate:
         self._rendered = True
         recorded = self.recorded_flows  # read before the document changes
         model_digest = digest_of([self.as_json, model.as_template(), model.flows, model.sources])
-        if self.memo is not None and self.text is not None and self.memo.unchanged_by(model_digest):
-            return Rendered(self.text, changed=False)  # an earlier run merged this model into this text
+        if self.text is not None and self.memo is not None and self._merges_to_itself(model, model_digest):
+            return Rendered(self.text, changed=False)
         doc = self.doc
         if doc is None:
             doc, record, before = CommentedMap(), {}, None
@@ -262,7 +264,27 @@ class ExistingTemplate:
                 out.write(HEADER)
             yaml_rt().dump(doc, out)
             text = out.getvalue()
+            if self.memo is not None and not dangling:  # what it holds, for the next run to skip parsing it
+                self.memo.record_rendered(text, _recorded_flows(doc), after)
         return Rendered(text, changed=text != self.text, dangling=dangling)
+
+    def _merges_to_itself(self, model: TemplateModel, model_digest: str) -> bool:
+        """Whether merging `model` changes nothing, decided from what earlier runs recorded about
+        this text (memo.py): that this model changed nothing, or the text's data, on which the
+        merge then runs without parsing the text (a JSON load). Remembered when so."""
+        assert self.memo is not None
+        if self.memo.unchanged_by(model_digest):
+            return True
+        data = self.memo.data()
+        if data is None:
+            return False
+        doc = parse_json(data, self.where)
+        before = to_plain(doc)
+        _merge(doc, model, _read_record(doc, self.where), self.where)
+        if to_plain(doc) != before:
+            return False
+        self.memo.record(self.recorded_flows, unchanged_by=model_digest)
+        return True
 
 
 def render_template(model: TemplateModel, existing: str | None, where: str = "template.yaml") -> str:
