@@ -16,37 +16,11 @@ from lokki_sam import names
 from lokki_sam.errors import FlowDefinitionError
 from lokki_sam.loader import load_flow, load_flows
 from tests.support.sam import generate_in_process, load
+from tests.test_generate import FLOW_V1, FLOW_V2
 
 pytestmark = pytest.mark.usefixtures("unload_modules")
 
-CALC = """
-from lokki_sam import flow, step
-
-@step
-def fetch(limit: int = 3) -> list[int]:
-    return list(range(limit))
-
-@step
-def square(x: int) -> int:
-    return x * x
-
-@step
-def total(xs: list[int]) -> int:
-    return sum(xs)
-
-@flow
-def calc(limit: int = 3):
-    return fetch(limit=limit).map(square).agg(total)
-"""
-CALC_WITHOUT_SQUARE = CALC.replace(".map(square).agg(total)", ".next(total)")
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "src").mkdir()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    return tmp_path
+CALC, CALC_WITHOUT_SQUARE = FLOW_V1, FLOW_V2  # the calc flow of test_generate.py, with and without square
 
 
 def write(path: Path, text: str) -> Path:

@@ -95,14 +95,6 @@ def deps():
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "src").mkdir()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    return tmp_path
-
-
 def test_markers_reach_the_layer_and_its_description_valid(project: Path) -> None:
     (project / "src" / "deps.py").write_text(FLOW.format(requirements=MARKERS[:3]))
     code, _, err = generate_in_process("deps", "src/deps.py")
