@@ -383,3 +383,34 @@ def test_what_generate_remembers_of_a_text_is_what_parsing_it_gives(project: Pat
         text = (project / "template.yaml").read_text()
         data = TemplateMemo(project / "template.yaml", text).data()
         assert data is not None and json.loads(data) == to_plain(parse(text, "template.yaml"))
+
+
+def test_the_memo_applies_to_its_own_text_and_code_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lokki_sam.compile import memo
+
+    folder = tmp_path / "cache"
+    template = tmp_path / "template.yaml"
+    first = memo.TemplateMemo(template, "text one", folder)
+    first.record({"calc": "src/calc.py:calc"}, unchanged_by="model-a")
+    again = memo.TemplateMemo(template, "text one", folder)
+    assert again.unchanged_by("model-a") and not again.unchanged_by("model-b")
+    assert again.recorded_flows() == {"calc": "src/calc.py:calc"}
+    assert memo.TemplateMemo(template, "text two", folder).recorded_flows() is None  # another text
+    monkeypatch.setattr(memo, "code_digest", lambda: "another lokki-sam")
+    assert not memo.TemplateMemo(template, "text one", folder).unchanged_by("model-a")  # another version
+    (folder / first.path.name).write_text("{not json")
+    assert memo.TemplateMemo(template, "text one", folder).recorded_flows() is None  # unreadable: no facts
+
+
+def test_the_memo_keeps_a_bounded_number_of_templates(tmp_path: Path) -> None:
+    from lokki_sam.compile import memo
+
+    folder = tmp_path / "cache"
+    for i in range(memo._KEEP + 5):
+        entry = memo.TemplateMemo(tmp_path / f"t{i}" / "template.yaml", "text", folder)
+        entry.record({}, unchanged_by="m")
+        os.utime(entry.path, (i, i))  # written in this order
+    kept = sorted(folder.glob("*.json"))
+    assert len(kept) == memo._KEEP
+    newest = memo.TemplateMemo(tmp_path / f"t{memo._KEEP + 4}" / "template.yaml", "text", folder)
+    assert newest.unchanged_by("m")

@@ -27,6 +27,7 @@ from typing import Any
 from lokki_sam import __version__
 
 _FORMAT = 1
+_KEEP = 64  # templates remembered; the least recently written go (temporary projects, old checkouts)
 
 
 def cache_folder(environ: Mapping[str, str] = os.environ) -> Path:
@@ -121,3 +122,10 @@ class TemplateMemo:
             except OSError:
                 Path(name).unlink(missing_ok=True)
                 raise
+            _prune(self.path.parent)
+
+
+def _prune(folder: Path) -> None:
+    entries = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in entries[_KEEP:]:
+        stale.unlink(missing_ok=True)
