@@ -95,9 +95,10 @@ def load_module(target: str, code_root: Path | None = None) -> ModuleType:
 
 def _forget_other_user_module(module_name: str, path: Path, search_root: Path) -> None:
     """Drop a cached module of the same name loaded from another user file (two projects'
-    `flow.py` in one process), so `path` itself is imported. A module, or a package, already
-    loaded from this very place is kept (its state is the flow's). Standard-library and installed
-    modules are never evicted: the check after import refuses those names instead."""
+    `flow.py` imported from their own folders), so `path` itself is imported. Graphs already built
+    from the dropped module keep it (FlowGraph.module_object, source_file). A module, or a package,
+    already loaded from this very place is kept (its state is the flow's). Standard-library and
+    installed modules are never evicted: the check after import refuses those names instead."""
     top = module_name.split(".")[0]
     own_file = getattr(sys.modules.get(module_name), "__file__", None)
     if own_file and Path(own_file).resolve() == path:

@@ -201,8 +201,7 @@ class Dangling:
 
 @dataclass(frozen=True)
 class Rendered:
-    text: str
-    changed: bool  # False: the existing text is kept as it was
+    text: str  # the existing text itself when the merge changes nothing
     dangling: list[Dangling] = field(default_factory=list)
 
 
@@ -243,7 +242,7 @@ class ExistingTemplate:
         recorded = self.recorded_flows  # read before the document changes
         model_digest = digest_of([self.as_json, model.as_template(), model.flows, model.sources])
         if self.text is not None and self.memo is not None and self._merges_to_itself(model, model_digest):
-            return Rendered(self.text, changed=False)
+            return Rendered(self.text)
         doc = self.doc
         if doc is None:
             doc, record, before = CommentedMap(), {}, None
@@ -255,7 +254,7 @@ class ExistingTemplate:
         if before is not None and self.text is not None and after == before:
             if self.memo is not None:
                 self.memo.record(recorded, unchanged_by=model_digest)
-            return Rendered(self.text, changed=False)
+            return Rendered(self.text)
         if self.as_json:
             text = json.dumps(after, indent=2, ensure_ascii=False) + "\n"
         else:
@@ -266,7 +265,7 @@ class ExistingTemplate:
             text = out.getvalue()
             if self.memo is not None and not dangling:  # what it holds, for the next run to skip parsing it
                 self.memo.record_rendered(text, _recorded_flows(doc), after)
-        return Rendered(text, changed=text != self.text, dangling=dangling)
+        return Rendered(text, dangling)
 
     def _merges_to_itself(self, model: TemplateModel, model_digest: str) -> bool:
         """Whether merging `model` changes nothing, decided from what earlier runs recorded about
@@ -339,11 +338,6 @@ def _mapping_document(doc: Any, where: str) -> CommentedMap:
             hint="a SAM template starts with keys like Resources:",
         )
     return doc
-
-
-def recorded_flows(text: str | None, where: str) -> dict[str, str | None]:
-    """The flows recorded in a template's text (see `ExistingTemplate.recorded_flows`)."""
-    return ExistingTemplate(text, where).recorded_flows
 
 
 def _recorded_flows(doc: CommentedMap | None) -> dict[str, str | None]:
