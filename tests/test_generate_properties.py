@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lokki_sam import names
-from lokki_sam.compile.merge import parse, yaml_rt
+from lokki_sam.compile.memo import TemplateMemo
+from lokki_sam.compile.merge import parse, to_plain, yaml_rt
 from tests.conftest import sam_cli_env
 from tests.support.sam import forget_module, generate_in_process, lint, load
 
@@ -144,6 +146,16 @@ def check_generate(world: World) -> None:
     world.generated = True
     world.tags = {f: v for f, v in world.tags.items() if f in wanted}
     check_user_keys(world)
+    check_memo(world)
+
+
+def check_memo(world: World) -> None:
+    """What generate remembers of the text it wrote (the data the next run merges into instead of
+    parsing it, memo.py) is what parsing that text gives."""
+    text = world.template.read_text()
+    data = TemplateMemo(world.template, text).data()
+    if data is not None:  # None: the text was kept as it was (nothing changed), or is the user's
+        assert json.loads(data) == to_plain(parse(text, "template.yaml"))
 
 
 def check_user_keys(world: World) -> None:
@@ -178,10 +190,12 @@ operations = st.lists(
 @contextlib.contextmanager
 def project() -> Iterator[World]:
     saved_cwd, saved_path, saved_modules = os.getcwd(), list(sys.path), set(sys.modules)
+    saved_cache = os.environ.get("XDG_CACHE_HOME")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "src").mkdir()
         os.chdir(root)
+        os.environ["XDG_CACHE_HOME"] = str(root / "cache")  # generate's memo: this project's own
         try:
             world = World(root, [Module("first", ["load", "clean", "enrich"])])
             world.write_modules()
@@ -189,6 +203,10 @@ def project() -> Iterator[World]:
         finally:
             os.chdir(saved_cwd)
             sys.path[:] = saved_path
+            if saved_cache is None:
+                os.environ.pop("XDG_CACHE_HOME", None)
+            else:
+                os.environ["XDG_CACHE_HOME"] = saved_cache
             for name in set(sys.modules) - saved_modules:
                 del sys.modules[name]
 
