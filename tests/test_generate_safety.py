@@ -414,3 +414,25 @@ def test_the_memo_keeps_a_bounded_number_of_templates(tmp_path: Path) -> None:
     assert len(kept) == memo._KEEP
     newest = memo.TemplateMemo(tmp_path / f"t{memo._KEEP + 4}" / "template.yaml", "text", folder)
     assert newest.unchanged_by("m")
+
+
+@pytest.mark.external
+def test_a_json_template_passes_cfn_lint_and_sam_validate(project: Path) -> None:
+    import subprocess
+
+    from tests.conftest import sam_cli_env
+    from tests.support.sam import lint
+
+    write(project / "src" / "calc.py", CALC)
+    assert generate("src/calc.py", "--template", "template.json")[0] == 0
+    assert lint((project / "template.json").read_text()) == []
+    sam = str(Path(sys.executable).parent / "sam")
+    done = subprocess.run(
+        [sam, "validate", "--lint", "-t", "template.json", "--region", "us-east-1"],
+        cwd=project,
+        env=sam_cli_env(project),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
