@@ -81,7 +81,15 @@ def load_module(target: str, code_root: Path | None = None) -> ModuleType:
                 f"module not found: {module_name}",
                 hint="check the name, or give a file path like flows/my_flow.py",
             ) from None
-        raise _import_failed(module_name, exc) from None
+        failed = _import_failed(module_name, exc)
+        sibling = exc.name and is_path and (Path(target).parent / f"{exc.name.split('.')[0]}.py").is_file()
+        if sibling and "." in module_name:  # `import helpers` next to a flow imported from CodeUri
+            package = module_name.rpartition(".")[0]
+            failed.hint = (
+                f"{module_name} is imported from the functions' CodeUri, as the Lambda imports it, where "
+                f"{exc.name} is {package}.{exc.name}: write `from {package} import {exc.name}`"
+            )
+        raise failed from None
     except Exception as exc:  # the user's module raised while importing
         raise _import_failed(module_name, exc) from None
     if is_path and Path(getattr(module, "__file__", "") or "").resolve() != Path(target).resolve():
@@ -152,11 +160,18 @@ def _module_name_for(path: Path, code_root: Path | None = None) -> tuple[str, Pa
 
 
 def flows_in(module: ModuleType) -> dict[str, Flow]:
-    """Flows defined in `module`, by flow name, in definition order."""
+    """Flows defined in `module`, by flow name, in definition order; two flows of one name are refused."""
     found: dict[str, Flow] = {}
     for value in vars(module).values():
         if isinstance(value, Flow) and value.func.__module__ == module.__name__:
-            found.setdefault(value.name, value)
+            other = found.setdefault(value.name, value)
+            if other is not value:
+                raise LokkiError(
+                    f"module {module.__name__} defines two flows named '{value.name}' "
+                    f"(functions {other.func.__name__} and {value.func.__name__})",
+                    where=getattr(module, "__file__", None) or module.__name__,
+                    hint="flow names are unique: give one another name with @flow(name=...)",
+                )
     return found
 
 

@@ -436,3 +436,25 @@ def test_a_json_template_passes_cfn_lint_and_sam_validate(project: Path) -> None
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_sibling_import_that_the_lambda_could_not_resolve_is_refused_with_the_fix(project: Path) -> None:
+    docs_layout(project)
+    write(project / "src" / "etl" / "helpers.py", "FACTOR = 2\n")
+    write(project / "src" / "etl" / "flow.py", "import helpers\n" + ETL)
+    code, _, err = generate_in_process("flow")
+    assert code == 2 and "importing etl.flow failed" in err and "No module named 'helpers'" in err
+    assert "write `from etl import helpers`" in err
+    assert not (project / "template.yaml").exists()
+    write(project / "src" / "etl" / "flow.py", "from etl import helpers\n" + ETL)
+    assert generate_in_process("flow")[0] == 0
+
+
+def test_two_flows_with_one_name_in_a_module_are_refused(project: Path) -> None:
+    write(
+        project / "src" / "calc.py",
+        CALC + '\n@flow(name="calc")\ndef calc_again(limit: int = 3):\n    return fetch(limit=limit).next(total)\n',
+    )
+    code, _, err = generate("src/calc.py")
+    assert code == 2 and "defines two flows named 'calc' (functions calc and calc_again)" in err
+    assert "src/calc.py" in err and "@flow(name=...)" in err
