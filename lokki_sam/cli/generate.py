@@ -16,7 +16,11 @@ from lokki_sam.cli.state import CliState, handle_errors, pass_state
     "--template", "template", metavar="FILE", help="SAM template to write or update [default: template.yaml]."
 )
 @click.option("--code-uri", metavar="DIR", help="Functions' CodeUri, relative to the template [default: src].")
-@click.option("--check", is_flag=True, help="Write nothing; print a diff and exit 1 if anything is stale.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Write nothing; print a diff and exit 1 if anything is stale (2 if it would leave a reference dangling).",
+)
 @click.option("--prune", is_flag=True, help="Remove the flows the template records but FLOW_REF does not name.")
 @click.option(
     "--force", is_flag=True, help="Write even when your entries refer to generated ones this run removes (warns)."
@@ -80,12 +84,12 @@ def check_references(dangling: list[str], template: str, force: bool) -> None:
     """Refuse to remove generated entries that the user's entries refer to, or with `force` warn."""
     from lokki_sam.errors import LokkiError
 
-    listed = "; ".join(dangling)
+    listed = "".join(f"\n    {line}" for line in dangling)
     if force:
-        click.echo(f"warning: {template}: {listed} (written anyway: --force); `sam deploy` fails until fixed", err=True)
+        click.echo(f"warning: {template}: written anyway (--force), `sam deploy` fails until fixed:{listed}", err=True)
         return
     raise LokkiError(
-        f"{listed}; nothing was written",
+        f"{len(dangling)} reference(s) of yours would be left without their target, so nothing was written:{listed}",
         where=template,
         hint="update or delete what refers to it (point it at the renamed step's new entry), then generate again; "
         "--force writes the template anyway",
