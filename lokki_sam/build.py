@@ -6,8 +6,12 @@ turns them into the immutable graph of `ir.py`, refusing shapes lokki-sam cannot
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+import os
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from lokki_sam.errors import FlowDefinitionError
@@ -38,13 +42,47 @@ def call_of(step: Step, kwargs: Mapping[str, Any], args: tuple[Any, ...] = ()) -
     return StepCall(step, tuple(sorted(kwargs.items())), tuple(args))
 
 
+def source_file_of(func: Callable[..., Any]) -> str | None:
+    """The absolute path of the file `func` is defined in: its module's `__file__` (from the
+    function's own globals, never a module found by name), else its code's file name."""
+    file = func.__globals__.get("__file__") if hasattr(func, "__globals__") else None
+    if not isinstance(file, str):
+        code = getattr(func, "__code__", None)
+        file = code.co_filename if code is not None else None
+    if not file or (file.startswith("<") and file.endswith(">")):  # <stdin>, <string>: no file
+        return None
+    return os.path.abspath(file)
+
+
+def module_object_of(func: Callable[..., Any]) -> ModuleType | None:
+    """The module whose namespace `func.__globals__` is. While a module runs its top level (where
+    a flow is decorated) it is the one in sys.modules under its name; it counts only if its
+    namespace is that very dict, so a module of the same name from another file never does."""
+    namespace = getattr(func, "__globals__", None)
+    module = sys.modules.get(str(getattr(func, "__module__", "")))
+    return module if module is not None and vars(module) is namespace else None
+
+
+def definition_site(step: Step) -> str:
+    """`file:line` of a step's function (relative to the working directory when inside it)."""
+    code = getattr(inspect.unwrap(step.func), "__code__", None)
+    if code is None:
+        return f"{step.module}.{step.name}"
+    file = code.co_filename
+    relative = os.path.relpath(file) if os.path.isabs(file) else file
+    return f"{relative if not relative.startswith('..') else file}:{code.co_firstlineno}"
+
+
 class GraphBuilder:
-    def __init__(self, name: str, module: str, params: tuple[Param, ...], where: str) -> None:
+    def __init__(self, name: str, flow_func: Callable[..., Any], params: tuple[Param, ...], where: str) -> None:
         self.name = name
-        self.module = module
+        self.module = str(flow_func.__module__)
+        self.source_file = source_file_of(flow_func)
+        self.module_object = module_object_of(flow_func)
         self.params = params
         self.where = where
         self.used_names: dict[str, int] = {}
+        self.steps_by_name: dict[str, Step] = {}
         self.delivered: set[str] = set()
 
     def build(self, ops: tuple[Op, ...], schedule: str | None, doc: str) -> FlowGraph:
@@ -100,7 +138,16 @@ class GraphBuilder:
         if open_map is not None:
             stages.append(self._close(open_map))
         self._check_params_delivered()
-        return FlowGraph(self.name, self.module, self.params, tuple(stages), schedule, doc.strip())
+        return FlowGraph(
+            self.name,
+            self.module,
+            self.params,
+            tuple(stages),
+            schedule,
+            doc.strip(),
+            source_file=self.source_file,
+            module_object=self.module_object,
+        )
 
     def _close(self, open_map: tuple[str, MapOptions, list[Node]]) -> MapBlock:
         source, options, body = open_map
@@ -112,6 +159,7 @@ class GraphBuilder:
     ) -> Node:
         """A node for `call`; `starts_map` makes it the first step of a new map, whose id derives from it."""
         step_ = call.step
+        self._claim_name(step_)
         count = self.used_names.get(step_.name, 0) + 1
         self.used_names[step_.name] = count
         node_id = step_.name if count == 1 else f"{step_.name}-{count}"
@@ -165,6 +213,23 @@ class GraphBuilder:
             if sig_param.default is sig_param.empty and sig_param.kind is not sig_param.VAR_POSITIONAL:
                 raise FlowDefinitionError(f"first step's parameter '{data_param}' gets no value", where=where)
         return Node(node_id, step_, tuple(sorted(bindings.items())), input_from, in_map)
+
+    def _claim_name(self, step_: Step) -> None:
+        """A step name is one Lambda function, one set of options and requirements, one key in the
+        artifact layout: two different step objects may not share it (the same object used twice may)."""
+        known = self.steps_by_name.setdefault(step_.name, step_)
+        if known is step_:
+            return
+        first, second = definition_site(known), definition_site(step_)
+        shown = f"{first} and {second}" if first != second else f"{first} (decorated twice)"
+        raise FlowDefinitionError(
+            f"two different steps are named '{step_.name}': {shown}",
+            where=self.where,
+            hint=f"a step name is one Lambda function, so rename one of them: @step on a function with its own "
+            f"name (`def {step_.name}_orders(...)`), or on an alias that calls the other "
+            f"(`@step def other_{step_.name}(data): return module.{step_.name}(data)`: outside a flow a step is its "
+            "plain function)",
+        )
 
     def _arguments(
         self, call: StepCall, takes_input: bool, data_param: str | None, where: str

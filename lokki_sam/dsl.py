@@ -449,4 +449,4 @@ def build_graph(func: Callable[..., Any], name: str, schedule: str | None) -> Fl
             where=where,
             hint="return first_step(...).next(...)",
         )
-    return GraphBuilder(name, func.__module__, params, where).build(chain.ops, schedule, func.__doc__ or "")
+    return GraphBuilder(name, func, params, where).build(chain.ops, schedule, func.__doc__ or "")

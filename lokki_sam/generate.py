@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +20,9 @@ from lokki_sam.errors import LokkiError
 from lokki_sam.ir import FlowGraph
 
 if TYPE_CHECKING:
-    from lokki_sam.compile import model
+    from lokki_sam.compile import model, sam
     from lokki_sam.compile.images import ImageSet
+    from lokki_sam.compile.merge import ExistingTemplate
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # files lokki-sam would write but keeps (yours now)
     image_steps: list[str] = field(default_factory=list)  # `flow.step` of every image-packaged step
     bundles: dict[Path, str] = field(default_factory=dict)  # folders reported as one line, with what they hold
+    dangling: list[str] = field(default_factory=list)  # references to owned entries this plan removes
 
     def own(self, path: Path, text: str, owned: bool) -> None:
         """Write `path` while it is lokki-sam's (`owned`), else keep it and say so."""
@@ -78,14 +79,15 @@ class Plan:
         and only when all are written are they renamed into place (a full disk, say, leaves the
         old files as they were). Then delete what is stale."""
         changed = [(path, text) for path, text in self.files.items() if _read(path) != text]
-        staged: list[tuple[Path, Path]] = []
+        staged: list[tuple[Path, Path, Path]] = []  # (temporary file, where it goes, the path as named)
         created: list[Path] = []
         try:
             for path, text in changed:
-                created += _make_dirs(path.parent, self.root)
-                staged.append((_stage(path, text), path))
+                target = _link_target(path)
+                created += _make_dirs(target.parent, self.root)
+                staged.append((_stage(target, text), target, path))
         except BaseException as exc:
-            for tmp, _ in staged:
+            for tmp, _, _ in staged:
                 tmp.unlink(missing_ok=True)
             for folder in reversed(created):
                 with contextlib.suppress(OSError):
@@ -99,9 +101,9 @@ class Plan:
                 hint="free some space or fix the permissions, then run `lokki-sam generate` again",
             ) from None
         done = []
-        for tmp, path in staged:
-            os.replace(tmp, path)
-        done += self._summary("wrote", [path for _, path in staged])
+        for tmp, target, _ in staged:
+            os.replace(tmp, target)
+        done += self._summary("wrote", [path for _, _, path in staged])
         removed = []
         for path in self.delete:
             if path.exists():
@@ -124,6 +126,21 @@ class Plan:
             else f"{verb} {display(key, self.root)}"
             for key, count in entries.items()
         ]
+
+
+def _link_target(path: Path) -> Path:
+    """Where writing `path` goes: through a symbolic link to the file it names (the link stays a
+    link, so the real file is the one updated), else `path` itself."""
+    if not path.is_symlink():
+        return path
+    try:
+        return path.resolve(strict=False)
+    except (OSError, RuntimeError) as exc:  # a loop of links
+        raise LokkiError(
+            f"cannot follow the symbolic link {path}: {exc}; nothing was changed",
+            where=str(path),
+            hint="point the link at a file (or replace it with one)",
+        ) from None
 
 
 def _remove_empty_parents(folder: Path, root: Path) -> None:
@@ -196,6 +213,12 @@ def _read(path: Path) -> str | None:
         ) from None
     except UnicodeDecodeError:
         raise LokkiError("not a UTF-8 text file", where=str(path)) from None
+    except OSError as exc:  # a loop of symbolic links, no permission...
+        raise LokkiError(
+            f"cannot read it: {exc.strerror or exc}; nothing was changed",
+            where=str(path),
+            hint="fix the file (or the link) or its permissions, or pass --template FILE to write elsewhere",
+        ) from None
 
 
 def display(path: Path, root: Path) -> str:
@@ -206,12 +229,11 @@ def display(path: Path, root: Path) -> str:
 
 
 def module_in_code_uri(graph: FlowGraph, code_dir: Path, code_uri: str) -> str:
-    """The flow's module as a dotted name importable from CodeUri (what LOKKI_MODULE holds)."""
-    module = sys.modules.get(graph.module)
-    file = getattr(module, "__file__", None)
-    if not file:
-        raise LokkiError(f"cannot find the file of module {graph.module}", where=f"flow '{graph.name}'")
-    path = Path(file).resolve()
+    """The flow's module as a dotted name importable from CodeUri (what LOKKI_MODULE holds), from
+    the file the flow was defined in (not from a module of that name: two flow.py share one)."""
+    if not graph.source_file:
+        raise LokkiError(f"flow module {graph.module} has no file to package", where=f"flow '{graph.name}'")
+    path = Path(graph.source_file).resolve()
     try:
         relative = path.relative_to(code_dir.resolve())
     except ValueError:
@@ -242,22 +264,38 @@ class FlowSource:
     source: str
 
 
+def read_template(template: Path) -> ExistingTemplate:
+    """The template on disk, parsed (once, when first needed) as YAML, or as JSON for a `.json` file."""
+    from lokki_sam.compile.memo import TemplateMemo
+    from lokki_sam.compile.merge import ExistingTemplate
+
+    text = _read(template)
+    memo = TemplateMemo(template, text or "")
+    return ExistingTemplate(text, str(template), as_json=template.suffix.lower() == ".json", memo=memo)
+
+
+def code_uri_of(config: Config, code_uri: str | None) -> str:
+    """The functions' CodeUri, relative to the template: --code-uri, else config `code_uri`, else src."""
+    return code_uri or str(config.get("code_uri", "src"))
+
+
 def plan(
     flows: Sequence[FlowGraph | FlowSource],
     template: Path,
     config: Config,
     code_uri: str | None = None,
+    existing: ExistingTemplate | None = None,
     target: str = "sam",
 ) -> Plan:
     """Every file for exactly `flows`: recorded flows not among them are removed (see `select`).
-    `target` "serverless": `template` is a serverless.yml (compile/serverless_files.py)."""
-    from lokki_sam.compile import events, layers, model, sam
-    from lokki_sam.compile.merge import recorded_flows, render_template
+    `existing`: the template as `select` read it (else it is read here). `target` "serverless":
+    `template` is a serverless.yml (compile/serverless_files.py)."""
+    from lokki_sam.compile import layers, model, sam
 
     root = template.parent
     given = [f if isinstance(f, FlowSource) else FlowSource(f, _source_of(f, root)) for f in flows]
     graphs = [f.graph for f in given]
-    uri = code_uri or str(config.get("code_uri", "src"))
+    uri = code_uri_of(config, code_uri)
     settings = model_settings(given, config, uri, root / uri)
     if target == "serverless":
         from lokki_sam.compile.serverless_files import serverless_plan
@@ -265,9 +303,7 @@ def plan(
         return serverless_plan(given, template, model.build(graphs, settings))
     template_model = sam.render(model.build(graphs, settings))
     result = Plan(root)
-    existing = _read(template)
-    result.files[template] = render_template(template_model, existing, where=str(template))
-    dropped = [f for f in recorded_flows(existing, str(template)) if f not in template_model.flows]
+    dropped = template_files(result, template, template_model, existing or read_template(template))
     wanted_layers = layers.layer_files(
         root, template_model.dependencies, layers.RUNTIME_LAYER_ID in template_model.resources
     )
@@ -275,6 +311,8 @@ def plan(
     if makefile not in wanted_layers and makefile.is_file():  # no zip function: no runtime layer
         result.delete.append(makefile)
     result.files.update(wanted_layers)
+    from lokki_sam.compile import events
+
     result.files[root / "events" / events.ENV_FILE] = events.render_event(events.local_env(graphs))
     image_files(result, template_model.images, template_model.runtime, uri, root / uri)
     flow_files(result, graphs, dropped, wanted_layers)
@@ -322,6 +360,16 @@ def flow_files(
         result.files.update(wanted)
         if event_dir.is_dir():  # events/<flow>/ is generated: drop events of removed steps
             result.delete.extend(sorted(p for p in event_dir.glob("*.json") if p not in wanted))
+
+
+def template_files(result: Plan, template: Path, model: sam.TemplateModel, existing: ExistingTemplate) -> list[str]:
+    """The template with `model` merged in; returns the flows it no longer holds (their files go:
+    `flow_files`). References left without their target are kept in `result.dangling`."""
+    recorded = existing.recorded_flows  # before rendering changes the parsed document
+    rendered = existing.render(model)
+    result.files[template] = rendered.text
+    result.dangling = [d.describe() for d in rendered.dangling]
+    return [flow for flow in recorded if flow not in model.flows]
 
 
 def image_files(
@@ -382,26 +430,36 @@ class Selection:
 
     flows: list[FlowSource]
     removed: list[str] = field(default_factory=list)  # recorded flows dropped (with --prune)
+    moved: list[str] = field(default_factory=list)  # recorded flows now taken from another source
+    template: ExistingTemplate | None = None  # the template as read (parsed once): give it to `plan`
 
 
 def select(
-    refs: Sequence[str], template: Path, config: Config, *, prune: bool = False, target: str = "sam"
+    refs: Sequence[str],
+    template: Path,
+    config: Config,
+    *,
+    prune: bool = False,
+    code_uri: str | None = None,
+    existing: ExistingTemplate | None = None,
+    target: str = "sam",
 ) -> Selection:
     """The flows to generate: those `refs` name (else the configured `flow`/`flows`), plus every flow
     the template (or serverless.yml, `target` "serverless") already records, loaded again from the
     FLOW_REF it records, so generating one flow never deletes the others. With `prune`, recorded
-    flows not given are dropped instead."""
-    from lokki_sam.compile import merge, serverless_merge
+    flows not given are dropped instead. Flow names are unique across the template: a given flow
+    whose name the template records from another module that still defines it is refused (with
+    `prune`, the given one replaces it)."""
+    from lokki_sam.compile import serverless_merge
     from lokki_sam.loader import load_flows
 
-    recorded_flows = serverless_merge.recorded_flows if target == "serverless" else merge.recorded_flows
-
     root = template.parent
+    code_root = root / code_uri_of(config, code_uri)
     asked = list(refs) or configured_refs(config)
     found: dict[str, FlowSource] = {}
     for ref in asked:
         try:
-            loaded = load_flows(ref)
+            loaded = load_flows(ref, code_root)
         except LokkiError as exc:
             if refs:
                 raise
@@ -409,10 +467,18 @@ def select(
             raise LokkiError(f"{ref} (from {source}): {exc.message}", where=exc.where, hint=exc.hint) from None
         for flow_obj in loaded:
             _add(found, FlowSource(flow_obj.graph, relative_ref(ref, flow_obj.name, root)))
-    recorded = recorded_flows(_read(template), str(template))
-    selection = Selection(list(found.values()))
+    if target == "serverless":
+        recorded = serverless_merge.recorded_flows(_read(template), str(template))
+        selection = Selection(list(found.values()))
+    else:
+        existing = existing or read_template(template)
+        recorded = existing.recorded_flows
+        selection = Selection(list(found.values()), template=existing)
     for name, source in recorded.items():
-        if name in found:
+        given = found.get(name)
+        if given is not None:
+            if source is not None and source != given.source:
+                _check_still_defined(given, source, root, code_root, str(template), prune, selection)
             continue
         if prune:
             selection.removed.append(name)
@@ -423,7 +489,7 @@ def select(
                 where=str(template),
                 hint="pass its FLOW_REF as well, or `--prune` to remove it from the template",
             )
-        located = _from_source(source, name, root)
+        located = _from_source(source, name, root, code_root)
         if located is None:
             raise LokkiError(
                 f"flow '{name}', recorded in the template from {source}, is no longer there",
@@ -439,6 +505,36 @@ def select(
             hint='lokki-sam generate path/to/flow.py[:flow] (or set flow = "..." / flows = [...] in lokki.toml)',
         )
     return selection
+
+
+def _check_still_defined(
+    given: FlowSource, recorded: str, root: Path, code_root: Path, where: str, prune: bool, selection: Selection
+) -> None:
+    """A flow given from `given.source` that the template records from `recorded`: refused while the
+    recorded module still defines a flow of that name in another file (one name, two flows); a flow
+    that moved (its recorded module no longer defines it) is taken from where it is now."""
+    name = given.graph.name
+    other = _from_source(recorded, name, root, code_root)
+    if other is None or _same_file(other.graph, given.graph):
+        if other is None:
+            selection.moved.append(f"flow '{name}' now comes from {given.source} ({recorded} no longer defines it)")
+        return
+    if prune:
+        selection.moved.append(f"flow '{name}' now comes from {given.source}, no longer from {recorded} (--prune)")
+        return
+    raise LokkiError(
+        f"flow '{name}' is defined in {given.source}, but the template already holds flow '{name}' "
+        f"from {recorded}, which still defines it",
+        where=where,
+        hint="flow names are unique in a template: rename one with @flow(name=...), or run "
+        f"`lokki-sam generate --prune {given.source}` (plus the other flows to keep) to replace it",
+    )
+
+
+def _same_file(a: FlowGraph, b: FlowGraph) -> bool:
+    if a.source_file and b.source_file:
+        return Path(a.source_file).resolve() == Path(b.source_file).resolve()
+    return a.module == b.module
 
 
 def configured_refs(config: Config) -> list[str]:
@@ -465,7 +561,7 @@ def _defines_a_flow(path: Path) -> bool:
 
 def _add(found: dict[str, FlowSource], flow: FlowSource) -> None:
     other = found.get(flow.graph.name)
-    if other is not None and other.source != flow.source:
+    if other is not None and other.source != flow.source and not _same_file(other.graph, flow.graph):
         raise LokkiError(
             f"two flows are named '{flow.graph.name}': in {other.source} and in {flow.source}",
             hint="flow names are unique in a template: rename one with @flow(name=...)",
@@ -475,8 +571,7 @@ def _add(found: dict[str, FlowSource], flow: FlowSource) -> None:
 
 def _source_of(graph: FlowGraph, root: Path) -> str:
     """The FLOW_REF of a flow given as a graph: its module's file (or module name) and its name."""
-    file = getattr(sys.modules.get(graph.module), "__file__", None)
-    return relative_ref(file or graph.module, graph.name, root)
+    return relative_ref(graph.source_file or graph.module, graph.name, root)
 
 
 def relative_ref(ref: str, flow_name: str, root: Path) -> str:
@@ -491,7 +586,7 @@ def relative_ref(ref: str, flow_name: str, root: Path) -> str:
     return f"{target}:{flow_name}"
 
 
-def _from_source(source: str, name: str, root: Path) -> FlowSource | None:
+def _from_source(source: str, name: str, root: Path, code_root: Path | None = None) -> FlowSource | None:
     from lokki_sam.loader import load_flows, split_ref
 
     target, _ = split_ref(source)
@@ -499,7 +594,7 @@ def _from_source(source: str, name: str, root: Path) -> FlowSource | None:
     ref = str(path) if target.endswith(".py") else target
     if target.endswith(".py") and not path.is_file():
         return None
-    flows = {f.name: f for f in load_flows(ref)}
+    flows = {f.name: f for f in load_flows(ref, code_root)}
     return FlowSource(flows[name].graph, source) if name in flows else None
 
 

@@ -9,8 +9,9 @@ touch decorator objects beyond a node's step name, function and options.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from lokki_sam.options import MapOptions
@@ -109,6 +110,12 @@ Stage = Node | MapBlock
 
 @dataclass(frozen=True)
 class FlowGraph:
+    """A flow. Its module identity is taken from the flow function when it is decorated, so no
+    reader has to find the module again by name (two files named flow.py share a name, not a module):
+    `module` is the name it was imported under (for messages and records), `source_file` the
+    absolute path of its file (None for code without one), `module_object` the module itself
+    (None for code executed outside a module, e.g. `exec` in a bare namespace)."""
+
     name: str
     module: str
     params: tuple[Param, ...]
@@ -116,6 +123,8 @@ class FlowGraph:
     schedule: str | None = None
     description: str = ""
     package: str | None = None  # the flow's default packaging for its steps (@flow(package=...))
+    source_file: str | None = None
+    module_object: ModuleType | None = field(default=None, compare=False, repr=False)
 
     @cached_property
     def _index(self) -> dict[str, Stage]:
@@ -159,11 +168,9 @@ class FlowGraph:
 
     @property
     def steps(self) -> tuple[Step, ...]:
-        """Distinct steps in first-use order (one Lambda function each)."""
-        seen: dict[str, Step] = {}
-        for node in self.nodes:
-            seen.setdefault(node.step.name, node.step)
-        return tuple(seen.values())
+        """Distinct step objects in first-use order (one Lambda function each). Their names are
+        distinct too: the builder refuses two step objects with one name in a flow."""
+        return tuple(dict.fromkeys(node.step for node in self.nodes))
 
     @property
     def maps(self) -> tuple[MapBlock, ...]:

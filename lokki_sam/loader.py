@@ -44,8 +44,13 @@ def check_ref(ref: str) -> None:
         raise LokkiError(f"{target} is not a Python file (.py)", hint=FLOW_REF_HINT)
 
 
-def load_module(target: str) -> ModuleType:
-    """Import a module by file path or dotted name; user import errors become LokkiErrors."""
+def load_module(target: str, code_root: Path | None = None) -> ModuleType:
+    """Import a module by file path or dotted name; user import errors become LokkiErrors.
+
+    A file inside `code_root` (the functions' CodeUri, when the caller knows it) is imported under
+    its dotted path from there, `etl.flow` for `src/etl/flow.py`: the name the Lambda imports it
+    under, unique for every file (two `flow.py` in different folders are two modules). Any other
+    file is imported under its name from the nearest folder that is not a package (`flow`)."""
     check_ref(target)
     is_path = target.endswith(".py") or "/" in target or "\\" in target
     if not is_path and not all(part.isidentifier() for part in target.split(".")):
@@ -54,7 +59,7 @@ def load_module(target: str) -> ModuleType:
         path = Path(target)
         if not path.is_file():
             raise LokkiError(f"file not found: {target}", hint="give a path to a .py file or a module name")
-        module_name, search_root = _module_name_for(path.resolve())
+        module_name, search_root = _module_name_for(path.resolve(), code_root)
         # The file's own folder must win over any other folder holding a module of that name.
         if str(search_root) in sys.path:
             sys.path.remove(str(search_root))
@@ -76,7 +81,15 @@ def load_module(target: str) -> ModuleType:
                 f"module not found: {module_name}",
                 hint="check the name, or give a file path like flows/my_flow.py",
             ) from None
-        raise _import_failed(module_name, exc) from None
+        failed = _import_failed(module_name, exc)
+        sibling = exc.name and is_path and (Path(target).parent / f"{exc.name.split('.')[0]}.py").is_file()
+        if sibling and "." in module_name:  # `import helpers` next to a flow imported from CodeUri
+            package = module_name.rpartition(".")[0]
+            failed.hint = (
+                f"{module_name} is imported from the functions' CodeUri, as the Lambda imports it, where "
+                f"{exc.name} is {package}.{exc.name}: write `from {package} import {exc.name}`"
+            )
+        raise failed from None
     except Exception as exc:  # the user's module raised while importing
         raise _import_failed(module_name, exc) from None
     if is_path and Path(getattr(module, "__file__", "") or "").resolve() != Path(target).resolve():
@@ -90,9 +103,10 @@ def load_module(target: str) -> ModuleType:
 
 def _forget_other_user_module(module_name: str, path: Path, search_root: Path) -> None:
     """Drop a cached module of the same name loaded from another user file (two projects'
-    `flow.py` in one process), so `path` itself is imported. A module, or a package, already
-    loaded from this very place is kept (its state is the flow's). Standard-library and installed
-    modules are never evicted: the check after import refuses those names instead."""
+    `flow.py` imported from their own folders), so `path` itself is imported. Graphs already built
+    from the dropped module keep it (FlowGraph.module_object, source_file). A module, or a package,
+    already loaded from this very place is kept (its state is the flow's). Standard-library and
+    installed modules are never evicted: the check after import refuses those names instead."""
     top = module_name.split(".")[0]
     own_file = getattr(sys.modules.get(module_name), "__file__", None)
     if own_file and Path(own_file).resolve() == path:
@@ -126,8 +140,17 @@ def _import_failed(module_name: str, exc: BaseException) -> LokkiError:
     )
 
 
-def _module_name_for(path: Path) -> tuple[str, Path]:
-    """Dotted module name for a file, walking up through packages (dirs with __init__.py)."""
+def _module_name_for(path: Path, code_root: Path | None = None) -> tuple[str, Path]:
+    """Dotted module name for a file and the folder it is imported from: relative to `code_root`
+    when the file is inside it (namespace packages included), else walking up through packages
+    (folders with __init__.py)."""
+    if code_root is not None and path.is_relative_to(code_root.resolve()):
+        root = code_root.resolve()
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts and parts[-1] == "__init__":
+            parts.pop()
+        if parts and all(part.isidentifier() for part in parts):
+            return ".".join(parts), root
     parts = [path.stem]
     parent = path.parent
     while (parent / "__init__.py").is_file():
@@ -137,19 +160,27 @@ def _module_name_for(path: Path) -> tuple[str, Path]:
 
 
 def flows_in(module: ModuleType) -> dict[str, Flow]:
-    """Flows defined in `module`, by flow name, in definition order."""
+    """Flows defined in `module`, by flow name, in definition order; two flows of one name are refused."""
     found: dict[str, Flow] = {}
     for value in vars(module).values():
         if isinstance(value, Flow) and value.func.__module__ == module.__name__:
-            found.setdefault(value.name, value)
+            other = found.setdefault(value.name, value)
+            if other is not value:
+                raise LokkiError(
+                    f"module {module.__name__} defines two flows named '{value.name}' "
+                    f"(functions {other.func.__name__} and {value.func.__name__})",
+                    where=getattr(module, "__file__", None) or module.__name__,
+                    hint="flow names are unique: give one another name with @flow(name=...)",
+                )
     return found
 
 
-def load_flows(ref: str) -> list[Flow]:
-    """All flows FLOW_REF names: one if it names a flow, else every flow in the module."""
+def load_flows(ref: str, code_root: Path | None = None) -> list[Flow]:
+    """All flows FLOW_REF names: one if it names a flow, else every flow in the module
+    (`code_root`: see `load_module`)."""
     check_ref(ref)
     target, name = split_ref(ref)
-    module = load_module(target)
+    module = load_module(target, code_root)
     found = flows_in(module)
     if name is not None:
         if name in found:

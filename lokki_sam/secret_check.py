@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 _NAME_PATTERN = (
     r"(?i)(secret|passw(or)?d|(^|_)pass(_|$)|(^|_)pwd(_|$)|token|api_?key|private_?key|access_?key|signing_?key"
@@ -45,3 +46,27 @@ def value_looks_secret(value: Any) -> bool:
     if isinstance(value, dict):
         return any(value_looks_secret(v) for v in value.values())
     return False
+
+
+# A URL in a requirement line; userinfo in it is a credential unless it is only `${VAR}` references,
+# which pip expands from the environment when it reads a requirements file.
+_URL_PATTERN = r"[A-Za-z][A-Za-z0-9+.-]*://[^\s;]+"
+_ENV_ONLY_PATTERN = r"(\$\{[A-Z0-9_]+\}|:)*"
+_SSH_SCHEMES = ("ssh", "git+ssh")  # `git+ssh://git@host/...`: a user name, the key does the rest
+
+
+def url_credentials(line: str) -> str | None:
+    """What credential a line's URL carries (a password, a token as user name), or None."""
+    for url in _compiled(_URL_PATTERN).findall(line):
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            continue
+        userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+        if not userinfo or _compiled(_ENV_ONLY_PATTERN).fullmatch(userinfo):
+            continue
+        if parts.password is None and parts.scheme.lower() in _SSH_SCHEMES:
+            continue
+        return "a password" if parts.password is not None else "a user name (often a token)"
+    without_references = re.sub(r"\$\{[A-Z0-9_]+\}", "", line)
+    return "a credential" if value_looks_secret(without_references) else None

@@ -87,6 +87,15 @@ def write_module(tmp_path: Path) -> Callable[[str, str], Path]:
 
 
 @pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project (tmp_path with src/) as the working directory, with a private HOME."""
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
 def unload_modules() -> Iterator[None]:
     """Forget modules imported by a test (flow files written to tmp dirs often share names)."""
     before = set(sys.modules)

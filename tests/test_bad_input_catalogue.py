@@ -347,6 +347,21 @@ def nested_map(e: Env) -> None:
     nested.graph  # noqa: B018  (building the graph is what refuses it)
 
 
+def two_steps_one_name(e: Env) -> None:
+    def make() -> Any:
+        @step
+        def cat_double(x: int) -> int:  # another step of the same name as the module's
+            return x
+
+        return cat_double
+
+    @flow
+    def doubled_twice():
+        return cat_items().map(cat_double).next(make())
+
+    doubled_twice.graph  # noqa: B018
+
+
 def flow_returning(value: Any) -> Callable[[Env], None]:
     def build(e: Env) -> None:
         @flow
@@ -625,6 +640,49 @@ CASES: list[Case] = [
         write_files(**{"src__calc.py": APP_FLOW, "lokki.toml": 'package = "image"\n', "sub__README": "here\n"}),
     ),
     Case(
+        "template",
+        "a user output refers to a generated function this run removes",
+        cli_run("generate", "src/calc.py"),
+        ("Outputs.OldArn.Value (Fn::GetAtt CalcOldFunction)", "Resources.CalcOldFunction", "--force"),
+        2,
+        app(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  CalcOldFunction:\n"
+            "    Type: AWS::Serverless::Function\n    Metadata: {lokki-sam: generated}\n    Properties: {}\n"
+            "Outputs:\n  OldArn:\n    Value: !GetAtt CalcOldFunction.Arn\n"
+        ),
+    ),
+    Case(
+        "template",
+        "JSON template with a duplicate key",
+        cli_run("generate", "src/calc.py", "--template", "template.json"),
+        ("template.json", "duplicate key 'Resources'"),
+        2,
+        write_files(**{"src__calc.py": APP_FLOW, "template.json": '{"Resources": {}, "Resources": {}}'}),
+    ),
+    Case(
+        "template",
+        "a flow name the template records from another module that still defines it",
+        cli_run("generate", "src/other.py"),
+        ("flow 'calc' is defined in src/other.py:calc", "from src/calc.py:calc", "--prune"),
+        2,
+        write_files(
+            **{
+                "src__calc.py": APP_FLOW,
+                "src__other.py": APP_FLOW,
+                "template.yaml": "Transform: AWS::Serverless-2016-10-31\nMetadata:\n  lokki-sam:\n    flows:\n"
+                "      calc: src/calc.py:calc\nResources: {}\n",
+            }
+        ),
+    ),
+    Case(
+        "template",
+        "a step requirement pip cannot parse",
+        cli_run("generate", "src/calc.py"),
+        ("requirement 'numpy<<2' is not a valid requirement", "step 'fetch'", "src/calc.py:3"),
+        2,
+        write_files(**{"src__calc.py": APP_FLOW.replace("@step\ndef", "@step(requirements=['numpy<<2'])\ndef", 1)}),
+    ),
+    Case(
         "config",
         "unknown package",
         cli_run("generate", "src/calc.py"),
@@ -634,6 +692,20 @@ CASES: list[Case] = [
     ),
     # --- flow API
     Case("flow API", "nested map", api(nested_map), ("nested maps) is not supported",), FlowDefinitionError),
+    Case(
+        "flow API",
+        "two different steps with one name",
+        api(two_steps_one_name),
+        ("two different steps are named 'cat_double'", "test_bad_input_catalogue.py:"),
+        FDE,
+    ),
+    Case(
+        "flow API",
+        "a requirement URL with a password",
+        api(lambda e: step(requirements=["pkg @ https://me:hunter2@files.example.com/pkg.whl"])(cat_sum.func)),
+        ("holds a password in its URL", "netrc"),
+        FDE,
+    ),
     Case("flow API", "flow returns an int", api(flow_returning(3)), ("flow 'bad_return'",), FlowDefinitionError),
     Case("flow API", "@step on a number", api(lambda e: step(42)), ("@step needs a function, got 42",), LokkiError),
     Case("flow API", "batch_size 0", api(map_option(batch_size=0)), ("batch_size must be an integer >= 1",), FDE),

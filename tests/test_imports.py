@@ -35,7 +35,7 @@ RUNTIME_MODULES = (
     "lokki_sam.local",
     "lokki_sam.testing",
 )
-CLI_ONLY = ("click", "rich", "yaml", "ruamel")
+CLI_ONLY = ("click", "rich", "yaml", "ruamel", "packaging")  # packaging: requirements are parsed by generate
 LOCALSTACK_PLUGIN = "lokki_sam.emulator.localstack_executor"
 LOCALSTACK_BATCH = "lokki_sam.emulator.localstack_batch"
 
@@ -109,7 +109,9 @@ def test_runtime_path_needs_neither_click_nor_rich_nor_yaml(tmp_path: Path) -> N
     flow_module.write_text(
         "from lokki_sam import flow, step\n"
         "@step\ndef nums(n: int = 3) -> list[int]:\n    return list(range(n))\n"
-        "@step\ndef sq(x: int) -> int:\n    return x * x\n"
+        # A step's requirements are checked where it is defined, in a Lambda too, without `packaging`.
+        '@step(requirements=[\'numpy<2.3; python_version < "3.12" and sys_platform == "linux"\'])\n'
+        "def sq(x: int) -> int:\n    return x * x\n"
         "@step\ndef tot(xs: list[int]) -> int:\n    return sum(xs)\n"
         "@flow\ndef tiny(n: int = 3):\n    return nums(n=n).map(sq).agg(tot)\n"
     )

@@ -28,8 +28,15 @@ if TYPE_CHECKING:
     type=click.Choice(["sam", "serverless"]),
     help="What to write: sam (template.yaml) or serverless (serverless.yml) [default: config target, else sam].",
 )
-@click.option("--check", is_flag=True, help="Write nothing; print a diff and exit 1 if anything is stale.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Write nothing; print a diff and exit 1 if anything is stale (2 if it would leave a reference dangling).",
+)
 @click.option("--prune", is_flag=True, help="Remove the flows the template records but FLOW_REF does not name.")
+@click.option(
+    "--force", is_flag=True, help="Write even when your entries refer to generated ones this run removes (warns)."
+)
 @pass_state
 @handle_errors
 def command(
@@ -40,29 +47,35 @@ def command(
     target: str | None,
     check: bool,
     prune: bool,
+    force: bool,
 ) -> None:
     """Write or update template.yaml (or serverless.yml), statemachine/<flow>.asl.json, events/ and layers/.
 
     FLOW_REF is path/to/file.py[:flow] or package.module[:flow]; a module without :flow gives
     all its flows. Without FLOW_REF: the flows of lokki.toml (`flow`, `flows`). The flows the
     template already records are regenerated too (from where they came), unless --prune.
-    Your own resources, parameters, outputs, properties and comments survive.
+    Your own resources, parameters, outputs, properties and comments survive; a generated entry
+    that one of yours refers to is not removed without --force.
     """
     from lokki_sam.generate import display, plan, requirements_warning, select
 
     config = state.config
     target = target or str(config.get("target", "sam"))
     template_path = Path(template or default_template(config, target))
-    selection = select(flow_refs, template_path, config, prune=prune, target=target)
-    result = plan(selection.flows, template_path, config, code_uri, target=target)
-    for note in result.notes:
+    selection = select(flow_refs, template_path, config, prune=prune, code_uri=code_uri, target=target)
+    result = plan(selection.flows, template_path, config, code_uri, selection.template, target=target)
+    for note in [*selection.moved, *result.notes]:
         click.echo(f"note: {note}", err=True)
+    if result.dangling and not check:
+        check_references(result.dangling, str(template_path), force)
     if check:
         stale = result.stale()
         if stale:
             click.echo(result.diff(), nl=False)
             names = ", ".join(display(p, result.root) for p in stale)
             click.echo(f"stale: {names}; run `lokki-sam generate` to update", err=True)
+            if result.dangling:
+                check_references(result.dangling, str(template_path), force=False)
             sys.exit(1)
         click.echo("generated files are up to date")
         return
@@ -86,6 +99,22 @@ def default_template(config: Config, target: str) -> str:
     if target == "serverless" and config.sources.get("template", "default") == "default":
         return "serverless.yml"
     return str(config.get("template", "template.yaml"))
+
+
+def check_references(dangling: list[str], template: str, force: bool) -> None:
+    """Refuse to remove generated entries that the user's entries refer to, or with `force` warn."""
+    from lokki_sam.errors import LokkiError
+
+    listed = "".join(f"\n    {line}" for line in dangling)
+    if force:
+        click.echo(f"warning: {template}: written anyway (--force), `sam deploy` fails until fixed:{listed}", err=True)
+        return
+    raise LokkiError(
+        f"{len(dangling)} reference(s) of yours would be left without their target, so nothing was written:{listed}",
+        where=template,
+        hint="update or delete what refers to it (point it at the renamed step's new entry), then generate again; "
+        "--force writes the template anyway",
+    )
 
 
 def docker_note(steps: list[str], builder: str = "sam build") -> str | None:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from lokki_sam import __version__
-from lokki_sam.dependencies import read_requirements_file
+from lokki_sam.build import definition_site
+from lokki_sam.dependencies import normalized, read_requirements_file
 from lokki_sam.ir import FlowGraph
 
 RUNTIME_LAYER_ID = "LokkiSamRuntimeLayer"
@@ -51,15 +52,17 @@ class DependencySet:
 
 
 def step_requirements(step: Any, where: str) -> tuple[str, ...]:
-    """A step's requirements; a requirements file is read here, relative to the step's module."""
+    """A step's requirements, parsed and normalized; a requirements file is read here, relative to
+    the step's module."""
+    where = f"{where} ({definition_site(step)})"
     value = step.options.requirements
     if not isinstance(value, str):
-        return tuple(value)
+        return normalized(tuple(value), where)
     path = Path(value)
     if not path.is_absolute():
         source = inspect.getsourcefile(step.func)
         path = (Path(source).parent if source else Path.cwd()) / path
-    return read_requirements_file(path, where)
+    return normalized(read_requirements_file(path, where), where)
 
 
 def dependency_sets(graphs: Sequence[FlowGraph], architecture: str) -> dict[tuple[str, str], DependencySet]:

@@ -6,13 +6,22 @@ the parameters, conditions, outputs and Globals.Function keys recorded under the
 `Metadata.lokki-sam.owned`. Everything else (resources, comments, short-form tags) is the
 user's and is kept as it is, thanks to ruamel.yaml's round-trip mode. Owned entries that the
 flows no longer produce (a removed step) are deleted. Output is deterministic.
+
+The existing template is parsed at most once per run (`ExistingTemplate`); when the merge changes
+nothing the file's own text is kept (no re-rendering), and what that run learnt is remembered
+(`memo.py`), so regenerating an up-to-date template again parses nothing. A
+`.json` template is read and written as JSON (two-space indent, long-form intrinsics), with the
+same ownership rules; JSON holds no comments.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -20,7 +29,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.tag import Tag
 
+from lokki_sam.compile import references
 from lokki_sam.compile.images import METADATA_KEYS, ZIP_ONLY_GLOBALS
+from lokki_sam.compile.memo import TemplateMemo, digest_of
 from lokki_sam.compile.sam import (
     DESCRIPTION_PREFIX,
     MARKER,
@@ -176,23 +187,108 @@ def _tag_of(node: Any) -> str | None:
 # ----------------------------------------------------------------------------- rendering
 
 
+@dataclass(frozen=True)
+class Dangling:
+    """A reference the merge leaves without its target: `reference` meant `target` (an owned entry
+    this run removes or renames)."""
+
+    reference: references.Reference
+    target: str
+
+    def describe(self) -> str:
+        return f"{self.reference.describe()} refers to {self.target}, which lokki-sam no longer generates"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str  # the existing text itself when the merge changes nothing
+    dangling: list[Dangling] = field(default_factory=list)
+
+
+class ExistingTemplate:
+    """The template on disk (None: there is none yet), parsed at most once per run.
+
+    `recorded_flows` reads the parsed document; `render` folds a model into it (once: it changes
+    the document in place)."""
+
+    def __init__(
+        self, text: str | None, where: str = "template.yaml", as_json: bool = False, memo: TemplateMemo | None = None
+    ) -> None:
+        self.text = text if text is not None and text.strip() else None
+        self.where = where
+        self.as_json = as_json
+        self.memo = memo  # what earlier runs learnt about this text (and where to say what this one renders)
+        self._rendered = False
+
+    @cached_property
+    def doc(self) -> CommentedMap | None:
+        if self.text is None:
+            return None
+        return parse_json(self.text, self.where) if self.as_json else parse(self.text, self.where)
+
+    @cached_property
+    def recorded_flows(self) -> dict[str, str | None]:
+        """The flows the template was generated for, with the FLOW_REF each came from (relative to
+        the template's folder; None where an older lokki-sam recorded only names)."""
+        if self.text is None:
+            return {}
+        known = self.memo.recorded_flows() if self.memo is not None else None
+        return known if known is not None else _recorded_flows(self.doc)
+
+    def render(self, model: TemplateModel) -> Rendered:
+        if self._rendered:
+            raise RuntimeError("an ExistingTemplate renders once: it changes its document")
+        self._rendered = True
+        recorded = self.recorded_flows  # read before the document changes
+        model_digest = digest_of([self.as_json, model.as_template(), model.flows, model.sources])
+        if self.text is not None and self.memo is not None and self._merges_to_itself(model, model_digest):
+            return Rendered(self.text)
+        doc = self.doc
+        if doc is None:
+            doc, record, before = CommentedMap(), {}, None
+        else:
+            record, before = _read_record(doc, self.where), to_plain(doc)
+        _merge(doc, model, record, self.where)
+        after = to_plain(doc)
+        dangling = [Dangling(ref, target) for ref, target in references.dangling(before, after)] if before else []
+        if before is not None and self.text is not None and after == before:
+            if self.memo is not None:
+                self.memo.record(recorded, unchanged_by=model_digest)
+            return Rendered(self.text)
+        if self.as_json:
+            text = json.dumps(after, indent=2, ensure_ascii=False) + "\n"
+        else:
+            out = io.StringIO()
+            if before is None:
+                out.write(HEADER)
+            yaml_rt().dump(doc, out)
+            text = out.getvalue()
+            if self.memo is not None and not dangling:  # what it holds, for the next run to skip parsing it
+                self.memo.record_rendered(text, _recorded_flows(doc), after)
+        return Rendered(text, dangling)
+
+    def _merges_to_itself(self, model: TemplateModel, model_digest: str) -> bool:
+        """Whether merging `model` changes nothing, decided from what earlier runs recorded about
+        this text (memo.py): that this model changed nothing, or the text's data, on which the
+        merge then runs without parsing the text (a JSON load). Remembered when so."""
+        assert self.memo is not None
+        if self.memo.unchanged_by(model_digest):
+            return True
+        data = self.memo.data()
+        if data is None:
+            return False
+        doc = parse_json(data, self.where)
+        before = to_plain(doc)
+        _merge(doc, model, _read_record(doc, self.where), self.where)
+        if to_plain(doc) != before:
+            return False
+        self.memo.record(self.recorded_flows, unchanged_by=model_digest)
+        return True
+
+
 def render_template(model: TemplateModel, existing: str | None, where: str = "template.yaml") -> str:
     """The new template text: `model` folded into `existing` (or a fresh template)."""
-    y = yaml_rt()
-    if existing is None or not existing.strip():
-        doc = CommentedMap()
-        record: dict[str, list[str]] = {}
-        header = HEADER
-    else:
-        doc = parse(existing, where)
-        record = _read_record(doc, where)
-        header = ""
-    _merge(doc, model, record, where)
-    out = io.StringIO()
-    if header:
-        out.write(header)
-    y.dump(doc, out)
-    return out.getvalue()
+    return ExistingTemplate(existing, where).render(model).text
 
 
 def parse(text: str, where: str) -> CommentedMap:
@@ -209,21 +305,45 @@ def parse(text: str, where: str) -> CommentedMap:
         ) from None
     except Exception as exc:  # ruamel raises a few unmarked errors (e.g. duplicate keys)
         raise LokkiError(f"cannot parse the existing template: {exc}", where=where) from None
+    return _mapping_document(doc, where)
+
+
+def parse_json(text: str, where: str) -> CommentedMap:
+    """A JSON template as the same nodes a YAML one gives (long-form intrinsics stay as they are)."""
+
+    def pairs(items: list[tuple[str, Any]]) -> CommentedMap:
+        node = CommentedMap()
+        for key, value in items:
+            if key in node:
+                raise LokkiError(f"cannot parse the existing template: duplicate key {key!r}", where=where)
+            node[key] = value
+        return node
+
+    try:
+        doc = json.loads(text, object_pairs_hook=pairs)
+    except json.JSONDecodeError as exc:
+        raise LokkiError(
+            f"cannot parse the existing template: {exc.msg}",
+            where=f"{where}:{exc.lineno}:{exc.colno}",
+            hint="fix the JSON (or move the file away to generate a fresh one)",
+        ) from None
+    return _mapping_document(doc, where)
+
+
+def _mapping_document(doc: Any, where: str) -> CommentedMap:
     if not isinstance(doc, CommentedMap):
         raise LokkiError(
-            "the existing template is not a YAML mapping",
+            "the existing template is not a mapping",
             where=where,
             hint="a SAM template starts with keys like Resources:",
         )
     return doc
 
 
-def recorded_flows(text: str | None, where: str) -> dict[str, str | None]:
-    """The flows an existing template was generated for, with the FLOW_REF each came from
-    (relative to the template's folder; None where an older lokki-sam recorded only names)."""
-    if text is None or not text.strip():
+def _recorded_flows(doc: CommentedMap | None) -> dict[str, str | None]:
+    if doc is None:
         return {}
-    meta = parse(text, where).get("Metadata")
+    meta = doc.get("Metadata")
     entry = meta.get(MARKER_KEY) if isinstance(meta, Mapping) else None
     flows = entry.get("flows") if isinstance(entry, Mapping) else None
     if isinstance(flows, list):

@@ -108,13 +108,14 @@ class Cloud:
         self.runtime_s3.meta.events.register("before-call.s3", self.counters.count_s3)
         self.state_machines: dict[str, str] = {}
 
-    def deploy(self, graph: FlowGraph, *, definition: dict[str, Any] | None = None) -> str:
+    def deploy(self, graph: FlowGraph, *, definition: dict[str, Any] | None = None, module: str | None = None) -> str:
         """Create the flow's functions (unless they exist) and state machine, substitutions
-        applied; return its ARN. `definition` replaces the compiled one (tests of emulator gaps)."""
+        applied; return its ARN. `definition` replaces the compiled one (tests of emulator gaps);
+        `module` is the functions' LOKKI_MODULE (default: the graph's, as imported here)."""
         subs = {names.BUCKET_SUBSTITUTION: BUCKET, names.PREFIX_SUBSTITUTION: names.flow_prefix(STACK, graph.name)}
         for step_ in graph.steps:
             function_name = f"{graph.name}-{step_.name}"[:64]
-            env = function_env(graph, step_.name, BUCKET)
+            env = function_env(graph, step_.name, BUCKET, module)
             try:
                 arn = self.lam.get_function(FunctionName=function_name)["Configuration"]["FunctionArn"]
             except self.lam.exceptions.ResourceNotFoundException:
