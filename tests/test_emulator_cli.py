@@ -38,7 +38,8 @@ def emulator(tmp_path: Path) -> Iterator[Run]:
     yield run
     for record in (tmp_path / ".local" / "state" / "lokki-sam" / "emulators").glob("*.json"):
         data = json.loads(record.read_text())
-        process.stop_group(data["pid"], data["started"], grace=5)
+        identity = process.Identity(data["pid"], data["started"], data["boot"])
+        process.stop_group(identity, Path(data["workdir"]), grace=5)
 
 
 def record_of(tmp_path: Path, engine: str) -> dict[str, object]:
