@@ -163,6 +163,7 @@ def test_the_plugin_wheel_carries_the_executor_and_its_entry_point(tmp_path: Pat
         names = set(archive.namelist())
         info = f"lokki_sam_localstack-{version}.dist-info"
         modules = {"plugin.py", "executor.py", "bootstrap.py", "runtime_api.py", "worker.py", "runtimes.py"}
+        modules |= {"sandbox.py", "pool.py", "map_concurrency.py"}
         assert {f"lokki_sam_localstack/{m}" for m in modules} <= names
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
         assert "[localstack.lambda.runtime_executor]\nlokki-host = lokki_sam_localstack.plugin:HostExecutorPlugin" in (

@@ -87,15 +87,27 @@ def runtime_path(venv: Path) -> Path:
     return venv / "lambda-runtime"
 
 
+# The executor's bounds, passed on from the user's shell when set (else its defaults: runtimes.py).
+SETTINGS = {
+    "LOKKI_EMULATOR_WORKERS": "function processes alive at once (0: one per concurrent invocation)",
+    "LOKKI_EMULATOR_MAP_CONCURRENCY": "child executions at once of a map without MaxConcurrency (0: all)",
+}
+
+
 def executor_environment(venv: Path) -> dict[str, str]:
     """Settings the executor reads in the LocalStack process."""
-    return {
+    env = {
         "LOKKI_EMULATOR_PYTHONS": json.dumps(python.discover_all()),  # python3.X per function runtime
         "LOKKI_EMULATOR_RUNTIME_PATH": str(runtime_path(venv)),
-        "LOKKI_EMULATOR_MAX_IDLE_WORKERS": os.environ.get("LOKKI_EMULATOR_MAX_IDLE_WORKERS", str(max_idle_workers())),
     }
-
-
-def max_idle_workers() -> int:
-    """Idle function workers kept warm at most: each is a Python process holding its imports."""
-    return max(2, 2 * (os.cpu_count() or 1))
+    for name, meaning in SETTINGS.items():
+        value = os.environ.get(name, "").strip()
+        if not value:
+            continue
+        if not value.isdigit():
+            raise EmulatorError(
+                f"{name}={value!r} is not a whole number >= 0",
+                hint=f"{name} sets the {meaning}; unset it for the default",
+            )
+        env[name] = value
+    return env

@@ -57,16 +57,6 @@ class RuntimeApi:
         host, port = self._server.server_address[:2]
         return f"{host!s}:{port}"
 
-    def reset(self) -> None:
-        """Forget the previous worker before a new one starts: a `next` request the killed worker
-        left waiting holds the old queue, so it can never take the new worker's invocation."""
-        with self._lock:
-            old, self._queue = self._queue, queue.Queue()
-            old.put(_Closed())
-            self.ready.clear()
-            self.init_error = None
-            self._current = None
-
     def invoke(self, invocation: Invocation, worker_exited: Callable[[], bool]) -> str:
         """Hand `invocation` to the worker and wait: "done", "timeout" or "exited"."""
         with self._lock:
