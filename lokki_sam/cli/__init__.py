@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 # Command name -> module exposing `command`, in the order `--help` lists them.
 COMMANDS = {
+    "init": "lokki_sam.cli.init",
     "run": "lokki_sam.cli.run",
     "generate": "lokki_sam.cli.generate",
     "graph": "lokki_sam.cli.graph",
