@@ -10,18 +10,18 @@ finds executors (plux reads the namespace `localstack.lambda.runtime_executor`).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import tempfile
-import zipfile
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from lokki_sam import __version__
 from lokki_sam.emulator import python, venvs
 from lokki_sam.emulator.errors import EmulatorError
+from lokki_sam.project.wheel import write_wheel
 
 EXECUTOR_NAME = "lokki-host"  # LAMBDA_RUNTIME_EXECUTOR
 DIST = "lokki_sam_localstack"
@@ -46,28 +46,15 @@ def plugin_version() -> str:
 
 def build_wheel(folder: Path) -> Path:
     version = plugin_version()
-    info = f"{DIST}-{version}.dist-info"
     files = {f"{DIST}/{name}": data for name, data in sorted(sources().items())}
-    files[f"{info}/METADATA"] = (
+    metadata = (
         f"Metadata-Version: 2.1\nName: lokki-sam-localstack\nVersion: {version}\n"
         "Summary: lokki-sam's host Lambda runtime executor for LocalStack (installed by `lokki-sam emulator`)\n"
-    ).encode()
-    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: lokki-sam\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    files[f"{info}/entry_points.txt"] = ENTRY_POINTS.encode()
-    record = [f"{path},sha256={_digest(data)},{len(data)}" for path, data in files.items()]
-    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
-    wheel = folder / f"{DIST}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-    return wheel
+    )
+    return write_wheel(folder, DIST, version, files, metadata, ENTRY_POINTS)
 
 
-def _digest(data: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
-def install(venv: Path) -> None:
+def install(venv: Path, progress: Callable[[str], None]) -> None:
     """Install (or replace) the plugin in LocalStack's venv unless this exact version is there."""
     version = plugin_version()
     marker = venv / MARKER
@@ -76,6 +63,7 @@ def install(venv: Path) -> None:
     with venvs.locked(f"{venv.name}-executor"), tempfile.TemporaryDirectory(prefix="lokki-executor-") as tmp:
         if marker.is_file() and marker.read_text().strip() == version:
             return
+        progress(f"installing lokki-sam's host executor {version} into LocalStack's venv")
         wheel = build_wheel(Path(tmp))
         args = ["install", "--quiet", "--no-deps", "--no-index", "--force-reinstall", str(wheel)]
         venvs.pip(venv, args, EmulatorError)
