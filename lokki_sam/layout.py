@@ -9,7 +9,7 @@ Keys are relative to a store root (a local directory, or an S3 bucket + the stac
     {run}/step={node}/{fp}/items/{first:08d}.pkl         a map source's items [first, first + chunk)
     {run}/step={node}/{fp}/todo/{execution}.json         the items a resumed execution still runs
     {run}/step={node}/{fp}/{first:08d}-{last:08d}.pkl    (indexes, outputs) of a map step for items first..last
-    {run}/step={node}/{fp}/failures/{first:08d}.json     why a batch failed (local runs)
+    {run}/step={node}/{fp}/failures/{first:08d}.json     why a batch failed in this step (execution.record_failure)
 
 Collision-free by construction: everything a node writes lives under its own `step={node}/`
 directory, and `=` appears in no fixed name, run id or fingerprint, so no step name (`items`,
