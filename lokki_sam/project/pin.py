@@ -22,6 +22,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import lokki_sam
@@ -69,13 +70,9 @@ def origin() -> Origin:
     dist = _installed()
     if dist is None:
         return Origin("directory", _package().parent.as_uri())
-    raw = dist.read_text("direct_url.json")
-    if not raw:
-        return Origin("index")
-    try:
-        record = json.loads(raw)
-        url = str(record["url"])
-    except (ValueError, KeyError, TypeError):
+    record = _record(dist)
+    url = record.get("url")
+    if not isinstance(url, str):
         return Origin("index")
     if isinstance(record.get("vcs_info"), dict):
         vcs = record["vcs_info"]
@@ -94,12 +91,21 @@ def _installed() -> importlib.metadata.Distribution | None:
     for dist in importlib.metadata.distributions(name=DISTRIBUTION):
         if dist.read_text("METADATA") is None:
             continue  # an .egg-info: a source tree's build leftovers
-        raw = json.loads(dist.read_text("direct_url.json") or "{}")
-        editable = isinstance(raw.get("dir_info"), dict) and raw["dir_info"].get("editable")
-        home = Path(_path(str(raw.get("url", "")))) if editable else Path(str(dist.locate_file("")))
+        record = _record(dist)
+        editable = isinstance(record.get("dir_info"), dict) and record["dir_info"].get("editable")
+        home = Path(_path(str(record.get("url", "")))) if editable else Path(str(dist.locate_file("")))
         if package.is_relative_to(home.resolve()):
             return dist
     return None
+
+
+def _record(dist: importlib.metadata.Distribution) -> dict[str, Any]:
+    """The distribution's PEP 610 record (`direct_url.json`); {} when it came from an index."""
+    try:
+        record = json.loads(dist.read_text("direct_url.json") or "{}")
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _package() -> Path:
