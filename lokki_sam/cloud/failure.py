@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lokki_sam.cloud.aws import aws_errors
+from lokki_sam.cloud.engine_log import EngineFaults, engine_faults
 from lokki_sam.cloud.exception_log import GENERIC_ERRORS, exception_class
 from lokki_sam.cloud.locate import failed_item
 from lokki_sam.cloud.stack import Deployment
@@ -43,6 +44,8 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
         message, trace = str(record.get("message", "")), str(record.get("traceback", ""))
     elif reported == MAP_INCOMPLETE:  # no item raised: the runtime's account of what is missing
         message = message.split("\n  hint: ", 1)[0].removeprefix(f"flow '{graph.name}', run {run_id}: ")
+        if faults := _engine_faults(dep, arn):
+            message += f"\n  {faults.describe()}"
     node = _node(graph, state)
     function = dep.function_name(graph.name, node.step.name) if node is not None else None
     group = dep.log_group(function) if function else None
@@ -104,6 +107,18 @@ def _item_record(
         first = int(item.split("..")[0])
         records = [r for r in records if first in r["items"]] or records
     return records[0] if records else None
+
+
+def _engine_faults(dep: Deployment, arn: str) -> EngineFaults | None:
+    """What a local cloud of `lokki-sam emulator start` logged against the run (best effort)."""
+    import os
+
+    try:
+        with aws_errors("reading the run's start"):
+            since = dep.client("stepfunctions").describe_execution(executionArn=arn)["startDate"]
+        return engine_faults(dep.aws.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"), since)
+    except (LokkiError, KeyError, OSError, ValueError):
+        return None
 
 
 def _failed_map(graph: FlowGraph, failure: Failure, state: str | None) -> MapBlock | None:
