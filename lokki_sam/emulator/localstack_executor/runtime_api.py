@@ -92,12 +92,10 @@ class RuntimeApi:
     # ------------------------------------------------------------------ called by the handler
 
     def _next(self) -> Invocation | None:
-        with self._lock:
-            waiting_on = self._queue
         self.ready.set()
         while not self.closed.is_set():
             try:
-                item = waiting_on.get(timeout=1.0)
+                item = self._queue.get(timeout=1.0)
             except queue.Empty:
                 continue
             if isinstance(item, _Closed):
