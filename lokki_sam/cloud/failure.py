@@ -61,7 +61,13 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
     if node is not None and (note := retry_note(graph, node, reported, error)):
         lines.append(f"  note: {note}")
     resumable = failure.status in ("FAILED", "TIMED_OUT", "ABORTED")
-    hints = [f"fix it, then continue the run: lokki-sam invoke {graph.name} --resume {run_id}"] if resumable else []
+    hints = (
+        [
+            f"once the cause is fixed, continue the run (only what did not finish runs again): lokki-sam invoke {graph.name} --resume {run_id}"
+        ]
+        if resumable
+        else []
+    )
     if node is not None:
         if group:
             lines.append(f"  logs: CloudWatch log group {group}")
