@@ -60,14 +60,8 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
     lines += [f"    {line}" for line in trace.splitlines()]
     if node is not None and (note := retry_note(graph, node, reported, error)):
         lines.append(f"  note: {note}")
-    resumable = failure.status in ("FAILED", "TIMED_OUT", "ABORTED")
-    hints = (
-        [
-            f"once the cause is fixed, continue the run (only what did not finish runs again): lokki-sam invoke {graph.name} --resume {run_id}"
-        ]
-        if resumable
-        else []
-    )
+    resume = f"lokki-sam invoke {graph.name} --resume {run_id}"
+    hints = [f"once the cause is fixed, continue the run (only what did not finish runs again): {resume}"]
     if node is not None:
         if group:
             lines.append(f"  logs: CloudWatch log group {group}")
