@@ -2,7 +2,7 @@
 
 The plugin's source is `lokki_sam/emulator/localstack_executor/` (shipped inside lokki-sam).
 It must import in LocalStack's venv, which has no lokki-sam, so it is copied there as a package
-of its own, `lokki_sam_localstack`. A wheel (written here with zipfile, no build backend needed)
+of its own, `lokki_sam_localstack`. A wheel (`lokki_sam.project.wheel`: no build backend needed)
 is the cleanest carrier: pip records its files, so a newer lokki-sam replaces them (and `pip
 uninstall lokki-sam-localstack` removes them), and its `entry_points.txt` is how LocalStack
 finds executors (plux reads the namespace `localstack.lambda.runtime_executor`).
