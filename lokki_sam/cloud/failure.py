@@ -82,8 +82,9 @@ def retry_note(graph: FlowGraph, node: Node, reported: str, exception: str) -> s
     names = error_names(policy.exceptions, graph.module)
     if names == ["States.TaskFailed"] or exception not in names:
         return None
+    declared = ", ".join(sorted(e.__name__ for e in policy.exceptions))
     return (
-        f"the step's Retry on {', '.join(names)} did not apply: this engine reported the {exception} as "
+        f"the step's Retry on {declared} did not apply: this engine reported the {exception} as "
         f"{reported}, and a retrier matches the reported error name (ministack reports every Python exception "
         f"as Runtime.HandlerError; AWS and LocalStack report its class), so the step ran once instead of up to "
         f"{1 + policy.retries} times"
