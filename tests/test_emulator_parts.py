@@ -124,6 +124,27 @@ def test_emulator_stop_with_a_stale_record_leaves_foreign_processes_alone(
     assert state.load("ministack") is None  # the stale record is gone
 
 
+def test_a_running_engine_recorded_by_an_older_lokki_sam_is_still_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its record names no boot; the process with that pid and start time working in the
+    record's own folder proves it is the engine, so `stop` ends it rather than leaking it."""
+    home = tmp_path / "engine"
+    home.mkdir()
+    engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True, cwd=home)
+    try:
+        me = process.identify(engine.pid)
+        assert me is not None
+        monkeypatch.setenv("LOKKI_SAM_STATE", str(tmp_path / "state"))
+        state.Record("ministack", "1", me.pid, me.started, 0.0, 4566, "3.11", "/venv", "/log", str(home)).save()
+        assert [s.state for s in control.status() if s.engine == "ministack"] == ["running"]
+        assert [r.pid for r in control.stop("ministack")] == [engine.pid]
+        assert engine.wait(timeout=30) is not None
+    finally:
+        engine.kill()
+        engine.wait()
+
+
 def test_port_free_tells_a_listening_port_from_a_free_one() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ import contextlib
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lokki_sam.emulator import process, state
@@ -98,7 +98,7 @@ def _start(engine: Engine, port: int, python_version: str | None, progress: Call
 
 
 def _check_not_running(engine: Engine) -> None:
-    record = state.load(engine.name)
+    record = _load(engine.name)
     if record is None:
         return
     if process.alive(record.identity):
@@ -127,7 +127,7 @@ def _check_port(port: int) -> None:
 def stop(engine_name: str | None) -> list[Record]:
     """Stop the engine (or every recorded one); the records of those stopped."""
     names = [get_engine(engine_name).name] if engine_name else list(ENGINES)
-    records = [r for r in (state.load(name) for name in names) if r is not None]
+    records = [r for r in (_load(name) for name in names) if r is not None]
     if not records:
         which = engine_name or "emulator"
         raise EmulatorError(f"no {which} is running (none recorded in {state.emulators_dir()})", hint=START_HINT)
@@ -149,7 +149,7 @@ START_HINT = "start one with `lokki-sam emulator start [--engine localstack|mini
 def status() -> list[Status]:
     found = []
     for name in ENGINES:
-        record = state.load(name)
+        record = _load(name)
         if record is None:
             found.append(Status(name, "stopped"))
         elif process.alive(record.identity):
@@ -181,7 +181,16 @@ def _end(record: Record) -> None:
 
 
 def _records() -> list[Record]:
-    return [r for r in (state.load(name) for name in ENGINES) if r is not None]
+    return [r for r in (_load(name) for name in ENGINES) if r is not None]
+
+
+def _load(engine: str) -> Record | None:
+    """The engine's record. One written by an older lokki-sam names no boot: it still identifies its
+    engine when the process with that pid and start time works in the record's own folder."""
+    record = state.load(engine)
+    if record is not None and not record.boot and process.works_in(record.pid, record.started, Path(record.workdir)):
+        return replace(record, boot=process.boot_id())
+    return record
 
 
 def tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -114,6 +114,19 @@ def alive(who: Identity) -> bool:
     return who.boot == boot_id() and now is not None and abs(now - who.started) < START_TOLERANCE
 
 
+def works_in(pid: int, started: float, home: Path) -> bool:
+    """Whether `pid` is the process that started at `started` and its working folder is `home`."""
+    now = started_at(pid)
+    return now is not None and abs(now - started) < START_TOLERANCE and _cwd(pid) == home.resolve()
+
+
+def _cwd(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+
+
 def reap(pid: int) -> None:
     """Collect `pid` if it is our child (started by this process), so it does not stay a zombie."""
     with contextlib.suppress(ChildProcessError):
@@ -167,11 +180,8 @@ def _member_of(pid: int, leader: Identity, home: Path) -> bool:
         return False
     if found[2] < leader.started - START_TOLERANCE:
         return False  # older than the leader: another process group that reuses the id
-    try:
-        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-    except OSError:
-        return False
-    return cwd.is_relative_to(home.resolve())
+    cwd = _cwd(pid)
+    return cwd is not None and cwd.is_relative_to(home.resolve())
 
 
 def _signal_proven(pid: int, proven: Callable[[], bool], sig: int) -> None:
