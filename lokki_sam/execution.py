@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -652,17 +653,100 @@ def gather(ctx: RunContext, block: MapBlock) -> Gathered:
     found = find_outputs(ctx, block.last, wanted)
     missing = [r.index for r in refs if r.index not in found]
     if missing and not block.options.tolerates(len(missing), len(refs)):
-        shown = ", ".join(map(str, missing[:20])) + (", ..." if len(missing) > 20 else "")
         raise MapIncomplete(
-            f"map '{block.id}' is incomplete: {len(missing)} of {len(refs)} item(s) have no output of step "
-            f"'{block.last.id}' (items {shown}), more than the map tolerates",
+            incomplete_message(ctx, block, missing, len(refs)),
             where=ctx.where(),
-            hint="those items failed (some emulators report such a map as succeeded); see the run's map items, "
-            f"fix the step and resume the run (--resume {ctx.run_id})",
+            hint=f"fix what failed, then resume the run (--resume {ctx.run_id}): only the items without an output "
+            "run again",
         )
     present = [r.index for r in refs if r.index in found]
     digest = lineage.map_digest((i, found[i][1]) for i in present)
     return Gathered([found[i][0] for i in present], digest, missing)
+
+
+# --------------------------------------------------------------------------- failed map items
+
+FAILURES_READ = 50  # records read at most to describe a map's failures (the newest ones)
+
+
+def record_failure(ctx: RunContext, block: MapBlock, node: Node, refs: Sequence[ItemRef], error: BaseException) -> None:
+    """Store why a batch of map items failed in step `node`: the step, the items, the exception's
+    class and message, and the user's frames of its traceback. Written under the node's own
+    directory, where its function may write, keyed by the items' identities at that step (a record
+    made for other inputs is another key)."""
+    if not refs:
+        return
+    ids = item_ids(ctx, block, refs)[node.id]
+    record = {
+        "step": node.id,
+        "items": [r.index for r in refs],
+        "execution": ctx.execution,
+        "error": type(error).__name__,
+        "message": str(error),
+        "traceback": user_traceback(error),
+    }
+    ctx.store.put_json(layout.failure(ctx.run_id, node.id, refs[0].index, lineage.span_tag(ids)), record)
+
+
+def failure_records(ctx: RunContext, block: MapBlock) -> list[dict[str, Any]]:
+    """The failure records of the map's items that still have no output, newest first (at most
+    FAILURES_READ): each as `record_failure` wrote it. Items that succeeded later (a retry, a
+    resume) are left out; an unreadable record is skipped (the function's log has the error)."""
+    done = done_items(ctx, block)
+    written: dict[str, float] = {}
+    for node in block.nodes:
+        written.update(ctx.store.list_written(layout.node_dir(ctx.run_id, node.id) + "failures/"))
+    records: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for key in sorted(written, key=lambda k: written[k], reverse=True)[:FAILURES_READ]:
+        try:
+            record = ctx.store.get_json(key)
+        except StoreError:
+            continue
+        items = record.get("items") if isinstance(record, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, int) for i in items):
+            continue
+        fresh = [i for i in items if i not in done and i not in seen]
+        if fresh:
+            seen.update(items)
+            records.append(record)
+    return records
+
+
+def incomplete_message(ctx: RunContext, block: MapBlock, missing: Sequence[int], total: int) -> str:
+    """Which items of a map have no output, and why as far as the run knows: the failure records
+    name the step and the exception; an item without a record never raised in its step."""
+    records = failure_records(ctx, block)
+    recorded = {i for r in records for i in r["items"]}
+    lines = [
+        f"map '{block.id}' is incomplete: {len(missing)} of {total} item(s) have no output of step "
+        f"'{block.last.id}' (items {_shown(missing)}), more than the map tolerates"
+    ]
+    for record in records[:5]:
+        items = record["items"]
+        span = str(items[0]) if len(items) == 1 else f"{items[0]}..{items[-1]}"
+        lines.append(f"  item {span}: {record.get('error')}: {record.get('message')} (step '{record.get('step')}')")
+    if len(records) > 5:
+        lines.append(f"  ... and {len(records) - 5}{'+' * (len(records) == FAILURES_READ)} more failed batch(es)")
+    unexplained = [i for i in missing if i not in recorded]
+    if unexplained and len(records) < FAILURES_READ:  # all records were read: these items have none
+        lines.append(
+            f"  {len(unexplained)} item(s) have no failure record (items {_shown(unexplained)}): their step did not "
+            "raise for them. The engine never ran them or lost their result (LocalStack's Step Functions: "
+            "States.Runtime when it cannot reach Lambda), or the invocation timed out or its process died: the "
+            "map run's failed children and the function's log say which"
+        )
+    return "\n".join(lines)
+
+
+def _shown(items: Sequence[int]) -> str:
+    return ", ".join(map(str, items[:20])) + (", ..." if len(items) > 20 else "")
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The last frames of the user's traceback (lokki-sam's own frames dropped)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "lokki_sam" not in f.filename]
+    return "".join(traceback.format_list(frames[-5:])).rstrip()
 
 
 # ---------------------------------------------------------------------------------- outputs

@@ -10,7 +10,7 @@ Keys are relative to a store root (a local directory, or an S3 bucket + the stac
     {run}/step={node}/{id}/items/{first:08d}.pkl        a map source's items [first, first + chunk)
     {run}/step={node}/{id}/todo/{execution}.json        the items a resumed execution still runs
     {run}/step={node}/{first:08d}-{last:08d}-{tag}.pkl  a map step's outputs for items first..last
-    {run}/step={node}/failures/{first:08d}-{tag}.json   why a batch of items failed
+    {run}/step={node}/failures/{first:08d}-{tag}.json   why a batch of items failed in this step (any engine)
     {run}/step={node}/decisions/{execution}/{stage}.json  what a resumed execution reused, and why not
 
 `id` is the identity of what the output was computed from (`lineage.py`: the node's code, the

@@ -15,7 +15,6 @@ import os
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -297,7 +296,7 @@ class LocalRunner:
             raise
         except Exception as exc:
             raise StepFailed(
-                f"step '{node.id}' failed: {type(exc).__name__}: {exc}\n{_user_traceback(exc)}",
+                f"step '{node.id}' failed: {type(exc).__name__}: {exc}\n{execution.user_traceback(exc)}",
                 where=f"flow '{self.graph.name}', run {ctx.run_id}",
                 hint=f"fix it, then resume with: --resume {ctx.run_id}",
             ) from exc
@@ -415,20 +414,9 @@ class LocalRunner:
     def _record_failure(
         self, ctx: RunContext, block: MapBlock, batch: list[ItemRef], error: BaseException
     ) -> ItemFailure:
-        step_id = getattr(error, "__lokki_step__", block.nodes[0].id)
-        failure = ItemFailure(block.id, step_id, tuple(r.index for r in batch), type(error).__name__, str(error))
-        ids = execution.item_ids(ctx, block, batch)[block.last.id]
-        self.store.put_json(
-            layout.failure(ctx.run_id, block.last.id, batch[0].index, lineage.span_tag(ids)),
-            {
-                "items": list(failure.indexes),
-                "step": step_id,
-                "execution": ctx.execution,
-                "error": failure.error_type,
-                "message": failure.message,
-                "traceback": _user_traceback(error),
-            },
-        )
+        node = ctx.graph.node(getattr(error, "__lokki_step__", block.nodes[0].id))
+        failure = ItemFailure(block.id, node.id, tuple(r.index for r in batch), type(error).__name__, str(error))
+        execution.record_failure(ctx, block, node, batch, error)
         return failure
 
     def _map_failed(
@@ -475,9 +463,3 @@ def _describe_tolerance(block: MapBlock) -> str:
 def _cancel(pending: list[Future[Any]]) -> None:
     for future in pending:
         future.cancel()
-
-
-def _user_traceback(exc: BaseException) -> str:
-    """The last frames of the user's traceback (lokki-sam's own frames dropped)."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "lokki_sam" not in f.filename]
-    return "".join(traceback.format_list(frames[-5:])).rstrip()

@@ -18,7 +18,7 @@ from lokki_sam.errors import LokkiError
 
 # Parts of the package the Lambda runtime never imports (tests/test_imports.py checks the rest
 # imports without click, rich or YAML).
-CLI_ONLY = ("cli", "cloud", "compile", "emulator", "plan", "generate.py", "visualize.py", "packaging.py")
+CLI_ONLY = ("cli", "cloud", "compile", "emulator", "plan", "project", "generate.py", "visualize.py", "packaging.py")
 
 
 class RuntimeVersionMismatch(LokkiError):

@@ -12,6 +12,7 @@ Cold start imports the standard library, lokki_sam's stdlib-only core, the user'
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
@@ -182,7 +183,14 @@ def _run_map_step(graph: FlowGraph, store: ArtifactStore, raw: Mapping[str, Any]
         refs = execution.complete_refs(ctx, block, refs)
     items = runlog.item_ranges([ref.index for ref in refs])
     with runlog.step_scope(_log_fields(ctx, node, map=map_id, items=items, item_count=len(refs))):
-        execution.run_batch(ctx, block, node, refs, event.source)
+        try:
+            execution.run_batch(ctx, block, node, refs, event.source)
+        except Exception as exc:
+            # What failed, stored with the run: `invoke`/`result` report it as on AWS even where the
+            # engine does not (LocalStack ignores failed items of a Distributed Map).
+            with contextlib.suppress(Exception):  # the log keeps the error when the store cannot
+                execution.record_failure(ctx, block, node, refs, exc)
+            raise
     return {"node": node.id, "items": len(refs)}
 
 

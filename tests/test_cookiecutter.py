@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from lokki_sam import __version__
 from lokki_sam.config import load_config
 from tests.conftest import lokki_env
 
@@ -53,6 +54,8 @@ class Variant:
 
 
 WORDS_TOP3 = [["water", 6], ["bread", 4], ["every", 3]]
+# The answer `auto`: the project pins the lokki-sam that rendered it (an editable checkout here: a wheel of it).
+PINNED = f"./wheels/lokki_sam-{__version__}-py3-none-any.whl"
 # The pre-prompt hook's defaults: the Python running cookiecutter and this machine's architecture.
 HERE_RUNTIME = f"python3.{sys.version_info.minor}"
 HERE_ARCH = "arm64" if platform.machine().lower() in ("arm64", "aarch64") else "x86_64"
@@ -68,7 +71,7 @@ VARIANTS = {
         HERE_ARCH,
         "us-east-1",
         "my-lokki-flow",
-        "lokki-sam",
+        PINNED,
         ("-p", "limit=2"),
         "flappy goose, flappy duck",
     ),
@@ -105,7 +108,7 @@ VARIANTS = {
         "arm64",
         "us-east-1",
         "tiny-flows",
-        "lokki-sam",
+        PINNED,
         ("-p", "name=Ada"),
         "HELLO ADA!",
     ),
@@ -217,6 +220,7 @@ def test_settings_carry_the_answers(name: str, projects: dict[str, Path]) -> Non
     assert [line for line in requirements if line and not line.startswith("#")] == []
     dev = (root / "requirements-dev.txt").read_text().splitlines()
     assert v.requirement in dev and "-r src/requirements.txt" in dev
+    assert (root / v.requirement).is_file() == (v.requirement == PINNED)  # the pinned wheel is in the project
 
     from samtranslator.yaml_helper import yaml_parse
 
@@ -464,12 +468,12 @@ BAD_ANSWERS = [
     ({"architecture": "arm"}, "architecture 'arm' is not one of arm64, x86_64"),
     ({"aws_region": "mars-1"}, "aws_region 'mars-1' is not an AWS region name"),
     ({"stack_name": "9lives"}, "stack_name '9lives' is not a CloudFormation stack name"),
-    ({"lokki_sam_requirement": "requests"}, "lokki_sam_requirement 'requests' must be one pip requirement line"),
+    ({"lokki_sam_requirement": "requests"}, "lokki_sam_requirement 'requests' must be auto or one pip requirement"),
     # Answers are full-matched: a trailing newline (`$` matches before it) is not part of a valid answer,
     ({"project_slug": "my_flow\n"}, "project_slug 'my_flow\\n' is not a Python identifier"),
     ({"aws_region": "us-east-1\n"}, "aws_region 'us-east-1\\n' is not an AWS region name"),
     # and a control character would split one requirement into several pip options.
-    ({"lokki_sam_requirement": "lokki-sam\f--index-url=http://x"}, "must be one pip requirement line"),
+    ({"lokki_sam_requirement": "lokki-sam\f--index-url=http://x"}, "must be auto or one pip requirement line"),
 ]
 
 
@@ -514,3 +518,69 @@ def test_without_lokki_sam_the_project_is_created_with_instructions(home: Path, 
     root = out / "my-lokki-flow"
     assert (root / "src" / "my_lokki_flow" / "flow.py").is_file()
     assert not (root / "template.yaml").exists() and not (root / "_starters").exists()
+
+
+# ------------------------------------------------------------------------ lokki-sam init and the pin
+
+
+def fresh_shell(home: Path) -> dict[str, str]:
+    """A new user's shell: no venv active, so what runs comes from the project's own .venv."""
+    env = {k: v for k, v in lokki_env(home).items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV"))}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if Path(p) != BIN)
+    return env
+
+
+def readme_block(readme: str, section: str) -> str:
+    """The first ```bash block under `## <section>` of a README."""
+    found = re.search(rf"^## {re.escape(section)}\n.*?```bash\n(.*?)```", readme, flags=re.M | re.S)
+    assert found, f"no bash block under '## {section}'"
+    return found.group(1).strip()
+
+
+def test_lokki_sam_init_pins_itself_and_the_readme_set_up_works_as_written(home: Path, tmp_path: Path) -> None:
+    """`lokki-sam init`, then the project's README set-up line by line in a fresh shell: the
+    requirements name this very lokki-sam (a wheel of it in the project), so `pip install -r
+    requirements-dev.txt` finds it, and the project's own run and tests pass with what it installed."""
+    answers = ["project_name=first-ten", "starter=minimal", f"runtime={HERE_RUNTIME}"]
+    made = run([LOKKI_SAM, "init", "--no-input", "-o", str(tmp_path), *answers], tmp_path, env_for(home))
+    assert made.returncode == 0, made.stdout + made.stderr
+    root = Path(made.stdout.strip().splitlines()[-1])
+    assert root == tmp_path / "first-ten"
+    assert f"lokki-sam pinned in requirements-dev.txt: {PINNED}" in made.stderr
+    assert (root / PINNED).is_file() and (root / "template.yaml").is_file()
+    setup = readme_block((root / "README.md").read_text(), "Set up")
+    script = (
+        f"set -e\n{setup}\nlokki-sam --version\nlokki-sam run -p name=Ada -q\npython -m pytest -q -p no:cacheprovider\n"
+    )
+    done = run(["bash", "-c", script], root, fresh_shell(home), timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert f"lokki-sam, version {__version__}" in lines and "HELLO ADA!" in lines
+    assert "passed" in lines[-1] and "failed" not in lines[-1]
+    assert (root / ".venv" / "bin" / "lokki-sam").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["colour=red"], "unknown answer(s): colour"),
+        (["oops"], "answer 'oops' is not NAME=VALUE"),
+        (["--lokki-sam", "nonsense"], "--lokki-sam 'nonsense' is not a source lokki-sam can be pinned to"),
+        (["--lokki-sam", "index", "lokki_sam_requirement=lokki-sam"], "--lokki-sam and lokki_sam_requirement= both"),
+        (["project_slug=class"], "the template refused the answers"),
+    ],
+)
+def test_lokki_sam_init_refuses_bad_input_and_writes_nothing(
+    args: list[str], message: str, home: Path, tmp_path: Path
+) -> None:
+    done = run([LOKKI_SAM, "init", "--no-input", "-o", str(tmp_path / "out"), *args], tmp_path, env_for(home))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_lokki_sam_init_refuses_an_existing_project_folder(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "my-lokki-flow").mkdir()
+    done = run([LOKKI_SAM, "init", "--no-input", "-o", str(tmp_path)], tmp_path, env_for(home))
+    assert done.returncode == 2 and "my-lokki-flow" in done.stderr and "Traceback" not in done.stderr
+    assert not any((tmp_path / "my-lokki-flow").iterdir())

@@ -38,7 +38,8 @@ def emulator(tmp_path: Path) -> Iterator[Run]:
     yield run
     for record in (tmp_path / ".local" / "state" / "lokki-sam" / "emulators").glob("*.json"):
         data = json.loads(record.read_text())
-        process.stop_group(data["pid"], data["started"], grace=5)
+        identity = process.Identity(data["pid"], data["started"], data["boot"])
+        process.stop_group(identity, Path(data["workdir"]), grace=5)
 
 
 def record_of(tmp_path: Path, engine: str) -> dict[str, object]:
@@ -152,6 +153,9 @@ def test_an_engine_that_cannot_be_installed_says_why(emulator: Run, tmp_path: Pa
         "hint: the engine is installed with pip",
     )
     assert "No matching distribution found for ministack==1.5.33" in done.stderr
+    # What it was doing when it failed: the first start says what it installs, stage by stage.
+    assert "installing ministack 1.5.33 for Python" in done.stderr and "first use, once" in done.stderr
+    assert "creating the venv with " in done.stderr
     assert not any(p.is_dir() for p in (tmp_path / "cache").iterdir())
     assert "ministack: stopped" in emulator("status").stdout
 
@@ -225,3 +229,32 @@ def test_an_engine_that_dies_while_starting_shows_its_log(emulator: Run, tmp_pat
     refused(done, f"ministack exited with code 3 while starting on 127.0.0.1:{port}", "| cannot bind, giving up")
     assert "hint: its log: " in done.stderr
     assert "ministack: stopped" in emulator("status").stdout  # nothing recorded
+
+
+def test_a_venv_build_reports_each_stage_and_how_many_packages_it_has_so_far(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first `emulator start` builds the engine's venv (LocalStack: ~120 packages, minutes);
+    it must not sit silent. Twelve local packages that require each other stand for them."""
+    from lokki_sam.emulator import venvs
+    from lokki_sam.project.wheel import write_wheel
+
+    wheels = tmp_path / "wheels"
+    for i in range(12):
+        needs = f"Requires-Dist: lokki-demo-{i + 1}\n" if i < 11 else ""
+        metadata = f"Metadata-Version: 2.1\nName: lokki-demo-{i}\nVersion: 1.0\n{needs}"
+        write_wheel(wheels, f"lokki-demo-{i}", "1.0", {f"lokki_demo_{i}/__init__.py": b""}, metadata)
+    monkeypatch.setenv("LOKKI_SAM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    said: list[str] = []
+    venv = venvs.cached_venv("demo", sys.executable, ["lokki-demo-0"], RuntimeError, progress=said.append)
+    assert (venv / ".complete").is_file()
+    assert said[0] == f"creating the venv with {sys.executable}"
+    assert "pip: 10 package(s) collected so far (latest: lokki_demo_9)" in said, said
+    assert any(line.startswith("pip: installing 12 package(s)") for line in said), said
+    assert said[-1].startswith("pip: done in ")
+    said.clear()
+    assert venvs.cached_venv("demo", sys.executable, ["lokki-demo-0"], RuntimeError, progress=said.append) == venv
+    assert said == []  # built already: nothing to say

@@ -27,7 +27,8 @@ from lokki_sam.emulator.state import Record
 
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
 ROLE = "arn:aws:iam::000000000000:role/lambda"
-MAX_IDLE = 2
+WORKERS = 2
+MAP_CONCURRENCY = 6
 APP = """
 import os, sys, time
 
@@ -62,6 +63,9 @@ def sleepy(event, context):
 def talk(event, context):
     print("log line", event["word"])
     return "ok"
+
+def double(event, context):
+    return {"twice": event * 2, "pid": os.getpid()}
 """
 
 
@@ -78,7 +82,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Record]:
     state = tmp_path_factory.mktemp("localstack-state")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LOKKI_SAM_STATE", str(state))
-        patch.setenv("LOKKI_EMULATOR_MAX_IDLE_WORKERS", str(MAX_IDLE))
+        patch.setenv("LOKKI_EMULATOR_WORKERS", str(WORKERS))
+        patch.setenv("LOKKI_EMULATOR_MAP_CONCURRENCY", str(MAP_CONCURRENCY))
         started = control.start("localstack", process.free_port(), None, progress=lambda _: None)
         record = started.record
         try:
@@ -207,14 +212,67 @@ def test_a_runtime_other_than_python_is_refused_with_a_clear_error(cloud: Record
 
 
 def test_idle_workers_are_bounded_and_an_ended_one_starts_again(cloud: Record) -> None:
-    names = [f"talk-{i}" for i in range(MAX_IDLE + 2)]
+    names = [f"talk-{i}" for i in range(WORKERS + 2)]
     for name in names:
         create(cloud, name, "app.talk")
         assert invoke(cloud, name, {"word": name}) == (None, "ok")
-    assert len(workers(cloud)) <= MAX_IDLE
+    assert len(workers(cloud)) <= WORKERS
     assert invoke(cloud, names[0], {"word": "again"}) == (None, "ok")  # its worker was ended: a cold start
-    assert len(workers(cloud)) <= MAX_IDLE
+    assert len(workers(cloud)) <= WORKERS
     assert "log line again" in "".join(log_lines(cloud, "/aws/lambda/talk-0", "log line again"))
+
+
+def test_concurrent_invocations_share_a_bounded_pool_of_warm_workers(cloud: Record) -> None:
+    """LocalStack makes an execution environment per concurrent invocation; the executor runs
+    them all on at most LOKKI_EMULATOR_WORKERS processes, reused warm."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    create(cloud, "pooled", "app.double")
+    with ThreadPoolExecutor(12) as threads:
+        answers = list(threads.map(lambda n: invoke(cloud, "pooled", n), range(24)))
+    assert [(error, payload["twice"]) for error, payload in answers] == [(None, 2 * n) for n in range(24)]
+    assert len({payload["pid"] for _, payload in answers}) <= WORKERS
+    assert len(workers(cloud)) <= WORKERS
+
+
+def test_a_distributed_map_of_600_items_without_max_concurrency_loses_none(cloud: Record) -> None:
+    """LocalStack starts every item of such a map at once: on a small machine its Step Functions
+    then fails items with `States.Runtime: Connect timeout` (and lets the map succeed). Locally
+    at most LOKKI_EMULATOR_MAP_CONCURRENCY children run at once, and every item completes."""
+    create(cloud, "doubler", "app.double", Timeout=60)
+    arn = client(cloud, "lambda").get_function(FunctionName="doubler")["Configuration"]["FunctionArn"]
+    items = list(range(600))
+    definition = {
+        "StartAt": "Items",
+        "States": {
+            "Items": {"Type": "Pass", "Result": items, "Next": "Map"},
+            "Map": {
+                "Type": "Map",
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Double",
+                    "States": {
+                        "Double": {
+                            "Type": "Task",
+                            "Resource": "arn:aws:states:::lambda:invoke",
+                            "Parameters": {"FunctionName": arn, "Payload.$": "$"},
+                            "OutputPath": "$.Payload.twice",
+                            "End": True,
+                        }
+                    },
+                },
+                "End": True,
+            },
+        },
+    }
+    execution = run(cloud, state_machine(cloud, "six-hundred", definition), timeout=600)
+    assert execution["status"] == "SUCCEEDED"
+    sfn = client(cloud, "stepfunctions")
+    (map_run,) = sfn.list_map_runs(executionArn=execution["executionArn"])["mapRuns"]
+    described = sfn.describe_map_run(mapRunArn=map_run["mapRunArn"])
+    assert described["itemCounts"]["failed"] == 0 and described["itemCounts"]["succeeded"] == len(items)
+    assert described["maxConcurrency"] == MAP_CONCURRENCY  # the local bound, as DescribeMapRun reports it
+    assert json.loads(execution["output"]) == [2 * n for n in items]
 
 
 # ------------------------------------------------------------- Step Functions gaps (docs/deploy.md)
@@ -227,10 +285,10 @@ def state_machine(cloud: Record, name: str, definition: dict[str, Any]) -> str:
     return arn
 
 
-def run(cloud: Record, arn: str) -> dict[str, Any]:
+def run(cloud: Record, arn: str, timeout: float = 60) -> dict[str, Any]:
     sfn = client(cloud, "stepfunctions")
     execution = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
         assert time.monotonic() < deadline
         time.sleep(0.2)

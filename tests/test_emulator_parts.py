@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lokki_sam.emulator import engines, plugin, process, python, state
+from lokki_sam.emulator import control, engines, plugin, process, python, state
 from lokki_sam.emulator.errors import EmulatorError
 
 
@@ -27,32 +30,119 @@ def test_stop_group_ends_the_leader_and_the_children_it_left_behind(tmp_path: Pa
     script = "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
     script += "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
     script += "print(child.pid, flush=True); time.sleep(60)"
-    leader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, start_new_session=True)
+    leader = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, start_new_session=True, cwd=tmp_path
+    )
     assert leader.stdout is not None
     child_pid = int(leader.stdout.readline())
-    started = process.started_at(leader.pid)
-    assert started is not None and process.alive(leader.pid, started)
+    identity = process.identify(leader.pid)
+    assert identity is not None and process.alive(identity)
     assert set(process.group_members(leader.pid)) == {leader.pid, child_pid}
     began = time.monotonic()
-    process.stop_group(leader.pid, started, grace=0.5)
+    process.stop_group(identity, tmp_path, grace=0.5)
     assert time.monotonic() - began < 10
     assert process.group_members(leader.pid) == []
     assert process.started_at(leader.pid) is None and process.started_at(child_pid) is None
     leader.wait(timeout=5)  # stop_group reaped it already (it is our child)
 
 
-def test_a_recycled_pid_is_not_the_emulator_and_its_group_is_left_alone() -> None:
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+def test_a_recycled_pid_is_not_the_emulator_and_its_group_is_left_alone(tmp_path: Path) -> None:
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True, cwd=tmp_path
+    )
     try:
         real = process.started_at(other.pid)
         assert real is not None
-        assert not process.alive(other.pid, real - 100.0)  # a record of an older process with this pid
-        process.stop_group(other.pid, real - 100.0, grace=0.5)
+        older = process.Identity(other.pid, real - 100.0, process.boot_id())  # an older process with this pid
+        assert not process.alive(older)
+        process.stop_group(older, tmp_path, grace=0.5)
         assert other.poll() is None  # not ours: untouched
     finally:
         other.kill()
         other.wait()
     assert process.started_at(other.pid) is None
+
+
+@pytest.fixture
+def orphan(tmp_path: Path) -> Iterator[tuple[int, process.Identity, Path]]:
+    """A process left in a process group whose leader has exited: (its pid, the leader as it was
+    when alive, the folder it works in). Nothing of lokki-sam started either."""
+    home = tmp_path / "engine"
+    home.mkdir()
+    script = "import subprocess, sys; "
+    script += "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+    script += "print(child.pid, flush=True); sys.stdin.read()"  # exits when its stdin closes
+    leader = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, cwd=home
+    )
+    assert leader.stdin is not None and leader.stdout is not None
+    pid = int(leader.stdout.readline())
+    identity = process.identify(leader.pid)
+    assert identity is not None
+    leader.stdin.close()
+    leader.wait(timeout=10)
+    assert process.group_members(leader.pid) == [pid]  # the leader is gone, its child is left
+    try:
+        yield pid, identity, home
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # the test started it: ended by its own pid
+
+
+def test_a_stale_record_never_signals_a_process_whose_identity_is_not_proven(
+    orphan: tuple[int, process.Identity, Path], tmp_path: Path
+) -> None:
+    """The group's leader is gone, so the record can prove nothing through it: each member must
+    itself be proven (same boot, started no earlier than the recorded start, inside the engine's
+    folder) or be left alone."""
+    pid, leader, home = orphan
+    stale = [
+        process.Identity(leader.pid, leader.started, "another-boot"),  # a record from before a reboot
+        process.Identity(leader.pid, leader.started, ""),  # a record that names no boot
+        process.Identity(leader.pid, leader.started + 3600, leader.boot),  # the member is older than the record
+    ]
+    for record in stale:
+        process.stop_group(record, home, grace=0.5)
+        assert process.started_at(pid) is not None, record
+    process.stop_group(leader, tmp_path / "elsewhere", grace=0.5)  # it does not work in the engine's folder
+    assert process.started_at(pid) is not None
+    # Proven: same boot, started after the recorded start, in the engine's folder: a leftover worker.
+    process.stop_group(leader, home, grace=0.5)
+    assert process.started_at(pid) is None
+
+
+def test_emulator_stop_with_a_stale_record_leaves_foreign_processes_alone(
+    orphan: tuple[int, process.Identity, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid, leader, home = orphan
+    monkeypatch.setenv("LOKKI_SAM_STATE", str(tmp_path / "state"))
+    # A record an older lokki-sam wrote (no boot id) naming the group id the foreign session now uses.
+    state.Record("ministack", "1", leader.pid, leader.started - 1, 0.0, 4566, "3.11", "/venv", "/log", str(home)).save()
+    with pytest.raises(EmulatorError, match="ministack was not running"):
+        control.stop("ministack")
+    assert process.started_at(pid) is not None
+    assert state.load("ministack") is None  # the stale record is gone
+
+
+def test_a_running_engine_recorded_by_an_older_lokki_sam_is_still_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its record names no boot; the process with that pid and start time working in the
+    record's own folder proves it is the engine, so `stop` ends it rather than leaking it."""
+    home = tmp_path / "engine"
+    home.mkdir()
+    engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True, cwd=home)
+    try:
+        me = process.identify(engine.pid)
+        assert me is not None
+        monkeypatch.setenv("LOKKI_SAM_STATE", str(tmp_path / "state"))
+        state.Record("ministack", "1", me.pid, me.started, 0.0, 4566, "3.11", "/venv", "/log", str(home)).save()
+        assert [s.state for s in control.status() if s.engine == "ministack"] == ["running"]
+        assert [r.pid for r in control.stop("ministack")] == [engine.pid]
+        assert engine.wait(timeout=30) is not None
+    finally:
+        engine.kill()
+        engine.wait()
 
 
 def test_port_free_tells_a_listening_port_from_a_free_one() -> None:
@@ -94,6 +184,7 @@ def test_the_plugin_wheel_carries_the_executor_and_its_entry_point(tmp_path: Pat
         names = set(archive.namelist())
         info = f"lokki_sam_localstack-{version}.dist-info"
         modules = {"plugin.py", "executor.py", "bootstrap.py", "runtime_api.py", "worker.py", "runtimes.py"}
+        modules |= {"sandbox.py", "pool.py", "map_concurrency.py"}
         assert {f"lokki_sam_localstack/{m}" for m in modules} <= names
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
         assert "[localstack.lambda.runtime_executor]\nlokki-host = lokki_sam_localstack.plugin:HostExecutorPlugin" in (

@@ -10,15 +10,18 @@ import json
 import os
 import sys
 import textwrap
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from lokki_sam.emulator.localstack_executor import bootstrap, runtimes
+from lokki_sam.emulator.localstack_executor.pool import Stopped, WorkerPool
 from lokki_sam.emulator.localstack_executor.runtime_api import Invocation, RuntimeApi
+from lokki_sam.emulator.localstack_executor.sandbox import Sandbox
 from lokki_sam.emulator.localstack_executor.worker import Worker
 
 MARKER = "\x1etest-marker"
@@ -205,25 +208,118 @@ def test_sys_path_is_task_root_then_layers_then_stdlib_then_runtime_and_nothing_
     assert (result["click"], result["private"], result["layer"]) == (False, [], "layer")
 
 
-def test_a_new_worker_never_gets_an_invocation_meant_for_a_killed_one(app: Path) -> None:
-    running = Harness(app, "handlers.echo")
-    running.wait_ready()
-    running.worker.kill()  # its `next` request may still be open in the server
-    running.api.reset()
-    command = [sys.executable, "-S", "-u", bootstrap.__file__]
+# ------------------------------------------------------------------- sandboxes and their pool
+
+
+def sandbox_for(app: Path, handler: str = "handlers.echo") -> Sandbox:
     env = {
-        "AWS_LAMBDA_RUNTIME_API": running.api.address,
-        "_HANDLER": "handlers.echo",
+        "PATH": os.environ.get("PATH", ""),
+        "_HANDLER": handler,
+        "LAMBDA_TASK_ROOT": str(app / "task"),
         "_LOKKI_SYS_PATH": str(app / "task"),
-        "_LOKKI_LOG_MARKER": MARKER,
     }
-    running.worker = Worker(command, env, app / "task", MARKER)
+    return Sandbox([sys.executable, "-S", "-u", bootstrap.__file__], env, app / f"sandbox-{uuid.uuid4().hex}")
+
+
+def started(app: Path, handler: str = "handlers.echo") -> Sandbox:
+    sandbox = sandbox_for(app, handler)
+    assert sandbox.start(threading.Event()) is None
+    return sandbox
+
+
+def call(sandbox: Sandbox, n: int) -> object:
+    invocation = Invocation(str(uuid.uuid4()), json.dumps({"n": n}).encode(), int(time.time() * 1000 + 20_000), "arn")
+    assert sandbox.invoke(invocation) == "done"
+    return json.loads(invocation.result)["event"]
+
+
+def test_a_sandbox_serves_invocations_in_its_own_folder_and_ends_with_it(app: Path) -> None:
+    sandbox = started(app)
     try:
-        running.wait_ready()
-        outcome, invocation, _ = running.invoke({"n": 3}, timeout=10)
-        assert outcome == "done" and json.loads(invocation.result)["event"] == {"n": 3}
+        assert [call(sandbox, 1), call(sandbox, 2)] == [{"n": 1}, {"n": 2}]  # one warm process, two invocations
+        assert (sandbox.folder / "tmp").is_dir() and sandbox.take_init_ms() is not None
+        assert sandbox.take_init_ms() is None  # the cold start is reported once
     finally:
-        running.close()
+        sandbox.end()
+    assert not sandbox.alive() and not sandbox.folder.exists()
+
+
+def test_a_sandbox_whose_handler_cannot_load_reports_the_init_error(app: Path) -> None:
+    sandbox = sandbox_for(app, "missing_module.fn")
+    try:
+        failure = sandbox.start(threading.Event())
+    finally:
+        sandbox.end()
+    assert failure is not None and failure.payload is not None
+    assert json.loads(failure.payload)["errorType"] == "Runtime.ImportModuleError"
+    assert "Unable to import module 'missing_module'" in failure.log
+
+
+def test_the_pool_reuses_a_warm_sandbox_and_bounds_how_many_live(app: Path) -> None:
+    pool = WorkerPool(lambda: 2)
+    pool.join("a")
+    stop = threading.Event()
+    first, warm = pool.lease("a", lambda: started(app), stop)
+    second, _ = pool.lease("a", lambda: started(app), stop)
+    assert not warm and pool.counts() == (2, 0, 0)
+    got: list[tuple[Sandbox, bool]] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.lease("a", lambda: started(app), stop)))
+    waiter.start()
+    wait_for(lambda: pool.counts()[2] == 1)  # the third invocation waits: two processes live already
+    pool.give_back("a", first)
+    waiter.join(20)
+    assert got == [(first, True)]  # it got the warm one, no third process
+    assert call(first, 3) == {"n": 3}
+    pool.give_back("a", first)
+    pool.give_back("a", second)
+    assert pool.counts() == (0, 2, 0)
+    pool.leave("a")  # the function's last environment stopped: its idle processes go
+    assert pool.counts() == (0, 0, 0) and not first.alive() and not second.alive()
+
+
+def test_a_full_pool_ends_another_functions_idle_sandbox_to_make_room(app: Path) -> None:
+    pool = WorkerPool(lambda: 1)
+    pool.join("a")
+    pool.join("b")
+    stop = threading.Event()
+    a, _ = pool.lease("a", lambda: started(app), stop)
+    pool.give_back("a", a)
+    b, warm = pool.lease("b", lambda: started(app), stop)
+    assert not warm and b is not a and not a.alive()  # a's idle process ended for b's invocation
+    pool.give_back("b", b)
+    pool.end_matching("b")
+    assert not b.alive() and pool.counts() == (0, 0, 0)
+
+
+def test_a_waiting_invocation_of_a_stopped_environment_gives_up(app: Path) -> None:
+    pool = WorkerPool(lambda: 1)
+    pool.join("a")
+    busy, _ = pool.lease("a", lambda: started(app), threading.Event())
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def lease() -> None:
+        try:
+            pool.lease("a", lambda: started(app), stop)
+        except Stopped as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=lease)
+    waiter.start()
+    wait_for(lambda: pool.counts()[2] == 1)
+    stop.set()
+    waiter.join(20)
+    assert len(errors) == 1 and pool.counts() == (1, 0, 0)
+    pool.give_back("a", busy)
+    pool.leave("a")
+    assert not busy.alive()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
 
 
 def test_a_runtime_without_its_interpreter_falls_back_to_this_python_and_says_so(

@@ -67,7 +67,7 @@ def test_every_module_imports_alone() -> None:
         for m, err in failed.items()
         if m.startswith((LOCALSTACK_PLUGIN, LOCALSTACK_BATCH)) and "No module named 'localstack'" in err
     }
-    assert set(inside_localstack) == {f"{LOCALSTACK_PLUGIN}.executor", f"{LOCALSTACK_PLUGIN}.plugin"} | {
+    assert set(inside_localstack) == {f"{LOCALSTACK_PLUGIN}.{m}" for m in ("executor", "plugin", "map_concurrency")} | {
         f"{LOCALSTACK_BATCH}.{m}" for m in ("jobs", "provider", "resources")
     }
     failed = {m: err for m, err in failed.items() if m not in inside_localstack}

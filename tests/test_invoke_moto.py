@@ -25,21 +25,39 @@ SHAPES_FILE = str(Path(__file__).resolve().parent / "flows" / "shapes.py")
 STACK = KEYS_STACK  # the prefix the harness deploys functions under carries this stack name
 
 FAILING = """
-from lokki_sam import flow, step
+from lokki_sam import Retry, flow, step
 
 @step
-def items(n: int = 3) -> list[int]:
+def items(n: int = 4) -> list[int]:
     return list(range(n))
 
 @step
-def check(x: int) -> int:
+def check(x: int, bad: int = 1) -> int:
+    if x == bad:
+        raise KeyError(f"item {x} is bad")
+    return x
+
+@step(retry=Retry(retries=2, interval=1, exceptions=(KeyError,)))
+def picky(x: int) -> int:
     if x == 1:
         raise KeyError(f"item {x} is bad")
     return x
 
+@step
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
 @flow
-def failing(n: int = 3):
+def failing(n: int = 4, bad: int = 1):
     return items(n=n).map(check)
+
+@flow
+def aggregated(n: int = 4, bad: int = 1):
+    return items(n=n).map(check).agg(total)
+
+@flow
+def retried(n: int = 4):
+    return items(n=n).map(picky).agg(total)
 """
 
 
@@ -82,15 +100,24 @@ def test_invoke_prints_the_expected_result(cloud: Cloud, shape: str) -> None:
     assert again.stdout == (f"{expected}\n" if isinstance(expected, str) else json.dumps(expected, indent=2) + "\n")
 
 
-def test_failed_map_item_names_step_item_and_exception_class(cloud: Cloud, tmp_path: Path) -> None:
+@pytest.fixture
+def failing_module(tmp_path: Path) -> str:
     module = tmp_path / "failing_flow.py"
     module.write_text(textwrap.dedent(FAILING))
-    deploy(cloud, str(module))
-    result = lokki("invoke", str(module))
+    sys.modules.pop("failing_flow", None)
+    return str(module)
+
+
+def test_failed_map_item_names_step_item_exception_and_traceback(cloud: Cloud, failing_module: str) -> None:
+    deploy(cloud, f"{failing_module}:failing")
+    result = lokki("invoke", f"{failing_module}:failing")
     assert result.exit_code == 1
-    # moto cannot list a map run's child executions: the step and item come from the artifacts.
+    # moto cannot list a map run's child executions: the runtime's record of the item says what failed.
     assert "step: check (map item 1)" in result.stderr
-    assert "error: States.ExceedToleratedFailureThreshold" in result.stderr
+    assert "error: KeyError: 'item 1 is bad'" in result.stderr, result.stderr
+    assert 'raise KeyError(f"item {x} is bad")' in result.stderr  # the user's frame, not lokki-sam's
+    run_id = json.loads(lokki("runs", "--json").stdout)[0]["run_id"]
+    assert f"lokki-sam invoke failing --resume {run_id}" in result.stderr
     listed = lokki("runs", "--json")
     assert [row["status"] for row in json.loads(listed.stdout)] == ["FAILED"]
 
@@ -134,6 +161,67 @@ def test_map_totals_are_the_counts_the_sources_returned(cloud: Cloud) -> None:
     local = run_flow_in_process(f, n=3)
     expected = {names.map_label(m.id): len(local.output(m.id)) for m in f.graph.maps}
     assert map_totals(cloud.sfn, execution.arn, f.graph) == expected == {"map-square": 3, "map-double": 14}
+
+
+def test_a_map_the_engine_let_succeed_reports_the_failed_item_not_the_agg_step(
+    cloud: Cloud, failing_module: str
+) -> None:
+    """LocalStack's Distributed Map succeeds although an item failed; the agg step then finds the
+    item missing. What is reported is the item's own failure, as AWS reports it."""
+    cloud.maps_fail_on_items = False
+    deploy(cloud, f"{failing_module}:aggregated", f"{failing_module}:failing")
+    result = lokki("invoke", f"{failing_module}:aggregated")
+    assert result.exit_code == 1
+    assert "step: check (map item 1)" in result.stderr, result.stderr
+    assert "error: KeyError: 'item 1 is bad'" in result.stderr
+    assert "MapIncomplete" not in result.stderr and "step: total" not in result.stderr
+    assert "lokki-sam invoke aggregated --resume aggregated-" in result.stderr
+    # An open map's result, read by invoke, names the item's failure too.
+    opened = lokki("invoke", f"{failing_module}:failing")
+    assert opened.exit_code == 1
+    assert "item 1: KeyError: 'item 1 is bad' (step 'check')" in opened.stderr, opened.stderr
+    assert "--resume failing-" in opened.stderr and "run the flow again" not in opened.stderr
+
+
+def test_items_the_engine_never_ran_are_reported_as_the_engines_fault(cloud: Cloud, failing_module: str) -> None:
+    """A stand-in for LocalStack's Step Functions failing to reach Lambda (States.Runtime): the
+    item's invocation never reaches the function, so no exception of the step exists for it."""
+    cloud.maps_fail_on_items = False
+    cloud.unreachable_items = frozenset({2})
+    deploy(cloud, f"{failing_module}:aggregated")
+    result = lokki("invoke", f"{failing_module}:aggregated", "-p", "bad=-1")
+    assert result.exit_code == 1
+    text = result.stderr
+    assert "1 item(s) have no failure record (items 2): their step did not raise for them" in text, text
+    assert "The engine never ran them or lost their result" in text and "States.Runtime" in text
+    assert "KeyError" not in text and "--resume aggregated-" in text
+
+
+def test_a_retry_the_engine_cannot_match_says_it_did_not_apply(cloud: Cloud, failing_module: str) -> None:
+    """ministack reports every exception as Runtime.HandlerError: a Retry on KeyError never
+    matches there. The failure says so, naming the real class from the item's record."""
+    from lokki_sam.cloud.aws import connect
+    from lokki_sam.cloud.failure import failure_error
+    from lokki_sam.cloud.stack import Deployment
+    from lokki_sam.cloud.status import Failure
+
+    cloud.generic_errors = True
+    deploy(cloud, f"{failing_module}:retried")
+    result = lokki("invoke", f"{failing_module}:retried")
+    assert result.exit_code == 1
+    assert cloud.counters.by_function["retried-picky"] == 4  # one attempt per item: the retry never matched
+    run_id = json.loads(lokki("runs", "--json").stdout)[0]["run_id"]
+    # What ministack's map run gives for the failed child (moto cannot list children).
+    failure = Failure("FAILED", "picky", "Runtime.HandlerError", "'item 1 is bad'", item="1", map_label="map-picky")
+    dep = Deployment(connect(region="us-east-1", profile=None, endpoint_url=None), STACK, {names.BUCKET_OUTPUT: BUCKET})
+    graph = load_flow(f"{failing_module}:retried").graph
+    text = failure_error(dep, graph, run_id, failure, "arn:x").message
+    assert "error: KeyError: 'item 1 is bad'" in text
+    assert "note: the step's Retry on KeyError did not apply: this engine reported the KeyError as " in text
+    assert "Runtime.HandlerError" in text and "ran once instead of up to 3 times" in text
+    # Where the engine reports the class (AWS, LocalStack), nothing is said: the retry applied.
+    applied = Failure("FAILED", "picky", "KeyError", "'item 1 is bad'", item="1", map_label="map-picky")
+    assert "note:" not in failure_error(dep, graph, run_id, applied, "arn:x").message
 
 
 EDITED = """

@@ -220,11 +220,12 @@ def test_failing_map_item_shows_step_error_and_logs(app: App) -> None:
         assert "logs: CloudWatch log group " in remote.stderr
     else:
         # LocalStack reports a DISTRIBUTED map whose item failed as SUCCEEDED: the open map's
-        # result, read by invoke, lacks the item, and that read fails naming it.
+        # result, read by invoke, lacks the item, and that read fails naming it and its exception.
         assert "map 'map-fetch_series' is incomplete: 1 of 1 item(s) have no output of step 'standardise'" in (
             remote.stderr
         ), remote.stderr
-        assert "(items 0)" in remote.stderr
+        assert "item 0: StatisticsError: fmean requires at least one data point (step 'standardise')" in remote.stderr
+        assert "--resume zscores-" in remote.stderr
     local = app.lokki("run", "src/numeric.py:zscores", "-q", "-p", "series=1", "-p", "length=0")
     assert local.returncode == 1
     assert "StatisticsError: fmean requires at least one data point" in local.stderr
@@ -234,14 +235,11 @@ def test_failing_map_item_before_an_agg(app: App) -> None:
     remote = app.lokki("invoke", "src/faulty.py:faulty", "-p", "bad=2")
     assert remote.returncode == 1, remote.stderr
     assert remote.stdout == "" and "Traceback" not in remote.stderr
-    if app.engine == "ministack":
-        assert "step: check (map item 2)" in remote.stderr, remote.stderr
-        assert "ValueError: item 2 is bad" in remote.stderr
-    else:
-        # The map "succeeds" on LocalStack; the agg step finds item 2 missing and fails the run.
-        assert "step: add\n" in remote.stderr, remote.stderr
-        assert "error: MapIncomplete: " in remote.stderr
-        assert "1 of 4 item(s) have no output of step 'check' (items 2)" in remote.stderr
+    # On LocalStack the map "succeeds" and the agg step finds item 2 missing; the item's own record
+    # says what failed, as AWS (and ministack) report it.
+    assert "step: check (map item 2)" in remote.stderr, remote.stderr
+    assert "error: ValueError: item 2 is bad" in remote.stderr
+    assert "MapIncomplete" not in remote.stderr and "--resume faulty-" in remote.stderr
     ok = app.lokki("invoke", "src/faulty.py:faulty")
     assert (ok.returncode, ok.stdout) == (0, "60\n"), ok.stderr
 
@@ -259,6 +257,9 @@ def test_retry_matches_where_the_error_is_the_exception_class(app: App) -> None:
     # `Retry(exceptions=(ValueError,))` becomes ErrorEquals ["ValueError"]: it matches only where
     # the error is the class name. ministack reports every Python exception as Runtime.HandlerError.
     assert errors == (["ValueError", "ValueError"] if app.engine == "localstack" else ["Runtime.HandlerError"])
+    # Where it did not match, the failure says so and why.
+    said = "note: the step's Retry on ValueError did not apply: this engine reported the ValueError as"
+    assert (said in remote.stderr) == (app.engine == "ministack"), remote.stderr
 
 
 def test_failing_step_outside_maps_and_result_of_the_failed_run(app: App) -> None:

@@ -1,4 +1,5 @@
-"""Finish the project: install the chosen starter flow and framework, then generate its files from it.
+"""Finish the project: install the chosen starter flow and framework, generate its files from it,
+and pin the lokki-sam that made it in requirements-dev.txt.
 
 Runs in the new project directory. Standard library only: it runs under whatever Python runs
 cookiecutter or `sam init`, which may not have lokki-sam installed.
@@ -41,14 +42,27 @@ def install_framework(root: Path, framework: str) -> None:
 
 
 def lokki_sam_command() -> list[str] | None:
-    """The lokki-sam the user runs (on PATH), else one importable by this Python (the SAM CLI's or
-    cookiecutter's own, which need not have it)."""
-    found = shutil.which("lokki-sam")
-    if found:
-        return [found]
+    """The lokki-sam of the Python running this hook (`lokki-sam init`'s, or cookiecutter's when
+    installed beside lokki-sam), else `lokki-sam` on PATH (the SAM CLI's Python need not have it)."""
     if importlib.util.find_spec("lokki_sam") and importlib.util.find_spec("click"):
         return [sys.executable, "-c", "from lokki_sam.cli import main; main()"]
-    return None
+    found = shutil.which("lokki-sam")
+    return [found] if found else None
+
+
+def pin(root: Path) -> bool:
+    """Pin requirements-dev.txt to the lokki-sam that renders the project (for the answer `auto`);
+    False when it still names plain `lokki-sam` (no lokki-sam here, or pinning failed)."""
+    if ANSWERS["lokki_sam_requirement"] != "auto":
+        return True  # the user's own requirement line
+    command = lokki_sam_command()
+    if command is None:
+        return False
+    done = subprocess.run([*command, "init", "--pin", str(root)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"pinning lokki-sam in requirements-dev.txt failed:\n{done.stderr}", file=sys.stderr)
+        return False
+    return True
 
 
 def generate(root: Path, generated: str) -> bool:
@@ -78,8 +92,16 @@ def main() -> int:
     install_framework(root, framework)
     serverless = framework == "serverless"
     generated = generate(root, "serverless.yml" if serverless else "template.yaml")
+    pinned = pin(root)
     print(f"Created {root}")
-    steps = ["lokki-sam run", "pytest"]
+    setup = "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements-dev.txt"
+    if not pinned:
+        print(
+            "requirements-dev.txt names `lokki-sam`, which your package index may not have: pin it to the "
+            "lokki-sam you use with `lokki-sam init --pin .` (or edit that line)",
+            file=sys.stderr,
+        )
+    steps = [setup, "lokki-sam run", "pytest"]
     if not generated:
         steps += ["lokki-sam generate"]
     else:

@@ -77,9 +77,9 @@ def problems(a: dict) -> list[str]:
             "(start with a letter; letters, digits and -; at most 128 characters)"
         )
     requirement = a["lokki_sam_requirement"]
-    if CONTROL.search(requirement) or not re.search(r"lokki[-_.]sam", requirement, re.IGNORECASE):
+    if requirement != "auto" and (CONTROL.search(requirement) or not re.search(r"lokki[-_.]sam", requirement, re.I)):
         found.append(
-            f"lokki_sam_requirement {requirement!r} must be one pip requirement line naming lokki-sam, "
+            f"lokki_sam_requirement {requirement!r} must be auto or one pip requirement line naming lokki-sam, "
             "e.g. 'lokki-sam>=0.1' or 'lokki-sam @ git+https://...'"
         )
     return found

@@ -22,6 +22,7 @@ from lokki_sam.errors import LokkiError
 
 # Command name -> module exposing `command`, in the order `--help` lists them.
 COMMANDS = {
+    "init": "lokki_sam.cli.init",
     "run": "lokki_sam.cli.run",
     "generate": "lokki_sam.cli.generate",
     "graph": "lokki_sam.cli.graph",

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lokki_sam.cloud.aws import aws_errors
+from lokki_sam.cloud.engine_log import EngineFaults, engine_faults
 from lokki_sam.cloud.exception_log import GENERIC_ERRORS, exception_class
 from lokki_sam.cloud.locate import failed_item
 from lokki_sam.cloud.stack import Deployment
 from lokki_sam.cloud.status import Failure
 from lokki_sam.errors import LokkiError, StepFailed
-from lokki_sam.ir import FlowGraph, Node
+from lokki_sam.execution import RunContext, failure_records
+from lokki_sam.ir import FlowGraph, MapBlock, Node
 from lokki_sam.names import function_id, map_label
+
+MAP_INCOMPLETE = "MapIncomplete"  # the agg step's error when the engine let a map with failed items succeed
 
 
 class ExecutionFailed(StepFailed):
@@ -17,7 +23,12 @@ class ExecutionFailed(StepFailed):
 
 
 def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failure, arn: str) -> ExecutionFailed:
-    """The message for a run that did not succeed: step, error, and where its logs are."""
+    """The message for a run that did not succeed: step, item, error, and where its logs are.
+
+    A failed map item is described by the record the runtime stored for it (step, items,
+    exception, the user's traceback) wherever the engine's own account is thinner: LocalStack
+    lets the map succeed and the agg step fails on the missing items; ministack reports every
+    exception as `Runtime.HandlerError`."""
     what = {
         "FAILED": "failed",
         "TIMED_OUT": "timed out (the state machine's or a task's timeout)",
@@ -25,23 +36,109 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
     }.get(failure.status, failure.status.lower())
     lines = [f"run {run_id} {what}"]
     state, item_text = _locate(dep, graph, run_id, failure)
+    reported, message, trace = failure.error, failure.message, ""
+    record = _item_record(dep, graph, run_id, failure, state, item_text)
+    if record is not None:
+        items = record["items"]
+        state, item_text = str(record["step"]), str(items[0]) if len(items) == 1 else f"{items[0]}..{items[-1]}"
+        message, trace = str(record.get("message", "")), str(record.get("traceback", ""))
+    elif reported == MAP_INCOMPLETE:  # no item raised: the runtime's account of what is missing
+        message = message.split("\n  hint: ", 1)[0].removeprefix(f"flow '{graph.name}', run {run_id}: ")
+        if faults := _engine_faults(dep, arn):
+            message += f"\n  {faults.describe()}"
     node = _node(graph, state)
     function = dep.function_name(graph.name, node.step.name) if node is not None else None
     group = dep.log_group(function) if function else None
-    error = failure.error
-    if group and error in GENERIC_ERRORS and failure.message:
-        error = exception_class(dep.client("logs"), group, failure.message) or error
+    error = str(record["error"]) if record is not None else reported
+    if record is None and group and error in GENERIC_ERRORS and message:
+        error = exception_class(dep.client("logs"), group, message) or error
     if state:
         item = f" (map item {item_text})" if item_text is not None else ""
         lines.append(f"  step: {state}{item}")
-    if error or failure.message:
-        lines.append(f"  error: {error}: {failure.message}" if failure.message else f"  error: {error}")
-    hint = f"execution {arn}"
+    if error or message:
+        lines.append(f"  error: {error}: {message}" if message else f"  error: {error}")
+    lines += [f"    {line}" for line in trace.splitlines()]
+    if node is not None and (note := retry_note(graph, node, reported, error)):
+        lines.append(f"  note: {note}")
+    resume = f"lokki-sam invoke {graph.name} --resume {run_id}"
+    hints = [f"once the cause is fixed, continue the run (only what did not finish runs again): {resume}"]
     if node is not None:
         if group:
             lines.append(f"  logs: CloudWatch log group {group}")
-        hint = f"sam logs -n {function_id(graph.name, node.step.name)} --stack-name {dep.stack_name}; {hint}"
-    return ExecutionFailed("\n".join(lines), where=f"flow '{graph.name}'", hint=hint)
+        hints.append(f"sam logs -n {function_id(graph.name, node.step.name)} --stack-name {dep.stack_name}")
+    hints.append(f"execution {arn}")
+    return ExecutionFailed("\n".join(lines), where=f"flow '{graph.name}'", hint="; ".join(hints))
+
+
+def retry_note(graph: FlowGraph, node: Node, reported: str, exception: str) -> str | None:
+    """Why the step's Retry on an exception class did not retry, when the engine reported the
+    exception under a generic name (ministack: `Runtime.HandlerError`) that its ErrorEquals
+    cannot match; None when the retry applied or there is none."""
+    from lokki_sam.compile.asl import error_names
+
+    policy = node.step.options.retry
+    if policy is None or policy.retries == 0 or reported not in GENERIC_ERRORS or exception in GENERIC_ERRORS:
+        return None
+    names = error_names(policy.exceptions, graph.module)
+    if names == ["States.TaskFailed"] or exception not in names:
+        return None
+    declared = ", ".join(sorted(e.__name__ for e in policy.exceptions))
+    return (
+        f"the step's Retry on {declared} did not apply: this engine reported the {exception} as "
+        f"{reported}, and a retrier matches the reported error name (ministack reports every Python exception "
+        f"as Runtime.HandlerError; AWS and LocalStack report its class), so the step ran once instead of up to "
+        f"{1 + policy.retries} times"
+    )
+
+
+def _item_record(
+    dep: Deployment, graph: FlowGraph, run_id: str, failure: Failure, state: str | None, item: str | None
+) -> dict[str, Any] | None:
+    """The runtime's record of the failed map item(s) (the one of `item` if it has one), when the
+    failure is about a map's items; None otherwise or without records."""
+    block = _failed_map(graph, failure, state)
+    if block is None:
+        return None
+    try:
+        with aws_errors("reading the failed items' records"):
+            records = failure_records(RunContext(graph, dep.store(graph.name), run_id, {}), block)
+    except LokkiError:  # a best-effort extra: the engine's account stands
+        return None
+    if item is not None and item.split("..")[0].isdigit():
+        first = int(item.split("..")[0])
+        records = [r for r in records if first in r["items"]] or records
+    return records[0] if records else None
+
+
+def _engine_faults(dep: Deployment, arn: str) -> EngineFaults | None:
+    """What a local cloud of `lokki-sam emulator start` logged against the run (best effort)."""
+    import os
+
+    try:
+        with aws_errors("reading the run's start"):
+            since = dep.client("stepfunctions").describe_execution(executionArn=arn)["startDate"]
+        return engine_faults(dep.aws.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"), since)
+    except (LokkiError, KeyError, OSError, ValueError):
+        return None
+
+
+def _failed_map(graph: FlowGraph, failure: Failure, state: str | None) -> MapBlock | None:
+    """The map whose items the failure is about: the map a failed body step belongs to, the map
+    that failed, or the map an agg step found incomplete."""
+    label = failure.map_label or state
+    block = next((m for m in graph.maps if label in (m.id, map_label(m.id))), None)
+    if block is not None:
+        return block
+    node = _node(graph, state)
+    if node is None:
+        return None
+    if node.in_map is not None:
+        found = graph.get(node.in_map)
+        return found if isinstance(found, MapBlock) else None
+    if failure.error == MAP_INCOMPLETE and node.input_from is not None:
+        source = graph.get(node.input_from)
+        return source if isinstance(source, MapBlock) else None
+    return None
 
 
 def _locate(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failure) -> tuple[str | None, str | None]:

@@ -12,7 +12,7 @@ import contextlib
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lokki_sam.emulator import process, state
@@ -78,6 +78,7 @@ def _start(engine: Engine, port: int, python_version: str | None, progress: Call
         venv=str(venv),
         log=str(log),
         workdir=str(workdir),
+        boot=process.boot_id(),
     )
     record.save()  # before waiting: an interrupted start can still be stopped
     try:
@@ -97,10 +98,10 @@ def _start(engine: Engine, port: int, python_version: str | None, progress: Call
 
 
 def _check_not_running(engine: Engine) -> None:
-    record = state.load(engine.name)
+    record = _load(engine.name)
     if record is None:
         return
-    if process.alive(record.pid, record.started):
+    if process.alive(record.identity):
         raise EmulatorError(
             f"{engine.name} is already running on {record.endpoint} (pid {record.pid})",
             hint=f"use it (export AWS_ENDPOINT_URL={record.endpoint}), "
@@ -114,7 +115,7 @@ def _check_port(port: int) -> None:
         raise EmulatorError(f"port {port} is not a TCP port (1-65535)", hint="pass --port 4566")
     if process.port_free(port):
         return
-    holder = next((r for r in _records() if r.port == port and process.alive(r.pid, r.started)), None)
+    holder = next((r for r in _records() if r.port == port and process.alive(r.identity)), None)
     who = f"lokki-sam's {holder.engine} (pid {holder.pid})" if holder else "another program"
     raise EmulatorError(
         f"port {port} on 127.0.0.1 is in use by {who}",
@@ -126,14 +127,14 @@ def _check_port(port: int) -> None:
 def stop(engine_name: str | None) -> list[Record]:
     """Stop the engine (or every recorded one); the records of those stopped."""
     names = [get_engine(engine_name).name] if engine_name else list(ENGINES)
-    records = [r for r in (state.load(name) for name in names) if r is not None]
+    records = [r for r in (_load(name) for name in names) if r is not None]
     if not records:
         which = engine_name or "emulator"
         raise EmulatorError(f"no {which} is running (none recorded in {state.emulators_dir()})", hint=START_HINT)
     stopped: list[Record] = []
     crashed: list[Record] = []
     for record in records:
-        (stopped if process.alive(record.pid, record.started) else crashed).append(record)
+        (stopped if process.alive(record.identity) else crashed).append(record)
         _end(record)
     if crashed:
         lines = [f"{r.engine} was not running: it exited on its own\n{_indent(tail(Path(r.log)))}" for r in crashed]
@@ -148,10 +149,10 @@ START_HINT = "start one with `lokki-sam emulator start [--engine localstack|mini
 def status() -> list[Status]:
     found = []
     for name in ENGINES:
-        record = state.load(name)
+        record = _load(name)
         if record is None:
             found.append(Status(name, "stopped"))
-        elif process.alive(record.pid, record.started):
+        elif process.alive(record.identity):
             found.append(Status(name, "running", record, answering=_answers(record)))
         else:
             found.append(Status(name, "crashed", record, log_tail=tail(Path(record.log))))
@@ -172,7 +173,7 @@ def _answers(record: Record) -> bool:
 
 def _end(record: Record) -> None:
     """Stop the record's process group (if any of it is left), forget it, drop its scratch files."""
-    process.stop_group(record.pid, record.started)
+    process.stop_group(record.identity, Path(record.workdir))
     record.forget()
     workdir = Path(record.workdir)
     for scratch in ("tmp", "home", "fs"):
@@ -180,7 +181,16 @@ def _end(record: Record) -> None:
 
 
 def _records() -> list[Record]:
-    return [r for r in (state.load(name) for name in ENGINES) if r is not None]
+    return [r for r in (_load(name) for name in ENGINES) if r is not None]
+
+
+def _load(engine: str) -> Record | None:
+    """The engine's record. One written by an older lokki-sam names no boot: it still identifies its
+    engine when the process with that pid and start time works in the record's own folder."""
+    record = state.load(engine)
+    if record is not None and not record.boot and process.works_in(record.pid, record.started, Path(record.workdir)):
+        return replace(record, boot=process.boot_id())
+    return record
 
 
 def tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -7,6 +7,7 @@ lokki-sam's executor plugin is tested against exactly this version; ministack pi
 from __future__ import annotations
 
 import abc
+import functools
 import hashlib
 import json
 import os
@@ -65,16 +66,20 @@ class Engine(abc.ABC):
             ) from None
         venv = venvs.cache_root() / self.venv_name(version)
         if not (venv / ".complete").exists():
-            progress(f"installing {self.name} {self.version} for Python {version} into {venv} (first use)")
+            progress(
+                f"installing {self.name} {self.version} for Python {version} into {venv} (first use, once: "
+                f"{len(self.requirements)} requirement(s) and their dependencies, from your package index)"
+            )
         try:
             name = self.venv_name(version)
-            return venvs.cached_venv(name, interpreter, self.requirements, EmulatorError, self.finish)
+            finish = functools.partial(self.finish, progress=progress)
+            return venvs.cached_venv(name, interpreter, self.requirements, EmulatorError, finish, progress)
         except EmulatorError as exc:
             raise EmulatorError(
                 f"cannot install {self.name} {self.version} for Python {version}: {exc.message}", hint=INSTALL_HINT
             ) from None
 
-    def finish(self, venv: Path) -> None:  # noqa: B027 - most engines need nothing more
+    def finish(self, venv: Path, progress: Progress) -> None:  # noqa: B027 - most engines need nothing more
         """Extra installs after the requirements, inside the venv build."""
 
     @abc.abstractmethod
@@ -142,14 +147,15 @@ class Localstack(Engine):
     def installs(self) -> tuple[str, ...]:
         return self.requirements + self.function_packages
 
-    def finish(self, venv: Path) -> None:
+    def finish(self, venv: Path, progress: Progress) -> None:
         # boto3 for the functions, apart from LocalStack's site-packages (pure Python: any 3.10+ runtime).
         target = plugin.runtime_path(venv)
-        venvs.pip(venv, ["install", "--quiet", "--target", str(target), *self.function_packages], EmulatorError)
+        progress(f"installing {', '.join(self.function_packages)} for the functions (AWS's runtime has them)")
+        venvs.pip_install(venv, self.function_packages, EmulatorError, progress, "--target", str(target))
 
     def ensure_venv(self, version: str, progress: Progress) -> Path:
         venv = super().ensure_venv(version, progress)
-        plugin.install(venv)
+        plugin.install(venv, progress)
         return venv
 
     def command(self, venv: Path) -> list[str]:

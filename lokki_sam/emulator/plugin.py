@@ -5,7 +5,7 @@ CloudFormation resource providers of its resources).
 The plugins' sources are `lokki_sam/emulator/localstack_executor/` and `localstack_batch/`
 (shipped inside lokki-sam). They must import in LocalStack's venv, which has no lokki-sam, so
 they are copied there as packages of their own, `lokki_sam_localstack` and
-`lokki_sam_localstack_batch`. A wheel (written here with zipfile, no build backend needed)
+`lokki_sam_localstack_batch`. A wheel (`lokki_sam.project.wheel`: no build backend needed)
 is the cleanest carrier: pip records its files, so a newer lokki-sam replaces them (and `pip
 uninstall lokki-sam-localstack` removes them), and its `entry_points.txt` is how LocalStack
 finds plugins (plux reads the namespaces `localstack.lambda.runtime_executor`,
@@ -14,18 +14,18 @@ finds plugins (plux reads the namespaces `localstack.lambda.runtime_executor`,
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import tempfile
-import zipfile
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from lokki_sam import __version__
 from lokki_sam.emulator import python, venvs
 from lokki_sam.emulator.errors import EmulatorError
+from lokki_sam.project.wheel import write_wheel
 
 EXECUTOR_NAME = "lokki-host"  # LAMBDA_RUNTIME_EXECUTOR
 DIST = "lokki_sam_localstack"
@@ -71,28 +71,15 @@ def plugin_version() -> str:
 
 def build_wheel(folder: Path) -> Path:
     version = plugin_version()
-    info = f"{DIST}-{version}.dist-info"
     files = dict(sorted(all_sources().items()))
-    files[f"{info}/METADATA"] = (
+    metadata = (
         f"Metadata-Version: 2.1\nName: lokki-sam-localstack\nVersion: {version}\n"
         "Summary: lokki-sam's host Lambda runtime executor for LocalStack (installed by `lokki-sam emulator`)\n"
-    ).encode()
-    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: lokki-sam\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    files[f"{info}/entry_points.txt"] = ENTRY_POINTS.encode()
-    record = [f"{path},sha256={_digest(data)},{len(data)}" for path, data in files.items()]
-    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
-    wheel = folder / f"{DIST}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-    return wheel
+    )
+    return write_wheel(folder, DIST, version, files, metadata, ENTRY_POINTS)
 
 
-def _digest(data: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
-def install(venv: Path) -> None:
+def install(venv: Path, progress: Callable[[str], None]) -> None:
     """Install (or replace) the plugin in LocalStack's venv unless this exact version is there."""
     version = plugin_version()
     marker = venv / MARKER
@@ -101,6 +88,7 @@ def install(venv: Path) -> None:
     with venvs.locked(f"{venv.name}-executor"), tempfile.TemporaryDirectory(prefix="lokki-executor-") as tmp:
         if marker.is_file() and marker.read_text().strip() == version:
             return
+        progress(f"installing lokki-sam's host executor {version} into LocalStack's venv")
         wheel = build_wheel(Path(tmp))
         args = ["install", "--quiet", "--no-deps", "--no-index", "--force-reinstall", str(wheel)]
         venvs.pip(venv, args, EmulatorError)
@@ -112,17 +100,29 @@ def runtime_path(venv: Path) -> Path:
     return venv / "lambda-runtime"
 
 
+# The executor's bounds, passed on from the user's shell when set (else its defaults: runtimes.py).
+SETTINGS = {
+    "LOKKI_EMULATOR_WORKERS": "function processes alive at once (0: one per concurrent invocation)",
+    "LOKKI_EMULATOR_MAP_CONCURRENCY": "child executions at once of a map without MaxConcurrency (0: all)",
+}
+
+
 def executor_environment(venv: Path) -> dict[str, str]:
     """Settings the executor reads in the LocalStack process."""
-    return {
+    env = {
         "LOKKI_EMULATOR_PYTHONS": json.dumps(python.discover_all()),  # python3.X per function runtime
         "LOKKI_EMULATOR_RUNTIME_PATH": str(runtime_path(venv)),
-        "LOKKI_EMULATOR_MAX_IDLE_WORKERS": os.environ.get("LOKKI_EMULATOR_MAX_IDLE_WORKERS", str(max_idle_workers())),
         # How Batch jobs run: auto (a container when Docker has the job's image, else a host process), host, docker.
         BATCH_RUNNER: os.environ.get(BATCH_RUNNER, "auto"),
     }
-
-
-def max_idle_workers() -> int:
-    """Idle function workers kept warm at most: each is a Python process holding its imports."""
-    return max(2, 2 * (os.cpu_count() or 1))
+    for name, meaning in SETTINGS.items():
+        value = os.environ.get(name, "").strip()
+        if not value:
+            continue
+        if not value.isdigit():
+            raise EmulatorError(
+                f"{name}={value!r} is not a whole number >= 0",
+                hint=f"{name} sets the {meaning}; unset it for the default",
+            )
+        env[name] = value
+    return env

@@ -1,8 +1,9 @@
 """Which emulators lokki-sam started: one small JSON record per engine, in a per-user state dir.
 
 `$LOKKI_SAM_STATE`, else `$XDG_STATE_HOME/lokki-sam`, else `~/.local/state/lokki-sam` (from
-$HOME, so a test's private HOME has its own records). A record names the process by pid *and*
-its start time, so a recycled pid is never taken for the emulator.
+$HOME, so a test's private HOME has its own records). A record names the process by pid, its
+start time and the boot, so a recycled pid (or a record from before a reboot) is never taken for
+the emulator.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lokki_sam.emulator.process import file_lock
+from lokki_sam.emulator.process import Identity, file_lock
 
 
 def state_root() -> Path:
@@ -46,6 +47,11 @@ class Record:
     venv: str
     log: str
     workdir: str
+    boot: str = ""  # the boot the process started in ("": written by an older lokki-sam, proves nothing)
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.pid, self.started, self.boot)
 
     @property
     def endpoint(self) -> str:

@@ -86,5 +86,7 @@ class Ministack:
         if self._stopped:
             return
         self._stopped = True
-        process.stop_group(self.process.pid, process.started_at(self.process.pid) or 0.0, grace=10)
+        identity = process.identify(self.process.pid)
+        if identity is not None:
+            process.stop_group(identity, self.home.parent, grace=10)  # its workdir: home, tmp (workers), log
         self.process.wait(timeout=10)

@@ -30,6 +30,7 @@ from typing import Any
 from unittest import mock
 
 import boto3
+from botocore.exceptions import ConnectTimeoutError
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 
@@ -92,7 +93,17 @@ class Execution:
 
 
 class Cloud:
-    """A moto account with the artifact bucket; `deploy` then `execute` flows."""
+    """A moto account with the artifact bucket; `deploy` then `execute` flows.
+
+    Three switches make it behave as the emulators differ from AWS (docs/deploy.md):
+    `maps_fail_on_items = False` lets a Distributed Map whose items failed succeed (LocalStack);
+    `generic_errors = True` reports every exception as `Runtime.HandlerError` (ministack);
+    `unreachable_items` are map items whose invocation never reaches the function: the engine
+    fails them with `States.Runtime` (LocalStack's Step Functions when it cannot reach Lambda)."""
+
+    maps_fail_on_items: bool = True
+    generic_errors: bool = False
+    unreachable_items: frozenset[int] = frozenset()
 
     def __init__(self) -> None:
         self.s3 = boto3.client("s3", region_name=REGION)
@@ -187,7 +198,7 @@ def moto_cloud() -> Iterator[Cloud]:
         stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         cloud = Cloud()
         stack.enter_context(mock.patch.object(LambdaFunction, "_invoke_lambda", _make_invoke(cloud)))
-        stack.enter_context(_patch_map_run(cloud.counters))
+        stack.enter_context(_patch_map_run(cloud))
         runtime.reset_cache()
         yield cloud
         runtime.reset_cache()
@@ -199,12 +210,15 @@ def _make_invoke(cloud: Cloud) -> Any:
         if isinstance(event, str | bytes):
             event = json.loads(event or "{}")
         env = {k: str(v) for k, v in self.environment_vars.items()}
+        item = event.get("input") if isinstance(event, dict) else None
+        if isinstance(item, dict) and item.get("i") in cloud.unreachable_items:
+            raise ConnectTimeoutError(endpoint_url=f"http://127.0.0.1/{self.function_name}")  # the engine's fault
         try:
             result = runtime.handle(event, env, client=cloud.runtime_s3)
         except Exception as exc:  # the Python runtime's error shape
             payload = {
                 "errorMessage": str(exc),
-                "errorType": type(exc).__name__,
+                "errorType": "Runtime.HandlerError" if cloud.generic_errors else type(exc).__name__,
                 "stackTrace": traceback.format_exception(exc),
             }
             return json.dumps(payload), True, "".join(payload["stackTrace"])
@@ -288,7 +302,7 @@ def exceeds_tolerance(failed: int, total: int, count: int | None, percentage: fl
     return percentage is not None and total > 0 and failed * 100 / total > percentage
 
 
-def _patch_map_run(counters: Counters) -> Any:
+def _patch_map_run(cloud: Cloud) -> Any:
     from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent,
@@ -325,10 +339,10 @@ def _patch_map_run(counters: Counters) -> Any:
             original(self, env, eval_input)
         finally:  # every child's events land in the map run's own event manager
             history = env.event_manager.get_event_history()
-            counters.count_children(len(items), [str(getattr(e["type"], "value", e["type"])) for e in history])
+            cloud.counters.count_children(len(items), [str(getattr(e["type"], "value", e["type"])) for e in history])
         outputs = env.stack[-1]
         failed = sum(n for n, out in zip(sizes, outputs, strict=True) if out is None)
-        if exceeds_tolerance(failed, sum(sizes), spec["count"], spec["percentage"]):
+        if cloud.maps_fail_on_items and exceeds_tolerance(failed, sum(sizes), spec["count"], spec["percentage"]):
             error = "States.ExceedToleratedFailureThreshold"
             cause = f"{failed} of {sum(sizes)} items failed"
             raise FailureEventException(

@@ -1,19 +1,18 @@
 """`HostRuntimeExecutor`: LocalStack's Lambda execution environments as host subprocesses.
 
-LocalStack creates one executor per execution environment and calls `start(env)` (start a
-worker and wait until its runtime is ready), `invoke(payload)` once per invocation (one at a
-time), and `stop()`; `prepare_version` runs once per function version (unzip code and layers).
-Compared with LocalStack's Docker executor:
-- the worker is `python3.X -S -u bootstrap.py` of the function's runtime, in the unzipped code
+LocalStack creates one executor per execution environment and calls `start(env)`,
+`invoke(payload)` once per invocation (one at a time), and `stop()`; `prepare_version` runs
+once per function version (unzip code and layers). Compared with LocalStack's Docker executor:
+- an execution environment is a handle, not a process: each invocation leases a warm sandbox
+  of its function (`pool.py`: at most LOKKI_EMULATOR_WORKERS processes live at once, idle ones
+  reused across environments and invocations) and gives it back afterwards;
+- a sandbox is `python3.X -S -u bootstrap.py` of the function's runtime, in the unzipped code
   folder, with the layers merged into one `/opt`-like folder (later layers win, as on AWS);
 - the function timeout is enforced here (AWS's init does it in the container): the worker is
   killed and the invocation fails with `Sandbox.Timedout`; the next invocation cold-starts;
 - logs come from the worker's own output with START/END/REPORT lines; LocalStack stores them
   in `/aws/lambda/<function>`, and this executor also writes them to the function's
-  `LoggingConfig.LogGroup` when it names another group, as AWS would;
-- at most LOKKI_EMULATOR_MAX_IDLE_WORKERS idle workers stay alive across all functions (the
-  least recently used are ended; their environment cold-starts when used again), on top of
-  LocalStack's own LAMBDA_KEEPALIVE_MS.
+  `LoggingConfig.LogGroup` when it names another group, as AWS would.
 """
 
 from __future__ import annotations
@@ -24,12 +23,11 @@ import json
 import logging
 import math
 import os
-import secrets
 import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +45,21 @@ from localstack.services.lambda_.invocation.runtime_executor import (  # type: i
 )
 
 from . import runtimes
-from .runtime_api import Invocation, RuntimeApi
-from .worker import Worker
+from .pool import Stopped, WorkerPool
+from .runtime_api import Invocation
+from .sandbox import InitFailure, Sandbox
 
 LOG = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 BOOTSTRAP = HERE / "bootstrap.py"
 WORK_ROOT = Path(tempfile.gettempdir()) / "lokki-host-executor"
-POLL = 0.05
+# LocalStack's variables that differ between two environments of one function: a sandbox
+# started for one environment serves the others (the credentials are the same role's).
+PER_ENVIRONMENT = frozenset(
+    {"AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+    | {"AWS_LAMBDA_INITIALIZATION_TYPE"}
+)
+POOL = WorkerPool(runtimes.workers)
 
 
 def error_payload(error_type: str, message: str) -> bytes:
@@ -64,95 +69,68 @@ def error_payload(error_type: str, message: str) -> bytes:
 class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack's class: untyped here
     def __init__(self, id: str, function_version: Any) -> None:  # LocalStack's signature
         super().__init__(id=id, function_version=function_version)
-        self.folder = WORK_ROOT / f"env-{id}"
-        self.api: RuntimeApi | None = None
-        self.worker: Worker | None = None
         self.env: dict[str, str] = {}
         self.command: list[str] = []
+        self.key = ""  # the pool's name for this function's sandboxes
         self.stopped = threading.Event()
-        self.lock = threading.Lock()  # held by an invocation, and by parking (ending an idle worker)
-        self.init_ms: float | None = None  # the last cold start, reported once in a REPORT line
-        self.marker = f"\x1elokki-end-{secrets.token_hex(8)}"  # ends each invocation's output
+        self.leased: Sandbox | None = None  # the sandbox of the invocation under way
 
     # --------------------------------------------------------------------------- lifecycle
 
     def start(self, env_vars: dict[str, Any]) -> None:
+        """Only settings: the process starts with the first invocation that finds no warm one.
+        (Starting here would hold LocalStack's startup timeout while the pool is full.)"""
         self.command, self.env = self._worker_setup(env_vars)
-        self.api = RuntimeApi()
-        with self.lock:
-            failure = self._spawn()
-        if failure is not None:
-            self._store_logs(failure[1])
-            raise StatusErrorException("Environment startup failed", payload=failure[0])
-
-    def _spawn(self) -> tuple[bytes, str] | None:
-        """Start a worker and wait until its runtime asks for work; on failure (error payload, log)."""
-        assert self.api is not None
-        if self.stopped.is_set():
-            raise LambdaRuntimeException(f"execution environment {self.id} is stopped")
-        self.api.reset()
-        for sub in ("tmp", "home"):
-            (self.folder / sub).mkdir(parents=True, exist_ok=True)
-        env = self.env | {"AWS_LAMBDA_RUNTIME_API": self.api.address, "_LOKKI_LOG_MARKER": self.marker}
-        began = time.perf_counter()
-        worker = Worker(self.command, env, Path(self.env["LAMBDA_TASK_ROOT"]), self.marker)
-        self.worker = worker
-        while not self.api.ready.wait(POLL):
-            if worker.exited.is_set() or self.stopped.is_set():
-                break
-        self.init_ms = (time.perf_counter() - began) * 1000
-        if self.api.init_error is not None:
-            worker.kill()
-            return self.api.init_error, self._framed(None, worker.take_log(None), init=True)
-        if not self.api.ready.is_set():
-            worker.kill()
-            if self.stopped.is_set():
-                raise LambdaRuntimeException(f"execution environment {self.id} stopped while starting")
-            message = f"Runtime exited with error: {_exit_text(worker)}"
-            return error_payload("Runtime.ExitError", message), self._framed(None, worker.take_log(None), init=True)
-        return None
+        shared = {k: v for k, v in self.env.items() if k not in PER_ENVIRONMENT}
+        digest = hashlib.sha256(json.dumps([self.command, shared], sort_keys=True).encode()).hexdigest()[:16]
+        self.key = f"{self.function_version.qualified_arn}#{digest}"
+        POOL.join(self.key)
 
     def stop(self) -> None:
+        if self.stopped.is_set():
+            return
         self.stopped.set()
-        _IDLE.forget(self)
-        if self.worker is not None:
-            self.worker.kill()
-        if self.api is not None:
-            self.api.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def park(self) -> bool:
-        """End this environment's idle worker (it restarts on the next invocation); False if busy."""
-        if not self.lock.acquire(blocking=False):
-            return False
-        try:
-            if self.worker is not None and self.worker.alive():
-                LOG.debug("ending idle worker %s of %s", self.worker.pid, self.function_version.qualified_arn)
-                self.worker.kill()
-            return True
-        finally:
-            self.lock.release()
+        leased = self.leased
+        if leased is not None:
+            leased.end()  # LocalStack stops an environment mid-invocation only when shutting down
+        if self.key:
+            POOL.leave(self.key)
 
     # ---------------------------------------------------------------------------- invoking
 
     def invoke(self, payload: dict[str, Any]) -> Any:
         request_id = str(payload["invoke-id"])
-        with self.lock:
-            _IDLE.forget(self)
-            try:
-                return self._invoke(request_id, payload)
-            finally:
-                if not self.stopped.is_set():
-                    _IDLE.touch(self)
+        try:
+            sandbox, warm = POOL.lease(self.key, self._new_sandbox, self.stopped)
+        except Stopped:
+            raise LambdaRuntimeException(f"execution environment {self.id} stopped") from None
+        self.leased = sandbox
+        try:
+            if not warm:
+                failure = sandbox.start(self.stopped)
+                if failure is not None:
+                    sandbox.end()
+                    return self._init_failed(request_id, failure)
+            return self._invoke(sandbox, request_id, payload)
+        finally:
+            self.leased = None
+            POOL.give_back(self.key, sandbox)
 
-    def _invoke(self, request_id: str, payload: dict[str, Any]) -> Any:
-        assert self.api is not None
-        if self.worker is None or not self.worker.alive():
-            failure = self._spawn()  # parked, timed out or crashed before: a cold start
-            if failure is not None:
-                self._store_logs(failure[1])
-                return InvocationResult(request_id, failure[0], is_error=True, logs=failure[1])
-        worker = self.worker
+    def _new_sandbox(self) -> Sandbox:
+        return Sandbox(self.command, self.env, WORK_ROOT / f"sandbox-{uuid.uuid4().hex}")
+
+    def _init_failed(self, request_id: str, failure: InitFailure) -> Any:
+        if self.stopped.is_set():
+            raise LambdaRuntimeException(f"execution environment {self.id} stopped while starting")
+        payload = failure.payload or error_payload(
+            "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {failure.exit_text}"
+        )
+        logs = self._framed(None, failure.log, init=True)
+        self._store_logs(logs)
+        return InvocationResult(request_id, payload, is_error=True, logs=logs)
+
+    def _invoke(self, sandbox: Sandbox, request_id: str, payload: dict[str, Any]) -> Any:
+        worker = sandbox.worker
         assert worker is not None
         timeout = float(self.function_version.config.timeout)
         invocation = Invocation(
@@ -163,7 +141,7 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
             trace_id=str(payload.get("trace-id") or ""),
         )
         began = time.perf_counter()
-        outcome = self.api.invoke(invocation, worker.exited.is_set)
+        outcome = sandbox.invoke(invocation)
         duration = (time.perf_counter() - began) * 1000
         peak = worker.peak_memory_mb()
         if outcome == "done":
@@ -177,10 +155,10 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
             result, is_error = error_payload("Sandbox.Timedout", message), True
         else:
             text = worker.take_log(None)
-            message = f"RequestId: {request_id} Error: Runtime exited with error: {_exit_text(worker)}"
+            message = f"RequestId: {request_id} Error: Runtime exited with error: {worker.exit_text()}"
             result, is_error = error_payload("Runtime.ExitError", message), True
-        logs = self._framed(request_id, text, duration_ms=duration, peak_mb=peak)
-        self._store_logs(logs, also_default=False)  # LocalStack itself writes /aws/lambda/<function>
+        logs = self._framed(request_id, text, duration_ms=duration, peak_mb=peak, init_ms=sandbox.take_init_ms())
+        self._store_logs(logs)
         return InvocationResult(request_id, result, is_error=is_error, logs=logs)
 
     def _framed(
@@ -191,6 +169,7 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
         init: bool = False,
         duration_ms: float = 0.0,
         peak_mb: int | None = None,
+        init_ms: float | None = None,
     ) -> str:
         """The worker's output between AWS's START and END/REPORT lines."""
         cfg = self.function_version.config
@@ -204,9 +183,8 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
         ]
         if peak_mb is not None:
             report.append(f"Max Memory Used: {peak_mb} MB")
-        if self.init_ms is not None:
-            report.append(f"Init Duration: {self.init_ms:.2f} ms")
-            self.init_ms = None
+        if init_ms is not None:
+            report.append(f"Init Duration: {init_ms:.2f} ms")
         version = self.function_version.id.qualifier
         return f"START RequestId: {request_id} Version: {version}\n{text}END RequestId: {request_id}\n" + (
             "\t".join(report) + "\n"
@@ -244,8 +222,6 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
             AWS_LAMBDA_LOG_GROUP_NAME=self._log_group(),
             PATH=os.pathsep.join([*bins, str(Path(interpreter).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
             LANG="C.UTF-8",
-            HOME=str(self.folder / "home"),
-            TMPDIR=str(self.folder / "tmp"),  # the function's own /tmp, removed with the environment
             _LOKKI_SYS_PATH=os.pathsep.join(front),
             _LOKKI_RUNTIME_PATH=runtimes.runtime_path(),
             _LOKKI_NOTICES=notice or "",
@@ -263,15 +239,14 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
     def _default_log_group(self) -> str:
         return f"/aws/lambda/{self.function_version.id.function_name}"
 
-    def _store_logs(self, logs: str, also_default: bool = True) -> None:
-        """Write `logs` to the configured log group, and to /aws/lambda/<function> when LocalStack
-        does not (it stores an invocation's logs itself, but not those of a failed start)."""
+    def _store_logs(self, logs: str) -> None:
+        """Also write `logs` to the configured log group (LocalStack writes /aws/lambda/<function>
+        with every invocation's result, whatever LoggingConfig says)."""
+        group = self._log_group()
+        if group == self._default_log_group():
+            return
         stream = f"{dt.date.today():%Y/%m/%d}/[{self.function_version.id.qualifier}]{self.id}"
-        groups = {self._log_group(), self._default_log_group()}
-        if not also_default:
-            groups.discard(self._default_log_group())
-        for group in sorted(groups):
-            _log_handler(self.function_version).add_logs(LogItem(group, stream, logs))
+        _log_handler(self.function_version).add_logs(LogItem(group, stream, logs))
 
     # ------------------------------------------------------------------- LocalStack's API
 
@@ -285,7 +260,8 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
         return f"http://127.0.0.1:{config.GATEWAY_LISTEN[0].port}/_localstack_lambda/{self.id}"
 
     def get_logs(self) -> str:
-        return self.worker.all_output() if self.worker is not None else ""
+        leased = self.leased
+        return leased.worker.all_output() if leased is not None and leased.worker is not None else ""
 
     @classmethod
     def prepare_version(cls, function_version: Any) -> None:
@@ -296,6 +272,7 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
 
     @classmethod
     def cleanup_version(cls, function_version: Any) -> None:
+        POOL.end_matching(f"{function_version.qualified_arn}#")
         handler = _LOG_HANDLERS.pop(function_version.qualified_arn, None)
         if handler is not None:
             handler.stop()
@@ -303,13 +280,6 @@ class HostRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # LocalStack'
     @classmethod
     def validate_environment(cls) -> bool:
         return BOOTSTRAP.is_file()
-
-
-def _exit_text(worker: Worker) -> str:
-    code = worker.process.poll()
-    if code is None:
-        return "unknown"
-    return f"signal: {-code}" if code < 0 else f"exit status {code}"
 
 
 # ------------------------------------------------------------------------------- layers
@@ -363,29 +333,3 @@ def _log_handler(function_version: Any) -> Any:
             handler.start_subscriber()
             _LOG_HANDLERS[arn] = handler
         return _LOG_HANDLERS[arn]
-
-
-class IdleWorkers:
-    """Executors whose worker waits for work, least recently used first; beyond the limit the
-    oldest ones' workers are ended (a 2-core machine cannot keep dozens of interpreters warm)."""
-
-    def __init__(self) -> None:
-        self._executors: OrderedDict[str, HostRuntimeExecutor] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def forget(self, executor: HostRuntimeExecutor) -> None:
-        with self._lock:
-            self._executors.pop(executor.id, None)
-
-    def touch(self, executor: HostRuntimeExecutor) -> None:
-        with self._lock:
-            self._executors[executor.id] = executor
-            self._executors.move_to_end(executor.id)
-            surplus = []
-            while len(self._executors) > runtimes.max_idle_workers():
-                surplus.append(self._executors.popitem(last=False)[1])
-        for oldest in surplus:
-            oldest.park()
-
-
-_IDLE = IdleWorkers()

@@ -57,16 +57,6 @@ class RuntimeApi:
         host, port = self._server.server_address[:2]
         return f"{host!s}:{port}"
 
-    def reset(self) -> None:
-        """Forget the previous worker before a new one starts: a `next` request the killed worker
-        left waiting holds the old queue, so it can never take the new worker's invocation."""
-        with self._lock:
-            old, self._queue = self._queue, queue.Queue()
-            old.put(_Closed())
-            self.ready.clear()
-            self.init_error = None
-            self._current = None
-
     def invoke(self, invocation: Invocation, worker_exited: Callable[[], bool]) -> str:
         """Hand `invocation` to the worker and wait: "done", "timeout" or "exited"."""
         with self._lock:
@@ -102,12 +92,10 @@ class RuntimeApi:
     # ------------------------------------------------------------------ called by the handler
 
     def _next(self) -> Invocation | None:
-        with self._lock:
-            waiting_on = self._queue
         self.ready.set()
         while not self.closed.is_set():
             try:
-                item = waiting_on.get(timeout=1.0)
+                item = self._queue.get(timeout=1.0)
             except queue.Empty:
                 continue
             if isinstance(item, _Closed):

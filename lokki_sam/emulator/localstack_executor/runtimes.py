@@ -1,4 +1,5 @@
-"""Which interpreter runs a function, and the settings `lokki-sam emulator start` passes in.
+"""Which interpreter runs a function, and the settings `lokki-sam emulator start` passes in
+(`lokki_sam/emulator/plugin.py`; the defaults here are the same).
 
 `LOKKI_EMULATOR_PYTHONS` maps "3.11" to the interpreter lokki-sam discovered for it (PATH,
 pyenv); else `python3.X` on PATH. Without either, the function runs under this (LocalStack's)
@@ -13,8 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-
-DEFAULT_MAX_IDLE_WORKERS = 4
 
 
 def python_version(runtime: str | None) -> str | None:
@@ -63,8 +62,28 @@ def runtime_path() -> str:
     return os.environ.get("LOKKI_EMULATOR_RUNTIME_PATH", "")
 
 
-def max_idle_workers() -> int:
+def workers() -> int:
+    """Function processes alive at once, busy and idle, across all functions (0: no bound)."""
+    return _setting("LOKKI_EMULATOR_WORKERS", default_workers())
+
+
+def map_concurrency() -> int:
+    """Child executions a map without MaxConcurrency runs at once (0: all of them, LocalStack's way)."""
+    return _setting("LOKKI_EMULATOR_MAP_CONCURRENCY", default_map_concurrency())
+
+
+def default_workers() -> int:
+    """Two per core: a trivial step mostly waits on LocalStack (S3), so one per core idles the CPU."""
+    return max(2, 2 * (os.cpu_count() or 1))
+
+
+def default_map_concurrency() -> int:
+    """Twice the workers: while one child invokes its function, another is between states."""
+    return 2 * default_workers()
+
+
+def _setting(name: str, default: int) -> int:
     try:
-        return max(0, int(os.environ.get("LOKKI_EMULATOR_MAX_IDLE_WORKERS") or DEFAULT_MAX_IDLE_WORKERS))
+        return max(0, int(os.environ.get(name) or default))
     except ValueError:
-        return DEFAULT_MAX_IDLE_WORKERS
+        return default

@@ -89,6 +89,13 @@ class Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def exit_text(self) -> str:
+        """How the process ended, as AWS words it ("exit status 1", "signal: 9")."""
+        code = self.process.poll()
+        if code is None:
+            return "unknown"
+        return f"signal: {-code}" if code < 0 else f"exit status {code}"
+
     def peak_memory_mb(self) -> int | None:
         """Peak resident memory (VmHWM) while alive, for the REPORT line."""
         try:
