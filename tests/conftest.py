@@ -101,7 +101,10 @@ def unload_modules() -> Iterator[None]:
     before = set(sys.modules)
     yield
     for name in set(sys.modules) - before:
-        del sys.modules[name]
+        # lokki-sam's own modules stay: one imported again would hold other classes than the
+        # modules that imported it first (a renderer's dispatch on a model class would miss).
+        if name.split(".")[0] != "lokki_sam":
+            del sys.modules[name]
 
 
 def lokki_env(home: Path, **extra: str) -> dict[str, str]:

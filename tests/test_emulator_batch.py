@@ -361,7 +361,8 @@ def test_a_failing_batch_item_fails_the_generated_flow_with_its_exit_code_and_tr
         )
         for st in streams
     ]
-    failed = [t for t in texts if "ValueError: 27 is not allowed" in t]
+    # The job's own stream has the traceback (the aggregation's names the failure, without it).
+    failed = [t for t in texts if "ValueError: 27 is not allowed" in t and "Traceback (most recent call last):" in t]
     assert len(failed) == 1 and "batch_mixed.py" in failed[0] and "Traceback (most recent call last):" in failed[0]
     assert any(
         "map 'map-cube' is incomplete: 1 of 5 item(s) have no output of step 'shift' (items 3)" in t for t in texts

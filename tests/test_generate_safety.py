@@ -392,6 +392,7 @@ def test_the_memo_applies_to_its_own_text_and_code_only(tmp_path: Path, monkeypa
     template = tmp_path / "template.yaml"
     first = memo.TemplateMemo(template, "text one", folder)
     first.record({"calc": "src/calc.py:calc"}, unchanged_by="model-a")
+    first.commit()  # what a successful generate does
     again = memo.TemplateMemo(template, "text one", folder)
     assert again.unchanged_by("model-a") and not again.unchanged_by("model-b")
     assert again.recorded_flows() == {"calc": "src/calc.py:calc"}
@@ -409,6 +410,7 @@ def test_the_memo_keeps_a_bounded_number_of_templates(tmp_path: Path) -> None:
     for i in range(memo._KEEP + 5):
         entry = memo.TemplateMemo(tmp_path / f"t{i}" / "template.yaml", "text", folder)
         entry.record({}, unchanged_by="m")
+        entry.commit()
         os.utime(entry.path, (i, i))  # written in this order
     kept = sorted(folder.glob("*.json"))
     assert len(kept) == memo._KEEP

@@ -109,7 +109,8 @@ def test_runtime_path_needs_neither_click_nor_rich_nor_yaml(tmp_path: Path) -> N
     flow_module.write_text(
         "from lokki_sam import flow, step\n"
         "@step\ndef nums(n: int = 3) -> list[int]:\n    return list(range(n))\n"
-        # A step's requirements are checked where it is defined, in a Lambda too, without `packaging`.
+        # A step's requirements are checked where it is defined, in a Lambda too, without `packaging`
+        # (a local run checks them against what is installed, with `packaging`: the CLI's, not this path).
         '@step(requirements=[\'numpy<2.3; python_version < "3.12" and sys_platform == "linux"\'])\n'
         "def sq(x: int) -> int:\n    return x * x\n"
         "@step\ndef tot(xs: list[int]) -> int:\n    return sum(xs)\n"
@@ -121,9 +122,23 @@ def test_runtime_path_needs_neither_click_nor_rich_nor_yaml(tmp_path: Path) -> N
         sys.path.insert(0, {str(tmp_path)!r})
         for name in {RUNTIME_MODULES!r}:
             __import__(name)
-        from lokki_sam.testing import run_flow_in_process
         import tiny_flow
-        print(run_flow_in_process(tiny_flow.tiny, n=4).result)
+        from lokki_sam import __version__, execution, runtime
+        from lokki_sam.execution import RunContext
+        from lokki_sam.protocol import PROTOCOL_VERSION
+        from lokki_sam.store import LocalStore
+
+        graph, store = tiny_flow.tiny.graph, LocalStore({str(tmp_path / "store")!r})
+        env = {{"LOKKI_MODULE": "tiny_flow", "LOKKI_FLOW": "tiny", "LOKKI_BUCKET": "b", "LOKKI_PREFIX": "p",
+               "LOKKI_VERSION": __version__}}
+        def handle(event, step):
+            stamp = {{"protocol": PROTOCOL_VERSION, "flow": graph.fingerprints.flow, "step": graph.fingerprint(event["node"])}}
+            runtime.handle({{**event, "lokki": stamp}}, {{**env, "LOKKI_STEP": step}}, store=store)
+        context = {{"run_id": "r1", "params": {{"n": 4}}}}
+        handle({{"node": "nums", **context}}, "nums")
+        handle({{"node": "sq", "map": "map-sq", "input": {{"AllItems": True, **context}}}}, "sq")
+        handle({{"node": "tot", **context}}, "tot")
+        print(execution.read_result(RunContext(graph, store, "r1", {{"n": 4}})))
         assert not [m for m in sys.modules if m.split(".")[0] in {CLI_ONLY!r}]
         """
     )

@@ -125,8 +125,8 @@ def test_failed_map_item_names_step_item_exception_and_traceback(cloud: Cloud, f
 def test_json_failures_are_error_documents_naming_the_run(cloud: Cloud, tmp_path: Path) -> None:
     module = tmp_path / "failing_flow.py"
     module.write_text(textwrap.dedent(FAILING))
-    deploy(cloud, str(module))
-    failed = lokki("invoke", str(module), "--json")
+    deploy(cloud, f"{module}:failing")
+    failed = lokki("invoke", f"{module}:failing", "--json")
     assert failed.exit_code == 1
     started = json.loads(failed.stderr.splitlines()[0])
     document = json.loads(failed.stdout)  # stdout holds this one JSON document
@@ -137,8 +137,8 @@ def test_json_failures_are_error_documents_naming_the_run(cloud: Cloud, tmp_path
     assert "step: check (map item 1)" in error["message"] and error["hint"]
     assert "error: " in failed.stderr  # people still read the error on stderr
     for args, kind in [
-        (("invoke", str(module), "--json", "-p", "nn=2"), "ParamError"),
-        (("logs", "failing-20260101T000000-abcdef", "--flow", str(module), "--json"), "LokkiError"),
+        (("invoke", f"{module}:failing", "--json", "-p", "nn=2"), "ParamError"),
+        (("logs", "failing-20260101T000000-abcdef", "--flow", f"{module}:failing", "--json"), "LokkiError"),
         (("runs", "nope", "--json"), None),
     ]:
         refused = lokki(*args)
@@ -147,7 +147,7 @@ def test_json_failures_are_error_documents_naming_the_run(cloud: Cloud, tmp_path
         assert error["exit_code"] == 2 and error["message"] and (kind is None or error["type"] == kind)
     assert (
         "nn (did you mean n?)"
-        in json.loads(lokki("invoke", str(module), "--json", "-p", "nn=2").stdout)["error"]["message"]
+        in json.loads(lokki("invoke", f"{module}:failing", "--json", "-p", "nn=2").stdout)["error"]["message"]
     )
 
 
@@ -213,7 +213,8 @@ def test_a_retry_the_engine_cannot_match_says_it_did_not_apply(cloud: Cloud, fai
     run_id = json.loads(lokki("runs", "--json").stdout)[0]["run_id"]
     # What ministack's map run gives for the failed child (moto cannot list children).
     failure = Failure("FAILED", "picky", "Runtime.HandlerError", "'item 1 is bad'", item="1", map_label="map-picky")
-    dep = Deployment(connect(region="us-east-1", profile=None, endpoint_url=None), STACK, {names.BUCKET_OUTPUT: BUCKET})
+    outputs = {names.BUCKET_OUTPUT: BUCKET, names.state_machine_arn_output("retried"): cloud.state_machines["retried"]}
+    dep = Deployment(connect(region="us-east-1", profile=None, endpoint_url=None), STACK, outputs)
     graph = load_flow(f"{failing_module}:retried").graph
     text = failure_error(dep, graph, run_id, failure, "arn:x").message
     assert "error: KeyError: 'item 1 is bad'" in text

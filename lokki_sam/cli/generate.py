@@ -11,6 +11,7 @@ import click
 from lokki_sam.cli.state import CliState, handle_errors, pass_state
 
 if TYPE_CHECKING:
+    from lokki_sam.compile.merge import ExistingTemplate
     from lokki_sam.config import Config
 
 
@@ -78,6 +79,7 @@ def command(
                 check_references(result.dangling, str(template_path), force=False)
             sys.exit(1)
         click.echo("generated files are up to date")
+        remember(selection.template)
         return
     warning = requirements_warning(template_path.parent / (code_uri or str(config.get("code_uri", "src"))))
     if warning:
@@ -86,6 +88,7 @@ def command(
     if docker:
         click.echo(docker, err=True)
     done = result.write()
+    remember(selection.template)
     for name in selection.removed:
         click.echo(f"removed flow '{name}' (--prune): its functions, state machine, events and outputs")
     for line in done:
@@ -99,6 +102,12 @@ def default_template(config: Config, target: str) -> str:
     if target == "serverless" and config.sources.get("template", "default") == "default":
         return "serverless.yml"
     return str(config.get("template", "template.yaml"))
+
+
+def remember(template: ExistingTemplate | None) -> None:
+    """Keep what this run learnt about the template (compile/memo.py), now that it succeeded."""
+    if template is not None and template.memo is not None:
+        template.memo.commit()
 
 
 def check_references(dangling: list[str], template: str, force: bool) -> None:

@@ -11,7 +11,7 @@ from lokki_sam.cloud.locate import failed_item
 from lokki_sam.cloud.stack import Deployment
 from lokki_sam.cloud.status import Failure
 from lokki_sam.errors import LokkiError, StepFailed
-from lokki_sam.execution import RunContext, failure_records
+from lokki_sam.execution import failure_records
 from lokki_sam.ir import FlowGraph, MapBlock, Node
 from lokki_sam.names import function_id, map_label
 
@@ -99,9 +99,12 @@ def _item_record(
     block = _failed_map(graph, failure, state)
     if block is None:
         return None
+    from lokki_sam.cloud.result import check_finished, run_context
+
     try:
         with aws_errors("reading the failed items' records"):
-            records = failure_records(RunContext(graph, dep.store(graph.name), run_id, {}), block)
+            ctx = run_context(graph, dep.store(graph.name), run_id, check_finished(dep, graph, run_id), None)
+            records = failure_records(ctx, block)
     except LokkiError:  # a best-effort extra: the engine's account stands
         return None
     if item is not None and item.split("..")[0].isdigit():

@@ -70,6 +70,7 @@ class TemplateMemo:
         self.path = (folder or cache_folder()) / f"{key}.json"
         self.text_digest = hashlib.sha256(text.encode()).hexdigest()
         self.entry = self._load()
+        self.pending = False
 
     def _load(self) -> dict[str, Any]:
         try:
@@ -104,6 +105,8 @@ class TemplateMemo:
         self._write(hashlib.sha256(text.encode()).hexdigest(), flows, [], json.dumps(data, ensure_ascii=False))
 
     def _write(self, text_digest: str, flows: Mapping[str, str | None], unchanged: list[str], data: str | None) -> None:
+        """Hold the new facts; `commit` stores them once the run has succeeded (a refused or
+        failed `generate` leaves nothing behind, in the project or in the cache)."""
         self.entry = {
             "format": _FORMAT,
             "text": text_digest,
@@ -112,6 +115,12 @@ class TemplateMemo:
             "unchanged": unchanged,
             **({"data": data} if data is not None else {}),
         }
+        self.pending = True
+
+    def commit(self) -> None:
+        if not self.pending:
+            return
+        self.pending = False
         with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=".memo.", suffix=".tmp")
