@@ -132,7 +132,8 @@ def test_runtime_path_needs_neither_click_nor_rich_nor_yaml(tmp_path: Path) -> N
         env = {{"LOKKI_MODULE": "tiny_flow", "LOKKI_FLOW": "tiny", "LOKKI_BUCKET": "b", "LOKKI_PREFIX": "p",
                "LOKKI_VERSION": __version__}}
         def handle(event, step):
-            stamp = {{"protocol": PROTOCOL_VERSION, "flow": graph.fingerprints.flow, "step": graph.fingerprint(event["node"])}}
+            node_fp = graph.fingerprint(event["node"])
+            stamp = {{"protocol": PROTOCOL_VERSION, "flow": graph.fingerprints.flow, "step": node_fp}}
             runtime.handle({{**event, "lokki": stamp}}, {{**env, "LOKKI_STEP": step}}, store=store)
         context = {{"run_id": "r1", "params": {{"n": 4}}}}
         handle({{"node": "nums", **context}}, "nums")
