@@ -292,20 +292,24 @@ def render_template(model: TemplateModel, existing: str | None, where: str = "te
 
 
 def parse(text: str, where: str) -> CommentedMap:
-    y = yaml_rt()
+    return _mapping_document(load_yaml(text, where, "the existing template"), where)
+
+
+def load_yaml(text: str, where: str, what: str) -> Any:
+    """`text` parsed in ruamel's round-trip mode (comments kept); a YAML error names the file,
+    line and column of `what`."""
     try:
-        doc = y.load(text)
+        return yaml_rt().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         raise LokkiError(
-            f"cannot parse the existing template: {exc.problem or exc.context}",
+            f"cannot parse {what}: {exc.problem or exc.context}",
             where=f"{where}{line}",
             hint="fix the YAML (or move the file away to generate a fresh one)",
         ) from None
     except Exception as exc:  # ruamel raises a few unmarked errors (e.g. duplicate keys)
-        raise LokkiError(f"cannot parse the existing template: {exc}", where=where) from None
-    return _mapping_document(doc, where)
+        raise LokkiError(f"cannot parse {what}: {exc}", where=where) from None
 
 
 def parse_json(text: str, where: str) -> CommentedMap:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from lokki_sam.compile import cfn, merge
 from lokki_sam.compile.serverless import (
@@ -82,18 +81,7 @@ class Rendered:
 
 
 def parse(text: str, where: str) -> CommentedMap:
-    try:
-        doc = merge.yaml_rt().load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise LokkiError(
-            f"cannot parse serverless.yml: {exc.problem or exc.context}",
-            where=f"{where}{line}",
-            hint="fix the YAML (or move the file away to generate a fresh one)",
-        ) from None
-    except Exception as exc:  # ruamel raises a few unmarked errors (e.g. duplicate keys)
-        raise LokkiError(f"cannot parse serverless.yml: {exc}", where=where) from None
+    doc = merge.load_yaml(text, where, "serverless.yml")
     if doc is None:
         return CommentedMap()
     if not isinstance(doc, CommentedMap):
