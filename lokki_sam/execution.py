@@ -25,6 +25,7 @@ from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
 from lokki_sam.lineage import Recipe
 from lokki_sam.protocol import ItemRef, is_identity
 from lokki_sam.store import ArtifactStore
+from lokki_sam.tracebacks import user_frame_summaries
 
 CHUNK_TARGET_BYTES = 1 << 20  # items are grouped into ~1 MiB objects ...
 CHUNK_MAX_ITEMS = 1000  # ... of at most this many items, aligned to batch boundaries
@@ -745,8 +746,7 @@ def _shown(items: Sequence[int]) -> str:
 
 def user_traceback(exc: BaseException) -> str:
     """The last frames of the user's traceback (lokki-sam's own frames dropped)."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "lokki_sam" not in f.filename]
-    return "".join(traceback.format_list(frames[-5:])).rstrip()
+    return "".join(traceback.format_list(user_frame_summaries(exc)[-5:])).rstrip()
 
 
 # ---------------------------------------------------------------------------------- outputs

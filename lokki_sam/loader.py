@@ -12,6 +12,7 @@ from types import ModuleType
 
 from lokki_sam.dsl import Flow
 from lokki_sam.errors import LokkiError
+from lokki_sam.tracebacks import is_own_file
 
 _LIBRARY_DIRS = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
 
@@ -124,7 +125,7 @@ def _forget_other_user_module(module_name: str, path: Path, search_root: Path) -
 def _user_line(exc: BaseException) -> str | None:
     """`file:line` of the innermost frame of the user's own code in exc's traceback."""
     frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "importlib" not in f.filename and "lokki_sam" not in f.filename]
+    user = [f for f in frames if "importlib" not in f.filename and not is_own_file(f.filename)]
     # Point at the user's own line, not at the stdlib or a library it called.
     own = [f for f in user if not f.filename.startswith(_LIBRARY_DIRS)]
     user = own or user

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Sequence
 
 PACKAGE = "lokki_sam"
@@ -13,6 +14,11 @@ def is_own_file(filename: str) -> bool:
     """A file of lokki-sam's package, wherever it is installed (site-packages, a checkout, a
     Lambda layer's /opt/python): a `lokki_sam` folder on its path."""
     return PACKAGE in re.split(r"[\\/]", filename)[:-1]
+
+
+def user_frame_summaries(exc: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of `exc`'s traceback that are the user's (lokki-sam's own dropped)."""
+    return [f for f in traceback.extract_tb(exc.__traceback__) if not is_own_file(f.filename)]
 
 
 def user_frames(frames: Sequence[str]) -> list[str]:

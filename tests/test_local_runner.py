@@ -516,3 +516,20 @@ def test_rerun_refuses_unknown_steps_and_new_runs_before_writing(
         run_flow(rerun_flow, store=tmp_path, resume=resume, rerun=rerun)
     assert info.value.exit_code == 2
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_a_users_folder_named_like_lokki_sam_keeps_its_frames_in_the_traceback(tmp_path: Path) -> None:
+    """lokki-sam's own frames are dropped by their package folder, not by a substring of the path:
+    a project under `lokki_sam_demo/` keeps its frames."""
+    from lokki_sam.loader import load_flow
+
+    folder = tmp_path / "lokki_sam_demo"
+    folder.mkdir()
+    (folder / "demo_flow.py").write_text(
+        "from lokki_sam import flow, step\n"
+        "@step\ndef boom() -> int:\n    raise ValueError('no')\n"
+        "@flow\ndef demo():\n    return boom()\n"
+    )
+    with pytest.raises(StepFailed) as info:
+        run_flow(load_flow(str(folder / "demo_flow.py")), store=tmp_path / "runs")
+    assert "lokki_sam_demo/demo_flow.py" in info.value.message and "raise ValueError('no')" in info.value.message

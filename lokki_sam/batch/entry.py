@@ -34,6 +34,7 @@ from lokki_sam.errors import EXIT_OK, EXIT_STEP_FAILED, LokkiError
 from lokki_sam.protocol import MAP, NODE, RUN_ID
 from lokki_sam.retry import call_with_retry
 from lokki_sam.store import ArtifactStore, LocalStore, S3Store, s3_client
+from lokki_sam.tracebacks import user_frame_summaries
 
 
 def main(environ: Mapping[str, str] | None = None) -> int:
@@ -92,6 +93,6 @@ def _store(env: Mapping[str, str], settings: runtime.FunctionEnv) -> ArtifactSto
 
 def user_traceback(exc: BaseException) -> str:
     """The exception with the user's frames only (lokki-sam's own dropped), as Python prints it."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "lokki_sam" not in f.filename]
+    frames = user_frame_summaries(exc)
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
     return "".join([*lines, *traceback.format_exception_only(exc)]).rstrip()
