@@ -137,6 +137,7 @@ class RunContext:
     chunk_cache: dict[str, list[Any]] = field(default_factory=dict)
     pointers: dict[str, Pointer] = field(default_factory=dict)  # read or written by this process
     recipes: dict[str, Recipe] = field(default_factory=dict)
+    manifests: dict[str, list[ItemRef]] = field(default_factory=dict)  # read by this process, by key
 
     def __post_init__(self) -> None:
         layout.check_run_id(self.run_id)
@@ -385,12 +386,15 @@ def manifest_key(ctx: RunContext, block: MapBlock) -> str:
 
 def read_manifest(ctx: RunContext, block: MapBlock, key: str | None = None) -> list[ItemRef]:
     key = key or manifest_key(ctx, block)
+    if key in ctx.manifests:  # a manifest never changes: it lives under its source output's identity
+        return ctx.manifests[key]
     raw = ctx.store.get_json(key)
     if not isinstance(raw, list):
         raise StoreError("map manifest is not a JSON list", where=ctx.store.describe(key))
     refs = [ItemRef.parse(entry) for entry in raw]
     if any(ref.digest is None for ref in refs):
         raise StoreError("map manifest entry without its item's digest ('d')", where=ctx.store.describe(key))
+    ctx.manifests[key] = refs
     return refs
 
 

@@ -18,6 +18,7 @@ lineage.py); `source` is the identity of the map source's output the items come 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -72,10 +73,13 @@ class ItemRef:
         return out if self.digest is None else out | {DIGEST: self.digest}
 
 
+_IDENTITY = re.compile(r"[0-9a-f]{16,64}")
+
+
 def is_identity(value: Any) -> bool:
     """An identity or content digest as lineage.py makes them (lowercase hex): nothing else may
     become part of a key."""
-    return isinstance(value, str) and 16 <= len(value) <= 64 and all(c in "0123456789abcdef" for c in value)
+    return isinstance(value, str) and _IDENTITY.fullmatch(value) is not None
 
 
 # Payload classes are NamedTuples: as immutable and typed as frozen dataclasses, and ten times
