@@ -89,24 +89,40 @@ def dump_sequence(
     header: Any, values: Sequence[Any], sink: Sink, *, codec: int = CODEC_RAW, what: str = "value"
 ) -> list[str]:
     """Write `header` and `values` as one artifact in which each value is a pickle of its own, so
-    each has its own content digest (returned, in order, and stored after the values) at the cost
-    of hashing what is written anyway: map items and their outputs are identified one by one."""
+    each has its own content digest (returned, in order, and stored after the values, 16 bytes
+    each) at the cost of hashing what is written anyway: map items and their outputs are
+    identified one by one."""
     with _writing(sink, codec, what, values) as writer:
         pickle.dump((len(values), header), writer, protocol=5)
-        hashing = _Hashing(writer)
-        pickler = pickle.Pickler(hashing, protocol=5)
-        digests = []
+        digests: list[bytes] = []
+        small: list[bytes] = []  # consecutive small pickles, written together (one frame write)
+        held = 0
         for value in values:
             try:
-                pickler.dump(value)
+                pickled = pickle.dumps(value, protocol=5)  # each value stands alone: its pickle depends on it only
             except Exception as exc:
-                if exc is writer.error:
-                    raise
                 raise _unpicklable(value, what, exc) from None
-            pickler.clear_memo()  # each value stands alone: its pickle (and digest) depends on it only
-            digests.append(hashing.cut())
-        pickle.dump(digests, writer, protocol=5)
-        return digests
+            if len(pickled) >= PARALLEL_HASH_BYTES:  # hashed on the hashing thread while it is written
+                hashed = _hash_pool().submit(_digest, pickled)
+                writer.write(b"".join(small))
+                small, held = [], 0
+                writer.write(pickled)
+                digests.append(hashed.result())
+                continue
+            digests.append(_digest(pickled))
+            small.append(pickled)
+            held += len(pickled)
+            if held >= SMALL_WRITES:
+                writer.write(b"".join(small))
+                small, held = [], 0
+        writer.write(b"".join(small))
+        pickle.dump(b"".join(digests), writer, protocol=5)
+        return [d.hex() for d in digests]
+
+
+def _digest(data: bytes) -> bytes:
+    """A content digest: SHA-256, cut to DIGEST_LENGTH hex characters' worth."""
+    return hashlib.sha256(data).digest()[:DIGEST_BYTES]
 
 
 @contextlib.contextmanager
@@ -132,23 +148,46 @@ def _writing(sink: Sink, codec: int, what: str, obj: Any) -> Iterator[_FrameWrit
 
 
 DIGEST_LENGTH = 32  # hex characters of a content digest: 128 bits, no accidental collision
+DIGEST_BYTES = DIGEST_LENGTH // 2
+PARALLEL_HASH_BYTES = 1 << 20  # from this size on, data is hashed beside its writing (a thread)
+SMALL_WRITES = 1 << 16  # small pickles of a sequence are written in groups of about this size
 
 
 class _Hashing:
-    """A write-through file that hashes what passes; `cut()` ends one value's digest."""
+    """A write-through file that hashes what passes; `cut()` ends one value's digest. Large
+    writes are hashed on the hashing thread while the caller's thread frames and writes them."""
 
     def __init__(self, writer: _FrameWriter) -> None:
         self.writer = writer
         self.hasher = hashlib.sha256()
+        self.pending: Future[None] | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        self.hasher.update(data)
+        if self.pending is not None or len(data) >= PARALLEL_HASH_BYTES:  # in order, behind what is queued
+            self.pending = _hash_pool().submit(self.hasher.update, bytes(data) if isinstance(data, bytearray) else data)
+        else:
+            self.hasher.update(data)
         return self.writer.write(data)
 
     def cut(self) -> str:
+        if self.pending is not None:
+            self.pending.result()  # the pool has one thread: every update before it is done too
+            self.pending = None
         digest = self.hasher.hexdigest()[:DIGEST_LENGTH]
         self.hasher = hashlib.sha256()
         return digest
+
+
+_hash_lock = threading.Lock()
+_hash_pools: list[ThreadPoolExecutor] = []
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    """One thread for the process's large hashes, in submission order."""
+    with _hash_lock:
+        if not _hash_pools:
+            _hash_pools.append(ThreadPoolExecutor(1, thread_name_prefix="lokki-hash"))
+        return _hash_pools[0]
 
 
 def dumps(obj: Any, *, codec: int = CODEC_RAW, what: str = "value") -> bytes:
@@ -353,11 +392,13 @@ def _read_sequence(unpickler: pickle.Unpickler, where: str, reader: _FrameReader
     count, header = first
     values = [unpickler.load() for _ in range(count)]
     digests = unpickler.load()
-    if not (isinstance(digests, list) and len(digests) == count and all(isinstance(d, str) for d in digests)):
+    if not (isinstance(digests, bytes) and len(digests) == count * DIGEST_BYTES):
         raise StoreError("not a sequence artifact (no digest per value)", where=where)
     if reader is not None:
         reader.finish()
-    return Sequenced(header, values, digests)
+    hexes = digests.hex()
+    size = DIGEST_LENGTH
+    return Sequenced(header, values, [hexes[i : i + size] for i in range(0, len(hexes), size)])
 
 
 class Sequenced(NamedTuple):
