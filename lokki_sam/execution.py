@@ -138,6 +138,8 @@ class RunContext:
     pointers: dict[str, Pointer] = field(default_factory=dict)  # read or written by this process
     recipes: dict[str, Recipe] = field(default_factory=dict)
     manifests: dict[str, list[ItemRef]] = field(default_factory=dict)  # read by this process, by key
+    # map id -> (item index, item digest) -> the item's identities per step (item_ids)
+    item_ids: dict[str, dict[tuple[int, str | None], tuple[str, ...]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         layout.check_run_id(self.run_id)
@@ -344,7 +346,7 @@ def write_map_items(ctx: RunContext, block: MapBlock, source: Node, identity: st
     ]
     written = ctx.store.put_sequences(chunks, what=f"an item of the list returned by step '{source.id}'")
     digests = [digest for chunk in written for digest in chunk]
-    manifest = [ItemRef(i, layout.chunk_start(i, size), digest).to_json() for i, digest in enumerate(digests)]
+    manifest = [{"c": i - i % size, "d": digest, "i": i} for i, digest in enumerate(digests)]  # ItemRef.to_json
     ctx.store.put_json(layout.manifest(ctx.run_id, source.id, identity), manifest)  # last: it marks the source done
     return len(items), lineage.items_digest(digests)
 
@@ -409,12 +411,20 @@ def complete_refs(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef]) -> 
 
 def item_ids(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef]) -> dict[str, list[str]]:
     """The identities the map's steps' outputs have for `refs` when computed now, per step, in the
-    order of `refs`: each chained from the item's content digest through the steps before."""
-    out: dict[str, list[str]] = {}
-    previous = [_digest_of(ref) for ref in refs]
-    for node in block.nodes:
-        previous = out[node.id] = ctx.recipe(node.id).items(previous)
-    return out
+    order of `refs`: each chained from the item's content digest through the steps before. Each
+    item's are derived once per process (the runner asks per batch, then again to gather)."""
+    known = ctx.item_ids.setdefault(block.id, {})
+    fresh = [ref for ref in refs if (ref.index, ref.digest) not in known]
+    if fresh:
+        previous = [_digest_of(ref) for ref in fresh]
+        chains: list[list[str]] = []
+        for node in block.nodes:
+            previous = ctx.recipe(node.id).items(previous)
+            chains.append(previous)
+        for position, ref in enumerate(fresh):
+            known[(ref.index, ref.digest)] = tuple(chain[position] for chain in chains)
+    rows = [known[(ref.index, ref.digest)] for ref in refs]
+    return {node.id: [row[step] for row in rows] for step, node in enumerate(block.nodes)}
 
 
 def _digest_of(ref: ItemRef) -> str:
@@ -426,13 +436,13 @@ def _digest_of(ref: ItemRef) -> str:
 def read_items(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef], source: str | None = None) -> list[Any]:
     """The items themselves, each checked against the digest its reference carries."""
     identity = source or source_identity(ctx, block)
-    keys = sorted({layout.items_chunk(ctx.run_id, block.source, identity, r.chunk) for r in refs})
-    missing = [k for k in keys if k not in ctx.chunk_cache]
+    keys = {c: layout.items_chunk(ctx.run_id, block.source, identity, c) for c in {r.chunk for r in refs}}
+    missing = sorted(k for k in keys.values() if k not in ctx.chunk_cache)
     for key, stored in zip(missing, ctx.store.get_sequences(missing), strict=True):
         ctx.chunk_cache[key] = list(zip(stored.values, stored.digests, strict=True))
     values = []
     for ref in refs:
-        key = layout.items_chunk(ctx.run_id, block.source, identity, ref.chunk)
+        key = keys[ref.chunk]
         chunk = ctx.chunk_cache[key]
         offset = ref.index - ref.chunk
         if not 0 <= offset < len(chunk) or chunk[offset][1] != ref.digest:

@@ -378,9 +378,7 @@ class LocalRunner:
         return results
 
     def _run_batch(self, ctx: RunContext, block: MapBlock, batch: list[ItemRef], buffers: dict[str, Buffer]) -> None:
-        indexes = [r.index for r in batch]
         values = execution.read_items(ctx, block, batch)
-        ids = execution.item_ids(ctx, block, batch)
         computed: list[tuple[str, list[Any]]] = []
         for node in block.nodes:
             try:
@@ -390,7 +388,7 @@ class LocalRunner:
                 values = call_with_retry(
                     functools.partial(execution.compute_batch, ctx, node, values),
                     node.step.options.retry,
-                    on_retry=functools.partial(self._report_retry, node.id, indexes[0]),
+                    on_retry=functools.partial(self._report_retry, node.id, batch[0].index),
                     sleep=self.sleep,
                 )
             except Exception as exc:
@@ -398,14 +396,15 @@ class LocalRunner:
                 raise
             computed.append((node.id, values))
         for node_id, outputs in computed:  # only whole successes reach the buffers
-            buffers[node_id].add(indexes, ids[node_id], outputs)
+            buffers[node_id].add(batch, outputs)
 
     def _flush(self, ctx: RunContext, block: MapBlock, buffers: dict[str, Buffer]) -> None:
         # The last step is written last: its object is what marks items as done.
         for node in block.nodes:
             buffer = buffers[node.id]
-            if buffer.indexes:
-                execution.write_batch_output(ctx, node, buffer.indexes, buffer.ids, buffer.outputs)
+            if buffer.refs:  # the items' identities, once per flush (a batch may be a single item)
+                ids = execution.item_ids(ctx, block, buffer.refs)[node.id]
+                execution.write_batch_output(ctx, node, [r.index for r in buffer.refs], ids, buffer.outputs)
                 buffers[node.id] = Buffer()
 
     def _report_retry(self, step: str, item: int, attempt: int, error: BaseException, wait: float) -> None:
@@ -438,15 +437,13 @@ class LocalRunner:
 
 @dataclass
 class Buffer:
-    """A map step's finished outputs not written yet: items, their identities, their values."""
+    """A map step's finished outputs not written yet: the items and their values."""
 
-    indexes: list[int] = field(default_factory=list)
-    ids: list[str] = field(default_factory=list)
+    refs: list[ItemRef] = field(default_factory=list)
     outputs: list[Any] = field(default_factory=list)
 
-    def add(self, indexes: list[int], ids: list[str], outputs: list[Any]) -> None:
-        self.indexes += indexes
-        self.ids += ids
+    def add(self, refs: list[ItemRef], outputs: list[Any]) -> None:
+        self.refs += refs
         self.outputs += outputs
 
 

@@ -42,7 +42,7 @@ def _path_key(key: str) -> str:
     return f"{key}.$"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ItemRef:
     """One map item: its index, the first index of the chunk object that holds it, and its content
     digest (what the identities of its outputs derive from)."""
@@ -53,20 +53,21 @@ class ItemRef:
 
     @classmethod
     def parse(cls, value: Any) -> ItemRef:
+        index = value.get(INDEX) if type(value) is dict else None
+        chunk = value.get(CHUNK) if type(value) is dict else None
+        digest = value.get(DIGEST) if type(value) is dict else None
         if (
-            not isinstance(value, Mapping)
-            or not _is_int(value.get(INDEX))
-            or not _is_int(value.get(CHUNK))
-            or not (value.get(DIGEST) is None or is_identity(value.get(DIGEST)))
+            type(index) is not int  # bool is not an index
+            or type(chunk) is not int
+            or not (digest is None or (type(digest) is str and _IDENTITY.fullmatch(digest)))
         ):
             raise ProtocolError(
                 f"malformed map item reference {value!r}",
                 hint='expected {"i": <index>, "c": <chunk>, "d": <digest>} as the map source writes them',
             )
-        index, chunk = value[INDEX], value[CHUNK]
         if not 0 <= chunk <= index:
             raise ProtocolError(f"map item reference {value!r} is inconsistent (chunk after item)")
-        return cls(index, chunk, value.get(DIGEST))
+        return cls(index, chunk, digest)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {INDEX: self.index, CHUNK: self.chunk}
