@@ -134,7 +134,8 @@ class RunContext:
     reruns: Mapping[str, int] = field(default_factory=dict)  # node id -> the attempt whose --rerun forces it
     # Reading a run made by another version of the flow (same steps): that version's node fingerprints.
     fingerprints: Mapping[str, str] | None = None
-    chunk_cache: dict[str, list[Any]] = field(default_factory=dict)
+    # "<source node>/<its output's identity>" -> chunk start -> (key, items, their digests)
+    chunk_cache: dict[str, dict[int, tuple[str, list[Any], list[str]]]] = field(default_factory=dict)
     pointers: dict[str, Pointer] = field(default_factory=dict)  # read or written by this process
     recipes: dict[str, Recipe] = field(default_factory=dict)
     manifests: dict[str, list[ItemRef]] = field(default_factory=dict)  # read by this process, by key
@@ -434,23 +435,25 @@ def _digest_of(ref: ItemRef) -> str:
 
 
 def read_items(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef], source: str | None = None) -> list[Any]:
-    """The items themselves, each checked against the digest its reference carries."""
+    """The items themselves, each checked against the digest its reference carries (a local run
+    reads each chunk once: batches of one item would otherwise pay for it again and again)."""
     identity = source or source_identity(ctx, block)
-    keys = {c: layout.items_chunk(ctx.run_id, block.source, identity, c) for c in {r.chunk for r in refs}}
-    missing = sorted(k for k in keys.values() if k not in ctx.chunk_cache)
-    for key, stored in zip(missing, ctx.store.get_sequences(missing), strict=True):
-        ctx.chunk_cache[key] = list(zip(stored.values, stored.digests, strict=True))
+    chunks = ctx.chunk_cache.setdefault(f"{block.source}/{identity}", {})
+    missing = sorted({r.chunk for r in refs} - chunks.keys())
+    if missing:
+        keys = [layout.items_chunk(ctx.run_id, block.source, identity, c) for c in missing]
+        for first, key, stored in zip(missing, keys, ctx.store.get_sequences(keys), strict=True):
+            chunks[first] = (key, stored.values, stored.digests)
     values = []
     for ref in refs:
-        key = keys[ref.chunk]
-        chunk = ctx.chunk_cache[key]
+        key, items, digests = chunks[ref.chunk]
         offset = ref.index - ref.chunk
-        if not 0 <= offset < len(chunk) or chunk[offset][1] != ref.digest:
+        if not 0 <= offset < len(items) or digests[offset] != ref.digest:
             raise StoreError(
                 f"map item {ref.index} is not in its chunk as the manifest says (manifest and items disagree)",
                 where=ctx.store.describe(key),
             )
-        values.append(chunk[offset][0])
+        values.append(items[offset])
     return values
 
 
