@@ -778,9 +778,9 @@ CASES: list[Case] = [
     ),
     Case(
         "cli",
-        "generate a flow with a Batch step",
-        cli_run("generate", "src/heavy.py", "--code-uri", "src"),
-        ("flow 'heavy': step(s) 'fit' run as AWS Batch jobs", "lokki-sam run"),
+        "generate a Batch step for the Serverless target without [batch] subnets",
+        cli_run("generate", "src/heavy.py", "--code-uri", "src", "--target", "serverless"),
+        ("lokki.toml [batch] subnets", "passes no CloudFormation parameters", "[batch] job_queue"),
         2,
         setup=write_files(
             **{

@@ -137,7 +137,7 @@ def template() -> dict[str, Any]:
 
     def flow_substitutions(prefix: str) -> dict[str, Any]:
         found = {
-            names.JOB_QUEUE_SUBSTITUTION: {"Ref": "Queue"},
+            **{names.job_queue_substitution(FLOW.graph.name, step.name): {"Ref": "Queue"} for step in FLOW.graph.steps},
             names.BUCKET_SUBSTITUTION: {"Ref": "Bucket"},
             names.PREFIX_SUBSTITUTION: flow_prefix,
             **{

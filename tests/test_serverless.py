@@ -462,15 +462,20 @@ def test_an_existing_bucket_replaces_the_stacks_own(app: Path) -> None:
     assert "arn:${AWS::Partition}:s3:::${Bucket}" in text and "Bucket: team-artifacts" in text
 
 
-def test_every_resource_kind_has_a_method_in_each_renderer() -> None:
+def test_every_resource_kind_has_a_method_in_each_renderer(tmp_path: Path) -> None:
     """A new kind of resource is one model class and one method per renderer: a class a renderer
     does not know is refused (TypeError), never silently left out of one target."""
     import typing
 
     from lokki_sam.compile import sam
+    from lokki_sam.config import load_config
+    from tests.flows import batch_mixed
 
     kinds = set(typing.get_args(model.Resource))
-    app = model.build([SHAPES["map_agg"][0].graph], model.Settings())
+    # Batch steps on EC2 too: their compute environment's instances have an instance profile.
+    config = {**load_config(tmp_path).values, "batch_platform": "ec2", "batch_cpu": 1}
+    graphs = [SHAPES["map_agg"][0].graph, batch_mixed.batch_single.graph]
+    app = model.build(graphs, model.Settings(batch=config, root=tmp_path))
     assert kinds == {type(r) for r in app.resources} | {model.DependencyLayer}  # (no step of map_agg has requirements)
     for renderer in (sam.SamRenderer, serverless.ServerlessRenderer):
         registry = renderer.__dict__["resource"].dispatcher.registry
