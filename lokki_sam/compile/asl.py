@@ -223,7 +223,7 @@ def _items(graph: FlowGraph, block: MapBlock) -> str:
 def _map_state(graph: FlowGraph, block: MapBlock) -> dict[str, Any]:
     opts = block.options
     distributed = opts.mode == "distributed"
-    context = MapEvent.context_template(RUN_ID, PARAMS, f"{ITEMS}.id")
+    context = MapEvent.context_template(RUN_ID, PARAMS, f"{_items(graph, block)}.id")
     body: dict[str, Any] = {}
     batched = distributed and opts.batch_size > 1
     for i, node in enumerate(block.nodes):
