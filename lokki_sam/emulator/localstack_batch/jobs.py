@@ -164,7 +164,7 @@ class HostJob(batch_models.Job):  # type: ignore[misc]  # moto's class is untype
         sink = LogSink(self._log_backend, self.log_group, self.stream_name)
         project = images.find(image)
         with tempfile.TemporaryDirectory(prefix=f"lokki-batch-{self.job_id[:8]}-") as work:
-            runner, cwd = choose_runner(image, project), work
+            runner, cwd = choose_runner(image, project), Path(work)
             if runner == "build":
                 assert project is not None
                 sink.write(f"lokki-sam local cloud: building {image} from {project.dockerfile}")
