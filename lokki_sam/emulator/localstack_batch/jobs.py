@@ -181,7 +181,7 @@ class HostJob(batch_models.Job):  # type: ignore[misc]  # moto's class is untype
                 args, process_env, cwd = (
                     images.host_command(command, project),
                     host_environment(self, env, work),
-                    str(root),
+                    root,
                 )
                 process_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), process_env.get("PYTHONPATH")) if p)
                 skipped = f"; its {project.runs} RUN line(s) not run" if project.runs else ""
