@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lokki_sam.cloud import batch_jobs
 from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.exception_log import GENERIC_ERRORS, exception_class
 from lokki_sam.cloud.locate import failed_item
@@ -28,20 +29,34 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
     node = _node(graph, state)
     function = dep.function_name(graph.name, node.step.name) if node is not None else None
     group = dep.log_group(function) if function else None
-    error = failure.error
-    if group and error in GENERIC_ERRORS and failure.message:
-        error = exception_class(dep.client("logs"), group, failure.message) or error
+    error, message = failure.error, failure.message
+    if group and error in GENERIC_ERRORS and message:
+        error = exception_class(dep.client("logs"), group, message) or error
+    jobs = batch_jobs.explain(dep, graph, arn, message) if any(s.options.on_batch for s in graph.steps) else None
+    if jobs is not None and jobs.task is not None:  # a Batch Task: the cause is its job, the error in its log
+        error, message = jobs.task.error or error, jobs.task.describe()
+        group = None
     if state:
         item = f" (map item {item_text})" if item_text is not None else ""
         lines.append(f"  step: {state}{item}")
-    if error or failure.message:
-        lines.append(f"  error: {error}: {failure.message}" if failure.message else f"  error: {error}")
+    if error or message:
+        lines.append(f"  error: {error}: {message}" if message else f"  error: {error}")
     hint = f"execution {arn}"
     if node is not None:
-        if group:
+        if jobs is not None and jobs.task is not None and jobs.task.log:
+            lines.append(f"  logs: {jobs.task.log}")
+        elif group:
             lines.append(f"  logs: CloudWatch log group {group}")
-        hint = f"sam logs -n {function_id(graph.name, node.step.name)} --stack-name {dep.stack_name}; {hint}"
+        hint = f"{_logs_command(dep, graph, run_id, node)}; {hint}"
+    lines += jobs.lines if jobs is not None else []
     return ExecutionFailed("\n".join(lines), where=f"flow '{graph.name}'", hint=hint)
+
+
+def _logs_command(dep: Deployment, graph: FlowGraph, run_id: str, node: Node) -> str:
+    """Where the failed step's whole log is: SAM's command for a function, lokki-sam's for Batch jobs."""
+    if node.step.options.on_batch:
+        return f"lokki-sam logs {run_id} --flow {graph.name} --step {node.id}"
+    return f"sam logs -n {function_id(graph.name, node.step.name)} --stack-name {dep.stack_name}"
 
 
 def _locate(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failure) -> tuple[str | None, str | None]:
