@@ -348,3 +348,10 @@ def _check(name: str, raw: Any, *, where: str, from_text: bool, shown: str | Non
     if problem is not None:
         raise ConfigError(f"{label} is not valid ({value!r}): {problem}", where=where, hint=key.help)
     return value
+
+
+def generated_file(config: Config, target: str) -> str:
+    """The file `generate` writes (and `push` reads): config `template` when set, else the target's own."""
+    if target == "serverless" and config.sources.get("template", "default") == "default":
+        return "serverless.yml"
+    return str(config.get("template", "template.yaml"))

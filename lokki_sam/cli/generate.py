@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from lokki_sam.cli.state import CliState, handle_errors, pass_state
-
-if TYPE_CHECKING:
-    from lokki_sam.config import Config
 
 
 @click.command("generate")
@@ -48,11 +44,12 @@ def command(
     template already records are regenerated too (from where they came), unless --prune.
     Your own resources, parameters, outputs, properties and comments survive.
     """
+    from lokki_sam.config import generated_file
     from lokki_sam.generate import display, plan, requirements_warning, select
 
     config = state.config
     target = target or str(config.get("target", "sam"))
-    template_path = Path(template or default_template(config, target))
+    template_path = Path(template or generated_file(config, target))
     selection = select(flow_refs, template_path, config, prune=prune, target=target)
     result = plan(selection.flows, template_path, config, code_uri, target=target)
     for note in result.notes:
@@ -79,13 +76,6 @@ def command(
         click.echo(line)
     if not done and not selection.removed:
         click.echo("generated files are up to date")
-
-
-def default_template(config: Config, target: str) -> str:
-    """The file generate writes: config `template` when set, else the target's own."""
-    if target == "serverless" and config.sources.get("template", "default") == "default":
-        return "serverless.yml"
-    return str(config.get("template", "template.yaml"))
 
 
 def docker_note(steps: list[str], builder: str = "sam build") -> str | None:

@@ -129,7 +129,8 @@ def build(graphs: Sequence[FlowGraph], settings: Settings, runtime: str) -> Stac
             flow=graph.name,
             step=step.name,
             image=image,
-            image_uri=image_uri(repository, image, runtime, settings),
+            image_tag=image_tag(image, runtime, settings),
+            repository=repository,
             size=sizes[key],
             architecture=image.architecture,
             environment=step_environment(graph, step, settings, endpoint=False),
@@ -142,13 +143,17 @@ def build(graphs: Sequence[FlowGraph], settings: Settings, runtime: str) -> Stac
     return StackBatch(tuple(resources), tuple(parameters), jobs, repository)
 
 
-def image_uri(repository: ImageRepository, image: ImageSet, runtime: str, settings: Settings) -> Value:
-    """`<account>.dkr.ecr.<region>.<suffix>/<repository>:<tag>`: the image `lokki-sam push` pushes."""
+def image_tag(image: ImageSet, runtime: str, settings: Settings) -> str:
+    """The tag of the image `lokki-sam push` pushes: what it is built from (compile/batch_images.py)."""
     if settings.root is None:
         raise LokkiError("Batch steps need the template's folder to tag their images (a programming error)")
-    tag = batch_images.tag(image, runtime, settings.root, settings.code_uri, settings.template)
-    text = "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${Repository}:" + tag
-    return Sub(text, (("Repository", Ref(repository)),))
+    return batch_images.tag(image, runtime, settings.root, settings.code_uri, settings.template)
+
+
+def image_uri(job: JobDefinition) -> Value:
+    """`<account>.dkr.ecr.<region>.<suffix>/<repository>:<tag>`, as ECR names the image."""
+    text = "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${Repository}:" + job.image_tag
+    return Sub(text, (("Repository", Ref(job.repository)),))
 
 
 def existing_queue_arn(queue: str) -> Value:

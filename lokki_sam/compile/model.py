@@ -345,7 +345,8 @@ class JobDefinition:
     flow: str
     step: str
     image: images.ImageSet
-    image_uri: Value
+    image_tag: str  # `<key>-<digest>` (compile/batch_images.py)
+    repository: ImageRepository
     size: JobSize
     architecture: str
     environment: Mapping[str, Value]  # the step's own variables, then lokki-sam's

@@ -184,6 +184,7 @@ class HostJob(batch_models.Job):  # type: ignore[misc]  # moto's class is untype
                     root,
                 )
                 process_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), process_env.get("PYTHONPATH")) if p)
+                process_env["PYTHONDONTWRITEBYTECODE"] = "1"  # the files are the project's: write nothing there
                 skipped = f"; its {project.runs} RUN line(s) not run" if project.runs else ""
                 sink.write(f"lokki-sam local cloud: a host process on the files of {project.dockerfile}{skipped}")
             else:
