@@ -343,6 +343,9 @@ def test_batch_steps_submit_a_job_and_wait_passing_references_only() -> None:
         "States.Format('${ArtifactPrefix}/_batch/{}/numbers.json', $$.Execution.Name)"
     )
     assert states["map-square"]["ItemReader"]["Parameters"]["Key.$"] == "$.items.value.Key"
+    # ... and the identity of the source's output, which every item carries, is there too.
+    assert states["map-square"]["ItemSelector"]["source.$"] == "$.items.value.id"
+    assert states["map-square"]["ItemBatcher"]["BatchInput"]["source.$"] == "$.items.value.id"
     # In a batched map body: one job per batch, its items listed by index from the batch.
     shift = states["map-square"]["ItemProcessor"]["States"]["shift"]
     env = {

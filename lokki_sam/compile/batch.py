@@ -235,13 +235,6 @@ def _execution_role(repository: ImageRepository, log_groups: list[LogGroup]) -> 
             allow("JobLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], [Arn(g) for g in log_groups]),
         ),
         policy_name="lokki-sam-batch-execution",
-        checkov_skips=(
-            (
-                "CKV_AWS_107",
-                "ecr:GetAuthorizationToken is how the platform logs in to ECR to pull the job's image; "
-                "AWS gives it no resource-level permissions, and the pull itself is limited to this stack's repository",
-            ),
-        ),
     )
 
 

@@ -318,15 +318,7 @@ def role_resource(role: model.Role, values: Intrinsics) -> Json:
         properties["ManagedPolicyArns"] = [values(arn) for arn in role.managed_policies]
     if role.statements:
         properties["Policies"] = [{"PolicyName": role.policy_name, "PolicyDocument": values.policy(role.statements)}]
-    return {"Type": "AWS::IAM::Role", "Metadata": _metadata(role.checkov_skips), "Properties": properties}
-
-
-def _metadata(skips: tuple[tuple[str, str], ...]) -> dict[str, Json]:
-    """The ownership marker, with checkov findings accepted for this resource and why."""
-    meta: dict[str, Json] = dict(owned_marker())
-    if skips:
-        meta["checkov"] = {"skip": [{"id": i, "comment": why} for i, why in skips]}
-    return meta
+    return {"Type": "AWS::IAM::Role", "Metadata": owned_marker(), "Properties": properties}
 
 
 def parameter(param: model.Parameter) -> Json:

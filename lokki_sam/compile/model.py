@@ -236,7 +236,7 @@ class LogGroup:
 @dataclass(frozen=True, eq=False)
 class Role:
     """An IAM role that `service` assumes, with one inline policy of `statements` (none: no policy)
-    and the AWS managed policies `managed_policies`; `checkov_skips`: (check, why) accepted by design."""
+    and the AWS managed policies `managed_policies`."""
 
     key: str
     description: str
@@ -244,7 +244,6 @@ class Role:
     statements: tuple[Statement, ...]
     policy_name: str = "lokki-sam-step"
     managed_policies: tuple[Value, ...] = ()
-    checkov_skips: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
