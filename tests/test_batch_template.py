@@ -93,7 +93,11 @@ def test_each_batch_step_is_a_job_definition_with_its_size_image_command_and_env
             continue
         assert names.function_id(graph.name, step.name) not in found
         props = job(path, graph.name, step.name)
-        assert (props["Type"], props["PlatformCapabilities"], props["PropagateTags"]) == ("container", ["FARGATE"], True)
+        assert (props["Type"], props["PlatformCapabilities"], props["PropagateTags"]) == (
+            "container",
+            ["FARGATE"],
+            True,
+        )
         assert props["Timeout"] == {"AttemptDurationSeconds": 3600}  # [batch] timeout's default
         container = resolved(path, props["ContainerProperties"])
         # numbers: 0.5 vCPU / 1024 MiB of its own; the others lokki.toml's defaults (1 / 2048).
@@ -139,7 +143,9 @@ def test_job_roles_reach_only_their_flows_prefix_as_function_roles_do(apps: dict
     for step in ("numbers", "cube", "shift", "total"):
         role_id = names.job_role_id("batch_only", step)
         trust = cfn["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-        assert trust == [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+        assert trust == [
+            {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ]
         statements = {s["Sid"]: (s["Action"], s["Resource"]) for s in role_statements(cfn, role_id)}
         expected = {
             "ReadRunArtifacts": (["s3:GetObject"], [f"{prefix}/*"]),
@@ -283,7 +289,7 @@ def test_ec2_steps_of_two_architectures_are_refused(tmp_path: Path) -> None:
     (tmp_path / "arm_flow.py").write_text(ARM_ON_EC2)
     (arm,) = load_flows(str(tmp_path / "arm_flow.py"))
     settings = model.Settings(batch=load_config(tmp_path).values, root=tmp_path)
-    with pytest.raises(LokkiError, match="share one compute environment.*arm64 and x86_64"):
+    with pytest.raises(LokkiError, match=r"share one compute environment.*arm64 and x86_64"):
         model.build([arm.graph, batch_gpu.gpu.graph], settings)
 
 

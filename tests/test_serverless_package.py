@@ -86,7 +86,9 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         pytest.fail("osls is not installed: run `npm ci` in the repository (package.json pins it)")
     with pytest.MonkeyPatch.context() as mp, moto_endpoint() as endpoint:
         mp.setenv("AWS_DEFAULT_REGION", REGION)  # module scope: runs before the autouse env fixture
-        yield Built(tmp_path_factory.mktemp(request.param), APPS[request.param], endpoint, CONFIG.get(request.param, {}))
+        yield Built(
+            tmp_path_factory.mktemp(request.param), APPS[request.param], endpoint, CONFIG.get(request.param, {})
+        )
 
 
 def test_the_same_state_machines(built: Built) -> None:
