@@ -20,9 +20,8 @@ import pytest
 
 from lokki_sam.cloud import push
 from lokki_sam.config import load_config
-from lokki_sam.emulator.process import free_port
 from tests.support.docker_daemon import DockerDaemon
-from tests.support.emulator import exported
+from tests.support.emulator import started_in
 from tests.support.lambda_image import LambdaImages, host_architecture
 from tests.support.sam import REPO, forget_module, restored_sys_path
 from tests.test_journey import BIN, App, run_tool
@@ -105,16 +104,9 @@ def cloud(project: Path, docker_daemon: DockerDaemon) -> Iterator[App]:
     """The project built and deployed to LocalStack started in its folder with the Docker daemon."""
     env = base_env(project) | docker_daemon.env()
     run_tool([str(BIN / "sam"), "build"], project, env | {"PIP_NO_INDEX": "1"}, timeout=600)
-    start = [str(BIN / "lokki-sam"), "emulator", "start", "--engine", "localstack", "--port", str(free_port())]
-    started = subprocess.run(start, cwd=project, env=env, capture_output=True, text=True, timeout=900)
-    assert started.returncode == 0, started.stderr
-    try:
-        deployed = env | exported(started.stdout)
+    with started_in(project, env) as deployed:
         run_tool([str(BIN / "sam"), "deploy", "--config-env", "local"], project, deployed, timeout=900)
         yield App(project, deployed, "localstack")
-    finally:
-        stop = [str(BIN / "lokki-sam"), "emulator", "stop", "--engine", "localstack"]
-        subprocess.run(stop, cwd=project, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_the_local_cloud_builds_the_projects_image_and_runs_each_job_in_it(cloud: App) -> None:

@@ -21,8 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lokki_sam.emulator.process import free_port
-from tests.support.emulator import exported
+from tests.support.emulator import started_in
 from tests.support.sam import REPO
 from tests.test_journey import BIN, App, run_tool
 
@@ -116,18 +115,10 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     refs = ["src/mixed.py", "src/batch_mixed.py:batch_single", "src/batch_mixed.py:batch_only"]
     run_tool([str(BIN / "lokki-sam"), "generate", *refs], root, env)
     run_tool([str(BIN / "sam"), "build"], root, env | {"PIP_NO_INDEX": "1"}, timeout=600)
-    start = [str(BIN / "lokki-sam"), "emulator", "start", "--engine", "localstack", "--port", str(free_port())]
-    started = subprocess.run(start, cwd=root, env=env, capture_output=True, text=True, timeout=900)
-    assert started.returncode == 0, started.stderr
-    try:
-        deployed = env | exported(started.stdout)
+    with started_in(root, env) as deployed:
         out = run_tool([str(BIN / "sam"), "deploy", "--config-env", "local"], root, deployed, timeout=900)
         assert f"Successfully created/updated stack - {STACK}" in out
         yield App(root, deployed, "localstack")
-    finally:
-        stop = [str(BIN / "lokki-sam"), "emulator", "stop", "--engine", "localstack"]
-        stopped = subprocess.run(stop, cwd=root, env=env, capture_output=True, text=True, timeout=120)
-        assert stopped.returncode == 0, stopped.stderr
 
 
 def lokki(app: App, *args: str) -> subprocess.CompletedProcess[str]:

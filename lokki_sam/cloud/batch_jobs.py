@@ -11,6 +11,7 @@ failed jobs are found in the step's queue, by job name, and matched to the run b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.stack import Deployment
 from lokki_sam.errors import LokkiError
 from lokki_sam.ir import FlowGraph
+from lokki_sam.runlog import read_record
 
 DESCRIBE_AT_ONCE = 100  # DescribeJobs takes up to 100 job ids
 
@@ -116,28 +118,20 @@ def with_error(dep: Deployment, failed: FailedJob) -> FailedJob:
     except LokkiError:  # logs are a best-effort extra: no access, no stream yet
         return failed
     lines = [str(e.get("message", "")) for e in events]
-    return FailedJob(**{**failed.__dict__, "error": error_of(lines)})
+    return dataclasses.replace(failed, error=error_of(lines))
 
 
 def error_of(lines: list[str]) -> str | None:
     """`Class: message` of the run log's last `step failed` record, else the last traceback line."""
     for line in reversed(lines):
-        record = _json(line)
+        record = read_record(line)
         if record is not None and record.get("message") == "step failed" and record.get("errorType"):
             message = str(record.get("errorMessage", "")).splitlines()[0] if record.get("errorMessage") else ""
             return f"{record['errorType']}: {message}".rstrip(": ")
-    text = [line for line in lines if line.strip() and _json(line) is None and not line.startswith("lokki-sam local")]
+    text = [
+        line for line in lines if line.strip() and read_record(line) is None and not line.startswith("lokki-sam local")
+    ]
     return text[-1].strip() if text else None
-
-
-def _json(line: str) -> dict[str, Any] | None:
-    if not line.lstrip().startswith("{"):
-        return None
-    try:
-        found = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return found if isinstance(found, dict) else None
 
 
 def failed_jobs(dep: Deployment, graph: FlowGraph, execution: str, since_ms: int) -> list[FailedJob]:

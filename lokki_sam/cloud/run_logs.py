@@ -10,7 +10,6 @@ such records (the platform's START/END/REPORT lines, `print` output) are not par
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from lokki_sam.cloud.resume import attempts
 from lokki_sam.cloud.stack import Deployment
 from lokki_sam.errors import LokkiError
 from lokki_sam.ir import FlowGraph
+from lokki_sam.runlog import read_record
 
 MARGIN_MS = 60_000  # clocks of Lambda and Step Functions differ slightly; log events may lag the execution
 
@@ -49,7 +49,7 @@ def run_records(
     for step_name in steps:
         for group in _groups(dep, graph, step_name):
             for event in _events(dep, group, run_id, start, stop):
-                record = _record(event.get("message", ""))
+                record = read_record(event.get("message", ""))
                 if record is not None and _wanted(record, run_id, step, item):
                     # Keyed by the text: a platform writing to both groups (LocalStack) shows each once.
                     found.setdefault(event["message"], LogRecord(int(event.get("timestamp", 0)), group, record))
@@ -95,17 +95,6 @@ def _events(dep: Deployment, group: str, run_id: str, start: int, stop: int) -> 
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 raise  # a group nothing was logged to yet does not exist
-
-
-def _record(message: str) -> dict[str, Any] | None:
-    text = message.strip()
-    if not text.startswith("{"):
-        return None
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def _wanted(record: dict[str, Any], run_id: str, step: str | None, item: int | None) -> bool:
