@@ -469,13 +469,12 @@ def test_every_resource_kind_has_a_method_in_each_renderer(tmp_path: Path) -> No
 
     from lokki_sam.compile import sam
     from lokki_sam.config import load_config
-    from tests.flows import batch_mixed
+    from tests.flows import batch_gpu, batch_mixed
 
     kinds = set(typing.get_args(model.Resource))
-    # Batch steps on EC2 too: their compute environment's instances have an instance profile.
-    config = {**load_config(tmp_path).values, "batch_platform": "ec2", "batch_cpu": 1}
-    graphs = [SHAPES["map_agg"][0].graph, batch_mixed.batch_single.graph]
-    app = model.build(graphs, model.Settings(batch=config, root=tmp_path))
+    # Batch steps on Fargate and on EC2 (whose compute environment's instances have an instance profile).
+    graphs = [SHAPES["map_agg"][0].graph, batch_mixed.batch_single.graph, batch_gpu.gpu.graph]
+    app = model.build(graphs, model.Settings(batch=load_config(tmp_path).values, root=tmp_path))
     assert kinds == {type(r) for r in app.resources} | {model.DependencyLayer}  # (no step of map_agg has requirements)
     for renderer in (sam.SamRenderer, serverless.ServerlessRenderer):
         registry = renderer.__dict__["resource"].dispatcher.registry

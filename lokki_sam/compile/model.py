@@ -46,6 +46,13 @@ _LOGICAL_ID_RE = re.compile(r"^[A-Za-z0-9]{1,255}$")
 DERIVED_SUFFIXES = ("Role", "Policy")
 
 
+def config_defaults() -> dict[str, Any]:
+    """Every config key's default (what a project without lokki.toml has)."""
+    from lokki_sam.config import SCHEMA
+
+    return {name: key.default for name, key in SCHEMA.items()}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Deployment-wide settings (config keys and `generate` options)."""
@@ -67,7 +74,7 @@ class Settings:
     # flow name -> the FLOW_REF it came from, relative to the generated file (recorded in it)
     sources: Mapping[str, str] = field(default_factory=dict)
     # The config's values: `[batch]` (batch_*) sizes, places and networks the Batch steps' jobs.
-    batch: Mapping[str, Any] = field(default_factory=dict)
+    batch: Mapping[str, Any] = field(default_factory=config_defaults)
     # The generated file's folder (the Docker context) and name: Batch images are tagged by content.
     root: Path | None = None
     template: str = "template.yaml"
