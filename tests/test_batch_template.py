@@ -293,10 +293,11 @@ def test_ec2_steps_of_two_architectures_are_refused(tmp_path: Path) -> None:
         model.build([arm.graph, batch_gpu.gpu.graph], settings)
 
 
-def test_the_image_tag_follows_what_the_image_is_built_from(tmp_path: Path) -> None:
+def test_the_image_tag_follows_what_the_image_is_built_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same project gives the same tag (generate --check passes); a changed file of CodeUri, or a
     Dockerfile the user made theirs, a new one; files outside the build context do not count."""
     template = make_app(tmp_path, [FLOWS / "batch_mixed.py"], refs=[f"{tmp_path}/src/batch_mixed.py:batch_only"])
+    monkeypatch.chdir(tmp_path)  # generate reads the project's settings where it runs, as in a shell
 
     def tags() -> set[str]:
         return set(re.findall(r"/\$\{Repository\}:([0-9a-f]{10}-[0-9a-f]{16})", template.read_text()))
@@ -321,10 +322,13 @@ def regenerate(template: Path) -> set[str]:
     return set(re.findall(r"/\$\{Repository\}:([0-9a-f]{10}-[0-9a-f]{16})", template.read_text()))
 
 
-def test_your_additions_to_batch_resources_survive_regeneration(tmp_path: Path) -> None:
+def test_your_additions_to_batch_resources_survive_regeneration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Only the properties lokki-sam sets are its own: a job definition's ephemeral storage and a
     compute environment's tags stay, an edited owned value (MaxvCpus) is set again."""
     template = make_app(tmp_path, [FLOWS / "batch_mixed.py"], **NETWORK)
+    monkeypatch.chdir(tmp_path)  # generate reads the project's settings where it runs, as in a shell
     text = template.read_text()
     text = text.replace(
         "        Command:\n          - python3\n",

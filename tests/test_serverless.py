@@ -341,10 +341,16 @@ def test_config_target_and_code_folder(app: Path) -> None:
 def test_every_emitted_key_is_owned_and_every_owned_key_emitted() -> None:
     """What lokki-sam owns in serverless.yml is exactly what the renderer emits (as test_ownership.py
     does for template.yaml), over configurations that switch on every optional key."""
-    from tests.test_ownership import graphs
+    from tests.test_ownership import BATCH, EMPTY, graphs
 
+    # The Batch steps' network: serverless.yml holds lokki.toml's values.
+    batch = {**BATCH, "batch_subnets": ["subnet-0123456789abcdef0"], "batch_security_groups": ["sg-0123456789abcdef0"]}
     emitted: dict[str, set[str]] = {"functions": set(), "layers": set(), "stateMachines": set(), "images": set()}
-    for settings in (model.Settings(), model.Settings(tracing=True), model.Settings(package="image")):
+    for settings in (
+        model.Settings(batch=batch, root=EMPTY),
+        model.Settings(tracing=True, batch=batch, root=EMPTY),
+        model.Settings(package="image", batch=batch, root=EMPTY),
+    ):
         config = serverless.render(model.build(graphs(), settings))
         for section, entries in (
             ("functions", config.functions),
