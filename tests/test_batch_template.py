@@ -99,6 +99,13 @@ def test_each_batch_step_is_a_job_definition_with_its_size_image_command_and_env
             True,
         )
         assert props["Timeout"] == {"AttemptDurationSeconds": 3600}  # [batch] timeout's default
+        # Batch runs a job again only when the platform stopped it: the step's own Retry is in the job.
+        retry = props["RetryStrategy"]
+        assert retry["Attempts"] == 3 and retry["EvaluateOnExit"][-1] == {"OnReason": "*", "Action": "EXIT"}
+        assert {e["OnStatusReason"] for e in retry["EvaluateOnExit"][:-1]} == {
+            "Host EC2*",
+            "Your Spot Task was interrupted*",
+        }
         container = resolved(path, props["ContainerProperties"])
         # numbers: 0.5 vCPU / 1024 MiB of its own; the others lokki.toml's defaults (1 / 2048).
         size = {"VCPU": "0.5", "MEMORY": "1024"} if step.name == "numbers" else {"VCPU": "1", "MEMORY": "2048"}

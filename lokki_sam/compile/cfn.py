@@ -110,6 +110,7 @@ JOB_DEFINITION_PROPERTIES = (
     "PlatformCapabilities",
     "PropagateTags",
     "Timeout",
+    "RetryStrategy",
     *(
         f"ContainerProperties.{key}"
         for key in (
@@ -440,9 +441,23 @@ def job_definition_resource(job: model.JobDefinition, values: Intrinsics) -> Jso
         "PlatformCapabilities": [size.platform.upper()],
         "PropagateTags": True,
         "Timeout": {"AttemptDurationSeconds": size.timeout},
+        "RetryStrategy": INFRASTRUCTURE_RETRY,
         "ContainerProperties": container,
     }
     return {"Type": "AWS::Batch::JobDefinition", "Metadata": owned_marker(), "Properties": properties}
+
+
+# A job the platform stopped (a Spot reclaim, a host that went away) is run again by Batch; any other
+# end is final here: the step's own Retry runs inside the job (lokki_sam/batch/entry.py). Batch's
+# patterns match from the start, a trailing `*` matching the rest.
+INFRASTRUCTURE_RETRY = {
+    "Attempts": 3,
+    "EvaluateOnExit": [
+        {"OnStatusReason": "Host EC2*", "Action": "RETRY"},
+        {"OnStatusReason": "Your Spot Task was interrupted*", "Action": "RETRY"},
+        {"OnReason": "*", "Action": "EXIT"},
+    ],
+}
 
 
 FARGATE_ARCHITECTURES = {"x86_64": "X86_64", "arm64": "ARM64"}
