@@ -188,3 +188,18 @@ def test_a_real_build_and_push_to_a_registry(
             f"pushing {host}/lokki-test:{image.tag}",
         ]
         assert push.push_images([image], registry, project, {image.tag}, lines.append) == []
+
+
+def test_invoke_refuses_to_start_a_run_whose_images_are_not_pushed(aws: None) -> None:
+    """Every job would fail to pull its image minutes later: `invoke` says so before starting."""
+    from lokki_sam.cloud.stack import Target, open_deployment
+    from tests.flows import batch_mixed
+
+    graph = batch_mixed.batch_only.graph
+    name = deploy("0123456789-00000000000000aa")
+    dep = open_deployment(Target(STACK, "--stack-name", region=REGION))
+    with pytest.raises(push.ImagesMissing, match=rf"repository {name} does not hold yet: 0123456789-00000000000000aa"):
+        push.check_images(dep, graph)
+    boto3.client("ecr").put_image(repositoryName=name, imageManifest=MANIFEST, imageTag="0123456789-00000000000000aa")
+    push.check_images(dep, graph)  # pushed: nothing to say
+    push.check_images(dep, batch_mixed.batch_single.graph)  # no job definition of that flow deployed here

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from lokki_sam.cloud.aws import AwsError, aws_errors
 from lokki_sam.cloud.stack import Deployment, StackNotFound
 from lokki_sam.config import Config
 from lokki_sam.errors import LokkiError
+from lokki_sam.ir import FlowGraph
 
 PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 DOCKER_TIMEOUT = 3 * 3600  # a GPU image with CUDA libraries builds and uploads for a long time
@@ -118,15 +119,18 @@ def pushed_tags(dep: Deployment, repository: str, tags: Sequence[str]) -> set[st
     return found
 
 
-def deployed_tags(dep: Deployment) -> dict[str, str]:
-    """Image tag -> a job definition of the stack that names it (what the deployed jobs run)."""
+def deployed_tags(dep: Deployment, logical_ids: Collection[str] | None = None) -> dict[str, str]:
+    """Image tag -> a job definition of the stack that names it (what the deployed jobs run); only
+    the job definitions `logical_ids` when given."""
     with aws_errors(f"stack '{dep.stack_name}'"):
         pages = dep.client("cloudformation").get_paginator("list_stack_resources").paginate(StackName=dep.stack_name)
         arns = [
             str(r["PhysicalResourceId"])
             for page in pages
             for r in page.get("StackResourceSummaries", ())
-            if r.get("ResourceType") == "AWS::Batch::JobDefinition" and r.get("PhysicalResourceId")
+            if r.get("ResourceType") == "AWS::Batch::JobDefinition"
+            and r.get("PhysicalResourceId")
+            and (logical_ids is None or r.get("LogicalResourceId") in logical_ids)
         ]
     out: dict[str, str] = {}
     for start in range(0, len(arns), 100):
@@ -189,6 +193,32 @@ def push_images(
         run(["push", name], None)
         pushed.append(name)
     return pushed
+
+
+class ImagesMissing(LokkiError):
+    """The deployed job definitions name images the stack's repository does not hold."""
+
+
+def check_images(dep: Deployment, graph: FlowGraph) -> None:
+    """Before a run: the images the flow's deployed job definitions name are in the stack's repository
+    (else every job would fail to pull it, minutes later). Where ECR cannot be asked (the local
+    cloud, which needs no push; no permission to look), the jobs say it themselves."""
+    repository = dep.outputs.get(names.BATCH_REPOSITORY_OUTPUT)
+    ids = {names.job_definition_id(graph.name, s.name) for s in graph.steps if s.options.on_batch}
+    if not repository or not ids:
+        return
+    try:
+        deployed = deployed_tags(dep, ids)
+        missing = sorted(set(deployed) - pushed_tags(dep, repository, list(deployed)))
+    except LokkiError:
+        return
+    if missing:
+        raise ImagesMissing(
+            f"the Batch steps of flow '{graph.name}' run image(s) the stack's ECR repository {repository} does "
+            f"not hold yet: {', '.join(missing)}",
+            where=f"stack '{dep.stack_name}'",
+            hint="build and push them with `lokki-sam push` (in the generated template's folder), then invoke again",
+        )
 
 
 def stale_deploy(images: Sequence[Image], deployed: Mapping[str, str]) -> list[str]:

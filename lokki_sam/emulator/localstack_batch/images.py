@@ -46,19 +46,36 @@ class ProjectImage:
     runs: int = 0  # RUN lines (not run for a host process)
 
 
+TAG = re.compile(r"^(?P<key>[0-9a-f]{10})-[0-9a-f]{16}$")  # compile/batch_images.py's tags
+
+
 def find(image: str) -> ProjectImage | None:
     """The project's image of `image` (a name with a `<key>-<digest>` tag), or None."""
-    project = os.environ.get(PROJECT_ENV, "").strip()
-    name = image.rsplit("/", 1)[-1]
-    if not project or ":" not in name:
-        return None
-    key = name.rsplit(":", 1)[1].split("-", 1)[0]
-    if not re.fullmatch(r"[0-9a-f]{10}", key):
-        return None
-    dockerfile = Path(project) / IMAGES_DIR / key / "Dockerfile"
-    if not dockerfile.is_file():
+    key, project = _key(image), os.environ.get(PROJECT_ENV, "").strip()
+    dockerfile = Path(project) / IMAGES_DIR / key / "Dockerfile" if key and project else None
+    if dockerfile is None or not dockerfile.is_file():
         return None
     return parse(dockerfile, Path(project))
+
+
+def missing(image: str) -> str | None:
+    """Why a lokki-sam image cannot be found here (what AWS would report as CannotPullContainerError),
+    or None: the image is the project's, or not lokki-sam's."""
+    key = _key(image)
+    if key is None or find(image) is not None:
+        return None
+    project = os.environ.get(PROJECT_ENV, "").strip() or "(none)"
+    return (
+        f"CannotPullContainerError: lokki-sam local cloud: no {IMAGES_DIR}/{key}/Dockerfile in {project}, the "
+        "folder `lokki-sam emulator start` ran in: start it in the project's folder (or set "
+        f"{PROJECT_ENV}), after `lokki-sam generate`"
+    )
+
+
+def _key(image: str) -> str | None:
+    name = image.rsplit("/", 1)[-1]
+    found = TAG.match(name.rsplit(":", 1)[1]) if ":" in name else None
+    return found["key"] if found else None
 
 
 def parse(dockerfile: Path, context: Path) -> ProjectImage:

@@ -158,20 +158,24 @@ class HostJob(batch_models.Job):  # type: ignore[misc]  # moto's class is untype
             )
         self._mark_stopped(success=False)
 
-    def _run_command(self, command: list[str]) -> tuple[int, str]:
+    def _run_command(self, command: list[str]) -> tuple[int | None, str]:
         image = (self.job_definition.container_properties or {}).get("image", "")
         env = self.declared_environment()
         sink = LogSink(self._log_backend, self.log_group, self.stream_name)
         project = images.find(image)
         with tempfile.TemporaryDirectory(prefix=f"lokki-batch-{self.job_id[:8]}-") as work:
             runner, cwd = choose_runner(image, project), Path(work)
+            absent = images.missing(image) if runner == "host" else None
+            if absent is not None:  # a lokki-sam image neither Docker nor the project has
+                sink.write(absent)
+                return None, absent  # no container ran: no exit code, as on AWS
             if runner == "build":
                 assert project is not None
                 sink.write(f"lokki-sam local cloud: building {image} from {project.dockerfile}")
                 built, output = _build_once(project, image)
                 if not built:
                     sink.write(output)
-                    return 125, f"CannotPullContainerError: lokki-sam local cloud: docker build of {image} failed"
+                    return None, f"CannotPullContainerError: lokki-sam local cloud: docker build of {image} failed"
                 runner = "docker"
             if runner == "docker":
                 args, process_env = docker_command(self, image, command, env), dict(os.environ)
