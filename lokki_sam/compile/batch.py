@@ -114,7 +114,10 @@ def build(graphs: Sequence[FlowGraph], settings: Settings, runtime: str) -> Stac
         for platform in sizing.PLATFORMS:
             if platform not in platforms:
                 continue
-            arch = {image_sets[key].architecture for key in sizes if sizes[key].platform == platform}
+            arch: dict[str, list[str]] = {}
+            for key, size in sizes.items():
+                if size.platform == platform:
+                    arch.setdefault(image_sets[key].architecture, []).append(".".join(key))
             gpu = any(size.gpu for size in sizes.values() if size.platform == platform)
             environment, extra = _compute_environment(platform, arch, gpu, config, subnets, groups)
             queue = JobQueue(names.JOB_QUEUE_IDS[platform], environment)
@@ -187,7 +190,7 @@ def _network_parameters(config: Mapping[str, Any]) -> list[Parameter]:
 
 def _compute_environment(
     platform: str,
-    architectures: set[str],
+    architectures: Mapping[str, list[str]],
     gpu: bool,
     config: Mapping[str, Any],
     subnets: Value,
@@ -199,9 +202,10 @@ def _compute_environment(
     if platform == "fargate":
         return ComputeEnvironment(key, platform, spot, max_vcpus, subnets, groups), []
     if len(architectures) > 1:
+        shown = "; ".join(f"{a}: {', '.join(steps)}" for a, steps in sorted(architectures.items()))
         raise LokkiError(
             "the Batch steps that run on EC2 share one compute environment, whose instances have one "
-            f"architecture; these steps ask for {' and '.join(sorted(architectures))}",
+            f"architecture; these steps ask for {' and '.join(sorted(architectures))} ({shown})",
             where='Batch steps on EC2 (a GPU, or platform="ec2")',
             hint="give them one architecture (@step(architecture=...) or config architecture)",
         )
