@@ -153,12 +153,6 @@ def image_tag(image: ImageSet, runtime: str, settings: Settings) -> str:
     return batch_images.tag(image, runtime, settings.root, settings.code_uri, settings.template)
 
 
-def image_uri(job: JobDefinition) -> Value:
-    """`<account>.dkr.ecr.<region>.<suffix>/<repository>:<tag>`, as ECR names the image."""
-    text = "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${Repository}:" + job.image_tag
-    return Sub(text, (("Repository", Ref(job.repository)),))
-
-
 def existing_queue_arn(queue: str) -> Value:
     """lokki.toml's `[batch] job_queue` (a name or an ARN) as an ARN."""
     if queue.startswith("arn:"):

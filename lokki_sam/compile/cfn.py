@@ -402,7 +402,6 @@ def job_queue_resource(queue: model.JobQueue) -> Json:
 def job_definition_resource(job: model.JobDefinition, values: Intrinsics) -> Json:
     """The step's job: its image and size, the entry point as its command, its environment, its
     roles, and its log stream in its own log group."""
-    from lokki_sam.compile import batch
 
     size = job.size
     requirements = [
@@ -412,7 +411,7 @@ def job_definition_resource(job: model.JobDefinition, values: Intrinsics) -> Jso
     if size.gpu:
         requirements.append({"Type": "GPU", "Value": str(size.gpu)})
     container: dict[str, Json] = {
-        "Image": values(batch.image_uri(job)),
+        "Image": values(job.image_uri),
         "Command": list(names.BATCH_COMMAND),
         "JobRoleArn": get_att(job.role.key, "Arn"),
         "ExecutionRoleArn": get_att(job.execution_role.key, "Arn"),

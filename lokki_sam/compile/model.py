@@ -362,6 +362,12 @@ class JobDefinition:
     queue: Value  # the ARN of the queue its jobs go to
     public_ip: bool  # Fargate: a public IP (subnets without NAT gateway or endpoints)
 
+    @property
+    def image_uri(self) -> Value:
+        """`<account>.dkr.ecr.<region>.<suffix>/<repository>:<tag>`, as ECR names the image."""
+        text = "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${Repository}:" + self.image_tag
+        return Sub(text, (("Repository", Ref(self.repository)),))
+
 
 Resource: TypeAlias = (
     ArtifactBucket
