@@ -23,6 +23,7 @@ from lokki_sam import names
 from lokki_sam.cli import cli
 from lokki_sam.cloud import push
 from lokki_sam.config import load_config
+from lokki_sam.errors import LokkiError
 from tests.support.sam import REGION, REPO, forget_module, make_app, restored_sys_path
 
 pytest_plugins = ["tests.support.docker_fixtures"]
@@ -203,3 +204,11 @@ def test_invoke_refuses_to_start_a_run_whose_images_are_not_pushed(aws: None) ->
     boto3.client("ecr").put_image(repositoryName=name, imageManifest=MANIFEST, imageTag="0123456789-00000000000000aa")
     push.check_images(dep, graph)  # pushed: nothing to say
     push.check_images(dep, batch_mixed.batch_single.graph)  # no job definition of that flow deployed here
+
+
+def test_a_template_stale_against_the_folder_is_refused(project: Path) -> None:
+    """The code changed after `generate`: the folder would build other content than the tag the
+    template (and the stack) names; pushing it under that tag would lie, so push says to generate."""
+    (project / "src" / "helpers.py").write_text("X = 1\n")
+    with pytest.raises(LokkiError, match="names Batch image tags this folder does not build now"):
+        images(project)

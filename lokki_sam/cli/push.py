@@ -15,11 +15,14 @@ from lokki_sam.cli.state import CliState, handle_errors, pass_state
 @click.command("push")
 @click.option("--template", "template", metavar="FILE", help="The generated file [default: as `generate` writes it].")
 @click.option("--target", type=click.Choice(["sam", "serverless"]), help="[default: config target, else sam].")
+@click.option("--code-uri", metavar="DIR", help="The --code-uri `generate` was given [default: config code_uri].")
 @click.option("--dry-run", is_flag=True, help="Say what would be built and pushed; run no docker command.")
 @aws_options
 @pass_state
 @handle_errors
-def command(state: CliState, /, template: str | None, target: str | None, dry_run: bool, **kwargs: Any) -> None:
+def command(
+    state: CliState, /, template: str | None, target: str | None, code_uri: str | None, dry_run: bool, **kwargs: Any
+) -> None:
     """Build the images of the Batch steps and push them to the stack's ECR repository.
 
     Run it after `sam deploy` (the first deploy creates the repository), or before a later deploy.
@@ -46,7 +49,7 @@ def command(state: CliState, /, template: str | None, target: str | None, dry_ru
             err=True,
         )
         return
-    images = push.project_images(path, config, target)
+    images = push.project_images(path, config, target, code_uri)
     if not images:
         click.echo(f"{path} holds no Batch steps: no image to push", err=True)
         return

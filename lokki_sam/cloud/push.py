@@ -15,6 +15,7 @@ project's images itself (docs/deploy.md).
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,9 +46,11 @@ class Image:
     steps: tuple[str, ...]
 
 
-def project_images(template: Path, config: Config, target: str) -> list[Image]:
-    """The Batch images the generated file names: the flows it records, loaded again (as `generate`
-    does), their job definitions' tags. An image of several steps is listed once."""
+def project_images(template: Path, config: Config, target: str, code_uri: str | None = None) -> list[Image]:
+    """The Batch images of the flows the generated file records, loaded again and tagged by what this
+    folder holds now (as `generate` does; `code_uri` as given to it). An image of several steps is
+    listed once. Refused when the file names other tags: it is stale (or was generated with another
+    CodeUri), and pushing would put this content under a tag that names other content."""
     from lokki_sam.compile import model
     from lokki_sam.generate import model_settings, select
 
@@ -56,7 +59,7 @@ def project_images(template: Path, config: Config, target: str) -> list[Image]:
         raise LokkiError(
             f"{template} records no flows", where=str(template), hint="run `lokki-sam generate FLOW_REF` first"
         )
-    uri = str(config.get("code_uri", "src"))
+    uri = code_uri or str(config.get("code_uri", "src"))
     root = template.parent
     settings = model_settings(selection.flows, config, uri, root / uri, template)
     app = model.build([f.graph for f in selection.flows], settings)
@@ -65,7 +68,20 @@ def project_images(template: Path, config: Config, target: str) -> list[Image]:
         known = found.get(job.image_tag)
         steps = (*(known.steps if known else ()), f"{job.flow}.{job.step}")
         found[job.image_tag] = Image(job.image_tag, root / job.image.dockerfile, job.architecture, steps)
+    named = set(TAG_IN_TEMPLATE.findall(template.read_text(encoding="utf-8")))
+    if named != set(found):
+        raise LokkiError(
+            f"{template} names Batch image tags this folder does not build now "
+            f"({', '.join(sorted(named - set(found))) or 'none'}; this folder: {', '.join(sorted(found)) or 'none'})",
+            where=str(template),
+            hint="run `lokki-sam generate` (with the --code-uri it was given) and deploy, then push; or pass "
+            "push the same --code-uri",
+        )
     return list(found.values())
+
+
+# A job definition's image in the generated file: `...${Repository}:<key>-<digest>` (compile/batch_images.py).
+TAG_IN_TEMPLATE = re.compile(r"\$\{Repository\}:([0-9a-f]{10}-[0-9a-f]{16})\b")
 
 
 @dataclass(frozen=True)
