@@ -9,10 +9,17 @@ job definition through the Batch API, and measures, per job:
 - a STANDARD Distributed Map of N such Tasks (per job, and in all);
 - a lokki-sam step through `python -m lokki_sam.batch` (its own process, as a job's command would).
 
+With `--deployed`, the same flow generated twice, deployed and invoked on that local cloud: every
+step a Batch job (`tests/flows/batch_mixed.py:batch_only`), and every step on Lambda (its
+`COMPUTE` set to "lambda"): `lokki-sam generate`, `sam build`, `sam deploy`, then `lokki-sam
+invoke` of each, alternately; the difference per job is what a Batch step costs here over a
+Lambda step, its own process and the `.sync` polling included.
+
 Figures are this machine's wall time, not AWS latencies (a Fargate job waits tens of seconds for
 its task to start).
 
     python bench/batch_overhead.py [--jobs 10] [--map 8]
+    python bench/batch_overhead.py --deployed [--items 8] [--runs 5]
 """
 
 from __future__ import annotations
@@ -58,7 +65,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--map", type=int, default=8)
+    parser.add_argument("--deployed", action="store_true", help="a generated flow on Batch vs on Lambda")
+    parser.add_argument("--items", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    if args.deployed:
+        deployed(args.items, args.runs)
+        return
     started = control.start("localstack", process.free_port(), None, progress=lambda text: print(text, file=sys.stderr))
     endpoint = started.record.endpoint
     try:
@@ -132,6 +145,74 @@ def main() -> None:
         print(f"{f'Distributed Map of {args.map} .sync jobs, in all':<58} {mapped:14.2f} s")
     finally:
         control.stop("localstack")
+
+
+FLOW = "src/batch_mixed.py:batch_only"
+BIN = Path(sys.executable).parent
+
+
+def deployed(items: int, runs: int) -> None:
+    """batch_only on Batch and on Lambda: generated, built, deployed to one local cloud, invoked alternately."""
+    import os
+    import shutil
+    import tempfile
+
+    source = (ROOT / "tests" / "flows" / "batch_mixed.py").read_text()
+    switch = 'COMPUTE = "lambda" if os.environ.get("LOKKI_TEST_LAMBDA_ONLY") else "batch"'
+    assert switch in source
+    with tempfile.TemporaryDirectory(prefix="lokki-batch-bench-") as tmp:
+        projects = {}
+        for kind in ("batch", "lambda"):
+            root = Path(tmp) / kind
+            (root / "src").mkdir(parents=True)
+            text = source if kind == "batch" else source.replace(switch, 'COMPUTE = "lambda"')
+            (root / "src" / "batch_mixed.py").write_text(text)
+            (root / "src" / "requirements.txt").write_text("# none\n")
+            (root / "lokki.toml").write_text(
+                'architecture = "x86_64"\n[batch]\nsubnets = ["subnet-0123456789abcdef0"]\n'
+                'security_groups = ["sg-0123456789abcdef0"]\n'
+            )
+            (root / "samconfig.toml").write_text(
+                f'version = 0.1\n[default.deploy.parameters]\nstack_name = "bench-{kind}"\nresolve_s3 = true\n'
+                'capabilities = "CAPABILITY_IAM"\nconfirm_changeset = false\nfail_on_empty_changeset = false\n'
+            )
+            projects[kind] = root
+        env = {
+            "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": str(Path(tmp) / "home"),
+            "SAM_CLI_TELEMETRY": "0",
+            "SAM_CLI_POLL_DELAY": "0.5",
+            "PIP_NO_INDEX": "1",
+        }
+        for root in projects.values():
+            for cmd in (["lokki-sam", "generate", FLOW], ["sam", "build"]):
+                subprocess.run([str(BIN / cmd[0]), *cmd[1:]], cwd=root, env=env, check=True, capture_output=True)
+        # The local cloud takes the Batch images from the project it serves (its start folder).
+        os.environ["LOKKI_EMULATOR_PROJECT"] = str(projects["batch"])
+        started = control.start("localstack", process.free_port(), None, progress=lambda t: print(t, file=sys.stderr))
+        env |= control.client_environment(started.record.endpoint)
+        try:
+            for root in projects.values():
+                subprocess.run([str(BIN / "sam"), "deploy"], cwd=root, env=env, check=True, capture_output=True)
+            times: dict[str, list[float]] = {kind: [] for kind in projects}
+            for _ in range(runs):
+                for kind, root in projects.items():
+                    began = time.perf_counter()
+                    done = subprocess.run(
+                        [str(BIN / "lokki-sam"), "invoke", FLOW, "-p", f"n={items}"],
+                        cwd=root, env=env, capture_output=True, text=True,
+                    )  # fmt: skip
+                    assert done.returncode == 0, done.stderr
+                    times[kind].append(time.perf_counter() - began)
+        finally:
+            control.stop("localstack")
+            shutil.rmtree(Path(tmp) / "home", ignore_errors=True)
+    jobs = 2 * items + 2  # numbers, cube and shift per item, total: jobs on Batch, invocations on Lambda
+    batch, lam = statistics.median(times["batch"]), statistics.median(times["lambda"])
+    print(f"batch_only, n={items}: {jobs} Tasks per run, {runs} runs each, `lokki-sam invoke` wall time")
+    print(line("every step a Batch job, per run", times["batch"]))
+    print(line("every step on Lambda, per run", times["lambda"]))
+    print(f"{'a Batch job over a Lambda invocation, per Task':<58} {1000 * (batch - lam) / jobs:8.0f} ms")
 
 
 if __name__ == "__main__":

@@ -168,6 +168,25 @@ SCHEMA: dict[str, Key] = {
         int, 256, "[batch] max_vcpus: the vCPUs the stack's compute environment runs at once (jobs queue beyond)", 1
     ),
     "batch_spot": Key(bool, False, "[batch] spot: run the stack's Fargate jobs on Fargate Spot (up to 70% cheaper)"),
+    "batch_subnets": Key(
+        list[str],
+        None,
+        "[batch] subnets: the default of the template's BatchSubnets parameter, where the stack's compute "
+        "environments run jobs (the Serverless target writes them in serverless.yml)",
+        check=batch_sizing.ids_problem("subnet"),
+    ),
+    "batch_security_groups": Key(
+        list[str],
+        None,
+        "[batch] security_groups: the default of the template's BatchSecurityGroups parameter (the jobs' groups)",
+        check=batch_sizing.ids_problem("sg"),
+    ),
+    "batch_public_ip": Key(
+        bool,
+        False,
+        "[batch] public_ip: give Fargate jobs a public IP, to reach ECR and S3 from public subnets without a NAT "
+        "gateway or VPC endpoints",
+    ),
 }
 BATCH_SECTION = "batch"  # `[batch] cpu` is key `batch_cpu`: lokki-sam's section, read with upstream's spellings
 
@@ -329,3 +348,10 @@ def _check(name: str, raw: Any, *, where: str, from_text: bool, shown: str | Non
     if problem is not None:
         raise ConfigError(f"{label} is not valid ({value!r}): {problem}", where=where, hint=key.help)
     return value
+
+
+def generated_file(config: Config, target: str) -> str:
+    """The file `generate` writes (and `push` reads): config `template` when set, else the target's own."""
+    if target == "serverless" and config.sources.get("template", "default") == "default":
+        return "serverless.yml"
+    return str(config.get("template", "template.yaml"))

@@ -296,7 +296,7 @@ def plan(
     given = [f if isinstance(f, FlowSource) else FlowSource(f, _source_of(f, root)) for f in flows]
     graphs = [f.graph for f in given]
     uri = code_uri_of(config, code_uri)
-    settings = model_settings(given, config, uri, root / uri)
+    settings = model_settings(given, config, uri, root / uri, template)
     if target == "serverless":
         from lokki_sam.compile.serverless_files import serverless_plan
 
@@ -319,8 +319,11 @@ def plan(
     return result
 
 
-def model_settings(given: Sequence[FlowSource], config: Config, uri: str, code_dir: Path) -> model.Settings:
-    """The deployment model's settings, from lokki.toml and the flows' modules."""
+def model_settings(
+    given: Sequence[FlowSource], config: Config, uri: str, code_dir: Path, template: Path | None = None
+) -> model.Settings:
+    """The deployment model's settings, from lokki.toml and the flows' modules (`template`: the file
+    generated, whose folder is the Docker context of image and Batch steps)."""
     from lokki_sam.compile import model
 
     return model.Settings(
@@ -337,6 +340,9 @@ def model_settings(given: Sequence[FlowSource], config: Config, uri: str, code_d
         artifact_bucket=str(config.get("artifact_bucket", "")),
         modules={f.graph.name: module_in_code_uri(f.graph, code_dir, uri) for f in given},
         sources={f.graph.name: f.source for f in given},
+        batch=config.values,
+        root=template.parent if template is not None else None,
+        template=template.name if template is not None else "template.yaml",
     )
 
 
@@ -384,7 +390,8 @@ def image_files(
     runtime_dir = root / images.RUNTIME_DIR
     result.bundles[runtime_dir] = f"the lokki-sam {_version()} runtime of image steps"
     by_image = images.steps_by_image(image_sets)
-    result.image_steps = sorted(step for steps in by_image.values() for step in steps)
+    # `sam build` builds the Lambda images (a Batch step's image is `lokki-sam push`'s).
+    result.image_steps = sorted(step for image, steps in by_image.items() if not image.batch for step in steps)
     wanted: set[Path] = set()
     if by_image:
         flow_requirements = lists_packages(code_dir / "requirements.txt")

@@ -40,6 +40,15 @@ GENERATED_SIDS = (
     "DistributedMapStartChildren",
     "DistributedMapManageChildren",
     "DeliverLogs",
+    "WriteOwnBatchResults",
+    "SubmitOwnJobs",
+    "DescribeJobs",
+    "TerminateOwnJobs",
+    "BatchJobEvents",
+    "ReadBatchResults",
+    "PullOwnImages",
+    "RegistryLogin",
+    "JobLogs",
 )
 WILDCARD_REASON_KEY = "WildcardReason"  # in a step's permission: why it needs "*" (lokki-sam's key, not IAM's)
 
@@ -93,9 +102,39 @@ def job_definition_substitution(flow: str, step: str) -> str:
     return f"{job_definition_id(flow, step)}Arn"
 
 
-# One job queue serves every Batch step of a stack (the stack's own, or lokki.toml's `[batch] job_queue`).
-JOB_QUEUE_ID = "BatchJobQueue"
-JOB_QUEUE_SUBSTITUTION = "BatchJobQueueArn"
+def job_queue_substitution(flow: str, step: str) -> str:
+    """The queue a Batch step's jobs go to, per step: the stack's Fargate queue, its EC2 queue (a GPU
+    step), or lokki.toml's `[batch] job_queue`; which one is the template's choice, not the definition's."""
+    return f"{pascal(flow)}{pascal(step)}JobQueueArn"
+
+
+def job_role_id(flow: str, step: str) -> str:
+    """The role a Batch step's job runs as (its containers' AWS calls), scoped as a function's role."""
+    return f"{pascal(flow)}{pascal(step)}JobRole"
+
+
+def job_log_group_id(flow: str, step: str) -> str:
+    return f"{pascal(flow)}{pascal(step)}JobLogGroup"
+
+
+def job_log_group(stack: str, flow: str, step: str) -> str:
+    """The CloudWatch log group of a Batch step's jobs (one stream per job)."""
+    return f"/aws/batch/{stack}/{flow}/{step}"
+
+
+# What every stack with Batch steps shares: the repository of their images, the role that pulls them
+# and writes the jobs' logs, and (unless `[batch] job_queue` names one) a compute environment and a
+# job queue per platform (a queue cannot mix Fargate and EC2 compute environments).
+BATCH_REPOSITORY_ID = "BatchImageRepository"
+BATCH_REPOSITORY_OUTPUT = "BatchImageRepositoryName"  # what `lokki-sam push` pushes to
+BATCH_EXECUTION_ROLE_ID = "BatchExecutionRole"
+BATCH_INSTANCE_ROLE_ID = "BatchInstanceRole"  # EC2 compute environments: the ECS agent on the instances
+BATCH_INSTANCE_PROFILE_ID = "BatchInstanceProfile"
+COMPUTE_ENVIRONMENT_IDS = {"fargate": "BatchComputeEnvironment", "ec2": "BatchEc2ComputeEnvironment"}
+JOB_QUEUE_IDS = {"fargate": "BatchJobQueue", "ec2": "BatchEc2JobQueue"}
+BATCH_SUBNETS_PARAMETER = "BatchSubnets"
+BATCH_SECURITY_GROUPS_PARAMETER = "BatchSecurityGroups"
+BATCH_COMMAND = ("python3", "-m", "lokki_sam.batch")  # the job's command: the image's Python, the entry point
 BATCH_RESULT_DIR = "_batch"  # '_' keeps it apart from run ids, like RESULT_WRITER_DIR
 
 

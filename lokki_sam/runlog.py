@@ -90,6 +90,18 @@ class JsonLines(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+def read_record(line: str) -> dict[str, Any] | None:
+    """One of these records (a JSON object on one line) as read back from a log, else None."""
+    text = line.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 class Meter:
     """S3 requests and bytes moved by one client, counted from botocore's events (every request,
     those of s3transfer's threads too). Process-wide: a Lambda process serves one invocation at a

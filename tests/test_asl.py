@@ -327,7 +327,7 @@ def test_batch_steps_submit_a_job_and_wait_passing_references_only() -> None:
     # The keys SubmitJob accepts from Step Functions (ArrayProperties, ContainerOverrides, DependsOn,
     # JobDefinition, JobName, JobQueue, Parameters, RetryStrategy, Timeout, Tags).
     assert set(params) == {"JobName", "JobQueue", "JobDefinition", "ContainerOverrides"}
-    assert params["JobQueue"] == "${BatchJobQueueArn}"
+    assert params["JobQueue"] == "${BatchMixedTotalJobQueueArn}"  # per step: the template picks its queue
     assert params["JobDefinition"] == "${BatchMixedTotalJobDefinitionArn}"
     env = {e["Name"]: e.get("Value", e.get("Value.$")) for e in params["ContainerOverrides"]["Environment"]}
     assert env[job.ENV_NODE] == "total" and env[job.ENV_RUN_ID] == "$$.Execution.Name"
@@ -343,6 +343,9 @@ def test_batch_steps_submit_a_job_and_wait_passing_references_only() -> None:
         "States.Format('${ArtifactPrefix}/_batch/{}/numbers.json', $$.Execution.Name)"
     )
     assert states["map-square"]["ItemReader"]["Parameters"]["Key.$"] == "$.items.value.Key"
+    # ... and the identity of the source's output, which every item carries, is there too.
+    assert states["map-square"]["ItemSelector"]["source.$"] == "$.items.value.id"
+    assert states["map-square"]["ItemBatcher"]["BatchInput"]["source.$"] == "$.items.value.id"
     # In a batched map body: one job per batch, its items listed by index from the batch.
     shift = states["map-square"]["ItemProcessor"]["States"]["shift"]
     env = {
@@ -354,9 +357,11 @@ def test_batch_steps_submit_a_job_and_wait_passing_references_only() -> None:
     assert asl.substitution_names(graph) == [
         "ArtifactBucketName",
         "ArtifactPrefix",
-        "BatchJobQueueArn",
         "BatchMixedNumbersJobDefinitionArn",
+        "BatchMixedNumbersJobQueueArn",
         "BatchMixedShiftJobDefinitionArn",
+        "BatchMixedShiftJobQueueArn",
         "BatchMixedSquareFunctionArn",
         "BatchMixedTotalJobDefinitionArn",
+        "BatchMixedTotalJobQueueArn",
     ]

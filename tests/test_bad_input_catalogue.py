@@ -850,9 +850,9 @@ CASES: list[Case] = [
     ),
     Case(
         "cli",
-        "generate a flow with a Batch step",
-        cli_run("generate", "src/heavy.py", "--code-uri", "src"),
-        ("flow 'heavy': step(s) 'fit' run as AWS Batch jobs", "lokki-sam run"),
+        "generate a Batch step for the Serverless target without [batch] subnets",
+        cli_run("generate", "src/heavy.py", "--code-uri", "src", "--target", "serverless"),
+        ("lokki.toml [batch] subnets", "passes no CloudFormation parameters", "[batch] job_queue"),
         2,
         setup=write_files(
             **{
@@ -862,6 +862,31 @@ CASES: list[Case] = [
                 "@flow\ndef heavy():\n    return fit()\n"
             }
         ),
+    ),
+    Case(
+        "cli",
+        "generate EC2 Batch steps of two architectures",
+        cli_run("generate", "src/ec2.py", "--code-uri", "src"),
+        ("share one compute environment", "arm64 and x86_64", "give them one architecture"),
+        2,
+        setup=write_files(
+            **{
+                "src__ec2.py": "from lokki_sam import flow, step\n\n"
+                '@step(compute="batch", platform="ec2", architecture="arm64")\n'
+                "def a() -> int:\n    return 1\n\n"
+                '@step(compute="batch", platform="ec2", architecture="x86_64")\n'
+                "def b(x: int) -> int:\n    return x\n\n"
+                "@flow\ndef ec2():\n    return a().next(b)\n"
+            }
+        ),
+    ),
+    Case(
+        "config",
+        "[batch] security_groups that are not ids",
+        cli_run("plan", BIRDS),
+        ("[batch] security_groups", "not sg ids (sg- and 8 or 17 hex digits): 'default'"),
+        2,
+        setup=write_files(**{"lokki.toml": '[batch]\nsecurity_groups = ["default"]\n'}),
     ),
     Case(
         "config",

@@ -450,7 +450,7 @@ def test_generate_writes_the_configured_bucket_as_the_parameters_default(lokki: 
 def test_batch_section_sets_the_batch_defaults_in_either_spelling(tmp_path: Path) -> None:
     (tmp_path / "lokki.toml").write_text(
         '[batch]\ncpu = 0.5\nmemory = 4096\ntimeout = 7200\njob_queue = "analytics"\n'
-        'platform = "FARGATE"\nspot = true\n'
+        'platform = "FARGATE"\nspot = true\nsubnets = ["subnet-0123456789abcdef0"]\npublic_ip = true\n'
     )
     config = load_config(tmp_path, environ={"LOKKI_BATCH_MAX_VCPUS": "64"})
     got = {k: config[k] for k in SCHEMA if k.startswith("batch_")}
@@ -462,8 +462,15 @@ def test_batch_section_sets_the_batch_defaults_in_either_spelling(tmp_path: Path
         "batch_platform": "fargate",
         "batch_max_vcpus": 64,
         "batch_spot": True,
+        "batch_subnets": ["subnet-0123456789abcdef0"],
+        "batch_security_groups": None,
+        "batch_public_ip": True,
     }
     assert config.sources["batch_max_vcpus"] == "LOKKI_BATCH_MAX_VCPUS" and config.warnings == ()
+    # Subnet and security group ids are checked where they are written.
+    (tmp_path / "lokki.toml").write_text('[batch]\nsecurity_groups = ["sg-1", "default"]\n')
+    with pytest.raises(ConfigError, match=r"not sg ids \(sg- and 8 or 17 hex digits\): 'sg-1', 'default'"):
+        load_config(tmp_path, environ={})
     # EC2 takes whole vCPUs with any memory: no Fargate pair needed.
     (tmp_path / "lokki.toml").write_text('[batch]\ncpu = 3\nmemory = 1000\nplatform = "ec2"\n')
     assert (load_config(tmp_path, environ={})["batch_cpu"], load_config(tmp_path, environ={})["batch_memory"]) == (

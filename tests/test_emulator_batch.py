@@ -115,7 +115,7 @@ def template() -> dict[str, Any]:
     flow_prefix = {"Fn::Sub": names.template_flow_prefix(FLOW.graph.name)}
 
     def flow_jobs(prefix: str, extra: dict[str, str]) -> dict[str, Any]:
-        """A job definition per step, as phase 2 will generate them (`prefix`: a second set)."""
+        """A job definition per step, written by hand (`prefix`: a second set)."""
         return {
             prefix + names.job_definition_id(FLOW.graph.name, step.name): job_definition(
                 [sys.executable, "-m", "lokki_sam.batch"],
@@ -137,7 +137,7 @@ def template() -> dict[str, Any]:
 
     def flow_substitutions(prefix: str) -> dict[str, Any]:
         found = {
-            names.JOB_QUEUE_SUBSTITUTION: {"Ref": "Queue"},
+            **{names.job_queue_substitution(FLOW.graph.name, step.name): {"Ref": "Queue"} for step in FLOW.graph.steps},
             names.BUCKET_SUBSTITUTION: {"Ref": "Bucket"},
             names.PREFIX_SUBSTITUTION: flow_prefix,
             **{
@@ -328,9 +328,9 @@ def test_a_generated_definition_runs_a_flow_of_batch_jobs_through_the_entry_poin
     cloud: Any,  # noqa: F811
     stack: dict[str, str],
 ) -> None:
-    """The state machine `compile/asl.py` writes, with the job definitions phase 2 will generate
-    written by hand: a Batch map source (its manifest read back from S3), map batches of two items
-    (one job per batch), and a Batch aggregation; the result is the flow's, in the stack's store."""
+    """The state machine `compile/asl.py` writes, with job definitions written by hand (the generated
+    ones: test_batch_journey.py): a Batch map source (its manifest read back from S3), map batches of
+    two items (one job per batch), and a Batch aggregation; the result is the flow's, in the stack's store."""
     params = {"n": 5, "offset": 2, "label": "total"}
     execution = run(cloud, stack["Flow"], params, name="run-1")
     assert execution["status"] == "SUCCEEDED", execution

@@ -200,7 +200,7 @@ def test_the_plugin_wheel_carries_the_executor_and_its_entry_point(tmp_path: Pat
         assert "[localstack.aws.provider]\nbatch:default = lokki_sam_localstack_batch.provider:batch" in entry_points
         for kind in ("computeenvironment", "jobqueue", "jobdefinition"):
             assert f"aws::batch::{kind} = lokki_sam_localstack_batch.resources:" in entry_points
-        batch = {"__init__.py", "provider.py", "jobs.py", "resources.py"}
+        batch = {"__init__.py", "provider.py", "jobs.py", "resources.py", "images.py"}
         assert {p for p in names if not p.startswith(info)} == {f"lokki_sam_localstack/{m}" for m in modules} | {
             "lokki_sam_localstack/__init__.py"
         } | {f"lokki_sam_localstack_batch/{m}" for m in batch}

@@ -3,12 +3,16 @@ merge.py obeys are declared next to the emitters in compile/sam.py, and this tes
 
 from __future__ import annotations
 
+import tempfile
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from lokki_sam import Retry, flow, step
 from lokki_sam.compile import images, layers, merge, model, sam
+from lokki_sam.config import SCHEMA
 from lokki_sam.ir import FlowGraph
+from tests.flows import batch_gpu, batch_mixed
 from tests.flows.shapes import SHAPES
 
 
@@ -33,26 +37,33 @@ def scheduled(n: int = 2):
 
 
 def graphs() -> list[FlowGraph]:
-    return [flow_obj.graph for flow_obj, _, _ in SHAPES.values()] + [scheduled.graph]
+    # AWS Batch steps on Fargate (beside Lambda steps) and on EC2 (a GPU, its instance profile).
+    batch = [batch_mixed.batch_single.graph, batch_gpu.gpu.graph]
+    return [flow_obj.graph for flow_obj, _, _ in SHAPES.values()] + [scheduled.graph] + batch
 
 
+# Batch images are tagged by their build context's content: an empty one here.
+EMPTY = Path(tempfile.gettempdir()) / "lokki-sam-ownership-no-such-folder"
+BATCH = {name: key.default for name, key in SCHEMA.items()}
 CONFIGURATIONS = (
-    sam.Settings(),
-    sam.Settings(tracing=True, runtime="python3.12", memory=1024),
-    sam.Settings(package="image"),  # every function an image: no zip Globals, no IgnoreGlobals
+    sam.Settings(root=EMPTY),
+    sam.Settings(tracing=True, runtime="python3.12", memory=1024, batch={**BATCH, "batch_spot": True}, root=EMPTY),
+    sam.Settings(package="image", root=EMPTY),  # every function an image: no zip Globals, no IgnoreGlobals
 )
 
 
 def emitted_paths() -> dict[str, set[str]]:
-    """Property paths (`Events.Schedule` for events) of every resource type, over configurations
-    that between them switch on every optional property."""
+    """Property paths of every resource type (`Events.Schedule` for events, and the sub-properties
+    a type owns one by one, `ContainerProperties.Image`), over configurations that between them
+    switch on every optional property."""
     found: dict[str, set[str]] = defaultdict(set)
     for settings in CONFIGURATIONS:
         template = sam.render(model.build(graphs(), settings))
         for resource in template.resources.values():
+            owned = sam.OWNED_PROPERTIES.get(resource["Type"], ())
             for key, value in resource.get("Properties", {}).items():
-                if key == "Events":
-                    found[resource["Type"]].update(f"Events.{name}" for name in value)
+                if key == "Events" or any(path.startswith(f"{key}.") for path in owned):
+                    found[resource["Type"]].update(f"{key}.{name}" for name in value)
                 else:
                     found[resource["Type"]].add(key)
     return found
@@ -97,13 +108,13 @@ def test_every_emitted_attribute_and_metadata_key_is_owned() -> None:
 def test_image_and_zip_globals() -> None:
     """Image functions ignore the zip-only Globals (samtranslator refuses Runtime, Handler and Layers on
     them); with no zip function those keys, and the runtime layer, are not generated at all."""
-    mixed = sam.render(model.build(graphs(), sam.Settings()))
+    mixed = sam.render(model.build(graphs(), sam.Settings(root=EMPTY)))
     assert set(images.ZIP_ONLY_GLOBALS) <= set(mixed.globals_function)
     boxed_fn = mixed.resources["ScheduledBoxedFunction"]
     assert boxed_fn["IgnoreGlobals"] == ["CodeUri", "Handler", "Layers", "Runtime"]
     assert boxed_fn["Properties"]["PackageType"] == "Image" and "Layers" not in boxed_fn["Properties"]
     assert "PackageType" not in mixed.resources["ScheduledTunedFunction"]["Properties"]
-    only_images = sam.render(model.build(graphs(), sam.Settings(package="image")))
+    only_images = sam.render(model.build(graphs(), sam.Settings(package="image", root=EMPTY)))
     assert not set(images.ZIP_ONLY_GLOBALS) & set(only_images.globals_function)
     assert layers.RUNTIME_LAYER_ID not in only_images.resources
     assert not [r for r in only_images.resources.values() if "IgnoreGlobals" in r]

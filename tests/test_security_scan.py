@@ -43,6 +43,8 @@ from tests.support.sam import (
 pytestmark = pytest.mark.usefixtures("unload_modules")
 
 REPO = Path(__file__).resolve().parent.parent
+BATCH_FILES = (REPO / "tests" / "flows" / "batch_mixed.py", REPO / "tests" / "flows" / "batch_gpu.py")
+BATCH_NETWORK = {"batch_subnets": "subnet-0123456789abcdef0", "batch_security_groups": "sg-0123456789abcdef0"}
 
 SECRET_FLOW = """
 from lokki_sam import flow, step
@@ -102,6 +104,9 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     apps["shapes"] = ([SHAPES_FILE], {})
     apps["shapes-tracing"] = ([SHAPES_FILE], {"tracing": "true"})
     apps["packaging"] = ([PACKAGING_FILE], {})  # zip and container-image functions in one flow
+    # AWS Batch steps: on Fargate (beside Lambda steps), and on EC2 with a GPU.
+    apps["batch"] = ([BATCH_FILES[0]], BATCH_NETWORK)
+    apps["batch-gpu"] = ([BATCH_FILES[1]], BATCH_NETWORK)
     secret_dir = tmp_path_factory.mktemp("secret-src")
     (secret_dir / "with_secret.py").write_text(SECRET_FLOW)
     apps["secret-reference"] = ([secret_dir / "with_secret.py"], {})
@@ -160,7 +165,9 @@ def test_the_scanner_ran_and_catches_the_canary(report: CheckovReport) -> None:
     assert report.parsing_errors == []
 
 
-@pytest.mark.parametrize("name", ["repo", *(p.stem for p in EXAMPLES), "shapes", "shapes-tracing", "secret-reference"])
+@pytest.mark.parametrize(
+    "name", ["repo", *(p.stem for p in EXAMPLES), "shapes", "shapes-tracing", "secret-reference", "batch", "batch-gpu"]
+)
 def test_no_failed_checks(report: CheckovReport, name: str) -> None:
     mine = report.for_file(f"{name}.yaml")
     assert len(mine.passed) > 20, "checkov evaluated (almost) nothing"

@@ -341,10 +341,16 @@ def test_config_target_and_code_folder(app: Path) -> None:
 def test_every_emitted_key_is_owned_and_every_owned_key_emitted() -> None:
     """What lokki-sam owns in serverless.yml is exactly what the renderer emits (as test_ownership.py
     does for template.yaml), over configurations that switch on every optional key."""
-    from tests.test_ownership import graphs
+    from tests.test_ownership import BATCH, EMPTY, graphs
 
+    # The Batch steps' network: serverless.yml holds lokki.toml's values.
+    batch = {**BATCH, "batch_subnets": ["subnet-0123456789abcdef0"], "batch_security_groups": ["sg-0123456789abcdef0"]}
     emitted: dict[str, set[str]] = {"functions": set(), "layers": set(), "stateMachines": set(), "images": set()}
-    for settings in (model.Settings(), model.Settings(tracing=True), model.Settings(package="image")):
+    for settings in (
+        model.Settings(batch=batch, root=EMPTY),
+        model.Settings(tracing=True, batch=batch, root=EMPTY),
+        model.Settings(package="image", batch=batch, root=EMPTY),
+    ):
         config = serverless.render(model.build(graphs(), settings))
         for section, entries in (
             ("functions", config.functions),
@@ -462,15 +468,19 @@ def test_an_existing_bucket_replaces_the_stacks_own(app: Path) -> None:
     assert "arn:${AWS::Partition}:s3:::${Bucket}" in text and "Bucket: team-artifacts" in text
 
 
-def test_every_resource_kind_has_a_method_in_each_renderer() -> None:
+def test_every_resource_kind_has_a_method_in_each_renderer(tmp_path: Path) -> None:
     """A new kind of resource is one model class and one method per renderer: a class a renderer
     does not know is refused (TypeError), never silently left out of one target."""
     import typing
 
     from lokki_sam.compile import sam
+    from lokki_sam.config import load_config
+    from tests.flows import batch_gpu, batch_mixed
 
     kinds = set(typing.get_args(model.Resource))
-    app = model.build([SHAPES["map_agg"][0].graph], model.Settings())
+    # Batch steps on Fargate and on EC2 (whose compute environment's instances have an instance profile).
+    graphs = [SHAPES["map_agg"][0].graph, batch_mixed.batch_single.graph, batch_gpu.gpu.graph]
+    app = model.build(graphs, model.Settings(batch=load_config(tmp_path).values, root=tmp_path))
     assert kinds == {type(r) for r in app.resources} | {model.DependencyLayer}  # (no step of map_agg has requirements)
     for renderer in (sam.SamRenderer, serverless.ServerlessRenderer):
         registry = renderer.__dict__["resource"].dispatcher.registry

@@ -42,7 +42,10 @@ FLOWS = REPO / "tests" / "flows"
 APPS = {
     "examples": EXAMPLES,
     "test-flows": [FLOWS / "shapes.py", FLOWS / "modes.py", FLOWS / "faulty.py", FLOWS / "configured.py"],
+    "batch": [FLOWS / "batch_mixed.py", FLOWS / "batch_gpu.py"],  # Batch steps on Fargate and on EC2
 }
+# lokki.toml of each app (the Serverless target writes the Batch compute environments' network from it).
+CONFIG = {"batch": {"batch_subnets": "subnet-0123456789abcdef0", "batch_security_groups": "sg-0123456789abcdef0"}}
 SERVICE = "app"
 STACK = f"{SERVICE}-local"  # what `osls package --stage local` resolves the stack name to
 
@@ -50,19 +53,18 @@ STACK = f"{SERVICE}-local"  # what `osls package --stage local` resolves the sta
 class Built:
     """One set of flows generated for both targets; the serverless app packaged by osls."""
 
-    def __init__(self, root: Path, sources: list[Path], endpoint: str) -> None:
+    def __init__(self, root: Path, sources: list[Path], endpoint: str, config: dict[str, str]) -> None:
         from lokki_sam.loader import load_flows
 
-        sam_template = make_app(root / "sam", sources, runtime="python3.11")
+        sam_template = make_app(root / "sam", sources, runtime="python3.11", **config)
         self.sam_dir = sam_template.parent
         self.sam = sam_transform(sam_template.read_text())
-        self.app = make_serverless_app(root / SERVICE, sources, runtime="python3.11").parent
+        self.app = make_serverless_app(root / SERVICE, sources, runtime="python3.11", **config).parent
         with restored_sys_path():
-            self.steps = {
-                f.name: [s.name for s in f.graph.steps]
-                for p in sorted((self.app / "src").glob("*.py"))
-                for f in load_flows(str(p))
-            }
+            graphs = [f.graph for p in sorted((self.app / "src").glob("*.py")) for f in load_flows(str(p))]
+        # Steps with a function (Lambda), and Batch steps (a job definition each).
+        self.steps = {g.name: [s.name for s in g.steps if not s.options.on_batch] for g in graphs}
+        self.jobs = {g.name: [s.name for s in g.steps if s.options.on_batch] for g in graphs}
         for source in sources:
             forget_module(source.stem)
         done = osls(self.app, "package", "--stage", "local", env=osls_env(root / "home", endpoint))
@@ -84,7 +86,9 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         pytest.fail("osls is not installed: run `npm ci` in the repository (package.json pins it)")
     with pytest.MonkeyPatch.context() as mp, moto_endpoint() as endpoint:
         mp.setenv("AWS_DEFAULT_REGION", REGION)  # module scope: runs before the autouse env fixture
-        yield Built(tmp_path_factory.mktemp(request.param), APPS[request.param], endpoint)
+        yield Built(
+            tmp_path_factory.mktemp(request.param), APPS[request.param], endpoint, CONFIG.get(request.param, {})
+        )
 
 
 def test_the_same_state_machines(built: Built) -> None:
@@ -136,6 +140,29 @@ def test_equivalent_iam_statements(built: Built) -> None:
         assert ours == theirs, role
     # No role of the framework's own (its default role would grant logs on every log group).
     assert "IamRoleLambdaExecution" not in built.cfn["Resources"]
+
+
+def test_equivalent_batch_jobs_and_roles(built: Built) -> None:
+    """Every Batch step's job definition and job role, and the stack's Batch resources, are the SAM
+    template's once the framework has resolved its variables (the bucket, the stack's name)."""
+    kinds = ("AWS::Batch::", "AWS::ECR::", "AWS::IAM::InstanceProfile")
+    shared = sorted(k for k, r in built.sam["Resources"].items() if r["Type"].startswith(kinds))
+    assert shared == sorted(k for k, r in built.cfn["Resources"].items() if r["Type"].startswith(kinds))
+    assert bool(shared) == any(built.jobs.values())
+    network = {  # SAM's template parameters: serverless.yml holds lokki.toml's values
+        json.dumps({"Ref": names.BATCH_SUBNETS_PARAMETER}): '["subnet-0123456789abcdef0"]',
+        json.dumps({"Ref": names.BATCH_SECURITY_GROUPS_PARAMETER}): '["sg-0123456789abcdef0"]',
+    }
+    for key in shared:
+        text = json.dumps(built.sam["Resources"][key])
+        for parameter, value in network.items():
+            text = text.replace(parameter, value)
+        theirs = built.resolve(json.loads(text), built.sam)
+        assert built.resolve(built.cfn["Resources"][key], built.cfn) == theirs, key
+    roles = [names.job_role_id(f, s) for f, steps in built.jobs.items() for s in steps]
+    for role in [*roles, names.BATCH_EXECUTION_ROLE_ID] if roles else []:
+        ours = built.resolve(role_statements(built.cfn, role, stack=STACK), built.cfn)
+        assert ours == built.resolve(role_statements(built.sam, role, stack=STACK), built.sam), role
 
 
 SAME_SETTINGS = ("Runtime", "Handler", "MemorySize", "Timeout", "Architectures")

@@ -98,6 +98,23 @@ def asl_environment(node: str, map_id: str | None, stamp: Stamp, *, batched: boo
     return entries
 
 
+def stamped_node(parameters: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`{"node", "lokki"}` of a Batch Task's Parameters (its ContainerOverrides.Environment), as a
+    Lambda Task's payload carries them; None for another Task."""
+    overrides = parameters.get("ContainerOverrides")
+    entries = overrides.get("Environment") if isinstance(overrides, Mapping) else None
+    if not isinstance(entries, list):
+        return None
+    values = {e.get("Name"): e.get("Value") for e in entries if isinstance(e, Mapping)}
+    node, stamp = values.get(ENV_NODE), values.get(ENV_STAMP)
+    if not isinstance(node, str) or not isinstance(stamp, str):
+        return None
+    try:
+        return {NODE: node, STAMP: json.loads(stamp)}
+    except ValueError:
+        return None
+
+
 def event_from_environment(env: Mapping[str, str]) -> dict[str, Any]:
     """The Lambda event the job's environment stands for (a TaskEvent or a MapEvent payload)."""
     missing = [name for name in (ENV_NODE, ENV_RUN_ID, ENV_STAMP) if not env.get(name)]

@@ -9,7 +9,7 @@ workflow, the only kind whose `.sync` Task can wait for a job, lasts at most a y
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,18 @@ def job_queue_problem(queue: str) -> str | None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}", queue):
         return "a job queue name has 1 to 128 letters, digits, '-' and '_', starting with a letter or digit"
     return None
+
+
+def ids_problem(kind: str) -> Callable[[list[str]], str | None]:
+    """A check of a list of VPC resource ids of `kind` (`subnet`, `sg`): `subnet-0abc...`."""
+
+    def problem(ids: list[str]) -> str | None:
+        bad = [i for i in ids if not re.fullmatch(rf"{kind}-[0-9a-f]{{8,17}}", str(i))]
+        if not ids:
+            return f"give at least one id ({kind}-...), or leave the key out"
+        return f"not {kind} ids ({kind}- and 8 or 17 hex digits): {', '.join(map(repr, bad))}" if bad else None
+
+    return problem
 
 
 def memory_problem(memory: Any, platform: str) -> str | None:

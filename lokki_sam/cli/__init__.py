@@ -31,6 +31,7 @@ COMMANDS = {
     "runs": "lokki_sam.cli.runs",
     "result": "lokki_sam.cli.result",
     "logs": "lokki_sam.cli.logs",
+    "push": "lokki_sam.cli.push",
     "size": "lokki_sam.cli.size",
     "runtime-layer": "lokki_sam.cli.runtime_layer",
     "emulator": "lokki_sam.cli.emulator",

@@ -12,7 +12,6 @@ from lokki_sam.cli.state import CliState, handle_errors, pass_state
 
 if TYPE_CHECKING:
     from lokki_sam.compile.merge import ExistingTemplate
-    from lokki_sam.config import Config
 
 
 @click.command("generate")
@@ -58,11 +57,12 @@ def command(
     Your own resources, parameters, outputs, properties and comments survive; a generated entry
     that one of yours refers to is not removed without --force.
     """
+    from lokki_sam.config import generated_file
     from lokki_sam.generate import display, plan, requirements_warning, select
 
     config = state.config
     target = target or str(config.get("target", "sam"))
-    template_path = Path(template or default_template(config, target))
+    template_path = Path(template or generated_file(config, target))
     selection = select(flow_refs, template_path, config, prune=prune, code_uri=code_uri, target=target)
     result = plan(selection.flows, template_path, config, code_uri, selection.template, target=target)
     for note in [*selection.moved, *result.notes]:
@@ -95,13 +95,6 @@ def command(
         click.echo(line)
     if not done and not selection.removed:
         click.echo("generated files are up to date")
-
-
-def default_template(config: Config, target: str) -> str:
-    """The file generate writes: config `template` when set, else the target's own."""
-    if target == "serverless" and config.sources.get("template", "default") == "default":
-        return "serverless.yml"
-    return str(config.get("template", "template.yaml"))
 
 
 def remember(template: ExistingTemplate | None) -> None:

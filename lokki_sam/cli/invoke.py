@@ -71,6 +71,7 @@ def command(
     from lokki_sam.cloud.identity import check_deployed
     from lokki_sam.cloud.invoke import execution_input, start_run, wait
     from lokki_sam.cloud.map_totals import map_totals
+    from lokki_sam.cloud.push import check_images
     from lokki_sam.cloud.result import read_output
     from lokki_sam.cloud.stack import deployment
     from lokki_sam.cloud.status import diagnose
@@ -95,6 +96,7 @@ def command(
         given = execution_input(raw, resolved)
     dep = deployment(state.config, aws)
     check_deployed(dep, graph, source_of(flow_obj))
+    check_images(dep, graph)  # a Batch step's image pushed (`lokki-sam push`)
     if resume is not None:
         run_id, _ = names.run_of_execution(layout.check_run_id(resume))  # a resume's name means its run
         resumed_name, given = resuming.prepare(dep, graph, run_id, forced)

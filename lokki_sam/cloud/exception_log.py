@@ -8,10 +8,11 @@ AWS reports a Python exception's class as the Task error; some emulators report 
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any
+
+from lokki_sam.runlog import read_record
 
 GENERIC_ERRORS = ("Runtime.HandlerError", "Runtime.Unknown", "States.TaskFailed", "Unhandled")
 LOOKBACK_MS = 3600 * 1000
@@ -44,7 +45,7 @@ def _recent_lines(logs: Any, group: str) -> list[str]:
 
 def _find_class(lines: list[str], message: str) -> str | None:
     for line in reversed(lines):
-        record = _json_record(line)
+        record = read_record(line)
         if record is not None:  # a JSON log record (LogFormat JSON): Lambda's or lokki-sam's runtime's
             error_type, error_message = record.get("errorType"), record.get("errorMessage")
             if isinstance(error_type, str) and str(error_message).strip() == message.strip():
@@ -54,13 +55,3 @@ def _find_class(lines: list[str], message: str) -> str | None:
         if found and found.group(2).strip() == message.strip() and not found.group(1).startswith("File"):
             return found.group(1).rsplit(".", 1)[-1]
     return None
-
-
-def _json_record(line: str) -> dict[str, Any] | None:
-    if not line.lstrip().startswith("{"):
-        return None
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lokki_sam.cloud import batch_jobs
 from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.engine_log import EngineFaults, engine_faults
 from lokki_sam.cloud.exception_log import GENERIC_ERRORS, exception_class
@@ -52,6 +53,10 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
     error = str(record["error"]) if record is not None else reported
     if record is None and group and error in GENERIC_ERRORS and message:
         error = exception_class(dep.client("logs"), group, message) or error
+    jobs = batch_jobs.explain(dep, graph, arn, message) if any(s.options.on_batch for s in graph.steps) else None
+    if jobs is not None and jobs.task is not None:  # a Batch Task: the cause is its job, the error in its log
+        error, message = jobs.task.error or error, jobs.task.describe()
+        group = None
     if state:
         item = f" (map item {item_text})" if item_text is not None else ""
         lines.append(f"  step: {state}{item}")
@@ -63,11 +68,21 @@ def failure_error(dep: Deployment, graph: FlowGraph, run_id: str, failure: Failu
     resume = f"lokki-sam invoke {graph.name} --resume {run_id}"
     hints = [f"once the cause is fixed, continue the run (only what did not finish runs again): {resume}"]
     if node is not None:
-        if group:
+        if jobs is not None and jobs.task is not None and jobs.task.log:
+            lines.append(f"  logs: {jobs.task.log}")
+        elif group:
             lines.append(f"  logs: CloudWatch log group {group}")
-        hints.append(f"sam logs -n {function_id(graph.name, node.step.name)} --stack-name {dep.stack_name}")
+        hints.append(_logs_command(dep, graph, run_id, node))
+    lines += jobs.lines if jobs is not None else []
     hints.append(f"execution {arn}")
     return ExecutionFailed("\n".join(lines), where=f"flow '{graph.name}'", hint="; ".join(hints))
+
+
+def _logs_command(dep: Deployment, graph: FlowGraph, run_id: str, node: Node) -> str:
+    """Where the failed step's whole log is: SAM's command for a function, lokki-sam's for Batch jobs."""
+    if node.step.options.on_batch:
+        return f"lokki-sam logs {run_id} --flow {graph.name} --step {node.id}"
+    return f"sam logs -n {function_id(graph.name, node.step.name)} --stack-name {dep.stack_name}"
 
 
 def retry_note(graph: FlowGraph, node: Node, reported: str, exception: str) -> str | None:

@@ -1,8 +1,9 @@
 """Is the deployed flow the flow in the user's file? Compared by fingerprint, before anything runs.
 
-The deployed state machine's Task payloads carry the fingerprints `lokki-sam generate` computed
-(`protocol.Stamp`). If the user changed the flow and deployed without generating again (or did not
-deploy at all), `invoke` says what differs instead of running the old machine.
+The deployed state machine's Task payloads (a Batch Task: its job's environment) carry the
+fingerprints `lokki-sam generate` computed (`protocol.Stamp`). If the user changed the flow and
+deployed without generating again (or did not deploy at all), `invoke` says what differs instead of
+running the old machine.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from lokki_sam.batch import job
 from lokki_sam.cloud.aws import aws_errors
 from lokki_sam.cloud.stack import Deployment
 from lokki_sam.errors import LokkiError
@@ -45,7 +47,10 @@ def _payloads(states: Any) -> Iterator[Mapping[str, Any]]:
     for state in states.values():
         if not isinstance(state, Mapping):
             continue
-        payload = state.get("Parameters", {}).get("Payload") if isinstance(state.get("Parameters"), Mapping) else None
+        parameters = state.get("Parameters")
+        parameters = parameters if isinstance(parameters, Mapping) else {}
+        # A Lambda Task's payload, or what a Batch Task passes its job (the same node and stamp).
+        payload = parameters.get("Payload") or job.stamped_node(parameters)
         if isinstance(payload, Mapping) and STAMP in payload:
             yield payload
         processor = state.get("ItemProcessor") or state.get("Iterator")

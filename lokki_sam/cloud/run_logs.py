@@ -1,4 +1,4 @@
-"""A deployed run's log records, gathered from its flow's function log groups.
+"""A deployed run's log records, gathered from its flow's function (and Batch job) log groups.
 
 The runtime's records (lokki_sam/runlog.py) and the user's `logging` records made during a step
 are JSON objects carrying `run_id`; CloudWatch Logs' filter narrows each group to events that
@@ -10,7 +10,6 @@ such records (the platform's START/END/REPORT lines, `print` output) are not par
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from lokki_sam.cloud.resume import attempts
 from lokki_sam.cloud.stack import Deployment
 from lokki_sam.errors import LokkiError
 from lokki_sam.ir import FlowGraph
+from lokki_sam.runlog import read_record
 
 MARGIN_MS = 60_000  # clocks of Lambda and Step Functions differ slightly; log events may lag the execution
 
@@ -47,17 +47,24 @@ def run_records(
     stop = _ms(tried[-1].described.get("stopDate") or dt.datetime.now(dt.UTC)) + MARGIN_MS
     found: dict[str, LogRecord] = {}
     for step_name in steps:
-        function = dep.function_name(graph.name, step_name)
-        if function is None:
-            continue
-        # LoggingConfig.LogGroup, and Lambda's default group (where some emulators write regardless).
-        for group in dict.fromkeys((dep.log_group(function), f"/aws/lambda/{function}")):
+        for group in _groups(dep, graph, step_name):
             for event in _events(dep, group, run_id, start, stop):
-                record = _record(event.get("message", ""))
+                record = read_record(event.get("message", ""))
                 if record is not None and _wanted(record, run_id, step, item):
                     # Keyed by the text: a platform writing to both groups (LocalStack) shows each once.
                     found.setdefault(event["message"], LogRecord(int(event.get("timestamp", 0)), group, record))
     return sorted(found.values(), key=lambda r: r.timestamp_ms)
+
+
+def _groups(dep: Deployment, graph: FlowGraph, step_name: str) -> list[str]:
+    """Where a step's records are: its Batch jobs' log group, or its function's LoggingConfig.LogGroup
+    and Lambda's default group (where some emulators write regardless)."""
+    if any(s.name == step_name and s.options.on_batch for s in graph.steps):
+        return [dep.job_log_group(graph.name, step_name)]
+    function = dep.function_name(graph.name, step_name)
+    if function is None:
+        return []
+    return list(dict.fromkeys((dep.log_group(function), f"/aws/lambda/{function}")))
 
 
 def _steps(graph: FlowGraph, step: str | None) -> list[str]:
@@ -88,17 +95,6 @@ def _events(dep: Deployment, group: str, run_id: str, start: int, stop: int) -> 
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 raise  # a group nothing was logged to yet does not exist
-
-
-def _record(message: str) -> dict[str, Any] | None:
-    text = message.strip()
-    if not text.startswith("{"):
-        return None
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def _wanted(record: dict[str, Any], run_id: str, step: str | None, item: int | None) -> bool:

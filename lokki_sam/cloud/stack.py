@@ -262,13 +262,22 @@ class Deployment:
 
     def function_name(self, flow: str, step: str) -> str | None:
         """The physical name of a step's Lambda function (None if the stack does not say)."""
+        logical_id = names.serverless_function_id if self.framework == "serverless" else names.function_id
+        return self.physical_id(logical_id(flow, step))
+
+    def job_log_group(self, flow: str, step: str) -> str:
+        """The log group of a Batch step's jobs (the stack's, else the name lokki-sam gives it)."""
+        found = self.physical_id(names.job_log_group_id(flow, step))
+        return found or names.job_log_group(self.stack_name, flow, step)
+
+    def physical_id(self, logical_id: str) -> str | None:
+        """The physical ID of one of the stack's resources (None if the stack does not say)."""
         import botocore.exceptions
 
-        logical_id = names.serverless_function_id if self.framework == "serverless" else names.function_id
         try:
             with aws_errors():
                 found = self.client("cloudformation").describe_stack_resource(
-                    StackName=self.stack_name, LogicalResourceId=logical_id(flow, step)
+                    StackName=self.stack_name, LogicalResourceId=logical_id
                 )
         except (AwsError, botocore.exceptions.ClientError):
             return None

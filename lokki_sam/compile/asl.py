@@ -94,7 +94,12 @@ def substitution_names(graph: FlowGraph) -> list[str]:
     subs = {names.BUCKET_SUBSTITUTION, names.PREFIX_SUBSTITUTION} if distributed or batch_source else set()
     for step in graph.steps:
         if step.options.on_batch:
-            subs.update((names.job_definition_substitution(graph.name, step.name), names.JOB_QUEUE_SUBSTITUTION))
+            subs.update(
+                (
+                    names.job_definition_substitution(graph.name, step.name),
+                    names.job_queue_substitution(graph.name, step.name),
+                )
+            )
         else:
             subs.add(names.function_arn_substitution(graph.name, step.name))
     return sorted(subs)
@@ -179,7 +184,7 @@ def _submit_job(graph: FlowGraph, node: Node, environment: list[dict[str, str]])
         "Resource": BATCH_SUBMIT_JOB,
         "Parameters": {
             "JobName": names.job_name(graph.name, node.id),
-            "JobQueue": "${" + names.JOB_QUEUE_SUBSTITUTION + "}",
+            "JobQueue": "${" + names.job_queue_substitution(graph.name, node.step.name) + "}",
             "JobDefinition": definition,
             "ContainerOverrides": {"Environment": environment},
         },

@@ -4,10 +4,12 @@ serverless.yml's `resources:` hold alike. Dicts use long-form intrinsics (`{"Ref
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from lokki_sam import names
+from lokki_sam.batch import sizing
 from lokki_sam.compile import model
 
 Json = Any
@@ -71,8 +73,72 @@ BUCKET_PROPERTIES = (
     "LifecycleConfiguration",
 )
 BUCKET_POLICY_PROPERTIES = ("Bucket", "PolicyDocument")
-ROLE_PROPERTIES = ("Description", "AssumeRolePolicyDocument", "Policies")
+ROLE_PROPERTIES = ("Description", "AssumeRolePolicyDocument", "Policies", "ManagedPolicyArns")
 LOG_GROUP_PROPERTIES = ("LogGroupName", "RetentionInDays")
+REPOSITORY_PROPERTIES = (
+    "ImageTagMutability",
+    "ImageScanningConfiguration",
+    "EncryptionConfiguration",
+    "EmptyOnDelete",
+    "LifecyclePolicy",
+)
+INSTANCE_PROFILE_PROPERTIES = ("Roles",)
+# Of a compute environment's ComputeResources, only what lokki-sam sets: a user's Tags, key pair,
+# launch template ... stay.
+COMPUTE_ENVIRONMENT_PROPERTIES = (
+    "Type",
+    "State",
+    *(
+        f"ComputeResources.{key}"
+        for key in (
+            "Type",
+            "AllocationStrategy",
+            "MinvCpus",
+            "MaxvCpus",
+            "InstanceTypes",
+            "InstanceRole",
+            "Subnets",
+            "SecurityGroupIds",
+        )
+    ),
+)
+JOB_QUEUE_PROPERTIES = ("Priority", "State", "ComputeEnvironmentOrder")
+# Of a job definition's ContainerProperties, only what lokki-sam sets: a user's volumes, mount
+# points, ephemeral storage, Linux parameters ... stay.
+JOB_DEFINITION_PROPERTIES = (
+    "Type",
+    "PlatformCapabilities",
+    "PropagateTags",
+    "Timeout",
+    "RetryStrategy",
+    *(
+        f"ContainerProperties.{key}"
+        for key in (
+            "Image",
+            "Command",
+            "JobRoleArn",
+            "ExecutionRoleArn",
+            "ResourceRequirements",
+            "Environment",
+            "LogConfiguration",
+            "NetworkConfiguration",
+            "FargatePlatformConfiguration",
+            "RuntimePlatform",
+        )
+    ),
+)
+# Plain CloudFormation resources both targets write the same way, with the properties lokki-sam owns.
+OWNED_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "AWS::IAM::Role": ROLE_PROPERTIES,
+    "AWS::S3::Bucket": BUCKET_PROPERTIES,
+    "AWS::S3::BucketPolicy": BUCKET_POLICY_PROPERTIES,
+    "AWS::Logs::LogGroup": LOG_GROUP_PROPERTIES,
+    "AWS::ECR::Repository": REPOSITORY_PROPERTIES,
+    "AWS::IAM::InstanceProfile": INSTANCE_PROFILE_PROPERTIES,
+    "AWS::Batch::ComputeEnvironment": COMPUTE_ENVIRONMENT_PROPERTIES,
+    "AWS::Batch::JobQueue": JOB_QUEUE_PROPERTIES,
+    "AWS::Batch::JobDefinition": JOB_DEFINITION_PROPERTIES,
+}
 
 
 class Justified(dict[str, Json]):
@@ -112,7 +178,7 @@ def owned_metadata(resource_type: str) -> dict[str, Json]:
 class Intrinsics:
     """The model's values as CloudFormation, with a target's logical IDs (`logical_id`)."""
 
-    def __init__(self, logical_id: Callable[[model.Resource], str]) -> None:
+    def __init__(self, logical_id: Callable[[model.Resource | model.Parameter], str]) -> None:
         self.logical_id = logical_id
 
     def bucket_name(self) -> Json:
@@ -222,10 +288,12 @@ def bucket_resources(bucket: model.ArtifactBucket, condition: str | None = CREAT
 
 
 def log_group_name(group: model.LogGroup) -> Json:
-    """lokki-sam's names: a step's function logs under its stack and flow, a state machine's where
-    Step Functions' log delivery expects vended logs."""
+    """lokki-sam's names: a step's function (or Batch jobs) log under its stack and flow, a state
+    machine's where Step Functions' log delivery expects vended logs."""
     if group.step is None:
         return sub("/aws/vendedlogs/states/${AWS::StackName}-" + group.flow)
+    if group.job:
+        return sub(names.job_log_group("${AWS::StackName}", group.flow, group.step))
     return sub(f"/aws/lambda/${{AWS::StackName}}/{group.flow}/{group.step}")
 
 
@@ -246,6 +314,149 @@ def role_resource(role: model.Role, values: Intrinsics) -> Json:
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Principal": {"Service": role.service}, "Action": "sts:AssumeRole"}],
         },
-        "Policies": [{"PolicyName": role.policy_name, "PolicyDocument": values.policy(role.statements)}],
     }
+    if role.managed_policies:
+        properties["ManagedPolicyArns"] = [values(arn) for arn in role.managed_policies]
+    if role.statements:
+        properties["Policies"] = [{"PolicyName": role.policy_name, "PolicyDocument": values.policy(role.statements)}]
     return {"Type": "AWS::IAM::Role", "Metadata": owned_marker(), "Properties": properties}
+
+
+def parameter(param: model.Parameter) -> Json:
+    out: dict[str, Json] = {"Type": param.type, "Description": param.description}
+    if param.default is not None:
+        out["Default"] = ",".join(param.default)
+    return out
+
+
+# ------------------------------------------------------------------------------------- AWS Batch
+
+
+def repository_resource(repository: model.ImageRepository) -> Json:
+    """The stack's Batch images: private, encrypted, scanned on push, tags immutable (a tag names its
+    content: compile/batch_images.py), the newest `keep_images` kept, emptied when the stack goes."""
+    expire = {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": f"Keep the newest {repository.keep_images} images",
+                "selection": {
+                    "tagStatus": "any",
+                    "countType": "imageCountMoreThan",
+                    "countNumber": repository.keep_images,
+                },
+                "action": {"type": "expire"},
+            }
+        ]
+    }
+    return {
+        "Type": "AWS::ECR::Repository",
+        "DeletionPolicy": "Delete",
+        "UpdateReplacePolicy": "Delete",
+        "Metadata": owned_marker(),
+        "Properties": {
+            "ImageTagMutability": "IMMUTABLE",
+            "ImageScanningConfiguration": {"ScanOnPush": True},
+            "EncryptionConfiguration": {"EncryptionType": "KMS"},  # AWS's managed key for ECR
+            "EmptyOnDelete": True,
+            "LifecyclePolicy": {"LifecyclePolicyText": json.dumps(expire, separators=(",", ":"))},
+        },
+    }
+
+
+def instance_profile_resource(profile: model.InstanceProfile) -> Json:
+    properties = {"Roles": [ref(profile.role.key)]}
+    return {"Type": "AWS::IAM::InstanceProfile", "Metadata": owned_marker(), "Properties": properties}
+
+
+def compute_environment_resource(environment: model.ComputeEnvironment, values: Intrinsics) -> Json:
+    """A managed environment Batch scales between 0 and `max_vcpus` (Batch's service-linked role)."""
+    resources: dict[str, Json]
+    if environment.platform == "fargate":
+        resources = {"Type": "FARGATE_SPOT" if environment.spot else "FARGATE", "MaxvCpus": environment.max_vcpus}
+    else:
+        assert environment.instance_profile is not None
+        resources = {
+            "Type": "SPOT" if environment.spot else "EC2",
+            "AllocationStrategy": "SPOT_PRICE_CAPACITY_OPTIMIZED" if environment.spot else "BEST_FIT_PROGRESSIVE",
+            "MinvCpus": 0,
+            "MaxvCpus": environment.max_vcpus,
+            "InstanceTypes": list(environment.instance_types),
+            "InstanceRole": get_att(environment.instance_profile.key, "Arn"),
+        }
+    resources["Subnets"] = values(environment.subnets)
+    resources["SecurityGroupIds"] = values(environment.security_groups)
+    properties = {"Type": "MANAGED", "State": "ENABLED", "ComputeResources": resources}
+    return {"Type": "AWS::Batch::ComputeEnvironment", "Metadata": owned_marker(), "Properties": properties}
+
+
+def job_queue_resource(queue: model.JobQueue) -> Json:
+    properties = {
+        "Priority": 1,
+        "State": "ENABLED",
+        "ComputeEnvironmentOrder": [{"Order": 1, "ComputeEnvironment": ref(queue.environment.key)}],
+    }
+    return {"Type": "AWS::Batch::JobQueue", "Metadata": owned_marker(), "Properties": properties}
+
+
+def job_definition_resource(job: model.JobDefinition, values: Intrinsics) -> Json:
+    """The step's job: its image and size, the entry point as its command, its environment, its
+    roles, and its log stream in its own log group."""
+
+    size = job.size
+    requirements = [
+        {"Type": "VCPU", "Value": str(sizing.shown_number(size.cpu))},
+        {"Type": "MEMORY", "Value": str(size.memory)},
+    ]
+    if size.gpu:
+        requirements.append({"Type": "GPU", "Value": str(size.gpu)})
+    container: dict[str, Json] = {
+        "Image": values(job.image_uri),
+        "Command": list(names.BATCH_COMMAND),
+        "JobRoleArn": get_att(job.role.key, "Arn"),
+        "ExecutionRoleArn": get_att(job.execution_role.key, "Arn"),
+        "ResourceRequirements": requirements,
+        "Environment": [{"Name": name, "Value": values(value)} for name, value in job.environment.items()],
+        "LogConfiguration": {
+            "LogDriver": "awslogs",
+            "Options": {
+                "awslogs-group": ref(job.log_group.key),
+                "awslogs-region": ref("AWS::Region"),
+                "awslogs-stream-prefix": job.step,
+            },
+        },
+    }
+    if size.platform == "fargate":
+        container |= {
+            "NetworkConfiguration": {"AssignPublicIp": "ENABLED" if job.public_ip else "DISABLED"},
+            "FargatePlatformConfiguration": {"PlatformVersion": "LATEST"},
+            "RuntimePlatform": {
+                "CpuArchitecture": FARGATE_ARCHITECTURES[job.architecture],
+                "OperatingSystemFamily": "LINUX",
+            },
+        }
+    properties = {
+        "Type": "container",
+        "PlatformCapabilities": [size.platform.upper()],
+        "PropagateTags": True,
+        "Timeout": {"AttemptDurationSeconds": size.timeout},
+        "RetryStrategy": INFRASTRUCTURE_RETRY,
+        "ContainerProperties": container,
+    }
+    return {"Type": "AWS::Batch::JobDefinition", "Metadata": owned_marker(), "Properties": properties}
+
+
+# A job the platform stopped (a Spot reclaim, a host that went away) is run again by Batch; any other
+# end is final here: the step's own Retry runs inside the job (lokki_sam/batch/entry.py). Batch's
+# patterns match from the start, a trailing `*` matching the rest.
+INFRASTRUCTURE_RETRY = {
+    "Attempts": 3,
+    "EvaluateOnExit": [
+        {"OnStatusReason": "Host EC2*", "Action": "RETRY"},
+        {"OnStatusReason": "Your Spot Task was interrupted*", "Action": "RETRY"},
+        {"OnReason": "*", "Action": "EXIT"},
+    ],
+}
+
+
+FARGATE_ARCHITECTURES = {"x86_64": "X86_64", "arm64": "ARM64"}

@@ -1,6 +1,7 @@
 """Sample events for `sam local invoke <Function> -e events/<flow>/<node>.json`.
 
-Each event is the payload the state machine sends that step's function, computed from the
+Each event is the payload the state machine sends that step's function (a Batch step has none: its
+job runs `lokki-sam run`'s way), computed from the
 compiled definition itself (its `Payload` templates resolved against a sample execution), so
 the events always match what `lokki_sam.compile.asl` generates:
 
@@ -71,7 +72,8 @@ def flow_events(graph: FlowGraph) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for stage in graph.stages:
         if isinstance(stage, Node):
-            out[f"{stage.id}.json"] = _payload(states[stage.id], top_input, context)
+            if not stage.step.options.on_batch:  # a Batch step has no function to invoke
+                out[f"{stage.id}.json"] = _payload(states[stage.id], top_input, context)
             continue
         out.update(_map_events(stage, states[stage.id], top_input, context))
     return out
@@ -99,6 +101,8 @@ def _map_events(
     # Every item of the sample run in one invocation: invoking the steps in flow order completes the map.
     every_item = {k: v for k, v in item(0).items() if k not in (INDEX, CHUNK, DIGEST)} | {ALL_ITEMS: True}
     for node in block.nodes:
+        if node.step.options.on_batch:
+            continue
         out[f"{node.id}.json"] = _payload(body[node.id], every_item, context)
         out[f"{node.id}.item.json"] = _payload(body[node.id], item(0), context)
         if batcher:
@@ -159,7 +163,7 @@ def local_env(graphs: Sequence[FlowGraph]) -> dict[str, dict[str, str]]:
     overrides only variables the template declares: every function declares these three."""
     out: dict[str, dict[str, str]] = {}
     for graph in graphs:
-        for step in graph.steps:
+        for step in (s for s in graph.steps if not s.options.on_batch):
             out[names.function_id(graph.name, step.name)] = {
                 names.ENV_BUCKET: LOCAL_BUCKET,
                 names.ENV_ENDPOINT_URL: LOCAL_ENDPOINT,

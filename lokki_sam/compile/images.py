@@ -52,14 +52,16 @@ METADATA_KEYS = ("Dockerfile", "DockerContext", "DockerTag")
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Requirement lines (normalized, sorted) and an architecture: one image, one Dockerfile."""
+    """Requirement lines (normalized, sorted) and an architecture: one image, one Dockerfile.
+    `batch`: the image of AWS Batch steps (a command, not a Lambda handler: batch_images.py)."""
 
     requirements: tuple[str, ...]
     architecture: str
+    batch: bool = False
 
     @property
     def key(self) -> str:
-        text = "\n".join(("image", self.architecture, *self.requirements))
+        text = "\n".join(("batch-image" if self.batch else "image", self.architecture, *self.requirements))
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     @property
@@ -85,8 +87,8 @@ def image_sets(graphs: Sequence[FlowGraph], default: str, architecture: str) -> 
     found: dict[tuple[str, str], ImageSet] = {}
     for graph in graphs:
         for step in graph.steps:
-            if package_of(graph, step, default) != IMAGE:
-                continue
+            if step.options.on_batch or package_of(graph, step, default) != IMAGE:
+                continue  # a Batch step's image is another kind (batch_images.py)
             where = f"flow '{graph.name}', step '{step.name}'"
             found[(graph.name, step.name)] = ImageSet(
                 step_requirements(step, where), step.options.architecture or architecture
@@ -121,13 +123,20 @@ def context_path(code_uri: str) -> str:
 
 
 def dockerfile(image: ImageSet, runtime: str, code_uri: str, steps: Sequence[str], flow_requirements: bool) -> str:
-    """The Dockerfile of `image`: `flow_requirements` when CodeUri's requirements.txt lists packages."""
+    """The Dockerfile of `image`: `flow_requirements` when CodeUri's requirements.txt lists packages.
+    A Batch image is the same image, run as a command (`names.BATCH_COMMAND`) instead of a handler."""
     code = context_path(code_uri)
+    if image.batch:
+        what = f"the AWS Batch image of {len(steps)} step(s)"
+        how = "# `lokki-sam push` builds it with the template's folder as context (.dockerignore) and pushes it."
+    else:
+        what = f"the image of {len(steps)} step(s)"
+        how = "# `sam build` builds it with the template's folder as context (Metadata DockerContext; .dockerignore)."
     lines = [
-        f"{MARKER} (lokki-sam {__version__}): the image of {len(steps)} step(s).",
+        f"{MARKER} (lokki-sam {__version__}): {what}.",
         "# lokki-sam rewrites this file; to make it yours, delete this first line (then it is kept as it is).",
         f"# Steps: {', '.join(steps)}",
-        "# `sam build` builds it with the template's folder as context (Metadata DockerContext; .dockerignore).",
+        how,
         f"FROM {base_image(runtime, image.architecture, steps)}",
         "",
     ]
@@ -149,8 +158,18 @@ def dockerfile(image: ImageSet, runtime: str, code_uri: str, steps: Sequence[str
         "# The flow code: the functions' CodeUri.",
         f"COPY {'.' if code == '.' else code}/ ${{LAMBDA_TASK_ROOT}}/",
         "",
-        f'CMD ["{names.HANDLER}"]',
     ]
+    if image.batch:
+        command = ", ".join(f'"{part}"' for part in names.BATCH_COMMAND)
+        lines += [
+            "# A Batch job runs a command, not Lambda's entry point: the code on the path first, then the",
+            "# packages of the base image's runtime (boto3 there before Python 3.11, in site-packages since).",
+            "ENV PYTHONPATH=${LAMBDA_TASK_ROOT}:${LAMBDA_RUNTIME_DIR}",
+            "ENTRYPOINT []",
+            f"CMD [{command}]",
+        ]
+    else:
+        lines.append(f'CMD ["{names.HANDLER}"]')
     return "\n".join(lines) + "\n"
 
 
@@ -160,7 +179,7 @@ def requirements_file(image: ImageSet) -> str:
 
 
 # Folders a context that is the code folder itself must never send (venvs, VCS, SAM's build output).
-_NEVER_SENT = (".aws-sam", ".git", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache")
+NEVER_SENT = (".aws-sam", ".git", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 
 
 def dockerignore(code_uri: str) -> str:
@@ -171,7 +190,7 @@ def dockerignore(code_uri: str) -> str:
         "# yours, delete the first line.",
     ]
     if code == ".":
-        lines += list(_NEVER_SENT)
+        lines += list(NEVER_SENT)
     else:
         lines += ["*", f"!{code}", f"!{IMAGES_DIR}"]
     lines += ["**/__pycache__", "**/*.pyc"]

@@ -17,10 +17,11 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeAlias
 
 from lokki_sam import __version__, layout, names, runlog
-from lokki_sam.batch.template import refuse_batch_steps
+from lokki_sam.batch.sizing import JobSize
 from lokki_sam.compile import asl, images, layers
 from lokki_sam.errors import LokkiError
 from lokki_sam.ir import FlowGraph
@@ -35,12 +36,21 @@ BUCKET_POLICY_ID = f"{names.BUCKET_ID}Policy"  # the bucket's TLS-only policy
 WILDCARD_REASONS = {
     "DeliverLogs": "AWS requires '*': the log-delivery APIs take no resource (Step Functions docs, cw-logs)",
     "Tracing": "AWS requires '*': X-Ray trace and sampling APIs have no resource-level permissions",
+    "DescribeJobs": "AWS requires '*': batch:DescribeJobs has no resource-level permissions",
+    "RegistryLogin": "AWS requires '*': ecr:GetAuthorizationToken has no resource-level permissions",
 }
 
 _LOGICAL_ID_RE = re.compile(r"^[A-Za-z0-9]{1,255}$")
 # Logical IDs the targets derive from ours (SAM: <Id>Role, <Id>Policy; the Serverless Framework:
 # <Key>LambdaFunction, <Key>LogGroup, <Name>LambdaLayer): names that collide after sanitizing collide there too.
 DERIVED_SUFFIXES = ("Role", "Policy")
+
+
+def config_defaults() -> dict[str, Any]:
+    """Every config key's default (what a project without lokki.toml has)."""
+    from lokki_sam.config import SCHEMA
+
+    return {name: key.default for name, key in SCHEMA.items()}
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,11 @@ class Settings:
     modules: Mapping[str, str] = field(default_factory=dict)
     # flow name -> the FLOW_REF it came from, relative to the generated file (recorded in it)
     sources: Mapping[str, str] = field(default_factory=dict)
+    # The config's values: `[batch]` (batch_*) sizes, places and networks the Batch steps' jobs.
+    batch: Mapping[str, Any] = field(default_factory=config_defaults)
+    # The generated file's folder (the Docker context) and name: Batch images are tagged by content.
+    root: Path | None = None
+    template: str = "template.yaml"
 
 
 def default_runtime(version: tuple[int, int] | None = None) -> str:
@@ -92,9 +107,10 @@ def check_runtime(runtime: str) -> str:
 
 @dataclass(frozen=True)
 class Ref:
-    """What CloudFormation's Ref gives for `resource` (a log group's name, a state machine's ARN, ...)."""
+    """What CloudFormation's Ref gives for `resource` (a log group's name, a state machine's ARN, ...),
+    or a template parameter's value."""
 
-    resource: Resource
+    resource: Resource | Parameter
 
 
 @dataclass(frozen=True)
@@ -214,24 +230,27 @@ class DependencyLayer:
 
 @dataclass(frozen=True, eq=False)
 class LogGroup:
-    """A log group of a step's function (`step` set) or of a flow's state machine; each target
-    names it (a function's may be its framework's own)."""
+    """A log group of a step's function (`step` set), of a Batch step's jobs (`job`), or of a flow's
+    state machine; each target names it (a function's may be its framework's own)."""
 
     key: str
     flow: str
     step: str | None
     retention_days: int
+    job: bool = False
 
 
 @dataclass(frozen=True, eq=False)
 class Role:
-    """An IAM role that `service` assumes, with one inline policy of `statements`."""
+    """An IAM role that `service` assumes, with one inline policy of `statements` (none: no policy)
+    and the AWS managed policies `managed_policies`."""
 
     key: str
     description: str
     service: str
     statements: tuple[Statement, ...]
     policy_name: str = "lokki-sam-step"
+    managed_policies: tuple[Value, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -274,9 +293,96 @@ class StateMachine:
     tracing: bool
     schedule: Schedule | None = None
     type: str = "STANDARD"
+    jobs: tuple[JobDefinition, ...] = ()
 
 
-Resource: TypeAlias = ArtifactBucket | RuntimeLayer | DependencyLayer | LogGroup | Role | Function | StateMachine
+@dataclass(frozen=True, eq=False)
+class Parameter:
+    """A template parameter (`default` None: required at deploy). The Serverless Framework passes no
+    parameters to its stack, so that target writes the default in the parameter's place."""
+
+    key: str
+    type: str
+    description: str
+    default: tuple[str, ...] | None = None  # a list parameter's items
+
+
+@dataclass(frozen=True, eq=False)
+class ImageRepository:
+    """The stack's ECR repository of its Batch images (`lokki-sam push` pushes them there)."""
+
+    key: str
+    keep_images: int  # the newest images kept; older ones expire
+
+
+@dataclass(frozen=True, eq=False)
+class InstanceProfile:
+    """The instance profile of an EC2 compute environment's instances (their ECS agent's role)."""
+
+    key: str
+    role: Role
+
+
+@dataclass(frozen=True, eq=False)
+class ComputeEnvironment:
+    """A managed AWS Batch compute environment of one platform (`fargate` or `ec2`)."""
+
+    key: str
+    platform: str
+    spot: bool
+    max_vcpus: int
+    subnets: Value
+    security_groups: Value
+    instance_types: tuple[str, ...] = ()  # EC2 only
+    instance_profile: InstanceProfile | None = None  # EC2 only
+
+
+@dataclass(frozen=True, eq=False)
+class JobQueue:
+    key: str
+    environment: ComputeEnvironment
+
+
+@dataclass(frozen=True, eq=False)
+class JobDefinition:
+    """One AWS Batch job definition per (flow, step) of a Batch step: what its Task submits."""
+
+    key: str
+    flow: str
+    step: str
+    image: images.ImageSet
+    image_tag: str  # `<key>-<digest>` (compile/batch_images.py)
+    repository: ImageRepository
+    size: JobSize
+    architecture: str
+    environment: Mapping[str, Value]  # the step's own variables, then lokki-sam's
+    role: Role  # the job's: its code's AWS calls
+    execution_role: Role  # the platform's: pulling the image, writing the log
+    log_group: LogGroup
+    queue: Value  # the ARN of the queue its jobs go to
+    public_ip: bool  # Fargate: a public IP (subnets without NAT gateway or endpoints)
+
+    @property
+    def image_uri(self) -> Value:
+        """`<account>.dkr.ecr.<region>.<suffix>/<repository>:<tag>`, as ECR names the image."""
+        text = "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${Repository}:" + self.image_tag
+        return Sub(text, (("Repository", Ref(self.repository)),))
+
+
+Resource: TypeAlias = (
+    ArtifactBucket
+    | RuntimeLayer
+    | DependencyLayer
+    | LogGroup
+    | Role
+    | Function
+    | StateMachine
+    | ImageRepository
+    | InstanceProfile
+    | ComputeEnvironment
+    | JobQueue
+    | JobDefinition
+)
 
 
 @dataclass(frozen=True)
@@ -303,9 +409,10 @@ class App:
     runtime_layer: RuntimeLayer | None  # None when every function is an image
     resources: tuple[Resource, ...]
     outputs: tuple[Output, ...]
-    # (flow, step) -> the layer of the step's own dependencies / the image of an image step
+    # (flow, step) -> the layer of the step's own dependencies / the image of an image or Batch step
     dependencies: Mapping[tuple[str, str], layers.DependencySet] = field(default_factory=dict)
     images: Mapping[tuple[str, str], images.ImageSet] = field(default_factory=dict)
+    parameters: tuple[Parameter, ...] = ()
 
     def of_type(self, kind: type[Any]) -> list[Any]:
         return [r for r in self.resources if isinstance(r, kind)]
@@ -318,46 +425,63 @@ class App:
     def state_machines(self) -> list[StateMachine]:
         return self.of_type(StateMachine)
 
+    @property
+    def jobs(self) -> list[JobDefinition]:
+        return self.of_type(JobDefinition)
+
 
 # ---------------------------------------------------------------------------------------- build
 
 
 def build(graphs: Sequence[FlowGraph], settings: Settings) -> App:
+    from lokki_sam.compile import batch
+
     if not graphs:
         raise LokkiError("no flow to generate a template for")
-    refuse_batch_steps(graphs)  # until the Batch resources are generated (lokki_sam/batch/template.py)
     check_names(graphs)
     runtime = check_runtime(settings.runtime) if settings.runtime else default_runtime()
     image_sets = images.image_sets(graphs, settings.package, settings.architecture)
-    for image, steps in images.steps_by_image(image_sets).items():
+    stack_batch = batch.build(graphs, settings, runtime)
+    every_image = {**image_sets, **{key: job.image for key, job in stack_batch.jobs.items()}}
+    for image, steps in images.steps_by_image(every_image).items():
         images.base_image(runtime, image.architecture, steps)  # refuses a runtime without a base image
-    if image_sets:
+    if every_image:
         images.context_path(settings.code_uri)  # the Docker context must hold the code
     dependencies = {
         key: deps
         for key, deps in layers.dependency_sets(graphs, settings.architecture).items()
-        if key not in image_sets  # an image installs its requirements itself
+        if key not in every_image  # an image installs its requirements itself
     }
     dependency_layers = {deps: DependencyLayer(deps, runtime) for deps in dependencies.values()}
-    has_zip = any((g.name, s.name) not in image_sets for g in graphs for s in g.steps)
+    lambda_steps = [(g.name, s.name) for g in graphs for s in g.steps if not s.options.on_batch]
+    has_zip = any(key not in image_sets for key in lambda_steps)
     bucket = ArtifactBucket(settings.artifact_bucket, settings.artifact_expiry_days)
     runtime_layer = RuntimeLayer(runtime) if has_zip else None
     resources: list[Resource] = [bucket]
     if runtime_layer is not None:
         resources.append(runtime_layer)
     resources.extend(dependency_layers.values())
+    resources.extend(stack_batch.resources)
     outputs: list[Output] = []
     for graph in graphs:
-        functions = []
+        functions, jobs = [], []
         for step in graph.steps:
+            job = stack_batch.jobs.get((graph.name, step.name))
+            if job is not None:
+                jobs.append(job)
+                resources += [job.log_group, job.role, job]
+                continue
             function = step_function(graph, step, settings, dependency_layers, dependencies, image_sets)
             functions.append(function)
             resources += [function.log_group, function.role, function]
-        machine = state_machine(graph, settings, tuple(functions))
+        machine = state_machine(graph, settings, tuple(functions), tuple(jobs))
         resources += [machine.log_group, machine]
         described = f"ARN of the state machine of flow '{graph.name}'"
         outputs.append(Output(names.state_machine_arn_output(graph.name), described, Ref(machine)))
     outputs.append(Output(names.BUCKET_OUTPUT, "Bucket holding run artifacts", BucketName()))
+    if stack_batch.repository is not None:
+        described = "ECR repository of the Batch steps' images (`lokki-sam push` pushes them there)"
+        outputs.append(Output(names.BATCH_REPOSITORY_OUTPUT, described, Ref(stack_batch.repository)))
     return App(
         flows=tuple(g.name for g in graphs),
         sources=dict(settings.sources),
@@ -373,7 +497,8 @@ def build(graphs: Sequence[FlowGraph], settings: Settings) -> App:
         resources=tuple(resources),
         outputs=tuple(outputs),
         dependencies=dependencies,
-        images=image_sets,
+        images=every_image,
+        parameters=stack_batch.parameters,
     )
 
 
@@ -385,38 +510,14 @@ def step_function(
     dependencies: Mapping[tuple[str, str], layers.DependencySet],
     image_sets: Mapping[tuple[str, str], images.ImageSet],
 ) -> Function:
-    prefix = names.template_flow_prefix(graph.name)
     opts = step.options
     fid = names.function_id(graph.name, step.name)
-    module = settings.modules.get(graph.name, graph.module)
-    environment: dict[str, Value] = dict(opts.environment)
-    environment.update(
-        {
-            names.ENV_MODULE: module,
-            names.ENV_FLOW: graph.name,
-            names.ENV_STEP: step.name,
-            names.ENV_BUCKET: BucketName(),
-            names.ENV_PREFIX: Sub(prefix),
-            names.ENV_VERSION: __version__,
-            runlog.ENV_LOG_LEVEL: settings.log_level,  # where the platform ignores LoggingConfig
-            names.ENV_ENDPOINT_URL: "",  # declared so that a local invoke can set it (runtime.py)
-        }
-    )
     log_group = LogGroup(f"{fid}LogGroup", graph.name, step.name, settings.log_retention_days)
     statements = [
         # The function's own log group only (a framework's default role would grant logs actions on
         # every log group).
         allow("OwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], Arn(log_group)),
-        # Inputs may come from any step of the flow (this stack's prefix only) ...
-        allow("ReadRunArtifacts", "s3:GetObject", s3_arn(f"/{prefix}/*")),
-        # ... but the function writes only under its own nodes' directories: a buggy or
-        # compromised step cannot overwrite another step's outputs (layout.node_pattern).
-        allow(
-            "WriteOwnArtifacts",
-            ["s3:PutObject", "s3:AbortMultipartUpload"],
-            [s3_arn(f"/{prefix}/{layout.node_pattern(n.id)}") for n in graph.nodes if n.step.name == step.name],
-        ),
-        allow("ListRunArtifacts", "s3:ListBucket", s3_arn(), {"StringLike": {"s3:prefix": [Sub(f"{prefix}/*")]}}),
+        *artifact_statements(graph, step),
     ]
     if settings.tracing:
         statements.append(tracing_statement())
@@ -433,8 +534,8 @@ def step_function(
         flow=graph.name,
         step=step.name,
         description=f"lokki-sam step {graph.name}.{step.name}",
-        module=module,
-        environment=environment,
+        module=settings.modules.get(graph.name, graph.module),
+        environment=step_environment(graph, step, settings),
         role=role,
         log_group=log_group,
         architecture=opts.architecture or settings.architecture,
@@ -443,6 +544,47 @@ def step_function(
         memory=opts.memory,
         timeout=opts.timeout,
     )
+
+
+def step_environment(graph: FlowGraph, step: Any, settings: Settings, *, endpoint: bool = True) -> dict[str, Value]:
+    """What a step's code runs with, on Lambda or in a Batch job: its own variables, then lokki-sam's
+    (`endpoint`: LOKKI_ENDPOINT_URL declared empty, for `sam local invoke` to set; a job's region,
+    which Batch on EC2 does not set)."""
+    environment: dict[str, Value] = dict(step.options.environment)
+    environment.update(
+        {
+            names.ENV_MODULE: settings.modules.get(graph.name, graph.module),
+            names.ENV_FLOW: graph.name,
+            names.ENV_STEP: step.name,
+            names.ENV_BUCKET: BucketName(),
+            names.ENV_PREFIX: Sub(names.template_flow_prefix(graph.name)),
+            names.ENV_VERSION: __version__,
+            runlog.ENV_LOG_LEVEL: settings.log_level,  # where the platform ignores LoggingConfig
+        }
+    )
+    if endpoint:
+        environment[names.ENV_ENDPOINT_URL] = ""  # declared so that a local invoke can set it (runtime.py)
+    else:
+        environment["AWS_DEFAULT_REGION"] = Sub("${AWS::Region}")
+    return environment
+
+
+def artifact_statements(graph: FlowGraph, step: Any) -> list[Statement]:
+    """A step's reach into the artifact bucket, on Lambda or in a Batch job: reads anywhere under its
+    flow's prefix, writes under its own nodes' directories only, lists the prefix."""
+    prefix = names.template_flow_prefix(graph.name)
+    return [
+        # Inputs may come from any step of the flow (this stack's prefix only) ...
+        allow("ReadRunArtifacts", "s3:GetObject", s3_arn(f"/{prefix}/*")),
+        # ... but the step writes only under its own nodes' directories: a buggy or compromised
+        # step cannot overwrite another step's outputs (layout.node_pattern).
+        allow(
+            "WriteOwnArtifacts",
+            ["s3:PutObject", "s3:AbortMultipartUpload"],
+            [s3_arn(f"/{prefix}/{layout.node_pattern(n.id)}") for n in graph.nodes if n.step.name == step.name],
+        ),
+        allow("ListRunArtifacts", "s3:ListBucket", s3_arn(), {"StringLike": {"s3:prefix": [Sub(f"{prefix}/*")]}}),
+    ]
 
 
 def result_writer_prefixes(graph: FlowGraph) -> list[str]:
@@ -470,20 +612,28 @@ def schedule(graph: FlowGraph) -> Schedule | None:
     return Schedule(graph.schedule, f"Scheduled run of flow '{graph.name}' with its default parameters")
 
 
-def state_machine(graph: FlowGraph, settings: Settings, functions: tuple[Function, ...]) -> StateMachine:
+def state_machine(
+    graph: FlowGraph, settings: Settings, functions: tuple[Function, ...], jobs: tuple[JobDefinition, ...] = ()
+) -> StateMachine:
+    from lokki_sam.compile import batch
+
     flow = graph.name
     prefix = names.template_flow_prefix(flow)
     by_step = {f.step: f for f in functions}
     known: dict[str, Value] = {names.function_arn_substitution(flow, s): Arn(f) for s, f in by_step.items()}
+    known.update(batch.substitutions(jobs))
     known[names.BUCKET_SUBSTITUTION] = BucketName()
     known[names.PREFIX_SUBSTITUTION] = Sub(prefix)
-    statements = [
-        allow(
-            "InvokeOwnFunctions",
-            "lambda:InvokeFunction",
-            [Arn(f) for f in functions] + [Arn(f, ":*") for f in functions],
+    statements = []
+    if functions:
+        statements.append(
+            allow(
+                "InvokeOwnFunctions",
+                "lambda:InvokeFunction",
+                [Arn(f) for f in functions] + [Arn(f, ":*") for f in functions],
+            )
         )
-    ]
+    statements += batch.machine_statements(graph, jobs)
     distributed = [m for m in graph.maps if m.options.mode == "distributed"]
     if distributed:
         statements += [
@@ -529,6 +679,7 @@ def state_machine(graph: FlowGraph, settings: Settings, functions: tuple[Functio
         functions=functions,
         tracing=settings.tracing,
         schedule=schedule(graph),
+        jobs=jobs,
     )
 
 
@@ -556,6 +707,15 @@ def check_names(graphs: Sequence[FlowGraph]) -> None:
 
     for fixed in (names.BUCKET_ID, BUCKET_POLICY_ID):
         owners[fixed] = "the artifact bucket"
+    for fixed in (
+        names.BATCH_REPOSITORY_ID,
+        names.BATCH_EXECUTION_ROLE_ID,
+        names.BATCH_INSTANCE_ROLE_ID,
+        names.BATCH_INSTANCE_PROFILE_ID,
+        *names.COMPUTE_ENVIRONMENT_IDS.values(),
+        *names.JOB_QUEUE_IDS.values(),
+    ):
+        owners[fixed] = "the stack's AWS Batch resources"
     for graph in graphs:
         if len(graph.name) > MAX_FLOW_NAME:
             raise LokkiError(
@@ -569,6 +729,15 @@ def check_names(graphs: Sequence[FlowGraph]) -> None:
         claim(names.state_machine_id(graph.name), f"flow '{graph.name}'")
         claim(log_group_id(graph.name), f"flow '{graph.name}'")
         for step in graph.steps:
+            what = f"step '{graph.name}.{step.name}'"
+            if step.options.on_batch:
+                for logical_id in (
+                    names.job_definition_id(graph.name, step.name),
+                    names.job_role_id(graph.name, step.name),
+                    names.job_log_group_id(graph.name, step.name),
+                ):
+                    claim(logical_id, what)
+                continue
             fid = names.function_id(graph.name, step.name)
-            claim(fid, f"step '{graph.name}.{step.name}'")
-            claim(f"{fid}LogGroup", f"step '{graph.name}.{step.name}'")
+            claim(fid, what)
+            claim(f"{fid}LogGroup", what)

@@ -132,18 +132,11 @@ STATE_MACHINE_PROPERTIES = (
     "Policies",
     "Events.Schedule",  # only its own event: the user's other Events survive
 )
-BUCKET_PROPERTIES = cfn.BUCKET_PROPERTIES
-BUCKET_POLICY_PROPERTIES = cfn.BUCKET_POLICY_PROPERTIES
-ROLE_PROPERTIES = cfn.ROLE_PROPERTIES
-LOG_GROUP_PROPERTIES = cfn.LOG_GROUP_PROPERTIES
 OWNED_PROPERTIES: dict[str, tuple[str, ...]] = {
     "AWS::Serverless::Function": FUNCTION_PROPERTIES,
-    "AWS::IAM::Role": ROLE_PROPERTIES,
     "AWS::Serverless::StateMachine": STATE_MACHINE_PROPERTIES,
-    "AWS::S3::Bucket": BUCKET_PROPERTIES,
-    "AWS::S3::BucketPolicy": BUCKET_POLICY_PROPERTIES,
-    "AWS::Logs::LogGroup": LOG_GROUP_PROPERTIES,
     "AWS::Serverless::LayerVersion": layers.LAYER_PROPERTIES,
+    **cfn.OWNED_PROPERTIES,
 }
 
 
@@ -163,6 +156,7 @@ class SamRenderer:
         for resource in app.resources:
             resources.update(self.resource(resource))
         parameters, conditions = cfn.bucket_parameters(app.bucket)
+        parameters.update({p.key: cfn.parameter(p) for p in app.parameters})
         outputs = {o.key: {"Description": o.description, "Value": self.values(o.value)} for o in app.outputs}
         return TemplateModel(
             description=app.description,
@@ -248,6 +242,26 @@ class SamRenderer:
                 resource["IgnoreGlobals"] = list(self.ignored_globals)
         resource["Properties"] = props
         return {function.key: resource}
+
+    @resource.register
+    def _repository(self, repository: model.ImageRepository) -> dict[str, Json]:
+        return {repository.key: cfn.repository_resource(repository)}
+
+    @resource.register
+    def _instance_profile(self, profile: model.InstanceProfile) -> dict[str, Json]:
+        return {profile.key: cfn.instance_profile_resource(profile)}
+
+    @resource.register
+    def _compute_environment(self, environment: model.ComputeEnvironment) -> dict[str, Json]:
+        return {environment.key: cfn.compute_environment_resource(environment, self.values)}
+
+    @resource.register
+    def _job_queue(self, queue: model.JobQueue) -> dict[str, Json]:
+        return {queue.key: cfn.job_queue_resource(queue)}
+
+    @resource.register
+    def _job_definition(self, job: model.JobDefinition) -> dict[str, Json]:
+        return {job.key: cfn.job_definition_resource(job, self.values)}
 
     @resource.register
     def _state_machine(self, machine: model.StateMachine) -> dict[str, Json]:

@@ -134,17 +134,40 @@ def package_patterns(code_uri: str) -> list[str]:
     return ["!**", f"{code}/**", "!**/__pycache__/**"]
 
 
+def parameter_value(parameter: model.Parameter) -> Json:
+    """A template parameter's value: `serverless deploy` passes none to its stack, so it is the
+    default lokki.toml gives (a list parameter's items)."""
+    if parameter.default is None:
+        setting = {
+            names.BATCH_SUBNETS_PARAMETER: "[batch] subnets",
+            names.BATCH_SECURITY_GROUPS_PARAMETER: "[batch] security_groups",
+        }.get(parameter.key, parameter.key)
+        raise LokkiError(
+            f"the Serverless target needs {setting} in lokki.toml: `serverless deploy` passes no "
+            f"CloudFormation parameters, so serverless.yml holds the value ({parameter.description})",
+            where=f"lokki.toml {setting}",
+            hint=f'set it, e.g. {setting.split()[-1]} = ["..."] under [batch], or name an existing queue: '
+            "[batch] job_queue",
+        )
+    return list(parameter.default) if parameter.type.startswith("List<") else ",".join(parameter.default)
+
+
 class ServerlessValues(cfn.Intrinsics):
     """CloudFormation, except what the framework knows itself, written as it: the stack name as
     its variable, the bucket as lokki.toml chose it (an existing one by name, else the stack's).
     `serverless invoke local` resolves only literals and Ref in a function's environment."""
 
-    def __init__(self, logical_id: Callable[[model.Resource], str], existing_bucket: str) -> None:
+    def __init__(self, logical_id: Callable[[model.Resource | model.Parameter], str], existing_bucket: str) -> None:
         super().__init__(logical_id)
         self.existing_bucket = existing_bucket
 
     def bucket_name(self) -> Json:
         return self.existing_bucket or cfn.ref(names.BUCKET_ID)
+
+    def __call__(self, value: model.Value) -> Json:
+        if isinstance(value, model.Ref) and isinstance(value.resource, model.Parameter):
+            return parameter_value(value.resource)
+        return super().__call__(value)
 
     def text(self, value: model.Sub) -> Json:
         stack_only = value.text.replace(STACK_PSEUDO, "")
@@ -167,13 +190,13 @@ class ServerlessRenderer:
         self.extensions: dict[str, Json] = {}
         self.pip_layers: dict[str, Json] = {}
 
-    def logical_id(self, resource: model.Resource) -> str:
+    def logical_id(self, resource: model.Resource | model.Parameter) -> str:
         """The logical ID the framework (or our `resources:`) gives `resource`."""
         if isinstance(resource, model.Function):
             return names.serverless_function_id(resource.flow, resource.step)
         if isinstance(resource, model.RuntimeLayer | model.DependencyLayer):
             return f"{layer_name(resource)}LambdaLayer"
-        if isinstance(resource, model.LogGroup) and resource.step is not None:
+        if isinstance(resource, model.LogGroup) and resource.step is not None and not resource.job:
             return f"{names.serverless_function_key(resource.flow, resource.step)}LogGroup"
         return resource.key
 
@@ -250,9 +273,29 @@ class ServerlessRenderer:
 
     @resource.register
     def _log_group(self, group: model.LogGroup) -> None:
-        if group.step is None:  # a state machine's: ours, as in the SAM template
+        if group.step is None or group.job:  # a state machine's or Batch jobs': ours, as in the SAM template
             self.resources[group.key] = cfn.log_group_resource(group)
         # A function's is the framework's own (`/aws/lambda/<function>`), with the model's retention.
+
+    @resource.register
+    def _repository(self, repository: model.ImageRepository) -> None:
+        self.resources[repository.key] = cfn.repository_resource(repository)
+
+    @resource.register
+    def _instance_profile(self, profile: model.InstanceProfile) -> None:
+        self.resources[profile.key] = cfn.instance_profile_resource(profile)
+
+    @resource.register
+    def _compute_environment(self, environment: model.ComputeEnvironment) -> None:
+        self.resources[environment.key] = cfn.compute_environment_resource(environment, self.values)
+
+    @resource.register
+    def _job_queue(self, queue: model.JobQueue) -> None:
+        self.resources[queue.key] = cfn.job_queue_resource(queue)
+
+    @resource.register
+    def _job_definition(self, job: model.JobDefinition) -> None:
+        self.resources[job.key] = cfn.job_definition_resource(job, self.values)
 
     @resource.register
     def _role(self, role: model.Role) -> None:

@@ -48,6 +48,7 @@ ENTRY_POINTS = (
 )
 MARKER = ".lokki-executor"
 BATCH_RUNNER = "LOKKI_EMULATOR_BATCH_RUNNER"
+BATCH_PROJECT = "LOKKI_EMULATOR_PROJECT"
 
 
 def sources(package: str = SOURCE_PACKAGE) -> dict[str, bytes]:
@@ -114,6 +115,8 @@ def executor_environment(venv: Path) -> dict[str, str]:
         "LOKKI_EMULATOR_RUNTIME_PATH": str(runtime_path(venv)),
         # How Batch jobs run: auto (a container when Docker has the job's image, else a host process), host, docker.
         BATCH_RUNNER: os.environ.get(BATCH_RUNNER, "auto"),
+        # The project whose images/ stand in for a registry (localstack_batch/images.py): where `start` ran.
+        BATCH_PROJECT: os.environ.get(BATCH_PROJECT) or os.getcwd(),
     }
     for name, meaning in SETTINGS.items():
         value = os.environ.get(name, "").strip()

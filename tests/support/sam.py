@@ -24,6 +24,7 @@ EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.py") if not p.name.star
 SHAPES_FILE = REPO / "tests" / "flows" / "shapes.py"
 PACKAGING_FILE = REPO / "tests" / "flows" / "packaging.py"  # zip and image steps in one flow
 
+ECS_INSTANCE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 STACK = "stack"
@@ -120,6 +121,7 @@ def transform(text: str) -> dict[str, Any]:
 def evaluate(value: Any, resources: Mapping[str, Any], create_bucket: bool = True, stack: str = STACK) -> Any:
     """Resolve intrinsics to the strings a deployed stack would see (fixed account/region; `stack`)."""
     pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": stack}
+    pseudo["AWS::URLSuffix"] = "amazonaws.com"
 
     def ref(name: str) -> str:
         if name in pseudo:
@@ -192,9 +194,10 @@ def role_statements(
     role = resources[role_id]
     assert role["Type"] == "AWS::IAM::Role"
     # No managed policies (AWSLambdaBasicExecutionRole would grant logs actions on "*"), except the
-    # X-Ray one SAM attaches to a state machine's role when tracing is on.
-    managed = role["Properties"].get("ManagedPolicyArns", [])
-    assert managed in ([], ["arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"]), managed
+    # X-Ray one SAM attaches to a state machine's role when tracing is on, and the one AWS gives
+    # the ECS agent on a Batch EC2 compute environment's instances.
+    managed = evaluate(role["Properties"].get("ManagedPolicyArns", []), resources, create_bucket, stack)
+    assert managed in ([], ["arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"], [ECS_INSTANCE_POLICY]), managed
     out = []
     for policy in role["Properties"].get("Policies", []):
         for statement in evaluate(policy["PolicyDocument"]["Statement"], resources, create_bucket, stack):

@@ -5,16 +5,17 @@ runner needs a Docker daemon and the network of moto's own container setup. `Hos
 moto's model and runs the job's command with its environment (the job definition's, then
 `ContainerOverrides`, then the `AWS_BATCH_*` variables AWS sets):
 
-- as a host process, by default: the command runs as written (`python3` is the machine's),
-  with LocalStack as the AWS endpoint and, at the end of PYTHONPATH, the boto3 lokki-sam
-  installs for the local cloud's functions; the image is not used;
-- in a container, when a Docker daemon answers and the image is there (`docker run --network
-  host --pull never`): `LOKKI_EMULATOR_BATCH_RUNNER=docker` insists on it, `host` never tries.
+- in a container, when a Docker daemon answers and has the image, or can build it from the
+  project the local cloud serves (images.py): `docker run --network host --pull never`;
+- else as a host process: the command as written, with LocalStack as the AWS endpoint and, at the
+  end of PYTHONPATH, the boto3 lokki-sam installs for the local cloud's functions; an image of the
+  project runs on its files in place (images.py), any other image is not used.
+`LOKKI_EMULATOR_BATCH_RUNNER=docker` insists on a container, `host` never tries one.
 
-Its output goes to CloudWatch Logs line by line (group `/aws/batch/job`, the job's log stream);
-its exit code decides SUCCEEDED or FAILED and is reported in DescribeJobs
-(`container.exitCode`, `statusReason`), as AWS reports it; TerminateJob and the job's timeout
-stop the process.
+Its output goes to CloudWatch Logs line by line (the job definition's `awslogs-group` and
+`awslogs-stream-prefix`, as on AWS; else group `/aws/batch/job`); its exit code decides SUCCEEDED
+or FAILED and is reported in DescribeJobs (`container.exitCode`, `statusReason`), as AWS reports
+it; TerminateJob and the job's timeout stop the process.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from localstack import config  # type: ignore[import-not-found]
+
+from . import images
 
 # The moto LocalStack bundles (moto-ext): not the moto of lokki-sam's own environment, so untyped here.
 batch_models: Any = importlib.import_module("moto.batch.models")
@@ -62,11 +66,31 @@ class HostJob(batch_models.Job):  # type: ignore[misc]  # moto's class is untype
     def describe(self) -> dict[str, Any]:
         described: dict[str, Any] = super().describe()
         container = described.get("container")
-        if isinstance(container, dict) and self.exit_code is not None:
-            container["exitCode"] = self.exit_code
-            if self.job_stopped_reason:
-                container["reason"] = self.job_stopped_reason
+        if isinstance(container, dict):
+            logging = (self.job_definition.container_properties or {}).get("logConfiguration")
+            if logging:  # as AWS's DescribeJobs shows it: where the job's log stream is
+                container["logConfiguration"] = logging
+            if self.exit_code is not None:
+                container["exitCode"] = self.exit_code
+                if self.job_stopped_reason:
+                    container["reason"] = self.job_stopped_reason
         return described
+
+    @property
+    def log_group(self) -> str:
+        """The job definition's `awslogs-group`, else Batch's default group."""
+        return str(self._log_options().get("awslogs-group") or LOG_GROUP)
+
+    @property
+    def stream_name(self) -> str:
+        """`<awslogs-stream-prefix>/default/<job id>` (AWS ends it with the task's id), else moto's name."""
+        prefix = self._log_options().get("awslogs-stream-prefix")
+        return f"{prefix}/default/{self.job_id}" if prefix else str(self._stream_name)
+
+    def _log_options(self) -> dict[str, Any]:
+        logging = (self.job_definition.container_properties or {}).get("logConfiguration") or {}
+        options = logging.get("options") if logging.get("logDriver", "awslogs") == "awslogs" else None
+        return options if isinstance(options, dict) else {}
 
     def _get_container_property(self, p: str, default: Any) -> Any:
         if p == "environment":  # moto's adds AWS_BATCH_JOB_ID once per call: list the job's own once
@@ -110,7 +134,7 @@ class HostJob(batch_models.Job):  # type: ignore[misc]  # moto's class is untype
                 self._fail(None, "the job definition has no command")
                 return
             self.job_started_at = dt.datetime.now()
-            self.log_stream_name = self._stream_name
+            self.log_stream_name = self.stream_name
             self._start_attempt()
             self.status = JobStatus.RUNNING
             code, reason = self._run_command([str(part) for part in command])
@@ -134,20 +158,45 @@ class HostJob(batch_models.Job):  # type: ignore[misc]  # moto's class is untype
             )
         self._mark_stopped(success=False)
 
-    def _run_command(self, command: list[str]) -> tuple[int, str]:
+    def _run_command(self, command: list[str]) -> tuple[int | None, str]:
         image = (self.job_definition.container_properties or {}).get("image", "")
         env = self.declared_environment()
-        sink = LogSink(self._log_backend, LOG_GROUP, self._stream_name)
+        sink = LogSink(self._log_backend, self.log_group, self.stream_name)
+        project = images.find(image)
         with tempfile.TemporaryDirectory(prefix=f"lokki-batch-{self.job_id[:8]}-") as work:
-            if choose_runner(image) == "docker":
+            runner, cwd = choose_runner(image, project), Path(work)
+            absent = images.missing(image) if runner == "host" else None
+            if absent is not None:  # a lokki-sam image neither Docker nor the project has
+                sink.write(absent)
+                return None, absent  # no container ran: no exit code, as on AWS
+            if runner == "build":
+                assert project is not None
+                sink.write(f"lokki-sam local cloud: building {image} from {project.dockerfile}")
+                built, output = _build_once(project, image)
+                if not built:
+                    sink.write(output)
+                    return None, f"CannotPullContainerError: lokki-sam local cloud: docker build of {image} failed"
+                runner = "docker"
+            if runner == "docker":
                 args, process_env = docker_command(self, image, command, env), dict(os.environ)
                 sink.write(f"lokki-sam local cloud: running in a container from {image}")
+            elif project is not None:
+                root = images.task_root(project, Path(work) / "task")
+                args, process_env, cwd = (
+                    images.host_command(command, project),
+                    host_environment(self, env, work),
+                    root,
+                )
+                process_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), process_env.get("PYTHONPATH")) if p)
+                process_env["PYTHONDONTWRITEBYTECODE"] = "1"  # the files are the project's: write nothing there
+                skipped = f"; its {project.runs} RUN line(s) not run" if project.runs else ""
+                sink.write(f"lokki-sam local cloud: a host process on the files of {project.dockerfile}{skipped}")
             else:
                 args, process_env = command, host_environment(self, env, work)
             process = subprocess.Popen(
                 args,
                 env=process_env,
-                cwd=work,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -168,15 +217,41 @@ class HostJob(batch_models.Job):  # type: ignore[misc]  # moto's class is untype
         return (128 - code if code < 0 else code), reason  # killed by signal N: exit code 128 + N
 
 
-def choose_runner(image: str) -> str:
+def choose_runner(image: str, project: images.ProjectImage | None) -> str:
+    """`docker` (the daemon has the image), `build` (it can build it from the project first) or `host`."""
     wanted = os.environ.get(RUNNER_ENV, "auto").strip().lower() or "auto"
-    if wanted in ("host", "docker"):
-        return wanted
+    if wanted == "host":
+        return "host"
     docker = shutil.which("docker")
     if docker is None or not image:
-        return "host"
-    probe = subprocess.run([docker, "image", "inspect", image], capture_output=True, timeout=30, check=False)
-    return "docker" if probe.returncode == 0 else "host"
+        return "docker" if wanted == "docker" else "host"
+    if _docker(docker, "image", "inspect", image):
+        return "docker"
+    if project is not None and _docker(docker, "version"):
+        return "build"
+    return "docker" if wanted == "docker" else "host"
+
+
+def _docker(docker: str, *args: str) -> bool:
+    try:
+        return subprocess.run([docker, *args], capture_output=True, timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+_BUILDS: dict[str, threading.Lock] = {}
+_BUILDS_LOCK = threading.Lock()
+
+
+def _build_once(project: images.ProjectImage, image: str) -> tuple[bool, str]:
+    """Build the image unless a job started at the same time just did (one build per image name)."""
+    with _BUILDS_LOCK:
+        lock = _BUILDS.setdefault(image, threading.Lock())
+    with lock:
+        docker = shutil.which("docker")
+        if docker is not None and _docker(docker, "image", "inspect", image):
+            return True, ""
+        return images.build(project, image)
 
 
 def host_environment(job: HostJob, declared: Mapping[str, str], work: str) -> dict[str, str]:
