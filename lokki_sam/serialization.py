@@ -102,8 +102,8 @@ def dump_sequence(
                 pickled = pickle.dumps(value, protocol=5)  # each value stands alone: its pickle depends on it only
             except Exception as exc:
                 raise _unpicklable(value, what, exc) from None
-            if len(pickled) >= PARALLEL_HASH_BYTES:  # hashed on the hashing thread while it is written
-                hashed = _hash_pool().submit(_digest, pickled)
+            if len(pickled) >= PARALLEL_HASH_BYTES:  # hashed on another core while it is written
+                hashed = _pool().submit(_digest, pickled)
                 writer.write(b"".join(small))
                 small, held = [], 0
                 writer.write(pickled)
