@@ -24,6 +24,7 @@ from lokki_sam.errors import LokkiError, SerializationError, StepFailed, StoreEr
 from lokki_sam.ir import FlowGraph, MapBlock, Node, Stage
 from lokki_sam.lineage import Recipe
 from lokki_sam.protocol import ItemRef, is_identity
+from lokki_sam.serialization import DIGEST_LENGTH
 from lokki_sam.store import ArtifactStore
 from lokki_sam.tracebacks import user_frame_summaries
 
@@ -500,7 +501,8 @@ def write_batch_output(
         try:
             ctx.store.put_sequence(
                 key,
-                {"items": span, "ids": span_ids},
+                # The items' identities as one text (a list of 10,000 short strings costs far more to pickle).
+                {"first": first, "ids": "".join(span_ids)},
                 [by_index[i][1] for i in span],
                 what=f"results of step '{node.id}'",
             )
@@ -573,19 +575,19 @@ def _classify(
 
 
 def _take(stored: Any, wanted: Mapping[int, str], found: dict[int, tuple[Any, str]], where: str) -> None:
-    header = stored.header
-    if not (
-        isinstance(header, dict)
-        and isinstance(header.get("items"), list)
-        and isinstance(header.get("ids"), list)
-        and len(header["items"]) == len(header["ids"]) == len(stored.values)
-    ):
-        raise StoreError("not a map batch output: expected items, ids and one value each", where=where)
-    for index, identity, value, digest in zip(
-        header["items"], header["ids"], stored.values, stored.digests, strict=True
-    ):
+    for index, identity, value, digest in zip(*_rows(stored, where), stored.values, stored.digests, strict=True):
         if wanted.get(index) == identity and index not in found:
             found[index] = (value, digest)
+
+
+def _rows(stored: Any, where: str) -> tuple[range, list[str]]:
+    """A batch object's items and their identities (`write_batch_output`), checked against its values."""
+    header = stored.header
+    first, ids = (header.get("first"), header.get("ids")) if isinstance(header, dict) else (None, None)
+    size = DIGEST_LENGTH
+    if type(first) is not int or first < 0 or not isinstance(ids, str) or len(ids) != size * len(stored.values):
+        raise StoreError("not a map batch output: expected the first item and an identity per value", where=where)
+    return range(first, first + len(stored.values)), [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 def done_items(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef] | None = None) -> set[int]:
@@ -596,12 +598,9 @@ def done_items(ctx: RunContext, block: MapBlock, refs: Sequence[ItemRef] | None 
     exact, partial = _classify(batch_keys(ctx, block.last), wanted)
     done = {i for key in exact for i in range(*_span_of(key))}
     still = [k for k, first, last in partial if any(i in wanted and i not in done for i in range(first, last + 1))]
-    for stored in ctx.store.get_sequences(still):
-        header = stored.header if isinstance(stored.header, dict) else {}
+    for key, stored in zip(still, ctx.store.get_sequences(still), strict=True):
         done |= {
-            i
-            for i, identity in zip(header.get("items", ()), header.get("ids", ()), strict=False)
-            if wanted.get(i) == identity
+            i for i, identity in zip(*_rows(stored, ctx.store.describe(key)), strict=True) if wanted.get(i) == identity
         }
     return done
 

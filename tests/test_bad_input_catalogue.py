@@ -1101,7 +1101,7 @@ CASES: list[Case] = [
         api(resume),
         ("not a map batch output", "cat_double/"),
         StoreError,
-        corrupt_map_output(lambda d: sequence_bytes({"items": [0, 1, 2], "ids": ["a", "b", "c"]}, [0])),
+        corrupt_map_output(lambda d: sequence_bytes({"first": 0, "ids": "a" * 96}, [0])),
         ("runs/r1/run.json",),
     ),
     Case(
