@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import LOKKI_SAM, lokki_env
 from tests.support.signals import SIGNAL_MARKER
 
@@ -45,12 +47,13 @@ def calls_of(tmp_path: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
-def test_ctrl_c_stops_the_map_and_the_run_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_ctrl_c_stops_the_map_and_the_run_resumes(tmp_path: Path, executor: str) -> None:
     (tmp_path / "slow.py").write_text(FLOW)
     (tmp_path / "hold").touch()
     env = lokki_env(tmp_path)
     proc = subprocess.Popen(
-        [LOKKI_SAM, "run", "slow.py", "--store", "runs", "-q"],
+        [LOKKI_SAM, "run", "slow.py", "--store", "runs", "-q", "--executor", executor],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -71,7 +74,7 @@ def test_ctrl_c_stops_the_map_and_the_run_resumes(tmp_path: Path) -> None:
     (tmp_path / "hold").unlink()
     run_id = next((tmp_path / "runs").iterdir()).name
     resumed = subprocess.run(
-        [LOKKI_SAM, "run", "slow.py", "--store", "runs", "-q", "--resume", run_id],
+        [LOKKI_SAM, "run", "slow.py", "--store", "runs", "-q", "--resume", run_id, "--executor", executor],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import select
 import signal
 import sys
 import threading
@@ -124,11 +125,18 @@ class ChildSetup:
     execution: str
     reruns: Mapping[str, int]
     fingerprints: Mapping[str, str] | None
-    main_pid: int  # the runner's process: the child does not outlive it
+    runner_pid: int  # the child does not outlive it
+    runner_is_parent: bool  # fork and spawn; under forkserver the fork server is the parent
     real_sleep: bool  # retry waits are slept here; else the parent spends them (a test's recorder)
     stdout_to_stderr: bool  # the runner points standard output at standard error: so does the child
+    # The runner's environment variables (None under fork: inherited). A forkserver worker would
+    # otherwise see the fork server's, from whenever it started.
+    environ: Mapping[str, str] | None = None
 
     def open(self, inherited: FlowGraph | None) -> tuple[RunContext, MapBlock]:
+        if self.environ is not None:
+            os.environ.clear()
+            os.environ.update(self.environ)
         graph = inherited if inherited is not None else self._address().load()
         block = graph.get(self.block_id)
         assert isinstance(block, MapBlock)
@@ -190,7 +198,7 @@ class Interrupts:
 
 def main(setup: ChildSetup, inherited: FlowGraph | None, conn: Connection, shared: Any, slot: int) -> None:
     """The worker's life: open the run, then run the units the parent sends until it sends None."""
-    _die_with(setup.main_pid)
+    _die_with(setup.runner_pid, setup.runner_is_parent)
     interrupts = Interrupts()
     interrupts.install()
     if setup.stdout_to_stderr:
@@ -280,32 +288,42 @@ def _no_wait(seconds: float) -> None:
     """The parent spends the wait (with the runner's own sleep) when it reports the retry."""
 
 
-def _die_with(main_pid: int) -> None:
-    """End this process when the runner's ends, however it ends (SIGKILL included)."""
-    if sys.platform.startswith("linux"):
+def _die_with(runner: int, is_parent: bool) -> None:
+    """End this process when the runner's ends, however it ends (SIGKILL included).
+
+    A worker forked or spawned by the runner has the kernel kill it when its parent dies
+    (Linux: PR_SET_PDEATHSIG). A forkserver worker's parent is the fork server, which outlives
+    the runner while workers hold its pipe: such a worker, and any worker elsewhere, watches
+    the runner's pid from a thread instead."""
+    if is_parent and sys.platform.startswith("linux"):
         import ctypes
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-        # Under forkserver the parent is the fork server, which ends when the runner does.
-    else:
-        parent = os.getppid()
-
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(1.0)
+        if os.getppid() != runner:  # it ended before the line above took effect
             os._exit(1)
-
-        threading.Thread(target=watch, name="lokki-parent-watch", daemon=True).start()
-    if not _alive(main_pid):  # it ended before the line above took effect
-        os._exit(1)
+        return
+    threading.Thread(target=_watch, args=(runner,), name="lokki-runner-watch", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _watch(pid: int) -> None:
+    """Exit as soon as process `pid` has ended."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is not None:
+        try:
+            fd = pidfd_open(pid)
+        except ProcessLookupError:
+            os._exit(1)
+        except OSError:
+            fd = None
+        if fd is not None:
+            select.select([fd], [], [])  # readable once the process has ended
+            os._exit(1)
+    while True:  # no pidfd (not Linux, or an old kernel): look every second
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass
+        time.sleep(1.0)

@@ -59,7 +59,8 @@ def plan(
     try:
         pickle.dumps(ctx.store)
     except Exception:
-        return f"its store ({ctx.store.describe('')}) cannot be opened by another process; give it a local directory"
+        where = ctx.store.describe(ctx.run_id)
+        return f"its store ({where}) cannot be opened by another process; use a local directory"
     setup = child.ChildSetup(
         address,
         block.id,
@@ -70,8 +71,10 @@ def plan(
         dict(ctx.reruns),
         dict(ctx.fingerprints) if ctx.fingerprints is not None else None,
         os.getpid(),
+        context.get_start_method() != "forkserver",
         real_sleep,
         _same_file(1, 2),
+        None if inherits else dict(os.environ),
     )
     if not inherits:
         try:

@@ -1,0 +1,421 @@
+"""The process executor: maps in worker processes under every start method (fork, forkserver,
+spawn), with the thread executor's results, failure records, retries and reports; workers that
+die; flows a worker cannot reach (threads, with a note); and real signals: Ctrl-C, SIGTERM and
+SIGKILL leave no process behind and the run resumes.
+
+The runner's own tests (tests/test_local_runner.py, test_interrupt.py, ...) run under both
+executors with Python's default start method; this module covers what differs per start method.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lokki_sam import flow, run_flow, step
+from lokki_sam.errors import LokkiError, SerializationError, StepFailed
+from lokki_sam.loader import load_flow
+from lokki_sam.local import MapFailed
+from lokki_sam.progress import Reporter
+from lokki_sam.store import LocalStore
+from tests.conftest import lokki_env
+from tests.flows import shapes, workers
+from tests.support.signals import SIGNAL_MARKER
+
+START_METHODS = ["fork", "forkserver", "spawn"]
+
+
+class Events(Reporter):
+    """The reporter calls a run made: notes and retries."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.retries: list[tuple[str, int, str, str, int | None]] = []
+
+    def executor_note(self, map_id: str, message: str) -> None:
+        self.notes.append(message)
+
+    def step_retry(self, step: str, attempt: int, error: BaseException, wait: float, item: int | None) -> None:
+        self.retries.append((step, attempt, type(error).__name__, str(error), item))
+
+
+@pytest.fixture(params=START_METHODS)
+def start_method(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Python's multiprocessing start method for the test (restored after it)."""
+    monkeypatch.setenv("LOKKI_TEST_DIR", str(tmp_path))
+    before = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method(request.param, force=True)
+    yield str(request.param)
+    multiprocessing.set_start_method(before, force=True)
+
+
+@pytest.fixture
+def fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("LOKKI_TEST_DIR", str(tmp_path))
+    before = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("fork", force=True)
+    yield "fork"
+    multiprocessing.set_start_method(before, force=True)
+
+
+# ------------------------------------------------------------------------ results and reports
+
+
+def test_items_run_in_worker_processes_under_every_start_method(start_method: str, tmp_path: Path) -> None:
+    events = Events()
+    outcome = run_flow(workers.pids, {"n": 8}, store=tmp_path / "runs", executor="processes", reporter=events)
+    assert [x for x, _ in outcome.result] == list(range(8))
+    ran_in = {pid for _, pid in outcome.result}
+    assert os.getpid() not in ran_in and 1 <= len(ran_in) <= 2  # concurrency=2: two workers
+    assert events.notes == []
+
+
+@pytest.mark.parametrize("name", ["map_agg", "odd_items", "enum_params", "dated", "layout_names"])
+def test_shapes_give_their_results_in_spawned_and_forkserver_workers(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flow_obj, params, expected = shapes.SHAPES[name]
+    before = multiprocessing.get_start_method(allow_none=True)
+    try:
+        for method in ("spawn", "forkserver"):
+            multiprocessing.set_start_method(method, force=True)
+            events = Events()
+            outcome = run_flow(flow_obj, params, store=tmp_path / method, executor="processes", reporter=events)
+            assert outcome.result == expected, method
+            assert events.notes == []
+    finally:
+        multiprocessing.set_start_method(before, force=True)
+
+
+def failure_records(store: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(store.glob("*/step=*/failures/*.json"))]
+
+
+def test_a_failing_item_is_reported_and_recorded_as_with_threads(start_method: str, tmp_path: Path) -> None:
+    """The same failure record (class, message, the user's traceback), the same outcome, though
+    the exception (its __init__ takes two arguments) cannot be pickled back as itself."""
+    runs = {}
+    for executor in ("threads", "processes"):
+        store = tmp_path / executor
+        runs[executor] = run_flow(workers.refusing, store=store, run_id="r", executor=executor)
+        records = failure_records(store)
+        assert len(records) == 1
+        assert records[0]["error"] == "Refused" and records[0]["message"] == "item 3: refused"
+        assert records[0]["step"] == "picky" and 'raise Refused(x, "refused")' in records[0]["traceback"]
+    assert failure_records(tmp_path / "threads") == failure_records(tmp_path / "processes")
+    assert runs["threads"].result == runs["processes"].result == sum(range(6)) - 3
+    assert runs["threads"].failures == runs["processes"].failures
+
+
+def test_retries_in_workers_are_reported_by_the_runner(start_method: str, tmp_path: Path) -> None:
+    events = Events()
+    waits: list[float] = []
+    outcome = run_flow(
+        workers.retried, store=tmp_path / "runs", executor="processes", reporter=events, sleep=waits.append
+    )
+    assert outcome.result == 0 + 1 + 2
+    assert waits == [3.0] * 6  # the runner's sleep spends the waits; the workers do not wait
+    assert sorted(events.retries) == sorted(
+        ("flaky", attempt, "ValueError", f"transient {x}", x) for x in range(3) for attempt in (1, 2)
+    )
+    assert sorted(workers.calls_of("flaky")) == sorted(str(x) for x in range(3) for _ in range(3))
+
+
+@pytest.mark.parametrize(
+    ("how", "said"), [("kill", "was killed by SIGKILL (out of memory?)"), ("exit", "exited with code 7")]
+)
+def test_a_worker_that_dies_fails_only_the_batch_it_was_running(fork: str, tmp_path: Path, how: str, said: str) -> None:
+    outcome = run_flow(workers.dying, {"how": how}, store=tmp_path / "runs", executor="processes")
+    (failure,) = outcome.failures
+    assert failure.indexes == (10, 11) and failure.error_type == "WorkerDied"
+    assert failure.message == f"the process running it {said}"
+    assert outcome.result == sum(range(128)) - 10 - 11
+    counts = Counter(map(int, workers.calls_of("fragile")))
+    assert counts[10] == 1 and counts[11] == 0  # the batch stopped where its process died
+    # Every other item ran; twice only 8 and 9, finished in the dead process but maybe not written.
+    assert set(counts) == set(range(128)) - {11}
+    assert {x for x, n in counts.items() if n > 1} <= {8, 9}
+
+
+def test_a_spawned_worker_that_dies_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOKKI_TEST_DIR", str(tmp_path))
+    before = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        outcome = run_flow(workers.dying, store=tmp_path / "runs", executor="processes")
+    finally:
+        multiprocessing.set_start_method(before, force=True)
+    assert [f.indexes for f in outcome.failures] == [(10, 11)]
+    assert outcome.result == sum(range(128)) - 10 - 11
+
+
+def test_lokki_sam_errors_in_a_worker_end_the_run_as_with_threads(start_method: str, tmp_path: Path) -> None:
+    with pytest.raises(StepFailed, match=r"step 'quits' called sys.exit\(3\)"):
+        run_flow(workers.quitting, store=tmp_path / "a", executor="processes")
+    with pytest.raises(SerializationError, match=r"result of step 'lock' for map item \d of type lock"):
+        run_flow(workers.unpicklable, store=tmp_path / "b", executor="processes")
+
+
+def test_a_map_fails_beyond_its_tolerance_naming_the_items(fork: str, tmp_path: Path) -> None:
+    with pytest.raises(MapFailed, match=r"item 1: Refused: item 1: refused \(step 'picky'\)"):
+        run_flow(workers.strict, {"bad": 1}, store=tmp_path / "a", executor="processes", run_id="r")
+    (record,) = failure_records(tmp_path / "a")
+    assert record["items"] == [1]
+
+
+# ------------------------------------------------------------------ what cannot reach a worker
+
+
+def test_a_flow_made_in_a_function_runs_in_threads_under_spawn_with_a_note(start_method: str, tmp_path: Path) -> None:
+    @step
+    def tag(x: int) -> tuple[int, int]:
+        return x, os.getpid()
+
+    @flow
+    def local(n: int = 4):
+        return workers.numbers(n=n).map(tag)
+
+    events = Events()
+    outcome = run_flow(local, store=tmp_path / "runs", executor="processes", reporter=events)
+    assert [x for x, _ in outcome.result] == [0, 1, 2, 3]
+    in_parent = {pid for _, pid in outcome.result} == {os.getpid()}
+    if start_method == "fork":  # the worker inherits the flow
+        assert not in_parent and events.notes == []
+    else:
+        assert in_parent
+        (note,) = events.notes
+        assert note.startswith("map 'map-tag' runs in threads, not processes: flow 'local' is not defined at the top")
+        assert note.endswith(f"the {start_method} start method needs it (fork does not)")
+
+
+class LockedStore(LocalStore):
+    """A store holding what cannot be pickled (as a client with open connections does)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.guard = threading.Lock()
+
+
+def test_a_store_a_worker_cannot_open_keeps_the_map_in_threads_with_a_note(fork: str, tmp_path: Path) -> None:
+    events = Events()
+    outcome = run_flow(workers.squares, store=LockedStore(tmp_path), executor="processes", reporter=events)
+    assert outcome.result == sum(x * x for x in range(8))
+    (note,) = events.notes
+    assert "cannot be opened by another process; use a local directory" in note
+
+
+def test_a_module_edited_since_the_run_started_is_refused_by_a_spawned_worker(
+    tmp_path: Path, write_module: Callable[[str, str], Path], unload_modules: None
+) -> None:
+    source = """
+        from lokki_sam import flow, step
+
+        @step
+        def items(n: int = 3) -> list[int]:
+            return list(range(n))
+
+        @step
+        def inc(x: int) -> int:
+            return x + 1
+
+        @flow
+        def edited(n: int = 3):
+            return items(n=n).map(inc)
+    """
+    path = write_module("edited_flow", source)
+    graph = load_flow(str(path)).graph
+    assert graph.fingerprints.flow  # as a run takes it when it starts
+    write_module("edited_flow", source.replace("x + 1", "x + 1000"))
+    before = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        with pytest.raises(LokkiError, match="the flow's module changed since the run started") as info:
+            run_flow(graph, store=tmp_path / "runs", executor="processes")
+    finally:
+        multiprocessing.set_start_method(before, force=True)
+    assert info.value.exit_code == 2
+
+
+# ------------------------------------------------------------------------------------ signals
+
+SIGNAL_FLOW = (
+    SIGNAL_MARKER
+    + """
+import os
+from lokki_sam import flow, step
+
+@step
+def src(n: int = 24) -> list[int]:
+    return list(range(n))
+
+@step
+def slow(x: int) -> int:
+    with open(_Path(__file__).parent / "calls.log", "a") as log:
+        log.write(f"{x} {os.getpid()}\\n")
+    wait_for_signal()
+    return x
+
+@step
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+@flow
+def slowflow(n: int = 24):
+    return src(n=n).map(slow, concurrency=2).agg(total)
+"""
+)
+
+# `lokki-sam` with a start method chosen first, as a user's own entry point would choose it.
+DRIVER = (
+    "import multiprocessing, sys; multiprocessing.set_start_method(sys.argv.pop(1)); "
+    "from lokki_sam.cli import main; sys.argv[0] = 'lokki-sam'; sys.exit(main())"
+)
+
+
+def wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + 120  # a safety net only: the wait ends on the event
+    while not condition():
+        assert proc is None or proc.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def calls(folder: Path) -> list[tuple[int, int]]:
+    log = folder / "calls.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [(int(x), int(pid)) for x, pid in (line.split() for line in lines)]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (from /proc): workers, fork server, resource tracker."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] not in ("Z", "X"):
+                parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def start_run(tmp_path: Path, method: str, *extra: str) -> subprocess.Popen[str]:
+    (tmp_path / "slow.py").write_text(SIGNAL_FLOW)
+    (tmp_path / "hold").touch()
+    command = [sys.executable, "-c", DRIVER, method, "run", "slow.py", "--store", "runs", "-q", "--executor"]
+    return subprocess.Popen(
+        [*command, "processes", *extra],
+        cwd=tmp_path,
+        env=lokki_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def resume(tmp_path: Path, method: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "hold").unlink(missing_ok=True)
+    run_id = next((tmp_path / "runs").iterdir()).name
+    command = [sys.executable, "-c", DRIVER, method, "run", "slow.py", "--store", "runs", "-q", "--resume", run_id]
+    return subprocess.run(
+        [*command, "--executor", "processes"],
+        cwd=tmp_path,
+        env=lokki_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def in_flight(tmp_path: Path, proc: subprocess.Popen[str]) -> set[int]:
+    """Wait until both workers run an item, held; their pids."""
+    wait_for(lambda: len({pid for _, pid in calls(tmp_path)}) >= 2, "both workers got an item", proc)
+    return {pid for _, pid in calls(tmp_path)}
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize(
+    ("method", "signum", "code", "said"),
+    [
+        ("fork", signal.SIGINT, 130, "interrupted; finished work is saved"),
+        ("forkserver", signal.SIGINT, 130, "interrupted; finished work is saved"),
+        ("spawn", signal.SIGINT, 130, "interrupted; finished work is saved"),
+        ("fork", signal.SIGTERM, 143, "terminated (SIGTERM); finished work is saved"),
+        ("spawn", signal.SIGTERM, 143, "terminated (SIGTERM); finished work is saved"),
+    ],
+)
+def test_a_signal_stops_the_workers_leaves_no_process_and_the_run_resumes(
+    tmp_path: Path, method: str, signum: int, code: int, said: str
+) -> None:
+    proc = start_run(tmp_path, method)
+    pids = in_flight(tmp_path, proc)
+    below = descendants(proc.pid)
+    assert pids <= below
+    proc.send_signal(signum)  # to the runner only: it stops its workers
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert said in err and "--resume slowflow-" in err and "Traceback" not in err
+    wait_for(lambda: not any(running(pid) for pid in below), "the runner's processes to end")
+    first = calls(tmp_path)
+    assert len(first) < 24
+    resumed = resume(tmp_path, method)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == str(sum(range(24)))
+    items = [x for x, _ in calls(tmp_path)]
+    assert sorted(set(items)) == list(range(24))
+    assert len(items) - 24 <= 2  # only the items in flight (one per worker) ran twice
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("method", START_METHODS)
+def test_workers_die_with_a_killed_runner_and_the_run_resumes(tmp_path: Path, method: str) -> None:
+    proc = start_run(tmp_path, method)
+    pids = in_flight(tmp_path, proc)
+    below = descendants(proc.pid)
+    assert pids <= below
+    proc.kill()  # SIGKILL: the runner cannot stop anything itself
+    proc.communicate(timeout=120)
+    wait_for(lambda: not any(running(pid) for pid in below), "every process below the killed runner to end")
+    resumed = resume(tmp_path, method)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == str(sum(range(24)))
+    assert sorted({x for x, _ in calls(tmp_path)}) == list(range(24))
+
+
+@pytest.mark.cli
+def test_ctrl_c_at_the_terminal_reaches_runner_and_workers_without_a_traceback(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the whole process group: the workers get it too."""
+    proc = start_run(tmp_path, "fork")
+    in_flight(tmp_path, proc)
+    group = [proc.pid, *descendants(proc.pid)]
+    for pid in group:  # as the terminal does, without making the test's own group the target
+        os.kill(pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted; finished work is saved" in err
