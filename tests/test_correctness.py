@@ -711,7 +711,7 @@ def test_a_non_finite_float_reaches_the_cloud_as_text_it_coerces_identically() -
 # ============================================================================== main(flow) options
 
 
-@pytest.mark.parametrize("name", ["store", "json", "quiet", "resume", "help", "as_json"])
+@pytest.mark.parametrize("name", ["store", "json", "quiet", "resume", "help", "as_json", "executor"])
 def test_main_refuses_a_parameter_named_like_its_own_options(tmp_path: Path, name: str) -> None:
     path = tmp_path / "mainflow.py"
     path.write_text(

@@ -32,7 +32,7 @@ from lokki_sam.progress import Reporter
 from lokki_sam.store import LocalStore
 from tests.conftest import lokki_env
 from tests.flows import shapes, workers
-from tests.support.signals import SIGNAL_MARKER
+from tests.support.signals import HELD_MAP
 
 START_METHODS = ["fork", "forkserver", "spawn"]
 
@@ -250,33 +250,6 @@ def test_a_module_edited_since_the_run_started_is_refused_by_a_spawned_worker(
 
 # ------------------------------------------------------------------------------------ signals
 
-SIGNAL_FLOW = (
-    SIGNAL_MARKER
-    + """
-import os
-from lokki_sam import flow, step
-
-@step
-def src(n: int = 24) -> list[int]:
-    return list(range(n))
-
-@step
-def slow(x: int) -> int:
-    with open(_Path(__file__).parent / "calls.log", "a") as log:
-        log.write(f"{x} {os.getpid()}\\n")
-    wait_for_signal()
-    return x
-
-@step
-def total(xs: list[int]) -> int:
-    return sum(xs)
-
-@flow
-def slowflow(n: int = 24):
-    return src(n=n).map(slow, concurrency=2).agg(total)
-"""
-)
-
 # `lokki-sam` with a start method chosen first, as a user's own entry point would choose it.
 DRIVER = (
     "import multiprocessing, sys; multiprocessing.set_start_method(sys.argv.pop(1)); "
@@ -326,7 +299,7 @@ def running(pid: int) -> bool:
 
 
 def start_run(tmp_path: Path, method: str, *extra: str) -> subprocess.Popen[str]:
-    (tmp_path / "slow.py").write_text(SIGNAL_FLOW)
+    (tmp_path / "slow.py").write_text(HELD_MAP)
     (tmp_path / "hold").touch()
     command = [sys.executable, "-c", DRIVER, method, "run", "slow.py", "--store", "runs", "-q", "--executor"]
     return subprocess.Popen(
@@ -383,13 +356,13 @@ def test_a_signal_stops_the_workers_leaves_no_process_and_the_run_resumes(
     assert said in err and "--resume slowflow-" in err and "Traceback" not in err
     wait_for(lambda: not any(running(pid) for pid in below), "the runner's processes to end")
     first = calls(tmp_path)
-    assert len(first) < 24
+    assert len(first) < 40
     resumed = resume(tmp_path, method)
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.strip() == str(sum(range(24)))
+    assert resumed.stdout.strip() == str(sum(range(40)))
     items = [x for x, _ in calls(tmp_path)]
-    assert sorted(set(items)) == list(range(24))
-    assert len(items) - 24 <= 2  # only the items in flight (one per worker) ran twice
+    assert sorted(set(items)) == list(range(40))
+    assert len(items) - 40 <= 2  # only the items in flight (one per worker) ran twice
 
 
 @pytest.mark.cli
@@ -404,8 +377,8 @@ def test_workers_die_with_a_killed_runner_and_the_run_resumes(tmp_path: Path, me
     wait_for(lambda: not any(running(pid) for pid in below), "every process below the killed runner to end")
     resumed = resume(tmp_path, method)
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.strip() == str(sum(range(24)))
-    assert sorted({x for x, _ in calls(tmp_path)}) == list(range(24))
+    assert resumed.stdout.strip() == str(sum(range(40)))
+    assert sorted({x for x, _ in calls(tmp_path)}) == list(range(40))
 
 
 @pytest.mark.cli

@@ -13,43 +13,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LOKKI_SAM, lokki_env
-from tests.support.signals import SIGNAL_MARKER
-
-FLOW = (
-    SIGNAL_MARKER
-    + """
-from lokki_sam import flow, step
-
-@step
-def src(n: int = 40) -> list[int]:
-    return list(range(n))
-
-@step
-def slow(x: int) -> int:
-    with open(_Path(__file__).parent / "calls.log", "a") as log:
-        log.write(f"{x}\\n")
-    wait_for_signal()
-    return x
-
-@step
-def total(xs: list[int]) -> int:
-    return sum(xs)
-
-@flow
-def slowflow(n: int = 40):
-    return src(n=n).map(slow, concurrency=2).agg(total)
-"""
-)
+from tests.support.signals import HELD_MAP
 
 
 def calls_of(tmp_path: Path) -> list[str]:
     log = tmp_path / "calls.log"
-    return log.read_text().split() if log.exists() else []
+    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
 
 
 @pytest.mark.parametrize("executor", ["threads", "processes"])
 def test_ctrl_c_stops_the_map_and_the_run_resumes(tmp_path: Path, executor: str) -> None:
-    (tmp_path / "slow.py").write_text(FLOW)
+    (tmp_path / "slow.py").write_text(HELD_MAP)
     (tmp_path / "hold").touch()
     env = lokki_env(tmp_path)
     proc = subprocess.Popen(
