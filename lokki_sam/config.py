@@ -96,7 +96,7 @@ SCHEMA: dict[str, Key] = {
     "executor": Key(
         str,
         None,
-        "what runs local maps' batches: threads or processes (a map's own `executor` wins)",
+        "what runs local maps' batches: auto (the default), threads or processes (a map's own `executor` wins)",
         choices=EXECUTORS,
         normalize=lambda v: v.lower(),
     ),

@@ -288,8 +288,8 @@ class Chain:
         **kwargs: Any,
     ) -> Chain:
         """Fan out: run `target` on every item of this chain's output (which must be a list).
-        `executor` ("threads" or "processes") runs this map's batches in local runs (None: the
-        run's executor); the cloud runs every batch in its own invocation anyway.
+        `executor` ("auto", "threads" or "processes") runs this map's batches in local runs (None:
+        the run's executor); the cloud runs every batch in its own invocation anyway.
 
         Upstream lokki's spellings mean the same here: a list of steps is a per-item chain
         (`.map([a, b])` is `.map(a).next(b)`), `concurrency_limit` is `concurrency`, other keyword

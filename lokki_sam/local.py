@@ -11,6 +11,7 @@ code, parameters or inputs, and says so per step and per map.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import signal
@@ -38,7 +39,7 @@ from lokki_sam.store import ArtifactStore, LocalStore
 
 DEFAULT_STORE = Path(".lokki") / "runs"
 LOCAL_CONCURRENCY = executors.THREAD_WORKERS  # threads per map when neither the map nor the run says
-DEFAULT_EXECUTOR = executors.THREADS
+DEFAULT_EXECUTOR = executors.AUTO
 __all__ = ["FLUSH_SECONDS", "LOCAL_CONCURRENCY", "MapFailed", "RunOutcome", "run_flow"]
 
 
@@ -114,10 +115,11 @@ def run_flow(
 ) -> RunOutcome:
     """Run a flow locally and return its result. `params` are raw values (CLI strings or
     Python/JSON values), validated and coerced like every other entry point. `concurrency`
-    is the default number of map workers (a map's own `concurrency` wins), `executor` the
-    default kind of worker, "threads" or "processes" (a map's own `executor` wins; processes use
-    Python's multiprocessing start method). With processes, a `sleep` other than time.sleep is
-    called here when a worker reports a retry, and the worker does not wait.
+    is the default number of map workers (a map's own `concurrency` wins), `executor` what runs
+    maps: "auto" (the default: one thread first, then threads or worker processes as the map
+    needs), "threads" or "processes" (a map's own `executor` wins; processes use Python's
+    multiprocessing start method). In processes, a `sleep` other than time.sleep is called here
+    when a worker reports a retry, and the worker does not wait.
 
     `resume` continues a run: with no `params`, or with exactly the values it was started with;
     `rerun` (step names, node or map ids) forces those steps and every step after them to be
@@ -326,17 +328,18 @@ class LocalRunner:
         tally = {"failed": 0, "succeeded": 0}
         context = multiprocessing.get_context()  # Python's start method, as the user set it
         choice = executors.choose(block.options.executor or self.executor, ctx, block, context, self.sleep)
-        if choice.note is not None:
+        if choice.note is not None and choice.kind != executors.AUTO:  # auto says it only if it matters
             self.reporter.executor_note(block.id, choice.note)
         # A map's concurrency is the cloud's MaxConcurrency; here workers, bounded by the machine's cap.
-        wanted = block.options.concurrency or self.concurrency or executors.default_workers(choice.kind)
-        workers = min(wanted, max(1, len(todo)), MAX_LOCAL_CONCURRENCY)
-        units = executors.split_units(todo, workers, executors.UNITS_PER_WORKER)
+        concurrency = block.options.concurrency or self.concurrency
+        workers = min(concurrency, MAX_LOCAL_CONCURRENCY) if concurrency else None
         hooks = RunnerHooks(self._report_retry, self.sleep)
+        note = functools.partial(self.reporter.executor_note, block.id)
         began = time.perf_counter()
+        executor = executors.open_executor(choice, ctx, block, todo, workers, hooks, context, note)
         # Workers start before the map is reported: a progress bar's thread is not running when
         # the fork start method copies this process.
-        with executors.open_executor(choice, ctx, block, units, workers, hooks, context) as executor:
+        with executor:
             self.reporter.map_started(block.id, total, len(batches), len(done))
             for finished in executor.results():
                 for batch in finished:

@@ -19,7 +19,8 @@ EXECUTION_TYPES = ("STANDARD", "EXPRESS")
 MAP_MODES = ("distributed", "inline")
 PACKAGES = ("zip", "image")  # how a step's function is packaged: a zip with layers, or a container image
 COMPUTES = ("lambda", "batch")  # where a step runs: an AWS Lambda function, or an AWS Batch job
-EXECUTORS = ("threads", "processes")  # what runs a map's batches in a local run
+# What runs a map's batches in a local run; auto: one thread first, then threads or processes.
+EXECUTORS = ("auto", "threads", "processes")
 LAMBDA_MAX_TIMEOUT = 900
 # Environment variables that look like secrets (by name or value) must hold a reference, never the value.
 _SECRET_REFERENCE_RE = re.compile(r"^(/[A-Za-z0-9_.\-/]+|arn:aws[a-z-]*:(ssm|secretsmanager):\S+)$")

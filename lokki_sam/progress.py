@@ -58,8 +58,9 @@ class Reporter:
     def stage_resumed(self, decision: Decision, run_id: str) -> None:
         """What a resume does with a stage: reuses its stored output(s), or recomputes and why."""
 
-    def executor_note(self, map_id: str, message: str) -> None:
-        """A map runs on another executor than it asked for (processes it cannot use), and why."""
+    def executor_note(self, map_id: str, message: str, warning: bool = True) -> None:
+        """What runs a map when it is not what was asked (a warning: processes it cannot use),
+        or what the auto executor chose for it (not a warning), and why."""
 
     def step_started(self, step: str) -> None: ...
 
@@ -124,8 +125,8 @@ class JsonReporter(Reporter):
     def config_warning(self, message: str) -> None:
         self._emit(WARNING, "config_warning", message=message)
 
-    def executor_note(self, map_id: str, message: str) -> None:
-        self._emit(WARNING, "executor_note", map=map_id, message=message)
+    def executor_note(self, map_id: str, message: str, warning: bool = True) -> None:
+        self._emit(WARNING if warning else INFO, "executor_note", map=map_id, message=message)
 
     def step_started(self, step: str) -> None:
         self._emit(INFO, "step_started", step=step)
@@ -222,8 +223,11 @@ class RichReporter(Reporter):
     def config_warning(self, message: str) -> None:
         self._print(WARNING, f"[yellow]warning:[/] {escape(message)}")
 
-    def executor_note(self, map_id: str, message: str) -> None:
-        self._print(WARNING, f"  [yellow]note:[/] {escape(message)}")
+    def executor_note(self, map_id: str, message: str, warning: bool = True) -> None:
+        if warning:
+            self._print(WARNING, f"  [yellow]note:[/] {escape(message)}")
+        else:
+            self._print(INFO, f"  [dim]{escape(message)}[/]")
 
     def step_started(self, step: str) -> None:
         self._print(DEBUG, f"  [dim]→ {step} started[/]")

@@ -525,7 +525,7 @@ CASES: list[Case] = [
         "config",
         "unknown executor",
         cli_run("run", BIRDS),
-        ("lokki.toml", "'executor' must be one of threads, processes, got 'turbo'"),
+        ("lokki.toml", "'executor' must be one of auto, threads, processes, got 'turbo'"),
         2,
         write_files(**{"lokki.toml": 'executor = "turbo"\n'}),
     ),

@@ -70,7 +70,7 @@ def test_environment_overrides_files(tmp_path: Path) -> None:
         ("memory = 64\n", r"'memory' must be at least 128"),
         ("store = 5\n", r"'store' must be a string, got 5"),
         ('architecture = "sparc"\n', r"'architecture' must be one of x86_64, arm64, got 'sparc'"),
-        ('executor = "gpu"\n', r"'executor' must be one of threads, processes, got 'gpu'"),
+        ('executor = "gpu"\n', r"'executor' must be one of auto, threads, processes, got 'gpu'"),
         ("flow = \n", r"lokki.toml: invalid TOML"),
     ],
 )
@@ -95,7 +95,7 @@ def test_bad_tool_lokki_table(tmp_path: Path) -> None:
         ({"LOKKI_CONCURRENCY": "many"}, r"environment variable LOKKI_CONCURRENCY: 'concurrency' must be int"),
         ({"LOKKI_MEMORY": "100"}, r"environment variable LOKKI_MEMORY: 'memory' must be at least 128"),
         ({"LOKKI_ARCHITECTURE": "mips"}, r"LOKKI_ARCHITECTURE: 'architecture' must be one of x86_64, arm64"),
-        ({"LOKKI_EXECUTOR": "turbo"}, r"LOKKI_EXECUTOR: 'executor' must be one of threads, processes, got 'turbo'"),
+        ({"LOKKI_EXECUTOR": "turbo"}, r"LOKKI_EXECUTOR: 'executor' must be one of auto, threads, processes"),
     ],
 )
 def test_bad_environment_values(tmp_path: Path, env: dict[str, str], message: str) -> None:
@@ -128,7 +128,8 @@ def threads():
 
 def test_concurrency_and_store_from_config_reach_the_runner(lokki: Lokki, tmp_path: Path) -> None:
     (tmp_path / "threads_flow.py").write_text(THREADS_FLOW)
-    (tmp_path / "lokki.toml").write_text('store = "my-runs"\nconcurrency = 1\n')
+    # Threads, not the default auto executor: a map this short would finish on its probe thread.
+    (tmp_path / "lokki.toml").write_text('store = "my-runs"\nconcurrency = 1\nexecutor = "threads"\n')
     result = lokki("run", "threads_flow.py", "-q")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "1\n"  # one worker thread

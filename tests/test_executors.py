@@ -26,6 +26,7 @@ import pytest
 
 from lokki_sam import flow, run_flow, step
 from lokki_sam.errors import LokkiError, SerializationError, StepFailed
+from lokki_sam.executors import auto
 from lokki_sam.loader import load_flow
 from lokki_sam.local import MapFailed
 from lokki_sam.progress import Reporter
@@ -35,6 +36,9 @@ from tests.flows import shapes, workers
 from tests.support.signals import HELD_MAP
 
 START_METHODS = ["fork", "forkserver", "spawn"]
+# Spawn and forkserver workers are fresh interpreters (they import lokki-sam, the flow's module and
+# the parent's __main__): the `cli` cost marker, out of the quick loop.
+FRESH = pytest.mark.cli
 
 
 class Events(Reporter):
@@ -44,14 +48,14 @@ class Events(Reporter):
         self.notes: list[str] = []
         self.retries: list[tuple[str, int, str, str, int | None]] = []
 
-    def executor_note(self, map_id: str, message: str) -> None:
+    def executor_note(self, map_id: str, message: str, warning: bool = True) -> None:
         self.notes.append(message)
 
     def step_retry(self, step: str, attempt: int, error: BaseException, wait: float, item: int | None) -> None:
         self.retries.append((step, attempt, type(error).__name__, str(error), item))
 
 
-@pytest.fixture(params=START_METHODS)
+@pytest.fixture(params=["fork", pytest.param("forkserver", marks=FRESH), pytest.param("spawn", marks=FRESH)])
 def start_method(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Python's multiprocessing start method for the test (restored after it)."""
     monkeypatch.setenv("LOKKI_TEST_DIR", str(tmp_path))
@@ -82,6 +86,7 @@ def test_items_run_in_worker_processes_under_every_start_method(start_method: st
     assert events.notes == []
 
 
+@FRESH
 @pytest.mark.parametrize("name", ["map_agg", "odd_items", "enum_params", "dated", "layout_names"])
 def test_shapes_give_their_results_in_spawned_and_forkserver_workers(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -149,6 +154,7 @@ def test_a_worker_that_dies_fails_only_the_batch_it_was_running(fork: str, tmp_p
     assert {x for x, n in counts.items() if n > 1} <= {8, 9}
 
 
+@FRESH
 def test_a_spawned_worker_that_dies_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOKKI_TEST_DIR", str(tmp_path))
     before = multiprocessing.get_start_method(allow_none=True)
@@ -173,6 +179,71 @@ def test_a_map_fails_beyond_its_tolerance_naming_the_items(fork: str, tmp_path: 
         run_flow(workers.strict, {"bad": 1}, store=tmp_path / "a", executor="processes", run_id="r")
     (record,) = failure_records(tmp_path / "a")
     assert record["items"] == [1]
+
+
+# ------------------------------------------------------------------------- the auto executor
+
+
+@pytest.mark.parametrize(
+    ("busy", "elapsed", "finished", "left", "workers", "switch"),
+    [
+        (0.97, 0.2, 0, 7, 2, True),  # 8 items of 0.3 s of Python: the probe finished none yet
+        (0.97, 0.2, 4500, 5000, 2, False),  # 10,000 trivial items: 0.2 s of work left, not worth it
+        (0.03, 0.2, 2, 998, 2, False),  # 1,000 waits of 100 ms: the CPU idles, threads suit it
+        (0.97, 0.2, 0, 7, 1, False),  # one core (or concurrency=1): nothing to gain
+        (0.60, 0.2, 1, 40, 4, True),  # a loaded machine still gives the probe most of a core
+    ],
+)
+def test_the_auto_executor_moves_to_processes_when_they_would_finish_sooner(
+    busy: float, elapsed: float, finished: int, left: int, workers: int, switch: bool
+) -> None:
+    assert auto.needs_processes(busy, elapsed, finished, left, workers) is switch
+
+
+@pytest.fixture
+def always_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The auto executor's probe ends early and finds every map worth processes (what a
+    CPU-bound map with work left gives; the figures are the decision's test, above)."""
+    monkeypatch.setattr(auto, "PROBE_SECONDS", 0.05)
+    monkeypatch.setattr(auto, "CPU_BOUND", 0.0)
+    monkeypatch.setattr(auto, "WORTH_SECONDS", 0.0)
+
+
+def test_auto_runs_the_rest_of_a_map_in_processes_after_its_probe(
+    start_method: str, tmp_path: Path, always_processes: None
+) -> None:
+    events = Events()
+    outcome = run_flow(workers.slow_pids, store=tmp_path / "runs", reporter=events)  # auto: the default
+    assert [x for x, _ in outcome.result] == list(range(6))
+    ran_in = [pid for _, pid in outcome.result]
+    assert ran_in[0] == os.getpid()  # the probe's item, on the runner's thread
+    assert os.getpid() not in ran_in[1:] and len(set(ran_in[1:])) <= 2
+    (note,) = events.notes
+    assert note.startswith("map 'map-slow_where' kept a core ") and note.endswith(
+        ": its 5 other batch(es) run in 2 worker processes"
+    )
+    assert multiprocessing.active_children() == []
+
+
+def test_auto_keeps_a_map_in_threads_when_its_probe_waits(
+    start_method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auto, "PROBE_SECONDS", 0.05)
+    events = Events()
+    outcome = run_flow(workers.slow_pids, store=tmp_path / "runs", reporter=events)
+    assert {pid for _, pid in outcome.result} == {os.getpid()}  # sleeping items: threads
+    assert events.notes == [] and multiprocessing.active_children() == []
+
+
+def test_auto_says_why_a_map_that_needs_processes_stays_in_threads(
+    tmp_path: Path, always_processes: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOKKI_TEST_DIR", str(tmp_path))
+    events = Events()
+    outcome = run_flow(workers.slow_pids, store=LockedStore(tmp_path), reporter=events)
+    assert {pid for _, pid in outcome.result} == {os.getpid()}
+    (note,) = events.notes
+    assert "kept a core" in note and "but stays in threads: its store" in note
 
 
 # ------------------------------------------------------------------ what cannot reach a worker
@@ -216,6 +287,7 @@ def test_a_store_a_worker_cannot_open_keeps_the_map_in_threads_with_a_note(fork:
     assert "cannot be opened by another process; use a local directory" in note
 
 
+@FRESH
 def test_a_module_edited_since_the_run_started_is_refused_by_a_spawned_worker(
     tmp_path: Path, write_module: Callable[[str, str], Path], unload_modules: None
 ) -> None:

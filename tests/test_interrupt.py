@@ -21,7 +21,7 @@ def calls_of(tmp_path: Path) -> list[str]:
     return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
 
 
-@pytest.mark.parametrize("executor", ["threads", "processes"])
+@pytest.mark.parametrize("executor", ["auto", "threads", "processes"])
 def test_ctrl_c_stops_the_map_and_the_run_resumes(tmp_path: Path, executor: str) -> None:
     (tmp_path / "slow.py").write_text(HELD_MAP)
     (tmp_path / "hold").touch()

@@ -50,8 +50,9 @@ def run_options(command: F) -> F:
             click.option(
                 "--executor",
                 type=click.Choice(EXECUTORS),
-                help="What runs maps' batches: threads (steps that wait on I/O) or processes (Python code on "
-                "every core); a map's own executor wins [default: config executor, else threads].",
+                help="What runs maps' batches: threads (steps that wait), processes (Python code on every "
+                "core), or auto (one thread first, then what the map needs); a map's own executor wins "
+                "[default: config executor, else auto].",
             ),
             click.option(
                 "--json", "as_json", is_flag=True, help="JSON log lines on stderr and a JSON result on stdout."

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
-from lokki_sam.executors.units import Batch, BatchDone, RetryHook
+from lokki_sam.executors.units import BatchDone, RetryHook
 
 
 @dataclass(frozen=True)
@@ -21,13 +21,9 @@ class RunnerHooks:
 
 
 class MapExecutor(ABC):
-    """Runs `units` (lists of batches) on `workers` workers. Use it as a context manager: entering
-    starts the workers, leaving stops them; leaving on an error first stops them between batches
-    (on an interrupt, at once: the batch running is not done), after writing what finished."""
-
-    def __init__(self, units: list[list[Batch]], workers: int) -> None:
-        self.units = units
-        self.workers = max(1, min(workers, len(units)))
+    """Runs a map's batches on its workers. Use it as a context manager: entering starts the
+    workers, leaving stops them; leaving on an error first stops them between batches (on an
+    interrupt, at once: the batch running is not done), after writing what finished."""
 
     @abstractmethod
     def start(self) -> None: ...

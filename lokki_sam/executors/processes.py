@@ -14,6 +14,7 @@ failures exactly as for threads, and writes the failure records.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing.sharedctypes  # noqa: F401  (RawArray's module, loaded once with this one)
 import os
 import pickle
 import signal
@@ -30,18 +31,14 @@ from lokki_sam.execution import RunContext
 from lokki_sam.executors import child
 from lokki_sam.executors.base import MapExecutor, RunnerHooks
 from lokki_sam.executors.portable import PortableError
-from lokki_sam.executors.units import Batch, BatchDone
+from lokki_sam.executors.units import Batch, BatchDone, split_units
 from lokki_sam.ir import FlowGraph, MapBlock
+
+UNITS_PER_WORKER = 16  # units a worker takes in turn: few messages, and every worker busy to the end
 
 
 class WorkerDied(Exception):
     """The process running a batch ended without finishing it (killed, out of memory, crashed)."""
-
-
-def default_workers() -> int:
-    """One worker per CPU this process may use: more processes than cores only add switching."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def plan(
@@ -103,29 +100,39 @@ class _Worker:
 
 
 class ProcessExecutor(MapExecutor):
+    """`workers` worker processes; the batches are given with `assign` (before or after `start`:
+    the auto executor starts its workers before it knows which batches they will run)."""
+
     def __init__(
         self,
         block: MapBlock,
-        units: list[list[Batch]],
         workers: int,
         hooks: RunnerHooks,
         context: DefaultContext,
         setup: child.ChildSetup,
         inherited: FlowGraph | None,
     ) -> None:
-        super().__init__(units, workers)
-        self.block, self.hooks, self.context = block, hooks, context
+        self.block, self.workers, self.hooks, self.context = block, workers, hooks, context
         self.setup, self.inherited = setup, inherited
-        self.units = list(units)  # a dead worker's unfinished batches are added as a new unit
-        self.queue: deque[int] = deque(range(len(units)))
-        self.open_units = len(units)
+        self.units: list[list[Batch]] = []  # a dead worker's unfinished batches become a new unit
+        self.queue: deque[int] = deque()
+        self.open_units = 0
+        self.assigned = False
         self.live: dict[int, _Worker] = {}  # by slot
         self.retired: list[_Worker] = []
         self.stopping = False
         # shared[0]: stop between batches; shared[1 + slot]: the position of the batch a worker runs.
-        self.shared: Any = context.RawArray("q", 1 + self.workers)
+        self.shared: Any = context.RawArray("q", 1 + max(1, workers))
 
-    # ------------------------------------------------------------------ lifecycle
+    def assign(self, batches: list[Batch]) -> None:
+        """The batches to run, in units of several: each worker takes one unit at a time."""
+        self.units = split_units(batches, max(1, self.workers), UNITS_PER_WORKER)
+        self.queue = deque(range(len(self.units)))
+        self.open_units = len(self.units)
+        self.assigned = True
+        for worker in list(self.live.values()):
+            if worker.ready and worker.unit is None:  # ready before there was work for it
+                self._next(worker)
 
     def start(self) -> None:
         for slot in range(self.workers):
@@ -193,6 +200,7 @@ class ProcessExecutor(MapExecutor):
     # ------------------------------------------------------------------ results
 
     def results(self) -> Iterator[list[BatchDone]]:
+        assert self.assigned, "assign the batches first"
         while self.open_units:
             for worker, ended in self._ready():
                 if self.live.get(worker.slot) is not worker:
@@ -210,7 +218,8 @@ class ProcessExecutor(MapExecutor):
         kind = message[0]
         if kind == "ready":
             worker.ready = True
-            self._next(worker)
+            if self.assigned:
+                self._next(worker)
         elif kind == "flushed":
             assert worker.unit is not None
             unit = self.units[worker.unit]

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +77,7 @@ class Buffer:
         self.outputs += outputs
 
 
-def run_unit(ctx: RunContext, block: MapBlock, unit: list[Batch], hooks: UnitHooks) -> None:
+def run_unit(ctx: RunContext, block: MapBlock, unit: Iterable[Batch], hooks: UnitHooks) -> None:
     """Run `unit`'s batches in order until done or `hooks.stopped()`. Every finished batch is
     written (or its failure reported) through `hooks.flushed`; an interrupt (KeyboardInterrupt,
     a child process's Ctrl-C) writes what finished before it propagates. A lokki-sam error ends

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 from lokki_sam import Retry, flow, step
@@ -56,6 +57,18 @@ def total(xs: list[int]) -> int:
 def pids(n: int = 8):
     """Which process ran each item."""
     return numbers(n=n).map(where, concurrency=2)
+
+
+@step
+def slow_where(x: int, seconds: float = 0.1) -> tuple[int, int]:
+    time.sleep(seconds)
+    return x, os.getpid()
+
+
+@flow
+def slow_pids(n: int = 6, seconds: float = 0.1):
+    """Which process ran each item, each taking `seconds`: a map that outlives a short probe."""
+    return numbers(n=n).map(slow_where, concurrency=2)
 
 
 @flow
