@@ -80,7 +80,9 @@ def open_executor(
 
         planned = choice.note if choice.setup is None else (choice.setup, choice.inherited)
         assert planned is not None
-        return AutoExecutor(ctx, block, batches, hooks, context, (threads, processes), planned, note)
+        # Auto moves only CPU-bound maps to processes: more of them than cores would only take turns.
+        cores = min(processes, process_workers())
+        return AutoExecutor(ctx, block, batches, hooks, context, (threads, cores), planned, note)
     if choice.kind == PROCESSES:
         from lokki_sam.executors.processes import ProcessExecutor
 
