@@ -1,13 +1,15 @@
 """Local maps under both executors (issue 26): CPU-bound, waiting (I/O) and trivial items.
 
-    python bench/executors.py [--repeat 5] [--cases cpu8,cpu32,io,trivial] [--io-repeat N]
+    python bench/executors.py [--repeat 5] [--cases cpu8,cpu32,io,trivial] [--io-repeat N] [--before DIR]
 
 Every figure is the median of --repeat whole processes (`lokki-sam run FLOW --executor X`:
 interpreter start, imports, the run), beside the same function over the same items without
 lokki-sam (bench/floor.py): the floor, a plain ProcessPoolExecutor with as many workers, and
-the sequential time, a plain loop. The machine is shared: each figure carries the 1-minute load
-average before and after it. Targets (2 cores): the CPU-bound map with processes at most 0.6 of
-threads and within 15 % of the floor; the 10,000-item trivial map no slower than the default.
+the sequential time, a plain loop. `--before DIR` adds a row for the lokki-sam in DIR (a
+checkout of an earlier commit: `git archive REV | tar -x -C DIR`), the default before. The
+machine is shared: each figure carries the 1-minute load average before and after it.
+Targets (2 cores): the CPU-bound map with processes at most 0.6 of threads and within 15 % of
+the floor; the 10,000-item trivial map no slower than the default before.
 """
 
 from __future__ import annotations
@@ -82,9 +84,15 @@ def row(label: str, result: tuple[float, str]) -> float:
     return seconds
 
 
+BEFORE: Path | None = None  # --before
+
+
 def executor_rows(flow: str, params: dict[str, object], repeat: int) -> dict[str, float]:
-    """lokki-sam's rows: each executor, then the default; their times by executor."""
+    """lokki-sam's rows: the earlier lokki-sam (--before), each executor, then the default; their times."""
     times = {}
+    if BEFORE is not None:
+        before = whole_process(lokki(flow, params), repeat, PYTHONPATH=str(BEFORE))
+        times["before"] = row(f"lokki-sam before ({BEFORE.name}: threads, its only executor)", before)
     for executor in ("threads", "processes"):
         command = lokki(flow, params, "--executor", executor)
         times[executor] = row(f"lokki-sam --executor {executor}", whole_process(command, repeat))
@@ -130,10 +138,8 @@ def trivial_case(n: int, repeat: int) -> None:
     row("sequential (plain loop)", whole_process(floor("loop", "inc", n, 1), repeat))
     row(f"floor: ProcessPoolExecutor, {cpus} workers", whole_process(floor("pool", "inc", n, cpus), repeat))
     times = executor_rows("trivial_map", {"n": n}, repeat)
-    print(
-        f"  default / threads (threads: the default before issue 26) {times['default'] / times['threads']:.2f}; "
-        f"processes / threads {times['processes'] / times['threads']:.2f}"
-    )
+    versus = f"default / before {times['default'] / times['before']:.2f} (target <= 1); " if "before" in times else ""
+    print(f"  {versus}processes / threads {times['processes'] / times['threads']:.2f}")
 
 
 def main() -> None:
@@ -141,7 +147,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--io-repeat", type=int, default=1, help="runs of the 100 s sequential I/O loop")
     parser.add_argument("--cases", default="cpu8,cpu32,io,trivial")
+    parser.add_argument("--before", type=Path, help="a checkout of an earlier lokki-sam, for a row of its own")
     args = parser.parse_args()
+    global BEFORE
+    BEFORE = args.before.resolve() if args.before else None
     cases = args.cases.split(",")
     loops, one = calibrate()
     print(

@@ -167,6 +167,14 @@ def test_a_spawned_worker_that_dies_is_replaced(tmp_path: Path, monkeypatch: pyt
     assert outcome.result == sum(range(128)) - 10 - 11
 
 
+def test_workers_that_keep_dying_outside_any_batch_end_the_run(fork: str, tmp_path: Path) -> None:
+    """A worker that dies while it writes (no batch to blame) has its batches given again, to a
+    new worker, but not forever."""
+    with pytest.raises(LokkiError, match=r"keep dying outside any batch \(last: exited with code 3\)"):
+        run_flow(workers.dooming, store=tmp_path / "runs", executor="processes")
+    assert sorted(workers.calls_of("doom")) == ["0", "0", "1", "1"]  # 4 workers, one batch each, in turn
+
+
 def test_lokki_sam_errors_in_a_worker_end_the_run_as_with_threads(start_method: str, tmp_path: Path) -> None:
     with pytest.raises(StepFailed, match=r"step 'quits' called sys.exit\(3\)"):
         run_flow(workers.quitting, store=tmp_path / "a", executor="processes")
@@ -464,3 +472,62 @@ def test_ctrl_c_at_the_terminal_reaches_runner_and_workers_without_a_traceback(t
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted; finished work is saved" in err
+
+
+PRINTING = """
+import os
+from lokki_sam import flow, main, step
+
+@step
+def items(n: int = 4) -> list[int]:
+    return list(range(n))
+
+@step
+def noisy(x: int) -> int:
+    print(f"noise from item {x}")  # stdout belongs to the result: this must reach stderr
+    os.system(f"echo shell noise {x}")  # a program the step runs writes to file descriptor 1 too
+    return x
+
+@step
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+@flow
+def printing(n: int = 4):
+    return items(n=n).map(noisy).agg(total)
+
+if __name__ == "__main__":
+    import multiprocessing, sys
+    multiprocessing.set_start_method(os.environ["START_METHOD"])
+    main(printing)
+"""
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("method", START_METHODS)
+def test_what_steps_print_in_workers_goes_to_stderr(tmp_path: Path, method: str) -> None:
+    (tmp_path / "printing.py").write_text(PRINTING)
+    command = [sys.executable, "-c", DRIVER, method, "run", "printing.py", "--store", "runs", "-q"]
+    done = subprocess.run(
+        [*command, "--executor", "processes"], cwd=tmp_path, env=lokki_env(tmp_path), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "6\n"
+    assert all(f"noise from item {x}" in done.stderr and f"shell noise {x}" in done.stderr for x in range(4))
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize(("method", "in_processes"), [("fork", True), ("spawn", False)])
+def test_main_flow_takes_the_executor_and_a_script_under_spawn_runs_in_threads(
+    tmp_path: Path, method: str, in_processes: bool
+) -> None:
+    """`python flow.py run --executor processes`: under fork the workers inherit the script's
+    flow; under spawn a new interpreter cannot import the script (`__main__`): threads, and why."""
+    (tmp_path / "printing.py").write_text(PRINTING)
+    env = lokki_env(tmp_path, START_METHOD=method)
+    command = [sys.executable, "printing.py", "run", "--store", "runs", "--executor", "processes"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "6\n"
+    note = "note: map 'map-noisy' runs in threads, not processes: the flow is defined in the script being run"
+    assert (note in done.stderr) is not in_processes, done.stderr

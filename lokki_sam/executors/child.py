@@ -208,6 +208,7 @@ def main(setup: ChildSetup, inherited: FlowGraph | None, conn: Connection, share
     except BaseException as exc:
         conn.send(("fatal", PortableError.of(exc)))
         return
+    interrupts.install()  # again: importing the flow's module may have set handlers of its own
     conn.send(("ready",))
     worker = _Worker(ctx, block, conn, shared, slot, interrupts, setup.real_sleep)
     while not interrupts.interrupted:

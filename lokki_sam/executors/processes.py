@@ -35,6 +35,7 @@ from lokki_sam.executors.units import Batch, BatchDone, split_units
 from lokki_sam.ir import FlowGraph, MapBlock
 
 UNITS_PER_WORKER = 16  # units a worker takes in turn: few messages, and every worker busy to the end
+MAX_DEATHS_OUTSIDE_BATCHES = 3
 
 
 class WorkerDied(Exception):
@@ -121,6 +122,7 @@ class ProcessExecutor(MapExecutor):
         self.live: dict[int, _Worker] = {}  # by slot
         self.retired: list[_Worker] = []
         self.stopping = False
+        self.deaths = 0  # workers that died outside a batch: their batches are given again
         # shared[0]: stop between batches; shared[1 + slot]: the position of the batch a worker runs.
         self.shared: Any = context.RawArray("q", 1 + max(1, workers))
 
@@ -274,7 +276,8 @@ class ProcessExecutor(MapExecutor):
         if not worker.ready:
             raise LokkiError(
                 f"a worker process of map '{self.block.id}' {how} before it could start",
-                hint="run the map in threads (--executor threads) to see the error in this process",
+                hint="its own error is printed above; a script that runs flows in processes under the spawn or "
+                'forkserver start method needs `if __name__ == "__main__":`; or use --executor threads',
             )
         if worker.unit is None:
             return
@@ -285,6 +288,13 @@ class ProcessExecutor(MapExecutor):
             rest.remove(running)
             died = WorkerDied(f"the process running it {how}")
             yield [BatchDone(unit[running], died)]
+        else:  # it died between batches (writing, say): nothing to blame, but no endless retries
+            self.deaths += 1
+            if self.deaths > MAX_DEATHS_OUTSIDE_BATCHES:
+                raise LokkiError(
+                    f"the worker processes of map '{self.block.id}' keep dying outside any batch (last: {how})",
+                    hint="run the map in threads (--executor threads) to see the error in this process",
+                )
         self.open_units -= 1
         if rest:
             self.units.append([unit[p] for p in rest])

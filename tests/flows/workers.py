@@ -133,6 +133,24 @@ def dying(n: int = 128, fatal: int = 10, how: str = "kill"):
     return numbers(n=n).map(fragile, concurrency=1, batch_size=2, tolerated_failure_count=2).agg(total)
 
 
+class Doomed:
+    """A result whose pickling ends the process: a worker dies writing it, outside any batch."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        os._exit(3)
+
+
+@step
+def doom(x: int) -> object:
+    record("doom", x)
+    return Doomed()
+
+
+@flow
+def dooming(n: int = 2):
+    return numbers(n=n).map(doom, concurrency=1)
+
+
 @step
 def quits(x: int) -> int:
     if x == 1:
