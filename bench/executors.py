@@ -1,13 +1,16 @@
 """Local maps under both executors (issue 26): CPU-bound, waiting (I/O) and trivial items.
 
     python bench/executors.py [--repeat 5] [--cases cpu8,cpu32,io,trivial] [--io-repeat N] [--before DIR]
+                              [--start-method fork|forkserver|spawn]
 
 Every figure is the median of --repeat whole processes (`lokki-sam run FLOW --executor X`:
 interpreter start, imports, the run), beside the same function over the same items without
 lokki-sam (bench/floor.py): the floor, a plain ProcessPoolExecutor with as many workers, and
 the sequential time, a plain loop. `--before DIR` adds a row for the lokki-sam in DIR (a
-checkout of an earlier commit: `git archive REV | tar -x -C DIR`), the default before. The
-machine is shared: each figure carries the 1-minute load average before and after it.
+checkout of an earlier commit: `git archive REV | tar -x -C DIR`), the default before. Every
+run uses compiled bytecode, as an installed package does (PYTHONDONTWRITEBYTECODE, which this
+machine sets, is removed for them: the first run writes __pycache__). The machine is shared:
+each figure carries the 1-minute load average before and after it.
 Targets (2 cores): the CPU-bound map with processes at most 0.6 of threads and within 15 % of
 the floor; the 10,000-item trivial map no slower than the default before.
 """
@@ -40,17 +43,21 @@ def whole_process(command: list[str], repeat: int, **env: str) -> tuple[float, s
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp:
             began = time.perf_counter()
-            done = subprocess.run(
-                command, cwd=tmp, capture_output=True, text=True, check=False, env={**os.environ, **env}
-            )
+            done = subprocess.run(command, cwd=tmp, capture_output=True, text=True, check=False, env=environ(env))
             times.append(time.perf_counter() - began)
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
     return statistics.median(times), f"load {before} -> {load()}"
 
 
+def environ(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment with `extra`, without PYTHONDONTWRITEBYTECODE (see above)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | extra
+
+
 def lokki(flow: str, params: dict[str, object], *options: str) -> list[str]:
-    command = [LOKKI_SAM, "run", f"{FLOWS}:{flow}", "-q", "--store", "runs", *options]
+    start = [LOKKI_SAM] if START_METHOD is None else [sys.executable, "-c", DRIVER, START_METHOD]
+    command = [*start, "run", f"{FLOWS}:{flow}", "-q", "--store", "runs", *options]
     for name, value in params.items():
         command += ["-p", f"{name}={value}"]
     return command
@@ -58,6 +65,8 @@ def lokki(flow: str, params: dict[str, object], *options: str) -> list[str]:
 
 def floor(mode: str, function: str, n: int, workers: int, **kwargs: object) -> list[str]:
     extra = [f"{name}={value}" for name, value in kwargs.items()]
+    if START_METHOD is not None:
+        extra += ["--start-method", START_METHOD]
     return [sys.executable, str(HERE / "floor.py"), mode, function, str(n), "--workers", str(workers), *extra]
 
 
@@ -85,6 +94,12 @@ def row(label: str, result: tuple[float, str]) -> float:
 
 
 BEFORE: Path | None = None  # --before
+START_METHOD: str | None = None  # --start-method: lokki-sam's workers start so (else Python's default)
+# `lokki-sam` with a start method set first, as a user's own entry point would set it.
+DRIVER = (
+    "import multiprocessing, sys; multiprocessing.set_start_method(sys.argv.pop(1)); "
+    "from lokki_sam.cli import main; sys.argv[0] = 'lokki-sam'; sys.exit(main())"
+)
 
 
 def executor_rows(flow: str, params: dict[str, object], repeat: int) -> dict[str, float]:
@@ -148,14 +163,20 @@ def main() -> None:
     parser.add_argument("--io-repeat", type=int, default=1, help="runs of the 100 s sequential I/O loop")
     parser.add_argument("--cases", default="cpu8,cpu32,io,trivial")
     parser.add_argument("--before", type=Path, help="a checkout of an earlier lokki-sam, for a row of its own")
+    parser.add_argument("--start-method", choices=("fork", "forkserver", "spawn"))
     args = parser.parse_args()
-    global BEFORE
+    global BEFORE, START_METHOD
     BEFORE = args.before.resolve() if args.before else None
+    START_METHOD = args.start_method
     cases = args.cases.split(",")
+    for command in (lokki("trivial_map", {"n": 1}), floor("loop", "inc", 1, 1)):  # compile the bytecode once
+        whole_process(command, 1)
+    if BEFORE is not None:
+        whole_process(lokki("trivial_map", {"n": 1}), 1, PYTHONPATH=str(BEFORE))
     loops, one = calibrate()
     print(
         f"machine: {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}, start method "
-        f"{multiprocessing.get_start_method()}; median of {args.repeat} whole processes; "
+        f"{START_METHOD or multiprocessing.get_start_method()}; median of {args.repeat} whole processes; "
         f"one CPU-bound item alone: {one:.2f} s; load average {load()}"
     )
     if "cpu8" in cases:
