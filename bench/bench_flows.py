@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from lokki_sam import flow, step
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import work  # bench/work.py: the same functions the floor runs, without lokki-sam
 
 
 @step
@@ -68,3 +73,18 @@ def measure(blob: bytes | str) -> int:
 def big_items(n: int = 10, mb: int = 10, kind: str = "hex"):
     """The 10 x 10 MB flow of issue 15: 100 MB written as map items, read back by the map."""
     return blobs(n=n, mb=mb, kind=kind).map(measure).agg(total)
+
+
+# bench/executors.py: maps whose items are CPU-bound or wait, the same functions as its floor.
+burn = step(work.burn)
+nap = step(work.nap)
+
+
+@flow
+def cpu_map(n: int = 8, loops: int = 3_000_000):
+    return items(n=n).map(burn).agg(total)
+
+
+@flow
+def io_map(n: int = 1000, seconds: float = 0.1):
+    return items(n=n).map(nap).agg(total)

@@ -19,6 +19,7 @@ from typing import Any
 from lokki_sam import runlog
 from lokki_sam.batch import sizing as batch_sizing
 from lokki_sam.errors import ConfigError
+from lokki_sam.options import EXECUTORS
 from lokki_sam.params import coerce, type_name
 from lokki_sam.upstream_config import SECTIONS, Upstream
 
@@ -91,6 +92,13 @@ SCHEMA: dict[str, Key] = {
     "store": Key(str, ".lokki/runs", "directory of local run artifacts"),
     "concurrency": Key(
         int, None, "default local map concurrency (a map's own `concurrency` wins)", 1, MAX_LOCAL_CONCURRENCY
+    ),
+    "executor": Key(
+        str,
+        None,
+        "what runs local maps' batches: auto (the default), threads or processes (a map's own `executor` wins)",
+        choices=EXECUTORS,
+        normalize=lambda v: v.lower(),
     ),
     "template": Key(str, "template.yaml", "SAM template written by `lokki-sam generate`"),
     "target": Key(

@@ -218,6 +218,7 @@ MAP_OPTIONS = (
     "tolerated_failure_count",
     "mode",
     "execution_type",
+    "executor",
 )
 
 
@@ -281,11 +282,14 @@ class Chain:
         tolerated_failure_count: int | None = None,
         mode: str = "distributed",
         execution_type: str = "STANDARD",
+        executor: str | None = None,
         concurrency_limit: int | None = None,
         direct_pass: bool = False,
         **kwargs: Any,
     ) -> Chain:
         """Fan out: run `target` on every item of this chain's output (which must be a list).
+        `executor` ("auto", "threads" or "processes") runs this map's batches in local runs (None:
+        the run's executor); the cloud runs every batch in its own invocation anyway.
 
         Upstream lokki's spellings mean the same here: a list of steps is a per-item chain
         (`.map([a, b])` is `.map(a).next(b)`), `concurrency_limit` is `concurrency`, other keyword
@@ -329,6 +333,7 @@ class Chain:
             tolerated_failure_count=tolerated_failure_count,
             mode=mode,
             execution_type=execution_type,
+            executor=executor,
         )
         rest = tuple(Op("next", _as_call(t, {}, "map")) for t in targets[1:])
         opened = _open_map(self.ops)

@@ -686,11 +686,19 @@ def gather(ctx: RunContext, block: MapBlock) -> Gathered:
 FAILURES_READ = 50  # records read at most to describe a map's failures (the newest ones)
 
 
-def record_failure(ctx: RunContext, block: MapBlock, node: Node, refs: Sequence[ItemRef], error: BaseException) -> None:
+def record_failure(
+    ctx: RunContext,
+    block: MapBlock,
+    node: Node,
+    refs: Sequence[ItemRef],
+    error: BaseException,
+    user_frames: str | None = None,
+) -> None:
     """Store why a batch of map items failed in step `node`: the step, the items, the exception's
-    class and message, and the user's frames of its traceback. Written under the node's own
-    directory, where its function may write, keyed by the items' identities at that step (a record
-    made for other inputs is another key)."""
+    class and message, and the user's frames of its traceback (`user_frames` when the error was
+    raised in another process and rebuilt here). Written under the node's own directory, where its
+    function may write, keyed by the items' identities at that step (a record made for other
+    inputs is another key)."""
     if not refs:
         return
     ids = item_ids(ctx, block, refs)[node.id]
@@ -700,7 +708,7 @@ def record_failure(ctx: RunContext, block: MapBlock, node: Node, refs: Sequence[
         "execution": ctx.execution,
         "error": type(error).__name__,
         "message": str(error),
-        "traceback": user_traceback(error),
+        "traceback": user_traceback(error) if user_frames is None else user_frames,
     }
     ctx.store.put_json(layout.failure(ctx.run_id, node.id, refs[0].index, lineage.span_tag(ids)), record)
 

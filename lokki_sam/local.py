@@ -1,7 +1,8 @@
-"""The local runner: executes a flow graph in-process on the shared data protocol.
+"""The local runner: executes a flow graph on the shared data protocol.
 
-Maps run their batches in a thread pool of `concurrency` workers (default LOCAL_CONCURRENCY);
-each batch runs the whole map body, like a child execution in Step Functions. Everything is
+Steps outside maps run in this process. Maps run their batches on `concurrency` workers, threads
+or processes (`executors/`: a map's own `executor`, else the run's); each batch runs the whole
+map body, like a child execution in Step Functions. Everything is
 persisted under the run's directory, each output under the identity of what it was computed from
 (`lineage.py`), so `resume` recomputes exactly what did not complete or was computed from other
 code, parameters or inputs, and says so per step and per map.
@@ -11,34 +12,34 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lokki_sam import __version__, execution, layout, lineage, names
+from lokki_sam import __version__, execution, executors, layout, lineage, names
 from lokki_sam.batch import local as batch_local
 from lokki_sam.config import MAX_LOCAL_CONCURRENCY
 from lokki_sam.errors import LokkiError, ParamError, StepFailed, StoreError
 from lokki_sam.execution import RunContext
+from lokki_sam.executors import FLUSH_SECONDS, BatchDone, RunnerHooks
 from lokki_sam.installed import check_installed
 from lokki_sam.ir import FlowGraph, MapBlock, Node, graph_of
 from lokki_sam.params import as_text, from_record, resolve_params, same_value, to_record
 from lokki_sam.progress import Reporter, item_span
-from lokki_sam.protocol import ItemRef
 from lokki_sam.retry import call_with_retry
 from lokki_sam.runlock import RunLock
 from lokki_sam.store import ArtifactStore, LocalStore
 
 DEFAULT_STORE = Path(".lokki") / "runs"
-LOCAL_CONCURRENCY = min(32, (os.cpu_count() or 1) * 4)
-UNITS_PER_WORKER = 16
-FLUSH_SECONDS = 0.05
+LOCAL_CONCURRENCY = executors.THREAD_WORKERS  # threads per map when neither the map nor the run says
+DEFAULT_EXECUTOR = executors.AUTO
+__all__ = ["FLUSH_SECONDS", "LOCAL_CONCURRENCY", "MapFailed", "RunOutcome", "run_flow"]
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,15 @@ def run_flow(
     reporter: Reporter | None = None,
     concurrency: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    executor: str | None = None,
 ) -> RunOutcome:
     """Run a flow locally and return its result. `params` are raw values (CLI strings or
     Python/JSON values), validated and coerced like every other entry point. `concurrency`
-    is the default number of map workers (a map's own `concurrency` wins).
+    is the default number of map workers (a map's own `concurrency` wins), `executor` what runs
+    maps: "auto" (the default: one thread first, then threads or worker processes as the map
+    needs), "threads" or "processes" (a map's own `executor` wins; processes use Python's
+    multiprocessing start method). In processes, a `sleep` other than time.sleep is called here
+    when a worker reports a retry, and the worker does not wait.
 
     `resume` continues a run: with no `params`, or with exactly the values it was started with;
     `rerun` (step names, node or map ids) forces those steps and every step after them to be
@@ -122,9 +128,10 @@ def run_flow(
         raise LokkiError("--rerun goes with --resume RUN_ID", hint="a new run computes every step anyway")
     forced = lineage.rerun_nodes(graph, rerun)  # unknown names are refused before anything is read or written
     check_installed(graph)  # a step's missing requirement fails now, not after a whole map
+    kind = check_executor(executor or DEFAULT_EXECUTOR, where="run_flow(executor=...)")
     if store is None or isinstance(store, str | os.PathLike):
         store = LocalStore(store if store is not None else DEFAULT_STORE)
-    runner = LocalRunner(graph, store, reporter or Reporter(), sleep, concurrency or LOCAL_CONCURRENCY)
+    runner = LocalRunner(graph, store, reporter or Reporter(), sleep, concurrency, kind)
     if resume is not None:
         return runner.resume(resume, dict(params or {}), forced)
     return runner.start(dict(params or {}), run_id or layout.new_run_id(graph.name))
@@ -137,15 +144,16 @@ class LocalRunner:
         store: ArtifactStore,
         reporter: Reporter,
         sleep: Callable[[float], None] = time.sleep,
-        concurrency: int = LOCAL_CONCURRENCY,
+        concurrency: int | None = None,
+        executor: str = DEFAULT_EXECUTOR,
     ) -> None:
         self.graph = graph
         self.store = store
         self.reporter = reporter
         self.sleep = sleep
-        self.concurrency = concurrency
+        self.concurrency = concurrency  # None: the executor's own default
+        self.executor = executor
         self.resuming = False
-        self._stop = threading.Event()  # set on Ctrl-C or a fatal error: workers stop between batches
 
     # ---------------------------------------------------------------- entry points
 
@@ -315,107 +323,51 @@ class LocalRunner:
         todo = [batch for batch in todo if batch]
         if not todo and self.resuming:
             return []  # reported as reused above
-        self.reporter.map_started(block.id, total, len(batches), len(done))
-        began = time.perf_counter()
         failures: list[ItemFailure] = []
         tally = {"failed": 0, "succeeded": 0}
-        # A map's concurrency is the cloud's MaxConcurrency; here threads, so bounded by the machine's cap.
-        workers = min(block.options.concurrency or self.concurrency, max(1, len(todo)), MAX_LOCAL_CONCURRENCY)
-        # Each task gives a worker several batches: thousands of tiny futures cost more than the work.
-        per_unit = max(1, len(todo) // (workers * UNITS_PER_WORKER))
-        units = [todo[i : i + per_unit] for i in range(0, len(todo), per_unit)]
-        with ThreadPoolExecutor(workers, thread_name_prefix=f"lokki-{block.id}") as pool:
-            pending = [pool.submit(self._run_unit, ctx, block, unit) for unit in units]
-            try:
-                for future in as_completed(pending):
-                    for batch, error in future.result():
-                        if error is None:
-                            tally["succeeded"] += len(batch)
-                            self.reporter.map_advanced(block.id, len(batch), failed=False)
-                            continue
-                        if isinstance(error, LokkiError):
-                            raise error
-                        failures.append(self._record_failure(ctx, block, batch, error))
-                        tally["failed"] += len(batch)
-                        self.reporter.item_failed(block.id, list(failures[-1].indexes), error)
-                        self.reporter.map_advanced(block.id, len(batch), failed=True)
-                    if not block.options.tolerates(tally["failed"], total):
-                        unattempted = total - len(done) - tally["succeeded"] - tally["failed"]
-                        raise self._map_failed(ctx, block, failures, tally["failed"], total, unattempted)
-            except BaseException:  # Ctrl-C, or an error escaping a unit: stop the other units first
-                self._stop.set()
-                _cancel(pending)
-                raise
+        context = multiprocessing.get_context()  # Python's start method, as the user set it
+        choice = executors.choose(block.options.executor or self.executor, ctx, block, context, self.sleep)
+        if choice.note is not None and choice.kind != executors.AUTO:  # auto says it only if it matters
+            self.reporter.executor_note(block.id, choice.note)
+        # A map's concurrency is the cloud's MaxConcurrency; here workers, bounded by the machine's cap.
+        concurrency = block.options.concurrency or self.concurrency
+        workers = min(concurrency, MAX_LOCAL_CONCURRENCY) if concurrency else None
+        hooks = RunnerHooks(self._report_retry, self.sleep)
+        note = functools.partial(self.reporter.executor_note, block.id)
+        began = time.perf_counter()
+        executor = executors.open_executor(choice, ctx, block, todo, workers, hooks, context, note)
+        # Workers start before the map is reported: a progress bar's thread is not running when
+        # the fork start method copies this process.
+        with executor:
+            self.reporter.map_started(block.id, total, len(batches), len(done))
+            for finished in executor.results():
+                for batch in finished:
+                    if batch.error is None:
+                        tally["succeeded"] += len(batch.batch)
+                        self.reporter.map_advanced(block.id, len(batch.batch), failed=False)
+                        continue
+                    if isinstance(batch.error, LokkiError):
+                        raise batch.error
+                    failures.append(self._record_failure(ctx, block, batch))
+                    tally["failed"] += len(batch.batch)
+                    self.reporter.item_failed(block.id, list(failures[-1].indexes), batch.error)
+                    self.reporter.map_advanced(block.id, len(batch.batch), failed=True)
+                if not block.options.tolerates(tally["failed"], total):
+                    unattempted = total - len(done) - tally["succeeded"] - tally["failed"]
+                    raise self._map_failed(ctx, block, failures, tally["failed"], total, unattempted)
         self.reporter.map_finished(block.id, total - tally["failed"], tally["failed"])
         self.reporter.step_finished(block.id, time.perf_counter() - began)
         return failures
 
-    def _run_unit(
-        self, ctx: RunContext, block: MapBlock, unit: list[list[ItemRef]]
-    ) -> list[tuple[list[ItemRef], BaseException | None]]:
-        """Run batches through the whole map body, like a child execution each. Outputs are
-        buffered and written every FLUSH_SECONDS (and at the end): one object per step per flush
-        instead of one per batch, so trivial items are not dominated by file creation, while a
-        killed run loses at most FLUSH_SECONDS of finished work per worker."""
-        results: list[tuple[list[ItemRef], BaseException | None]] = []
-        buffers: dict[str, Buffer] = {node.id: Buffer() for node in block.nodes}
-        last_flush = time.perf_counter()
-        for batch in unit:
-            if self._stop.is_set():
-                break
-            try:
-                self._run_batch(ctx, block, batch, buffers)
-            except Exception as exc:
-                results.append((batch, exc))
-                if isinstance(exc, LokkiError):
-                    break
-            else:
-                results.append((batch, None))
-            if time.perf_counter() - last_flush >= FLUSH_SECONDS:
-                self._flush(ctx, block, buffers)
-                last_flush = time.perf_counter()
-        self._flush(ctx, block, buffers)
-        return results
-
-    def _run_batch(self, ctx: RunContext, block: MapBlock, batch: list[ItemRef], buffers: dict[str, Buffer]) -> None:
-        values = execution.read_items(ctx, block, batch)
-        computed: list[tuple[str, list[Any]]] = []
-        for node in block.nodes:
-            try:
-                if node.step.options.on_batch:  # its job stores its outputs itself; its Retry runs there
-                    values = batch_local.compute_batch(ctx, block, node, batch, values)
-                    continue
-                values = call_with_retry(
-                    functools.partial(execution.compute_batch, ctx, node, values),
-                    node.step.options.retry,
-                    on_retry=functools.partial(self._report_retry, node.id, batch[0].index),
-                    sleep=self.sleep,
-                )
-            except Exception as exc:
-                exc.__lokki_step__ = node.id  # type: ignore[attr-defined]  # named in the failure report
-                raise
-            computed.append((node.id, values))
-        for node_id, outputs in computed:  # only whole successes reach the buffers
-            buffers[node_id].add(batch, outputs)
-
-    def _flush(self, ctx: RunContext, block: MapBlock, buffers: dict[str, Buffer]) -> None:
-        # The last step is written last: its object is what marks items as done.
-        for node in block.nodes:
-            buffer = buffers[node.id]
-            if buffer.refs:  # the items' identities, once per flush (a batch may be a single item)
-                ids = execution.item_ids(ctx, block, buffer.refs)[node.id]
-                execution.write_batch_output(ctx, node, [r.index for r in buffer.refs], ids, buffer.outputs)
-                buffers[node.id] = Buffer()
-
-    def _report_retry(self, step: str, item: int, attempt: int, error: BaseException, wait: float) -> None:
+    def _report_retry(self, step: str, attempt: int, error: BaseException, wait: float, item: int) -> None:
         self.reporter.step_retry(step, attempt, error, wait, item)
 
-    def _record_failure(
-        self, ctx: RunContext, block: MapBlock, batch: list[ItemRef], error: BaseException
-    ) -> ItemFailure:
-        node = ctx.graph.node(getattr(error, "__lokki_step__", block.nodes[0].id))
+    def _record_failure(self, ctx: RunContext, block: MapBlock, done: BatchDone) -> ItemFailure:
+        batch, error = done.batch, done.error
+        assert error is not None
+        node = ctx.graph.node(done.step or block.nodes[0].id)
         failure = ItemFailure(block.id, node.id, tuple(r.index for r in batch), type(error).__name__, str(error))
-        execution.record_failure(ctx, block, node, batch, error)
+        execution.record_failure(ctx, block, node, batch, error, done.traceback)
         return failure
 
     def _map_failed(
@@ -435,18 +387,6 @@ class LocalRunner:
         )
 
 
-@dataclass
-class Buffer:
-    """A map step's finished outputs not written yet: the items and their values."""
-
-    refs: list[ItemRef] = field(default_factory=list)
-    outputs: list[Any] = field(default_factory=list)
-
-    def add(self, refs: list[ItemRef], outputs: list[Any]) -> None:
-        self.refs += refs
-        self.outputs += outputs
-
-
 def _describe_tolerance(block: MapBlock) -> str:
     opts = block.options
     parts = []
@@ -457,6 +397,11 @@ def _describe_tolerance(block: MapBlock) -> str:
     return "tolerated: " + " and ".join(parts) if parts else "no failures tolerated"
 
 
-def _cancel(pending: list[Future[Any]]) -> None:
-    for future in pending:
-        future.cancel()
+def check_executor(kind: str, where: str) -> str:
+    if kind not in executors.EXECUTORS:
+        raise LokkiError(
+            f"executor must be one of {', '.join(executors.EXECUTORS)}, got {kind!r}",
+            where=where,
+            hint="threads suit steps that wait (I/O); processes use every core for Python code",
+        )
+    return kind

@@ -19,6 +19,8 @@ EXECUTION_TYPES = ("STANDARD", "EXPRESS")
 MAP_MODES = ("distributed", "inline")
 PACKAGES = ("zip", "image")  # how a step's function is packaged: a zip with layers, or a container image
 COMPUTES = ("lambda", "batch")  # where a step runs: an AWS Lambda function, or an AWS Batch job
+# What runs a map's batches in a local run; auto: one thread first, then threads or processes.
+EXECUTORS = ("auto", "threads", "processes")
 LAMBDA_MAX_TIMEOUT = 900
 # Environment variables that look like secrets (by name or value) must hold a reference, never the value.
 _SECRET_REFERENCE_RE = re.compile(r"^(/[A-Za-z0-9_.\-/]+|arn:aws[a-z-]*:(ssm|secretsmanager):\S+)$")
@@ -185,7 +187,8 @@ class StepOptions:
 @dataclass(frozen=True)
 class MapOptions:
     """Fan-out settings: `concurrency` -> MaxConcurrency, `batch_size` -> ItemBatcher,
-    `tolerated_failure` (percent) / `tolerated_failure_count` -> ToleratedFailure*."""
+    `tolerated_failure` (percent) / `tolerated_failure_count` -> ToleratedFailure*; `executor`
+    is local runs' only: threads or processes (None: the run's)."""
 
     concurrency: int | None = None
     batch_size: int = 1
@@ -193,6 +196,7 @@ class MapOptions:
     tolerated_failure_count: int | None = None
     mode: str = "distributed"
     execution_type: str = "STANDARD"
+    executor: str | None = None
 
     @classmethod
     def create(
@@ -205,9 +209,12 @@ class MapOptions:
         tolerated_failure_count: int | None = None,
         mode: str = "distributed",
         execution_type: str = "STANDARD",
+        executor: str | None = None,
     ) -> MapOptions:
         """A checked MapOptions (what `.map()` builds)."""
-        options = cls(concurrency, batch_size, tolerated_failure, tolerated_failure_count, mode, execution_type)
+        options = cls(
+            concurrency, batch_size, tolerated_failure, tolerated_failure_count, mode, execution_type, executor
+        )
         options._check(where)
         return options
 
@@ -228,6 +235,12 @@ class MapOptions:
             raise FlowDefinitionError(
                 f"execution_type must be one of {', '.join(EXECUTION_TYPES)}, got {self.execution_type!r}",
                 where=where,
+            )
+        if self.executor is not None and self.executor not in EXECUTORS:
+            raise FlowDefinitionError(
+                f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}",
+                where=where,
+                hint="threads suit steps that wait (I/O); processes use every core for Python code",
             )
         if self.mode == "inline" and self.batch_size != 1:
             raise FlowDefinitionError(

@@ -7,7 +7,7 @@ silences everything). Each event has a level and shows at that level and below:
 |---|---|
 | DEBUG (verbose) | everything INFO shows, a line when each step starts, and a map progress line after every batch |
 | INFO (normal) | the run starting and finishing, each finished (or skipped) step, map progress, and all below |
-| WARNING | retries, config warnings and a resumed run's changed steps, and all below |
+| WARNING | retries, config warnings, executor notes, a resumed run's changed steps, and all below |
 | ERROR, CRITICAL | failed map items only |
 
 Map progress is a live bar on a terminal; in a log (not a terminal) and in JSON it is a line each
@@ -57,6 +57,10 @@ class Reporter:
 
     def stage_resumed(self, decision: Decision, run_id: str) -> None:
         """What a resume does with a stage: reuses its stored output(s), or recomputes and why."""
+
+    def executor_note(self, map_id: str, message: str, warning: bool = True) -> None:
+        """What runs a map when it is not what was asked (a warning: processes it cannot use),
+        or what the auto executor chose for it (not a warning), and why."""
 
     def step_started(self, step: str) -> None: ...
 
@@ -120,6 +124,9 @@ class JsonReporter(Reporter):
 
     def config_warning(self, message: str) -> None:
         self._emit(WARNING, "config_warning", message=message)
+
+    def executor_note(self, map_id: str, message: str, warning: bool = True) -> None:
+        self._emit(WARNING if warning else INFO, "executor_note", map=map_id, message=message)
 
     def step_started(self, step: str) -> None:
         self._emit(INFO, "step_started", step=step)
@@ -215,6 +222,12 @@ class RichReporter(Reporter):
 
     def config_warning(self, message: str) -> None:
         self._print(WARNING, f"[yellow]warning:[/] {escape(message)}")
+
+    def executor_note(self, map_id: str, message: str, warning: bool = True) -> None:
+        if warning:
+            self._print(WARNING, f"  [yellow]note:[/] {escape(message)}")
+        else:
+            self._print(INFO, f"  [dim]{escape(message)}[/]")
 
     def step_started(self, step: str) -> None:
         self._print(DEBUG, f"  [dim]→ {step} started[/]")

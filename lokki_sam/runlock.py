@@ -3,7 +3,8 @@
 Two `--resume` of one run at once would both read "not done", both write, and each report
 success with the other's items missing. The second one now refuses ("run in use", naming the
 holder's pid). The kernel releases the lock of a process that dies (SIGKILL included), so a
-stale lock is taken over by the next run without any clean-up.
+stale lock is taken over by the next run without any clean-up. A forked child (a map's worker
+process) closes its copy of the lock: the lock stays the runner's, and ends with it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import socket
 import time
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -23,6 +25,23 @@ from lokki_sam.errors import LokkiError, StoreError
 
 class RunInUse(LokkiError):
     """Another live process is running (or resuming) the same run."""
+
+
+_HELD: weakref.WeakSet[RunLock] = weakref.WeakSet()  # the locks this process holds
+
+
+def _drop_in_child() -> None:
+    """In a forked child: let go of the parent's locks without releasing them (flock belongs to
+    the open file, which the parent keeps open)."""
+    for lock in list(_HELD):
+        if lock._file is not None:
+            with contextlib.suppress(OSError):
+                lock._file.close()
+            lock._file = None
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_in_child)
 
 
 class RunLock:
@@ -64,8 +83,10 @@ class RunLock:
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
         handle.flush()
         self._file = handle
+        _HELD.add(self)
 
     def release(self) -> None:
+        _HELD.discard(self)
         if self._file is not None:
             with contextlib.suppress(OSError):
                 self._file.truncate(0)  # the holder's name matters only while it holds the lock

@@ -11,6 +11,8 @@
 
 The flow runs on the local runner over a temporary artifact store (deleted afterwards unless you
 pass `store=`), so every output went through the same serialization and key layout as a real run.
+`executor="processes"` runs the maps in worker processes, as `lokki-sam run --executor processes`
+does (what a step mutates is then not shared between workers, nor with the test).
 This module imports neither pytest nor the CLI dependencies: it works in any test framework.
 """
 
@@ -74,6 +76,7 @@ def run_flow_in_process(
     store: ArtifactStore | str | Path | None = None,
     concurrency: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    executor: str | None = None,
     **kwargs: Any,
 ) -> FlowRun:
     """Run `target` (a flow, its graph, or a FLOW_REF like "src/pkg/flow.py:birds") with
@@ -85,20 +88,15 @@ def run_flow_in_process(
     """
     graph = _graph_of(target)
     given = {**(params or {}), **kwargs}
+    options = {"concurrency": concurrency, "sleep": sleep, "executor": executor}
     if store is not None:
-        return _run(graph, given, _as_store(store), concurrency, sleep)
+        return _run(graph, given, _as_store(store), options)
     with tempfile.TemporaryDirectory(prefix="lokki-test-") as tmp:
-        return _run(graph, given, LocalStore(tmp), concurrency, sleep)
+        return _run(graph, given, LocalStore(tmp), options)
 
 
-def _run(
-    graph: FlowGraph,
-    given: dict[str, Any],
-    store: ArtifactStore,
-    concurrency: int | None,
-    sleep: Callable[[float], None],
-) -> FlowRun:
-    outcome = run_flow(graph, given, store=store, concurrency=concurrency, sleep=sleep)
+def _run(graph: FlowGraph, given: dict[str, Any], store: ArtifactStore, options: dict[str, Any]) -> FlowRun:
+    outcome = run_flow(graph, given, store=store, **options)
     ctx = RunContext(graph, store, outcome.run_id, outcome.params)
     outputs, item_outputs = stage_outputs(ctx)
     return FlowRun(

@@ -460,6 +460,7 @@ CASES: list[Case] = [
         2,
     ),
     Case("cli", "run invalid resume id", cli_run("run", BIRDS, "--resume", "../x"), ("invalid run id '../x'",), 2),
+    Case("cli", "run unknown executor", cli_run("run", BIRDS, "--executor", "gpu"), ("'gpu' is not one of",), 2),
     Case(
         "cli",
         "run --store is a file",
@@ -534,6 +535,14 @@ CASES: list[Case] = [
         ("lokki.toml", "'concurrency' must be at least 1"),
         2,
         write_files(**{"lokki.toml": "concurrency = -1\n"}),
+    ),
+    Case(
+        "config",
+        "unknown executor",
+        cli_run("run", BIRDS),
+        ("lokki.toml", "'executor' must be one of auto, threads, processes, got 'turbo'"),
+        2,
+        write_files(**{"lokki.toml": 'executor = "turbo"\n'}),
     ),
     Case(
         "config",

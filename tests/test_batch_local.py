@@ -34,9 +34,13 @@ def expected(n: int, offset: int, label: str) -> str:
     return f"{label}={sum(x * x + offset for x in range(n))}"
 
 
-def test_a_flow_with_batch_steps_runs_locally_in_subprocesses(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_a_flow_with_batch_steps_runs_locally_in_subprocesses(tmp_path: Path, executor: str) -> None:
+    """A map body's Batch step runs its job's subprocess from a thread or from a worker process alike."""
     notes = Notes()
-    outcome = run_flow(batch_mixed.batch_mixed, {"n": 6, "offset": 2}, store=tmp_path, run_id="r1", reporter=notes)
+    outcome = run_flow(
+        batch_mixed.batch_mixed, {"n": 6, "offset": 2}, store=tmp_path, run_id="r1", reporter=notes, executor=executor
+    )
     assert outcome.result == expected(6, 2, "sum")
     # The Lambda layout: the map's outputs per batch of two (each job's), tagged with their identities.
     shift = tmp_path / layout.node_dir("r1", "shift")
@@ -56,15 +60,16 @@ def test_a_flow_with_batch_steps_runs_locally_in_subprocesses(tmp_path: Path) ->
     ]
 
 
+@pytest.mark.parametrize("executor", ["threads", "processes"])
 def test_a_failing_batch_item_fails_the_map_and_a_resume_recomputes_only_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: str
 ) -> None:
     calls = tmp_path / "calls"
     monkeypatch.setenv("LOKKI_TEST_CALLS", str(calls))
     monkeypatch.setenv("LOKKI_TEST_FAIL_ON", "9")
     store = tmp_path / "runs"
     with pytest.raises(MapFailed) as failed:
-        run_flow(batch_mixed.batch_single, {"n": 5}, store=store, run_id="r2")
+        run_flow(batch_mixed.batch_single, {"n": 5}, store=store, run_id="r2", executor=executor)
     text = str(failed.value)
     assert "map 'map-square' failed: 1 of 5 item(s) failed" in text
     assert re.search(r"item 3: BatchStepFailed: Traceback .*ValueError: 9 is not allowed", text, re.S), text
@@ -72,7 +77,7 @@ def test_a_failing_batch_item_fails_the_map_and_a_resume_recomputes_only_it(
     assert sorted(calls.read_text().split()) == ["0", "1", "16", "4", "9"]
     calls.unlink()
     monkeypatch.delenv("LOKKI_TEST_FAIL_ON")
-    outcome = run_flow(batch_mixed.batch_single, resume="r2", store=store)
+    outcome = run_flow(batch_mixed.batch_single, resume="r2", store=store, executor=executor)
     assert outcome.result == expected(5, 1, "sum")
     assert calls.read_text().split() == ["9"]  # only the failed item ran again
 

@@ -70,6 +70,7 @@ def test_environment_overrides_files(tmp_path: Path) -> None:
         ("memory = 64\n", r"'memory' must be at least 128"),
         ("store = 5\n", r"'store' must be a string, got 5"),
         ('architecture = "sparc"\n', r"'architecture' must be one of x86_64, arm64, got 'sparc'"),
+        ('executor = "gpu"\n', r"'executor' must be one of auto, threads, processes, got 'gpu'"),
         ("flow = \n", r"lokki.toml: invalid TOML"),
     ],
 )
@@ -94,6 +95,7 @@ def test_bad_tool_lokki_table(tmp_path: Path) -> None:
         ({"LOKKI_CONCURRENCY": "many"}, r"environment variable LOKKI_CONCURRENCY: 'concurrency' must be int"),
         ({"LOKKI_MEMORY": "100"}, r"environment variable LOKKI_MEMORY: 'memory' must be at least 128"),
         ({"LOKKI_ARCHITECTURE": "mips"}, r"LOKKI_ARCHITECTURE: 'architecture' must be one of x86_64, arm64"),
+        ({"LOKKI_EXECUTOR": "turbo"}, r"LOKKI_EXECUTOR: 'executor' must be one of auto, threads, processes"),
     ],
 )
 def test_bad_environment_values(tmp_path: Path, env: dict[str, str], message: str) -> None:
@@ -126,13 +128,58 @@ def threads():
 
 def test_concurrency_and_store_from_config_reach_the_runner(lokki: Lokki, tmp_path: Path) -> None:
     (tmp_path / "threads_flow.py").write_text(THREADS_FLOW)
-    (tmp_path / "lokki.toml").write_text('store = "my-runs"\nconcurrency = 1\n')
+    # Threads, not the default auto executor: a map this short would finish on its probe thread.
+    (tmp_path / "lokki.toml").write_text('store = "my-runs"\nconcurrency = 1\nexecutor = "threads"\n')
     result = lokki("run", "threads_flow.py", "-q")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "1\n"  # one worker thread
     assert (tmp_path / "my-runs").is_dir()
     result = lokki("run", "threads_flow.py", "-q", LOKKI_CONCURRENCY="3")
     assert result.stdout == "3\n"
+
+
+EXECUTOR_FLOW = """
+import os
+from lokki_sam import flow, step
+
+@step
+def items() -> list[int]:
+    return [os.getpid()] * 4
+
+@step
+def elsewhere(runner: int) -> bool:
+    return os.getpid() != runner
+
+@step
+def every(flags: list[bool]) -> bool:
+    return all(flags)
+
+@flow
+def where():
+    return items().map(elsewhere).agg(every)
+
+@flow
+def pinned():
+    return items().map(elsewhere, executor="threads").agg(every)
+"""
+
+
+def test_the_executor_from_config_flags_and_the_map_reaches_the_runner(lokki: Lokki, tmp_path: Path) -> None:
+    """Precedence: the map's own executor, then --executor, then LOKKI_EXECUTOR, then lokki.toml."""
+    (tmp_path / "where_flow.py").write_text(EXECUTOR_FLOW)
+    (tmp_path / "lokki.toml").write_text('executor = "processes"\n')
+
+    def elsewhere(flow_name: str, *args: str, **env: str) -> str:
+        done = lokki("run", f"where_flow.py:{flow_name}", "-q", *args, **env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert elsewhere("where") == "true"  # lokki.toml: the items ran in worker processes
+    assert elsewhere("where", LOKKI_EXECUTOR="threads") == "false"
+    assert elsewhere("where", "--executor", "threads", LOKKI_EXECUTOR="processes") == "false"
+    assert elsewhere("pinned", "--executor", "processes") == "false"  # the map's own wins
+    (tmp_path / "lokki.toml").write_text("")
+    assert elsewhere("where") == "false"  # the default
 
 
 def test_every_config_key_is_documented() -> None:

@@ -443,9 +443,13 @@ def locked(n: int = 6):
 """
 
 
-def test_a_run_in_use_is_refused_and_the_lock_of_a_killed_process_is_taken_over(tmp_path: Path, lokki: Lokki) -> None:
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_a_run_in_use_is_refused_and_the_lock_of_a_killed_process_is_taken_over(
+    tmp_path: Path, lokki: Lokki, executor: str
+) -> None:
+    """With processes, the map's (forked) workers hold no copy of the lock: it ends with the runner."""
     path = write_held(tmp_path / "locked.py")
-    first = start_held_run(path, "--json")
+    first = start_held_run(path, "--json", "--executor", executor)
     try:
         run_id = _wait_for_run(tmp_path / "runs")
         _wait_for(lambda: (tmp_path / "calls.log").exists())
@@ -707,7 +711,7 @@ def test_a_non_finite_float_reaches_the_cloud_as_text_it_coerces_identically() -
 # ============================================================================== main(flow) options
 
 
-@pytest.mark.parametrize("name", ["store", "json", "quiet", "resume", "help", "as_json"])
+@pytest.mark.parametrize("name", ["store", "json", "quiet", "resume", "help", "as_json", "executor"])
 def test_main_refuses_a_parameter_named_like_its_own_options(tmp_path: Path, name: str) -> None:
     path = tmp_path / "mainflow.py"
     path.write_text(
@@ -760,9 +764,12 @@ def test_a_broken_flow_run_as_a_script_prints_no_traceback(tmp_path: Path) -> No
 # ==================================================================================== SIGTERM
 
 
-def test_sigterm_saves_finished_work_exits_143_and_names_the_resume_command(tmp_path: Path, lokki: Lokki) -> None:
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_sigterm_saves_finished_work_exits_143_and_names_the_resume_command(
+    tmp_path: Path, lokki: Lokki, executor: str
+) -> None:
     path = write_held(tmp_path / "locked.py")
-    proc = start_held_run(path, "-q")
+    proc = start_held_run(path, "-q", "--executor", executor)
     run_id = _wait_for_run(tmp_path / "runs")
     _wait_for(lambda: (tmp_path / "calls.log").exists())  # an item is in flight, held
     proc.send_signal(signal.SIGTERM)  # the held item finishes once the run has the signal
@@ -773,7 +780,7 @@ def test_sigterm_saves_finished_work_exits_143_and_names_the_resume_command(tmp_
     assert "terminated (SIGTERM); finished work is saved" in err and f"--resume {run_id}" in err
     assert "Traceback" not in err
     assert json.loads((tmp_path / "runs" / run_id / "run.json").read_text())["status"] == "interrupted"
-    resumed = lokki("run", str(path), "--store", "runs", "--resume", run_id, "-q")
+    resumed = lokki("run", str(path), "--store", "runs", "--resume", run_id, "-q", "--executor", executor)
     assert resumed.returncode == 0 and resumed.stdout == f"{sum(range(6))}\n"
 
 

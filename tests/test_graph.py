@@ -387,6 +387,7 @@ def test_bad_retry_dict_and_type() -> None:
         ({"mode": "parallel"}, r"mode must be one of distributed, inline"),
         ({"execution_type": "FAST"}, r"execution_type must be one of STANDARD, EXPRESS"),
         ({"mode": "inline", "batch_size": 5}, r"batch_size needs mode='distributed'"),
+        ({"executor": "gpu"}, r"executor must be one of auto, threads, processes, got 'gpu'"),
     ],
 )
 def test_bad_map_options(options: dict[str, Any], message: str) -> None:

@@ -10,47 +10,24 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import LOKKI_SAM, lokki_env
-from tests.support.signals import SIGNAL_MARKER
-
-FLOW = (
-    SIGNAL_MARKER
-    + """
-from lokki_sam import flow, step
-
-@step
-def src(n: int = 40) -> list[int]:
-    return list(range(n))
-
-@step
-def slow(x: int) -> int:
-    with open(_Path(__file__).parent / "calls.log", "a") as log:
-        log.write(f"{x}\\n")
-    wait_for_signal()
-    return x
-
-@step
-def total(xs: list[int]) -> int:
-    return sum(xs)
-
-@flow
-def slowflow(n: int = 40):
-    return src(n=n).map(slow, concurrency=2).agg(total)
-"""
-)
+from tests.support.signals import HELD_MAP
 
 
 def calls_of(tmp_path: Path) -> list[str]:
     log = tmp_path / "calls.log"
-    return log.read_text().split() if log.exists() else []
+    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def test_ctrl_c_stops_the_map_and_the_run_resumes(tmp_path: Path) -> None:
-    (tmp_path / "slow.py").write_text(FLOW)
+@pytest.mark.parametrize("executor", ["auto", "threads", "processes"])
+def test_ctrl_c_stops_the_map_and_the_run_resumes(tmp_path: Path, executor: str) -> None:
+    (tmp_path / "slow.py").write_text(HELD_MAP)
     (tmp_path / "hold").touch()
     env = lokki_env(tmp_path)
     proc = subprocess.Popen(
-        [LOKKI_SAM, "run", "slow.py", "--store", "runs", "-q"],
+        [LOKKI_SAM, "run", "slow.py", "--store", "runs", "-q", "--executor", executor],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -71,7 +48,7 @@ def test_ctrl_c_stops_the_map_and_the_run_resumes(tmp_path: Path) -> None:
     (tmp_path / "hold").unlink()
     run_id = next((tmp_path / "runs").iterdir()).name
     resumed = subprocess.run(
-        [LOKKI_SAM, "run", "slow.py", "--store", "runs", "-q", "--resume", run_id],
+        [LOKKI_SAM, "run", "slow.py", "--store", "runs", "-q", "--resume", run_id, "--executor", executor],
         cwd=tmp_path,
         env=env,
         capture_output=True,

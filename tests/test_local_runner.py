@@ -1,7 +1,13 @@
-"""The local runner: every flow shape, retries, tolerated failures, batches, errors and resume."""
+"""The local runner: every flow shape, retries, tolerated failures, batches, errors and resume.
+
+Map tests run under both executors (`executor`): threads, and processes with Python's default
+start method (tests/test_executors.py covers the others). Steps count their calls in a file, as
+worker processes share no memory with the test.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -10,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +30,29 @@ from lokki_sam.local import FLUSH_SECONDS, MapFailed
 from tests.conftest import LOKKI_SAM, lokki_env
 from tests.flows import shapes
 
+EXECUTORS = ["threads", "processes"]
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 # ------------------------------------------------------------------------------ shapes
 
 
 @pytest.mark.parametrize("name", sorted(shapes.SHAPES))
-def test_every_shape_gives_the_independently_computed_result(name: str, tmp_path: Path) -> None:
+def test_every_shape_gives_the_independently_computed_result(name: str, tmp_path: Path, executor: str) -> None:
     flow_obj, params, expected = shapes.SHAPES[name]
-    outcome = run_flow(flow_obj, params, store=tmp_path)
+    outcome = run_flow(flow_obj, params, store=tmp_path, executor=executor)
     assert outcome.result == expected
     assert outcome.failures == []
     record = json.loads((tmp_path / outcome.run_id / "run.json").read_text())
     assert record["status"] == "succeeded" and record["flow"] == flow_obj.name
 
 
-def test_items_of_any_picklable_type_pass_through_unchanged(tmp_path: Path) -> None:
-    result = run_flow(shapes.passthrough, store=tmp_path).result
+def test_items_of_any_picklable_type_pass_through_unchanged(tmp_path: Path, executor: str) -> None:
+    result = run_flow(shapes.passthrough, store=tmp_path, executor=executor).result
     expected = shapes.odd_things.func()
     assert result == expected
     assert [type(v) for v in result] == [type(v) for v in expected]  # tuples stay tuples, bytes stay bytes
@@ -51,27 +66,40 @@ def test_defaults_apply_and_cli_strings_are_coerced(tmp_path: Path) -> None:
     assert run_flow(shapes.structured_params, structured, store=tmp_path).result == {"sum": 12.0, "names": ["a", "b"]}
 
 
-def test_empty_map_runs_agg_on_empty_list(tmp_path: Path) -> None:
-    assert run_flow(shapes.map_agg, {"n": 0}, store=tmp_path).result == 0
-    assert run_flow(shapes.open_map, {"n": 0}, store=tmp_path).result == []
+def test_empty_map_runs_agg_on_empty_list(tmp_path: Path, executor: str) -> None:
+    assert run_flow(shapes.map_agg, {"n": 0}, store=tmp_path, executor=executor).result == 0
+    assert run_flow(shapes.open_map, {"n": 0}, store=tmp_path, executor=executor).result == []
 
 
 # ------------------------------------------------------------------------ step helpers
 
 
-CALLS: Counter[str] = Counter()
-LOCK = threading.Lock()
+def _calls_file() -> Path:
+    return Path(os.environ["LOKKI_TEST_CALLS"])
 
 
 def called(key: str) -> int:
-    with LOCK:
-        CALLS[key] += 1
-        return CALLS[key]
+    """Count a call of `key` (in a file: the step may run in a worker process); how many so far."""
+    with open(_calls_file(), "a+") as log:
+        fcntl.flock(log, fcntl.LOCK_EX)
+        log.write(f"{key}\n")
+        log.seek(0)
+        return log.read().split().count(key)
+
+
+def calls() -> Counter[str]:
+    path = _calls_file()
+    return Counter(path.read_text().split() if path.exists() else [])
+
+
+def clear_calls() -> None:
+    _calls_file().unlink(missing_ok=True)
 
 
 @pytest.fixture(autouse=True)
-def _reset_calls() -> None:
-    CALLS.clear()
+def _calls_log(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("LOKKI_TEST_CALLS", str(tmp_path_factory.mktemp("calls") / "calls.log"))
+    yield
 
 
 @step
@@ -120,31 +148,31 @@ def test_retry_waits_follow_interval_backoff_and_max_delay(tmp_path: Path) -> No
 
     waits: list[float] = []
     assert run_flow(retried, store=tmp_path, sleep=waits.append).result == 5
-    assert CALLS["flaky-5"] == 4
+    assert calls()["flaky-5"] == 4
     # 3 failures, 3 retries: waits 2, 2*3=6, min(18, 10)=10
     assert waits == [2, 6, 10]
 
 
-def test_retry_in_a_map_is_per_batch(tmp_path: Path) -> None:
+def test_retry_in_a_map_is_per_batch(tmp_path: Path, executor: str) -> None:
     @flow
     def retried_map(fail_times: int = 1):
         return items(n=3).map(flaky).agg(add_all)
 
     waits: list[float] = []
-    assert run_flow(retried_map, store=tmp_path, sleep=waits.append).result == 3
+    assert run_flow(retried_map, store=tmp_path, executor=executor, sleep=waits.append).result == 3
     assert waits == [2, 2, 2]
-    assert CALLS == {"flaky-0": 2, "flaky-1": 2, "flaky-2": 2}
+    assert calls() == {"flaky-0": 2, "flaky-1": 2, "flaky-2": 2}
 
 
-def test_retries_exhausted_fail_the_step(tmp_path: Path) -> None:
+def test_retries_exhausted_fail_the_step(tmp_path: Path, executor: str) -> None:
     @flow
     def exhausted(fail_times: int = 99):
         return items(n=1).map(flaky).agg(add_all)
 
     waits: list[float] = []
     with pytest.raises(MapFailed, match=r"item 0: ValueError: transient 0"):
-        run_flow(exhausted, store=tmp_path, sleep=waits.append)
-    assert CALLS["flaky-0"] == 4  # first attempt + 3 retries
+        run_flow(exhausted, store=tmp_path, executor=executor, sleep=waits.append)
+    assert calls()["flaky-0"] == 4  # first attempt + 3 retries
     assert waits == [2, 6, 10]
 
 
@@ -156,19 +184,19 @@ def test_exception_filter_does_not_retry_other_errors(tmp_path: Path) -> None:
     waits: list[float] = []
     with pytest.raises(StepFailed, match=r"step 'wrong_kind' failed: TypeError: not retried"):
         run_flow(unfiltered, store=tmp_path, sleep=waits.append)
-    assert CALLS["wrong_kind"] == 1 and waits == []
+    assert calls()["wrong_kind"] == 1 and waits == []
 
 
 # -------------------------------------------------------------- failures and tolerance
 
 
-def test_failing_step_names_step_item_and_run_id(tmp_path: Path) -> None:
+def test_failing_step_names_step_item_and_run_id(tmp_path: Path, executor: str) -> None:
     @flow
     def failing(bad: list[int] | None = None):
         return items(n=5).map(fail_on).agg(add_all)
 
     with pytest.raises(MapFailed) as info:
-        run_flow(failing, {"bad": [3]}, store=tmp_path, run_id="fail-run")
+        run_flow(failing, {"bad": [3]}, store=tmp_path, executor=executor, run_id="fail-run")
     text = info.value.render()
     assert "map 'map-fail_on' failed: 1 of 5 item(s) failed, no failures tolerated" in text
     assert "item 3: RuntimeError: item 3 is bad (step 'fail_on')" in text
@@ -182,7 +210,7 @@ def test_failing_step_names_step_item_and_run_id(tmp_path: Path) -> None:
     assert record["status"] == "failed"
 
 
-def test_failure_in_an_inner_chain_names_the_failing_step(tmp_path: Path) -> None:
+def test_failure_in_an_inner_chain_names_the_failing_step(tmp_path: Path, executor: str) -> None:
     @step
     def reject_odd(x: int) -> int:
         if x % 2:
@@ -194,7 +222,7 @@ def test_failure_in_an_inner_chain_names_the_failing_step(tmp_path: Path) -> Non
         return items(n=4).map(shapes.inc, concurrency=1).next(reject_odd).agg(add_all)
 
     with pytest.raises(MapFailed) as info:
-        run_flow(inner, store=tmp_path)
+        run_flow(inner, store=tmp_path, executor=executor)
     assert {f.step for f in info.value.failures} == {"reject_odd"}
     assert "item 0: ValueError: 1 is odd (step 'reject_odd')" in info.value.render()
 
@@ -222,72 +250,79 @@ def test_failing_task_outside_map(tmp_path: Path) -> None:
         ({"tolerated_failure": 50, "tolerated_failure_count": 1}, [0, 9], False),
     ],
 )
-def test_tolerated_failures(tmp_path: Path, options: dict[str, Any], bad: list[int], tolerated: bool) -> None:
+def test_tolerated_failures(
+    tmp_path: Path, executor: str, options: dict[str, Any], bad: list[int], tolerated: bool
+) -> None:
     @flow
     def tolerant(bad: list[int] | None = None):
         return items(n=10).map(fail_on, concurrency=1, **options).agg(collect)
 
     if tolerated:
-        outcome = run_flow(tolerant, {"bad": bad}, store=tmp_path)
+        outcome = run_flow(tolerant, {"bad": bad}, store=tmp_path, executor=executor)
         assert outcome.result == [x for x in range(10) if x not in bad]  # the agg gets the successes
         assert sorted(f.indexes[0] for f in outcome.failures) == bad
         assert {f.step for f in outcome.failures} == {"fail_on"}
     else:
         with pytest.raises(MapFailed, match=r"item\(s\) failed, tolerated: ") as info:
-            run_flow(tolerant, {"bad": bad}, store=tmp_path)
+            run_flow(tolerant, {"bad": bad}, store=tmp_path, executor=executor)
         # The map stops as soon as the failures exceed a threshold, and reports them.
         assert not MapOptions(**options).tolerates(len(info.value.failures), 10)
         for index in bad[: len(info.value.failures)]:
             assert f"item {index}: RuntimeError" in info.value.render()
 
 
-def test_a_failing_item_fails_its_whole_batch(tmp_path: Path) -> None:
+def test_a_failing_item_fails_its_whole_batch(tmp_path: Path, executor: str) -> None:
     @flow
     def batches(bad: list[int] | None = None):
         return items(n=20).map(fail_on, batch_size=5, tolerated_failure=50).agg(collect)
 
-    outcome = run_flow(batches, {"bad": [7]}, store=tmp_path)
+    outcome = run_flow(batches, {"bad": [7]}, store=tmp_path, executor=executor)
     assert outcome.result == [x for x in range(20) if not 5 <= x <= 9]
     (failure,) = outcome.failures
     assert failure.indexes == (5, 6, 7, 8, 9)
-    assert CALLS["item-8"] == 0  # the batch stops at its failing item, like one Lambda invocation
+    assert calls()["item-8"] == 0  # the batch stops at its failing item, like one Lambda invocation
 
 
-def test_batch_size_groups_items_per_call_set(tmp_path: Path) -> None:
-    seen_threads: dict[int, set[str]] = {}
-
+def test_batch_size_groups_items_per_call_set(tmp_path: Path, executor: str) -> None:
     @step
     def where(x: int) -> int:
-        seen_threads.setdefault(x // 10, set()).add(threading.current_thread().name)
+        called(f"{x // 10}:{os.getpid()}/{threading.current_thread().name}")
         return x
 
     @flow
     def grouped():
         return items(n=50).map(where, batch_size=10).agg(add_all)
 
-    assert run_flow(grouped, store=tmp_path).result == sum(range(50))
-    assert all(len(names) == 1 for names in seen_threads.values())  # one batch runs in one worker
+    assert run_flow(grouped, store=tmp_path, executor=executor).result == sum(range(50))
+    workers = Counter(key.split(":")[0] for key in calls())
+    assert workers == dict.fromkeys(map(str, range(5)), 1)  # one batch runs in one worker
 
 
-def test_concurrency_is_honoured(tmp_path: Path) -> None:
-    active = [0, 0]  # current, peak
+def test_concurrency_is_honoured(tmp_path: Path, executor: str) -> None:
+    active = tmp_path / "active"  # "running peak", under a lock: workers may be processes
+
+    def count(step: int) -> None:
+        with open(active, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.seek(0)
+            running, peak = map(int, (fh.read() or "0 0").split())
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{running + step} {max(peak, running + step)}")
 
     @step
     def busy(x: int) -> int:
-        with LOCK:
-            active[0] += 1
-            active[1] = max(active[1], active[0])
+        count(+1)
         time.sleep(0.01)
-        with LOCK:
-            active[0] -= 1
+        count(-1)
         return x
 
     @flow
     def limited():
         return items(n=24).map(busy, concurrency=2).agg(add_all)
 
-    assert run_flow(limited, store=tmp_path).result == sum(range(24))
-    assert active[1] == 2
+    assert run_flow(limited, store=tmp_path, executor=executor).result == sum(range(24))
+    assert active.read_text() == "0 2"
 
 
 def test_map_source_not_a_list(tmp_path: Path) -> None:
@@ -303,7 +338,7 @@ def test_map_source_not_a_list(tmp_path: Path) -> None:
         run_flow(bad_source, store=tmp_path)
 
 
-def test_unserializable_result_names_step_and_type(tmp_path: Path) -> None:
+def test_unserializable_result_names_step_and_type(tmp_path: Path, executor: str) -> None:
     @step
     def make_lock(xs: list[int]) -> Any:
         return threading.Lock()
@@ -313,7 +348,7 @@ def test_unserializable_result_names_step_and_type(tmp_path: Path) -> None:
         return items(n=2).next(make_lock)
 
     with pytest.raises(SerializationError, match=r"result of step 'make_lock' of type lock cannot be serialized"):
-        run_flow(unpicklable, store=tmp_path)
+        run_flow(unpicklable, store=tmp_path, executor=executor)
 
     @step
     def lock_per_item(x: int) -> Any:
@@ -324,10 +359,10 @@ def test_unserializable_result_names_step_and_type(tmp_path: Path) -> None:
         return items(n=2).map(lock_per_item)
 
     with pytest.raises(SerializationError, match=r"result of step 'lock_per_item' for map item \d of type lock"):
-        run_flow(unpicklable_items, store=tmp_path)
+        run_flow(unpicklable_items, store=tmp_path, executor=executor)
 
 
-def test_unserializable_map_result_stops_the_map_early(tmp_path: Path) -> None:
+def test_unserializable_map_result_stops_the_map_early(tmp_path: Path, executor: str) -> None:
     @step
     def slow_lock(x: int) -> Any:
         called("slow_lock")
@@ -339,14 +374,14 @@ def test_unserializable_map_result_stops_the_map_early(tmp_path: Path) -> None:
         return items(n=400).map(slow_lock, concurrency=2)
 
     with pytest.raises(SerializationError, match=r"step 'slow_lock' for map item \d+ of type lock"):
-        run_flow(stops, store=tmp_path)
-    assert CALLS["slow_lock"] < 400  # the remaining work units were cancelled
+        run_flow(stops, store=tmp_path, executor=executor)
+    assert calls()["slow_lock"] < 400  # the remaining work units were cancelled
 
 
 # ------------------------------------------------------------------------------ resume
 
 
-def test_resume_recomputes_only_failed_items(tmp_path: Path) -> None:
+def test_resume_recomputes_only_failed_items(tmp_path: Path, executor: str) -> None:
     flag = tmp_path / "broken"
     flag.touch()
 
@@ -362,18 +397,18 @@ def test_resume_recomputes_only_failed_items(tmp_path: Path) -> None:
         return items(n=n).map(sometimes, tolerated_failure=0).agg(add_all).next(shapes.inc)
 
     with pytest.raises(MapFailed):
-        run_flow(resumable, {"n": 12}, store=tmp_path, run_id="res-1", concurrency=1)
-    first = dict(CALLS)
+        run_flow(resumable, {"n": 12}, store=tmp_path, executor=executor, run_id="res-1", concurrency=1)
+    first = dict(calls())
     flag.unlink()
-    CALLS.clear()
-    outcome = run_flow(resumable, store=tmp_path, resume="res-1")
+    clear_calls()
+    outcome = run_flow(resumable, store=tmp_path, executor=executor, resume="res-1")
     assert outcome.result == sum(x * 10 for x in range(12)) + 1
     assert outcome.params == {"n": 12}  # the run's own parameters, from run.json
     # Only items that failed (or never ran because the map stopped) are computed again.
-    assert set(CALLS) == {f"item-{x}" for x in range(12)} - {k for k in first if int(k[5:]) % 4}
-    CALLS.clear()
-    again = run_flow(resumable, store=tmp_path, resume="res-1")
-    assert again.result == outcome.result and CALLS == {}  # everything done: nothing recomputed
+    assert set(calls()) == {f"item-{x}" for x in range(12)} - {k for k in first if int(k[5:]) % 4}
+    clear_calls()
+    again = run_flow(resumable, store=tmp_path, executor=executor, resume="res-1")
+    assert again.result == outcome.result and calls() == {}  # everything done: nothing recomputed
 
 
 def test_resume_errors(tmp_path: Path) -> None:
@@ -416,7 +451,7 @@ def killed(n: int = 120):
 """
 
 
-def test_run_killed_mid_map_resumes_without_recomputing_finished_items(tmp_path: Path) -> None:
+def test_run_killed_mid_map_resumes_without_recomputing_finished_items(tmp_path: Path, executor: str) -> None:
     workers, n = 4, 120
     module = tmp_path / "killed_flow.py"
     module.write_text(KILL_FLOW.replace("WORKERS", str(workers)))
@@ -425,7 +460,7 @@ def test_run_killed_mid_map_resumes_without_recomputing_finished_items(tmp_path:
     # starts, so only the item a worker is busy with when killed may run again.
     env = lokki_env(tmp_path, CALLS_FILE=str(calls), ITEM_SECONDS=str(FLUSH_SECONDS + 0.02))
     store = tmp_path / "runs"
-    cmd = [LOKKI_SAM, "run", str(module), "--store", str(store), "--json"]
+    cmd = [LOKKI_SAM, "run", str(module), "--store", str(store), "--executor", executor, "--json"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

@@ -50,25 +50,32 @@ def noisy(n: int = 20, tag: str = "t"):
     return items(n=n).map(work, tolerated_failure_count=1).agg(add)
 
 
-def run_with(reporter: Reporter, tmp_path: Path, tag: str) -> int:
+def run_with(reporter: Reporter, tmp_path: Path, tag: str, executor: str = "threads") -> int:
     reporter.config_warning("lokki.toml: [batch] vcpu has no meaning in lokki-sam: every step runs on Lambda")
-    result = run_flow(noisy, {"tag": tag}, store=tmp_path / "runs", reporter=reporter, sleep=lambda _: None).result
+    result = run_flow(
+        noisy, {"tag": tag}, store=tmp_path / "runs", reporter=reporter, sleep=lambda _: None, executor=executor
+    ).result
     reporter.close()
     assert result == sum(range(20)) - 7
     return int(result)
 
 
-def json_events(level: int, tmp_path: Path, tag: str, interval: int = 10) -> list[dict[str, Any]]:
+def json_events(
+    level: int, tmp_path: Path, tag: str, interval: int = 10, executor: str = "threads"
+) -> list[dict[str, Any]]:
     stream = io.StringIO()
-    run_with(JsonReporter(stream, level=level, progress_interval=interval), tmp_path, tag)
+    run_with(JsonReporter(stream, level=level, progress_interval=interval), tmp_path, f"{tag}-{executor}", executor)
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
 # ------------------------------------------------------------------------------- JSON lines
 
 
-def test_json_info_reports_the_run_steps_and_map_progress_every_interval(tmp_path: Path) -> None:
-    events = json_events(INFO, tmp_path, "json-info", interval=25)
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_json_info_reports_the_run_steps_and_map_progress_every_interval(tmp_path: Path, executor: str) -> None:
+    """The same events whichever executor runs the map: a worker process's retries and failures
+    are reported by the runner."""
+    events = json_events(INFO, tmp_path, "json-info", interval=25, executor=executor)
     names = [e["event"] for e in events]
     assert names[0] == "config_warning" and names[1] == "run_started" and names[-1] == "run_finished"
     assert {"step_started", "step_finished", "map_started", "map_finished", "step_retry", "items_failed"} <= set(names)
@@ -77,8 +84,9 @@ def test_json_info_reports_the_run_steps_and_map_progress_every_interval(tmp_pat
     assert [e["failed"] for e in events if e["event"] == "map_progress"][-1] == 1
 
 
-def test_json_debug_adds_a_progress_line_per_batch(tmp_path: Path) -> None:
-    events = json_events(DEBUG, tmp_path, "json-debug", interval=50)
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_json_debug_adds_a_progress_line_per_batch(tmp_path: Path, executor: str) -> None:
+    events = json_events(DEBUG, tmp_path, "json-debug", interval=50, executor=executor)
     assert [e["done"] for e in events if e["event"] == "map_progress"] == list(range(1, 21))
 
 

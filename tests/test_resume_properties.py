@@ -60,21 +60,35 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def test_a_local_resume_recomputes_exactly_what_changed_and_equals_a_fresh_run(
     folder: Path, scenario: tuple[int, Version, Failures, Version, Failures]
 ) -> None:
+    local_resume(folder, scenario, "threads")
+
+
+@property_settings(20)
+@given(scenario=scenarios())
+def test_a_local_resume_in_worker_processes_recomputes_exactly_what_changed(
+    folder: Path, scenario: tuple[int, Version, Failures, Version, Failures]
+) -> None:
+    """The same property with the maps in worker processes (fewer examples: the executor is
+    what differs, the examples' shapes are the same)."""
+    local_resume(folder, scenario, "processes")
+
+
+def local_resume(folder: Path, scenario: tuple[int, Version, Failures, Version, Failures], executor: str) -> None:
     n, v1, f1, v2, f2 = scenario
     work = folder / f"case{len(list(folder.iterdir()))}"
     work.mkdir()
     f1.write(work, (present_after(v1, n, f1),) * 2)
     with pytest.raises(StepFailed):
-        run_flow(load(work, v1), {"n": n}, store=work / "runs", run_id=RUN)
+        run_flow(load(work, v1), {"n": n}, store=work / "runs", run_id=RUN, executor=executor)
     before = simulate(v1, n, f1)
     read_calls(work)
 
     graph = load(work, v2)
     f2.write(work, (0, 0))
-    resumed = run_flow(graph, store=work / "runs", resume=RUN)
+    resumed = run_flow(graph, store=work / "runs", resume=RUN, executor=executor)
     expected = simulate(v2, n, f2, before=before)
     assert read_calls(work) == expected.calls, (v1, v2, f1, f2)
-    fresh = run_flow(graph, {"n": n}, store=work / "fresh")
+    fresh = run_flow(graph, {"n": n}, store=work / "fresh", executor=executor)
     assert resumed.result == fresh.result == expected.result
 
 

@@ -29,9 +29,10 @@ def test_every_shape_gives_its_expected_result(name: str) -> None:
     assert run.output(target.graph.result_stage.id) == expected
 
 
-def test_map_body_steps_have_one_output_per_item_in_item_order() -> None:
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_map_body_steps_have_one_output_per_item_in_item_order(executor: str) -> None:
     target, _, _ = SHAPES["inner_chain"]  # numbers(n).map(inc).next(double).agg(total)
-    run = run_flow_in_process(target, n=4)
+    run = run_flow_in_process(target, n=4, executor=executor)
     assert run.output("numbers") == [1, 2, 3, 4]
     assert run.output("inc") == [2, 3, 4, 5]
     assert run.output("double") == [4, 6, 8, 10]

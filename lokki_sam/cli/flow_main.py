@@ -25,7 +25,20 @@ from lokki_sam.errors import LokkiError
 from lokki_sam.params import as_text
 
 # The run options' names (`--store`, `-q`...) and the keyword arguments they arrive as.
-RUN_OPTION_NAMES = {"resume", "rerun", "store", "json", "as_json", "quiet", "q", "verbose", "v", "help", "h"}
+RUN_OPTION_NAMES = {
+    "resume",
+    "rerun",
+    "store",
+    "executor",
+    "json",
+    "as_json",
+    "quiet",
+    "q",
+    "verbose",
+    "v",
+    "help",
+    "h",
+}
 
 # Upstream lokki's other commands of `python flow.py ...`, and what does their job here.
 REPLACED_COMMANDS = {
@@ -98,13 +111,14 @@ def flow_main(flow_obj: Flow, argv: list[str] | None = None) -> None:
         resume: str | None,
         rerun: tuple[str, ...],
         store: str | None,
+        executor: str | None,
         as_json: bool,
         quiet: bool,
         verbose: bool,
         **values: Any,
     ) -> None:
         given = {name: value for name, value in values.items() if value is not None}
-        execute_run(state, flow_obj, given, resume, store, as_json, quiet, verbose, rerun)
+        execute_run(state, flow_obj, given, resume, store, as_json, quiet, verbose, rerun, executor)
 
     command: Callable[..., Any] = handle_errors(run_single)
     for param in reversed(flow_obj.graph.params):

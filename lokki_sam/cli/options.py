@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
+from lokki_sam.options import EXECUTORS
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 AWS_OPTION_NAMES = ("stack_name", "config_env", "endpoint_url", "region", "profile")
@@ -45,6 +47,13 @@ def run_options(command: F) -> F:
                 "from (files, services, the clock...). Repeatable.",
             ),
             click.option("--store", metavar="DIR", help="Directory of run artifacts [default: .lokki/runs]."),
+            click.option(
+                "--executor",
+                type=click.Choice(EXECUTORS),
+                help="What runs maps' batches: threads (steps that wait), processes (Python code on every "
+                "core), or auto (one thread first, then what the map needs); a map's own executor wins "
+                "[default: config executor, else auto].",
+            ),
             click.option(
                 "--json", "as_json", is_flag=True, help="JSON log lines on stderr and a JSON result on stdout."
             ),

@@ -52,6 +52,7 @@ def execute_run(
     quiet: bool = False,
     verbose: bool = False,
     rerun: tuple[str, ...] = (),
+    executor: str | None = None,
 ) -> None:
     """Run `flow_obj` with the reporter the options ask for and print its result. Stdout holds
     the result alone: what the steps print goes to stderr. A failure of a run that started names
@@ -74,6 +75,7 @@ def execute_run(
                 rerun=rerun,
                 reporter=reporter,
                 concurrency=config.get("concurrency"),
+                executor=executor or config.get("executor"),
             )
     except LokkiError as exc:
         if _run_exists(root, run_id):
@@ -124,6 +126,7 @@ def command(
     resume: str | None,
     rerun: tuple[str, ...],
     store: str | None,
+    executor: str | None,
     as_json: bool,
     quiet: bool,
     verbose: bool,
@@ -135,4 +138,4 @@ def command(
     state.hold_warnings()  # config warnings go through the run's reporter
     flow_obj = load_flow(state.flow_ref(flow_ref, "run"))
     raw = parse_assignments(params, where=f"flow '{flow_obj.name}'")
-    execute_run(state, flow_obj, raw, resume, store, as_json, quiet, verbose, rerun)
+    execute_run(state, flow_obj, raw, resume, store, as_json, quiet, verbose, rerun, executor)

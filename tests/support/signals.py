@@ -39,3 +39,33 @@ def wait_for_signal():
     while _HOLD.exists() and not _SIGNALLED.exists():
         _time.sleep(0.01)
 """
+
+
+# A map of 40 items, two at a time, each held (`wait_for_signal()`) and logged as "item pid" in
+# `calls.log` next to the module (tests/test_interrupt.py, tests/test_executors.py).
+HELD_MAP = (
+    SIGNAL_MARKER
+    + """
+import os
+from lokki_sam import flow, step
+
+@step
+def src(n: int = 40) -> list[int]:
+    return list(range(n))
+
+@step
+def slow(x: int) -> int:
+    with open(_Path(__file__).parent / "calls.log", "a") as log:
+        log.write(f"{x} {os.getpid()}\\n")
+    wait_for_signal()
+    return x
+
+@step
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+@flow
+def slowflow(n: int = 40):
+    return src(n=n).map(slow, concurrency=2).agg(total)
+"""
+)
