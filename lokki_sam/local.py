@@ -27,7 +27,7 @@ from lokki_sam.batch import local as batch_local
 from lokki_sam.config import MAX_LOCAL_CONCURRENCY
 from lokki_sam.errors import LokkiError, ParamError, StepFailed, StoreError
 from lokki_sam.execution import RunContext
-from lokki_sam.executors import FLUSH_SECONDS, BatchDone, RunnerHooks
+from lokki_sam.executors import FLUSH_SECONDS, BatchDone, FailureBudget, RunnerHooks
 from lokki_sam.installed import check_installed
 from lokki_sam.ir import FlowGraph, MapBlock, Node, graph_of
 from lokki_sam.params import as_text, from_record, resolve_params, same_value, to_record
@@ -332,7 +332,7 @@ class LocalRunner:
         # A map's concurrency is the cloud's MaxConcurrency; here workers, bounded by the machine's cap.
         concurrency = block.options.concurrency or self.concurrency
         workers = min(concurrency, MAX_LOCAL_CONCURRENCY) if concurrency else None
-        hooks = RunnerHooks(self._report_retry, self.sleep)
+        hooks = RunnerHooks(self._report_retry, self.sleep, FailureBudget(block.options, total))
         note = functools.partial(self.reporter.executor_note, block.id)
         began = time.perf_counter()
         executor = executors.open_executor(choice, ctx, block, todo, workers, hooks, context, note)

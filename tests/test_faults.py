@@ -330,9 +330,11 @@ def intolerant(n: int = 20):
     return f_numbers(n=n).map(picky, tolerated_failure_count=2).agg(f_total)
 
 
-def test_map_failing_beyond_tolerance_reports_which_items_and_why(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", ["threads", "processes", "auto"])
+def test_map_failing_beyond_tolerance_reports_which_items_and_why(tmp_path: Path, executor: str) -> None:
+    # One worker stops at exactly the failure that exceeds the tolerance, whatever runs it.
     with pytest.raises(MapFailed) as caught:
-        run_flow(intolerant, {}, store=tmp_path / "runs", run_id="picky-1", concurrency=1)
+        run_flow(intolerant, {}, store=tmp_path / "runs", run_id="picky-1", concurrency=1, executor=executor)
     error = caught.value
     assert error.exit_code == 1
     failed = sorted(i for f in error.failures for i in f.indexes)

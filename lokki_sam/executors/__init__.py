@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from lokki_sam.execution import RunContext
 from lokki_sam.executors.base import MapExecutor, RunnerHooks
-from lokki_sam.executors.units import FLUSH_SECONDS, Batch, BatchDone
+from lokki_sam.executors.units import FLUSH_SECONDS, Batch, BatchDone, FailureBudget
 from lokki_sam.ir import FlowGraph, MapBlock
 from lokki_sam.options import EXECUTORS
 
@@ -103,6 +103,7 @@ __all__ = [
     "THREADS",
     "BatchDone",
     "Choice",
+    "FailureBudget",
     "MapExecutor",
     "RunnerHooks",
     "choose",

@@ -8,16 +8,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
-from lokki_sam.executors.units import BatchDone, RetryHook
+from lokki_sam.executors.units import BatchDone, FailureBudget, RetryHook
 
 
 @dataclass(frozen=True)
 class RunnerHooks:
-    """The runner's side of a map: where retries are reported, and how retry waits are spent
-    (`time.sleep`, or a test's recorder)."""
+    """The runner's side of a map: where retries are reported, how retry waits are spent
+    (`time.sleep`, or a test's recorder), and the map's failure budget (threads share it)."""
 
     on_retry: RetryHook
     sleep: Callable[[float], None]
+    budget: FailureBudget
 
 
 class MapExecutor(ABC):

@@ -37,13 +37,25 @@ from lokki_sam.executors.units import Batch, BatchDone, UnitHooks, run_unit
 from lokki_sam.ir import FlowGraph, MapBlock
 from lokki_sam.store import ArtifactStore
 
+# The array the runner shares with its workers (no lock: each entry has one writer, but STOP).
 STOP = 0  # shared[STOP] != 0: stop between batches
-IDLE = -1  # shared[slot] when the worker runs no batch
+TOTAL = 1  # the map's items, its failure budget's base
+EARLIER = 2  # items that failed before the workers started (in the auto executor's threads)
+IDLE = -1  # a worker's position when it runs no batch
+
+
+def shared_size(workers: int) -> int:
+    return 3 + 2 * workers
 
 
 def position_slot(slot: int) -> int:
     """Where worker `slot` notes the position (in its unit) of the batch it runs."""
-    return 1 + slot
+    return 3 + 2 * slot
+
+
+def failed_slot(slot: int) -> int:
+    """Where worker `slot` counts the items that failed in it."""
+    return 4 + 2 * slot
 
 
 @dataclass(frozen=True)
@@ -242,7 +254,7 @@ class _Worker:
     def run(self, unit: list[Batch]) -> bool:
         """Run one unit; False when the worker must end (interrupted, or an error it reported)."""
         self.positions = {id(batch): position for position, batch in enumerate(unit)}
-        hooks = UnitHooks(self._stopped, self._retry, self.sleep, self._flushed, self._running)
+        hooks = UnitHooks(self._stopped, self._retry, self.sleep, self._flushed, self._failed, self._running)
         try:
             run_unit(self.ctx, self.block, unit, hooks)
         except KeyboardInterrupt:
@@ -259,6 +271,16 @@ class _Worker:
 
     def _stopped(self) -> bool:
         return bool(self.shared[STOP]) or self.interrupts.interrupted
+
+    def _failed(self, items: int) -> None:
+        """Spend the map's failure budget; once it is exceeded, every worker stops between batches
+        (as the runner would make them when it reads the failures, a little later)."""
+        shared = self.shared
+        shared[failed_slot(self.slot)] += items
+        workers = (len(shared) - shared_size(0)) // 2
+        failed = shared[EARLIER] + sum(shared[failed_slot(slot)] for slot in range(workers))
+        if not self.block.options.tolerates(failed, shared[TOTAL]):
+            shared[STOP] = 1
 
     @contextlib.contextmanager
     def _running(self, position: int) -> Iterator[None]:

@@ -123,11 +123,12 @@ class ProcessExecutor(MapExecutor):
         self.retired: list[_Worker] = []
         self.stopping = False
         self.deaths = 0  # workers that died outside a batch: their batches are given again
-        # shared[0]: stop between batches; shared[1 + slot]: the position of the batch a worker runs.
-        self.shared: Any = context.RawArray("q", 1 + max(1, workers))
+        self.shared: Any = context.RawArray("q", child.shared_size(max(1, workers)))
+        self.shared[child.TOTAL] = hooks.budget.total
 
     def assign(self, batches: list[Batch]) -> None:
         """The batches to run, in units of several: each worker takes one unit at a time."""
+        self.shared[child.EARLIER] = self.hooks.budget.failed  # failures in the auto executor's threads
         self.units = split_units(batches, max(1, self.workers), UNITS_PER_WORKER)
         self.queue = deque(range(len(self.units)))
         self.open_units = len(self.units)

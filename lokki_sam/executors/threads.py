@@ -96,13 +96,17 @@ class ThreadExecutor(MapExecutor):
                 return
 
     def _run(self) -> None:
-        hooks = UnitHooks(self._stop.is_set, self.hooks.on_retry, self.hooks.sleep, self._deliver)
+        budget = self.hooks.budget
+        hooks = UnitHooks(self._stopped, self.hooks.on_retry, self.hooks.sleep, self._deliver, budget.spend)
         try:
             run_unit(self.ctx, self.block, self._pull(), hooks)
         except BaseException as exc:
             self._delivered.put(_Ended(exc))
         else:
             self._delivered.put(_Ended())
+
+    def _stopped(self) -> bool:
+        return self._stop.is_set() or self.hooks.budget.exceeded
 
     def _deliver(self, done: list[BatchDone]) -> None:
         if done:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from lokki_sam.batch import local as batch_local
 from lokki_sam.errors import LokkiError
 from lokki_sam.execution import RunContext
 from lokki_sam.ir import MapBlock
+from lokki_sam.options import MapOptions
 from lokki_sam.protocol import ItemRef
 from lokki_sam.retry import call_with_retry
 
@@ -48,6 +50,31 @@ class BatchDone:
         return getattr(self.error, STEP_ATTRIBUTE, None)
 
 
+class FailureBudget:
+    """The failures a map tolerates, spent by the workers of one process as their batches fail:
+    once it is exceeded none of them starts another batch. A map stops where the runner learns
+    that it fails, not a flush later: on one worker, at exactly the batch that ends it."""
+
+    def __init__(self, options: MapOptions, total: int) -> None:
+        self._options, self._total = options, total
+        self._failed = 0
+        self._lock = threading.Lock()
+        self.exceeded = False
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @property
+    def failed(self) -> int:
+        return self._failed
+
+    def spend(self, items: int) -> None:
+        with self._lock:
+            self._failed += items
+            self.exceeded = not self._options.tolerates(self._failed, self._total)
+
+
 @dataclass(frozen=True)
 class UnitHooks:
     """What a unit reports and asks while it runs; each executor wires these its own way."""
@@ -56,6 +83,7 @@ class UnitHooks:
     on_retry: RetryHook
     sleep: Callable[[float], None]
     flushed: Callable[[list[BatchDone]], None]  # after each write, with the batches it stored or that failed
+    failed: Callable[[int], None]  # a batch of this many items failed (before its flush)
     # Around each batch (its position in the unit): a child process lets Ctrl-C interrupt the
     # step there and notes which batch it runs, in case it dies.
     running: Callable[[int], contextlib.AbstractContextManager[Any]] = lambda position: contextlib.nullcontext()
@@ -93,9 +121,12 @@ def run_unit(ctx: RunContext, block: MapBlock, unit: Iterable[Batch], hooks: Uni
                 pending.append(BatchDone(batch, exc, execution.user_traceback(exc)))
                 if isinstance(exc, LokkiError):
                     break
+                hooks.failed(len(batch))
+                failing = True  # the runner hears of a failure at once: it may end the map
             else:
                 pending.append(BatchDone(batch))
-            if time.perf_counter() - last_flush >= FLUSH_SECONDS:
+                failing = False
+            if failing or time.perf_counter() - last_flush >= FLUSH_SECONDS:
                 _flush(ctx, block, buffers)
                 hooks.flushed(pending)
                 pending = []
