@@ -4,13 +4,14 @@
                               [--start-method fork|forkserver|spawn]
 
 Every figure is the median of --repeat whole processes (`lokki-sam run FLOW --executor X`:
-interpreter start, imports, the run), beside the same function over the same items without
-lokki-sam (bench/floor.py): the floor, a plain ProcessPoolExecutor with as many workers, and
-the sequential time, a plain loop. `--before DIR` adds a row for the lokki-sam in DIR (a
-checkout of an earlier commit: `git archive REV | tar -x -C DIR`), the default before. Every
-run uses compiled bytecode, as an installed package does (PYTHONDONTWRITEBYTECODE, which this
-machine sets, is removed for them: the first run writes __pycache__). The machine is shared:
-each figure carries the 1-minute load average before and after it.
+interpreter start, imports, the run; a case's rows run interleaved, a round at a time), beside
+the same function over the same items without lokki-sam (bench/floor.py): the floor, a plain
+ProcessPoolExecutor with as many workers, and the sequential time, a plain loop. `--before DIR`
+adds a row for the lokki-sam in DIR (a checkout of an earlier commit: `git archive REV | tar -x
+-C DIR`), the default before. Every run uses compiled bytecode, as an installed package does
+(PYTHONDONTWRITEBYTECODE, which this machine sets, is removed for them: the first run writes
+__pycache__). The machine is shared: each case prints the 1-minute load average after each
+round of its rows.
 Targets (2 cores): the CPU-bound map with processes at most 0.6 of threads and within 15 % of
 the floor; the 10,000-item trivial map no slower than the default before.
 """
@@ -18,6 +19,7 @@ the floor; the 10,000-item trivial map no slower than the default before.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import statistics
@@ -25,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -37,17 +41,39 @@ def load() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
 
-def whole_process(command: list[str], repeat: int, **env: str) -> tuple[float, str]:
-    """The median wall time of `repeat` runs of `command`, and the load average around them."""
-    before, times = load(), []
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory() as tmp:
-            began = time.perf_counter()
-            done = subprocess.run(command, cwd=tmp, capture_output=True, text=True, check=False, env=environ(env))
-            times.append(time.perf_counter() - began)
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
-    return statistics.median(times), f"load {before} -> {load()}"
+@dataclass(frozen=True)
+class Row:
+    label: str
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    repeat: int | None = None  # fewer runs than the others (the 100 s sequential loop)
+
+
+def measure(rows: list[Row], repeat: int) -> dict[str, float]:
+    """Each row's median wall time. The rows run interleaved, a round at a time, so a change in
+    the shared machine's speed moves every row alike; the load average is printed per round."""
+    times: dict[str, list[float]] = {r.label: [] for r in rows}
+    loads = [load()]
+    for round_ in range(repeat):
+        for r in rows:
+            if r.repeat is None or round_ < r.repeat:
+                times[r.label].append(whole_process(r.command, r.env))
+        loads.append(load())
+    medians = {label: statistics.median(t) for label, t in times.items()}
+    for label, seconds in medians.items():
+        print(f"  {label:<56} {seconds:8.2f} s")
+    print(f"  (load average by round: {' -> '.join(loads)})")
+    return medians
+
+
+def whole_process(command: list[str], env: dict[str, str]) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        began = time.perf_counter()
+        done = subprocess.run(command, cwd=tmp, capture_output=True, text=True, check=False, env=environ(env))
+        seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+    return seconds
 
 
 def environ(extra: dict[str, str]) -> dict[str, str]:
@@ -75,22 +101,16 @@ def calibrate() -> tuple[int, float]:
     sys.path.insert(0, str(HERE))
     import work
 
-    probe = 1_000_000
-    best = min(_timed(lambda: work.burn(0, probe)) for _ in range(3))
-    loops = int(probe * ITEM_SECONDS / best)
-    return loops, min(_timed(lambda: work.burn(0, loops)) for _ in range(3))
+    loops = 1_000_000
+    for _ in range(3):  # scaled again at the estimate: the first, short probe runs slower per loop
+        loops = int(loops * ITEM_SECONDS / min(_timed(functools.partial(work.burn, 0, loops)) for _ in range(3)))
+    return loops, min(_timed(functools.partial(work.burn, 0, loops)) for _ in range(3))
 
 
-def _timed(fn: object) -> float:
+def _timed(fn: Callable[[], object]) -> float:
     began = time.perf_counter()
-    fn()  # type: ignore[operator]
+    fn()
     return time.perf_counter() - began
-
-
-def row(label: str, result: tuple[float, str]) -> float:
-    seconds, where = result
-    print(f"  {label:<52} {seconds:8.2f} s   {where}")
-    return seconds
 
 
 BEFORE: Path | None = None  # --before
@@ -100,33 +120,35 @@ DRIVER = (
     "import multiprocessing, sys; multiprocessing.set_start_method(sys.argv.pop(1)); "
     "from lokki_sam.cli import main; sys.argv[0] = 'lokki-sam'; sys.exit(main())"
 )
+THREADS, PROCESSES, DEFAULT, BEFORE_ROW = (
+    "lokki-sam --executor threads",
+    "lokki-sam --executor processes",
+    "lokki-sam (the default executor)",
+    "lokki-sam before (its only executor: threads)",
+)
 
 
-def executor_rows(flow: str, params: dict[str, object], repeat: int) -> dict[str, float]:
-    """lokki-sam's rows: the earlier lokki-sam (--before), each executor, then the default; their times."""
-    times = {}
-    if BEFORE is not None:
-        before = whole_process(lokki(flow, params), repeat, PYTHONPATH=str(BEFORE))
-        times["before"] = row(f"lokki-sam before ({BEFORE.name}: threads, its only executor)", before)
-    for executor in ("threads", "processes"):
-        command = lokki(flow, params, "--executor", executor)
-        times[executor] = row(f"lokki-sam --executor {executor}", whole_process(command, repeat))
-    times["default"] = row("lokki-sam (the default executor)", whole_process(lokki(flow, params), repeat))
-    return times
+def executor_rows(flow: str, params: dict[str, object]) -> list[Row]:
+    """lokki-sam's rows: the earlier lokki-sam (--before), each executor, then the default."""
+    rows = [] if BEFORE is None else [Row(BEFORE_ROW, lokki(flow, params), {"PYTHONPATH": str(BEFORE)})]
+    rows += [Row(THREADS, lokki(flow, params, "--executor", "threads"))]
+    rows += [Row(PROCESSES, lokki(flow, params, "--executor", "processes"))]
+    return [*rows, Row(DEFAULT, lokki(flow, params))]
 
 
 def cpu_case(n: int, repeat: int, loops: int) -> None:
     cpus = os.cpu_count() or 1
     print(f"\nCPU-bound map: {n} items of ~{ITEM_SECONDS} s pure Python (loops={loops})")
-    row("sequential (plain loop)", whole_process(floor("loop", "burn", n, 1, loops=loops), repeat))
-    pool = row(
-        f"floor: ProcessPoolExecutor, {cpus} workers",
-        whole_process(floor("pool", "burn", n, cpus, loops=loops), repeat),
-    )
-    times = executor_rows("cpu_map", {"n": n, "loops": loops}, repeat)
+    rows = [
+        Row("sequential (plain loop)", floor("loop", "burn", n, 1, loops=loops)),
+        Row(f"floor: ProcessPoolExecutor, {cpus} workers", floor("pool", "burn", n, cpus, loops=loops)),
+        *executor_rows("cpu_map", {"n": n, "loops": loops}),
+    ]
+    times = measure(rows, repeat)
+    pool = times[rows[1].label]
     print(
-        f"  processes / threads {times['processes'] / times['threads']:.2f} (target <= 0.6); "
-        f"processes / floor {times['processes'] / pool:.2f} (target <= 1.15)"
+        f"  processes / threads {times[PROCESSES] / times[THREADS]:.2f} (target <= 0.6); "
+        f"processes / floor {times[PROCESSES] / pool:.2f} (target <= 1.15); default / floor {times[DEFAULT] / pool:.2f}"
     )
 
 
@@ -134,27 +156,27 @@ def io_case(n: int, repeat: int, seq_repeat: int) -> None:
     workers = min(32, (os.cpu_count() or 1) * 4)  # the thread executor's default
     params = {"n": n, "seconds": 0.1}
     print(f"\nwaiting map: {n} items of a 100 ms sleep")
-    row(f"sequential (plain loop; n={seq_repeat})", whole_process(floor("loop", "nap", n, 1, seconds=0.1), seq_repeat))
-    row(
-        f"floor: ProcessPoolExecutor, {workers} workers",
-        whole_process(floor("pool", "nap", n, workers, seconds=0.1), repeat),
-    )
-    executor_rows("io_map", params, repeat)
     processes = lokki("io_map", params, "--executor", "processes")
-    row(
-        f"lokki-sam --executor processes, concurrency {workers}",
-        whole_process(processes, repeat, LOKKI_CONCURRENCY=str(workers)),
-    )
+    rows = [
+        Row(f"sequential (plain loop; n={seq_repeat})", floor("loop", "nap", n, 1, seconds=0.1), repeat=seq_repeat),
+        Row(f"floor: ProcessPoolExecutor, {workers} workers", floor("pool", "nap", n, workers, seconds=0.1)),
+        *executor_rows("io_map", params),
+        Row(f"lokki-sam --executor processes, concurrency {workers}", processes, {"LOKKI_CONCURRENCY": str(workers)}),
+    ]
+    measure(rows, repeat)
 
 
 def trivial_case(n: int, repeat: int) -> None:
     cpus = os.cpu_count() or 1
     print(f"\ntrivial map: {n} items of x + 1")
-    row("sequential (plain loop)", whole_process(floor("loop", "inc", n, 1), repeat))
-    row(f"floor: ProcessPoolExecutor, {cpus} workers", whole_process(floor("pool", "inc", n, cpus), repeat))
-    times = executor_rows("trivial_map", {"n": n}, repeat)
-    versus = f"default / before {times['default'] / times['before']:.2f} (target <= 1); " if "before" in times else ""
-    print(f"  {versus}processes / threads {times['processes'] / times['threads']:.2f}")
+    rows = [
+        Row("sequential (plain loop)", floor("loop", "inc", n, 1)),
+        Row(f"floor: ProcessPoolExecutor, {cpus} workers", floor("pool", "inc", n, cpus)),
+        *executor_rows("trivial_map", {"n": n}),
+    ]
+    times = measure(rows, repeat)
+    versus = f"default / before {times[DEFAULT] / times[BEFORE_ROW]:.2f} (target <= 1); " if BEFORE else ""
+    print(f"  {versus}processes / threads {times[PROCESSES] / times[THREADS]:.2f}")
 
 
 def main() -> None:
@@ -170,9 +192,9 @@ def main() -> None:
     START_METHOD = args.start_method
     cases = args.cases.split(",")
     for command in (lokki("trivial_map", {"n": 1}), floor("loop", "inc", 1, 1)):  # compile the bytecode once
-        whole_process(command, 1)
+        whole_process(command, {})
     if BEFORE is not None:
-        whole_process(lokki("trivial_map", {"n": 1}), 1, PYTHONPATH=str(BEFORE))
+        whole_process(lokki("trivial_map", {"n": 1}), {"PYTHONPATH": str(BEFORE)})
     loops, one = calibrate()
     print(
         f"machine: {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}, start method "

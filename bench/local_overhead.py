@@ -2,6 +2,12 @@
 10 x 10 MB flow of issue 15 (bytes and random hex) before and after its store changes.
 
     python bench/local_overhead.py [--repeat 5] [--items 10000] [--big-only]
+    python bench/local_overhead.py --against DIR [--repeat 9]
+
+`--against DIR` compares this lokki-sam with the one in DIR (a checkout of an earlier commit:
+`git archive REV | tar -x -C DIR`, imported through PYTHONPATH) on the same flows: runs of the
+two interleaved, whole process, median wall and CPU time (user + system) of each, compiled
+bytecode on both sides.
 
 Every figure is the median of `--repeat` runs of a whole `lokki-sam run` process (import,
 graph build, store writes, result), so it is what a user waits for. Steps and items do nothing
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,8 +76,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--big-only", action="store_true", help="only the 10 x 10 MB flow")
+    parser.add_argument("--against", type=Path, help="an earlier lokki-sam's checkout, to compare with")
     args = parser.parse_args()
     n, repeat = args.items, args.repeat
+    if args.against is not None:
+        compare(args.against.resolve(), n, repeat)
+        return
     load = os.getloadavg()[0]
     print(
         f"machine: {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}; median of {repeat} runs; "
@@ -123,6 +134,51 @@ def best_of_one(fn: Callable[[], object]) -> float:
     began = time.perf_counter()
     fn()
     return time.perf_counter() - began
+
+
+def compare(before: Path, n: int, repeat: int) -> None:
+    """This lokki-sam against the one in `before`, interleaved, whole process: wall and CPU."""
+    cases: list[tuple[str, dict[str, int | str]]] = [
+        ("trivial_map", {"n": n}),
+        ("trivial_map_batched", {"n": n}),
+        ("linear_21", {}),
+        ("big_items", {"kind": "hex"}),
+        ("big_items", {"kind": "bytes"}),
+    ]
+    sides = {"before": {"PYTHONPATH": str(before)}, "after": {}}
+    print(f"{before.name} (before) against this checkout (after); median of {repeat}, interleaved")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    for flow, params in cases:
+        runs: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
+        for attempt in range(repeat + 1):  # the first round writes the bytecode: not counted
+            for side, env in sides.items():
+                with tempfile.TemporaryDirectory() as tmp:
+                    measured = wall_and_cpu(flow, params, Path(tmp) / "runs", env)
+                if attempt:
+                    runs[side].append(measured)
+        wall = {side: statistics.median(w for w, _ in times) for side, times in runs.items()}
+        cpu = {side: statistics.median(c for _, c in times) for side, times in runs.items()}
+        label = f"{flow} {' '.join(f'{k}={v}' for k, v in params.items())}"
+        print(
+            f"  {label:<32} wall {wall['before'] * 1e3:7.0f} -> {wall['after'] * 1e3:7.0f} ms "
+            f"({wall['after'] / wall['before']:.2f}x)   cpu {cpu['before'] * 1e3:7.0f} -> {cpu['after'] * 1e3:7.0f} ms "
+            f"({cpu['after'] / cpu['before']:.2f}x)   load {os.getloadavg()[0]:.1f}"
+        )
+
+
+def wall_and_cpu(flow: str, params: dict[str, int | str], store: Path, env: dict[str, str]) -> tuple[float, float]:
+    args = [LOKKI_SAM, "run", f"{FLOWS}:{flow}", "-q", "--store", str(store)]
+    for name, value in params.items():
+        args += ["-p", f"{name}={value}"]
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | env
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    result = subprocess.run(args, capture_output=True, text=True, check=False, env=environ)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{result.stderr}")
+    return wall, (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
 
 
 if __name__ == "__main__":
