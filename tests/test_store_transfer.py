@@ -142,6 +142,9 @@ import os, signal, sys, threading
 from lokki_sam.store import S3Store, s3_client
 from lokki_sam.transfer import TransferSettings
 
+# Ctrl-C raises KeyboardInterrupt here even if this test runs where SIGINT is ignored (a shell's
+# background job): Python installs its handler only over the default disposition.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 client = s3_client(endpoint_url=sys.argv[1], region_name="us-east-1")
 main = threading.main_thread().ident
 
