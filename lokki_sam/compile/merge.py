@@ -377,7 +377,7 @@ def _merge(doc: CommentedMap, model: TemplateModel, record: Mapping[str, list[st
     fresh = model.as_template()
     for key in ("AWSTemplateFormatVersion", "Transform", "Description"):
         if key not in doc:
-            _insert(doc, key, fresh[key])
+            insert_top_level(doc, key, fresh[key])
     # The description stays ours until the user writes their own.
     if str(doc["Description"]).startswith(DESCRIPTION_PREFIX) and doc["Description"] != fresh["Description"]:
         doc["Description"] = fresh["Description"]
@@ -396,7 +396,7 @@ def _merge(doc: CommentedMap, model: TemplateModel, record: Mapping[str, list[st
     _ignore_zip_globals(doc, model)
     owned = owned_ids(model)
     owned["Globals.Function"] = list(model.globals_function)
-    meta = _mapping_at(doc, ("Metadata",), where)
+    meta = mapping_at(doc, ("Metadata",), where)
     entry = meta.get(MARKER_KEY)
     flows = {name: model.sources.get(name, "") for name in model.flows}
     new_entry = to_node({"flows": flows, "owned": owned})
@@ -484,7 +484,7 @@ def _merge_section(
         if not generated:
             return
         current = CommentedMap()
-        _insert(doc, section, current)
+        insert_top_level(doc, section, current)
     for logical_id in list(current):
         owned_before = logical_id in previously or (section == "Resources" and _is_marked(current[logical_id]))
         if owned_before and logical_id not in generated:
@@ -522,7 +522,7 @@ def _shared_list(existing: Any, generated: list[Any], ours: set[str]) -> list[An
 def _merge_globals(
     doc: CommentedMap, generated: Mapping[str, Any], previously: set[str], ours: set[str], where: str
 ) -> None:
-    function = _mapping_at(doc, ("Globals", "Function"), where)
+    function = mapping_at(doc, ("Globals", "Function"), where)
     for key in list(function):
         if key in previously and key not in generated:
             if key in SHARED_LISTS and _shared_list(function[key], [], ours):
@@ -581,8 +581,10 @@ def _delete(node: CommentedMap, path: tuple[str, ...]) -> None:
         del parent[key]
 
 
-def _mapping_at(doc: CommentedMap, path: tuple[str, ...], where: str) -> CommentedMap:
-    """The mapping at `path`, created where absent (a top-level key at its conventional place);
+def mapping_at(
+    doc: CommentedMap, path: tuple[str, ...], where: str, order: tuple[str, ...] = TOP_ORDER
+) -> CommentedMap:
+    """The mapping at `path`, created where absent (a top-level key at its place in `order`);
     refuses a non-mapping found on the way."""
     node = doc
     for depth, key in enumerate(path):
@@ -590,7 +592,7 @@ def _mapping_at(doc: CommentedMap, path: tuple[str, ...], where: str) -> Comment
         if child is None:
             child = CommentedMap()
             if depth == 0:
-                _insert(doc, key, child)
+                insert_top_level(doc, key, child, order)
             else:
                 node[key] = child
         elif not isinstance(child, CommentedMap):
@@ -599,11 +601,11 @@ def _mapping_at(doc: CommentedMap, path: tuple[str, ...], where: str) -> Comment
     return node
 
 
-def _insert(doc: CommentedMap, key: str, value: Any) -> None:
-    """Insert a top-level key at its conventional position among the keys present."""
-    rank = TOP_ORDER.index(key)
+def insert_top_level(doc: CommentedMap, key: str, value: Any, order: tuple[str, ...] = TOP_ORDER) -> None:
+    """Insert a top-level key at its conventional position (`order`) among the keys present."""
+    rank = order.index(key)
     position = 0
     for i, existing in enumerate(doc):
-        if existing in TOP_ORDER and TOP_ORDER.index(existing) < rank:
+        if existing in order and order.index(existing) < rank:
             position = i + 1
-    doc.insert(position, key, to_node(value) if not isinstance(value, CommentedMap) else value)
+    doc.insert(position, key, value if isinstance(value, CommentedMap | CommentedSeq) else to_node(value))

@@ -412,33 +412,14 @@ def digest(values: Mapping[str, Any]) -> str:
 
 
 def _mapping_at(doc: CommentedMap, path: tuple[str, ...], where: str) -> CommentedMap:
-    """The mapping at `path`, created where absent (a top-level key at its conventional place)."""
-    node = doc
-    for depth, key in enumerate(path):
-        child = node.get(key)
-        if child is None:
-            child = CommentedMap()
-            if depth == 0:
-                _insert(doc, key, child)
-            else:
-                node[key] = child
-        elif not isinstance(child, CommentedMap):
-            raise LokkiError(f"{'.'.join(path[: depth + 1])} must be a mapping", where=f"{where}: {'.'.join(path)}")
-        node = child
-    return node
+    return merge.mapping_at(doc, path, f"{where}: {'.'.join(path)}", TOP_ORDER)
+
+
+def _insert(doc: CommentedMap, key: str, value: Any) -> None:
+    merge.insert_top_level(doc, key, value, TOP_ORDER)
 
 
 def _prune_empty(doc: CommentedMap, path: tuple[str, ...]) -> None:
     parent = merge._get(doc, path[:-1]) if len(path) > 1 else doc
     if isinstance(parent, CommentedMap) and path[-1] in parent and parent[path[-1]] in ({}, None):
         del parent[path[-1]]
-
-
-def _insert(doc: CommentedMap, key: str, value: Any) -> None:
-    """Insert a top-level key at its conventional position among the keys present."""
-    rank = TOP_ORDER.index(key)
-    position = 0
-    for i, existing in enumerate(doc):
-        if existing in TOP_ORDER and TOP_ORDER.index(existing) < rank:
-            position = i + 1
-    doc.insert(position, key, value if isinstance(value, CommentedMap | CommentedSeq) else merge.to_node(value))
