@@ -352,9 +352,14 @@ def _recorded_flows(doc: CommentedMap | None) -> dict[str, str | None]:
     flows = entry.get("flows") if isinstance(entry, Mapping) else None
     if isinstance(flows, list):
         flows = dict.fromkeys(flows)
+    return plausible_flows(flows)
+
+
+def plausible_flows(flows: Any) -> dict[str, str | None]:
+    """A template's record of its flows (name -> FLOW_REF) with only plausible flow names: the
+    record comes from an editable file and names paths to delete."""
     if not isinstance(flows, Mapping):
         return {}
-    # Only plausible flow names: the record comes from an editable file and names paths to delete.
     return {
         str(name): (str(source) if source else None)
         for name, source in flows.items()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,15 +100,7 @@ def recorded_flows(text: str | None, where: str) -> dict[str, str | None]:
     """The flows serverless.yml was generated for, with the FLOW_REF each came from."""
     if text is None or not text.strip():
         return {}
-    flows = _record(parse(text, where)).get("flows")
-    if not isinstance(flows, Mapping):
-        return {}
-    # Only plausible flow names: the record comes from an editable file and names paths to delete.
-    return {
-        str(name): (str(source) if source else None)
-        for name, source in flows.items()
-        if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(name))
-    }
+    return merge.plausible_flows(_record(parse(text, where)).get("flows"))
 
 
 def _owned_record(doc: Mapping[str, Any], where: str) -> dict[str, list[str]]:
